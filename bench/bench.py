@@ -1,0 +1,722 @@
+#!/usr/bin/env python
+"""Side-by-side training-step benchmark: hand-written NumPy vs PyTorch vs retrograd.
+
+Cases (float32; a "step" = forward + backward + plain SGD update of all params):
+  B1  784-100-10, tanh hidden, softmax cross-entropy, batch 500
+  B2  64 -> 8 hidden layers x 64 ReLU -> 10, softmax cross-entropy, batch 32
+  B3  784-1024-1024-10 ReLU, softmax cross-entropy, batch 256
+  B4  Hessian-vector product of B1's loss w.r.t. all parameters, batch 500
+
+Every implementation starts from the same seeded data and init. Before timing,
+one step of each is compared against PyTorch eager (or the first implementation
+that ran) so the table compares like with like. Timings are the median ms/step
+over interleaved repeats; peak memory is measured afterwards, one fresh process
+per (implementation, case) via `--one IMPL CASE`.
+
+    python bench/bench.py                       # everything installed
+    python bench/bench.py --quick               # smoke test (~20 s)
+    python bench/bench.py --cases B1,B3 --impls numpy,torch,retrograd --json out.json
+
+Only numpy (+ retrograd) is required; other implementations skip with a note.
+To add an implementation (e.g. "retrograd compiled"), write a builder and
+decorate it with @register -- see IMPLS below.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+LR = 0.01
+CHECK_RTOL = 1e-4  # relative tolerance of the one-step agreement check
+TORCH_THREADS = os.cpu_count() or 1  # overwritten by --torch-threads
+
+
+# ----------------------------------------------------------------------------
+# Cases and data
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    desc: str
+    sizes: tuple  # layer widths, input first
+    act: str  # hidden activation: "tanh" | "relu"
+    batch: int
+    kind: str  # "train" | "hvp"
+
+
+CASES = {
+    "B1": Case("B1", "784-100-10 tanh, bs 500", (784, 100, 10), "tanh", 500, "train"),
+    "B2": Case("B2", "64-(8x64)-10 ReLU, bs 32", (64,) + (64,) * 8 + (10,), "relu", 32, "train"),
+    "B3": Case("B3", "784-1024-1024-10 ReLU, bs 256", (784, 1024, 1024, 10), "relu", 256, "train"),
+    "B4": Case("B4", "HVP of B1 loss, bs 500", (784, 100, 10), "tanh", 500, "hvp"),
+}
+
+
+@dataclass
+class Data:
+    X: np.ndarray  # (batch, n_in) float32
+    y: np.ndarray  # (batch,) int64 labels
+    params: list  # [W1, b1, W2, b2, ...]; W of shape (n_in, n_out)
+    vs: list  # HVP direction, one array per param
+
+
+def make_data(case: Case, seed: int = 0) -> Data:
+    # Same seed for every case, so B4 sees exactly B1's data and init.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((case.batch, case.sizes[0]), dtype=np.float32)
+    y = rng.integers(0, case.sizes[-1], case.batch, dtype=np.int64)
+    gain = 1.0 if case.act == "tanh" else 2.0  # LeCun / He scaling
+    params = []
+    for n_in, n_out in zip(case.sizes[:-1], case.sizes[1:]):
+        W = rng.standard_normal((n_in, n_out), dtype=np.float32) * np.float32(np.sqrt(gain / n_in))
+        params += [W, np.zeros(n_out, np.float32)]
+    vs = [rng.standard_normal(p.shape, dtype=np.float32) for p in params]
+    return Data(X, y, params, vs)
+
+
+# ----------------------------------------------------------------------------
+# Implementation registry
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Runner:
+    step: Callable[[], None]  # one training step (or one HVP for kind "hvp")
+    # state() after a step: {"loss": float, "params": [ndarray]} or {"hvp": [ndarray]}
+    state: Callable[[], dict]
+    sync: Callable[[], None] = lambda: None  # wait for async work (JAX)
+
+
+@dataclass
+class Impl:
+    build: Callable[[Case, Data], Runner]  # raise ImportError/NotImplementedError to skip
+    requires: tuple  # modules imported before the memory baseline
+    quick: bool  # included by default in --quick (False for slow-to-compile ones)
+
+
+IMPLS: dict[str, Impl] = {}
+
+
+def register(name, requires=(), quick=True):
+    def deco(build):
+        IMPLS[name] = Impl(build, tuple(requires), quick)
+        return build
+    return deco
+
+
+def _n_layers(d: Data) -> int:
+    return len(d.params) // 2
+
+
+# --- 1. hand-written NumPy backprop (the floor) -----------------------------
+
+@register("numpy", requires=("numpy",))
+def build_numpy(case: Case, d: Data) -> Runner:
+    if case.kind == "hvp":
+        raise NotImplementedError("no hand-written HVP")
+    Ws = [p.copy() for p in d.params[0::2]]
+    bs = [p.copy() for p in d.params[1::2]]
+    X, y, B, L = d.X, d.y, case.batch, _n_layers(d)
+    rows = np.arange(B)
+    tanh = case.act == "tanh"
+    # Preallocated buffers: layer outputs, weight grads, deltas w.r.t. layer inputs.
+    acts = [np.empty((B, W.shape[1]), np.float32) for W in Ws]
+    gWs = [np.empty_like(W) for W in Ws]
+    deltas = [np.empty((B, W.shape[0]), np.float32) for W in Ws]
+    out = {}
+
+    def step():
+        h = X
+        for i in range(L):
+            z = acts[i]
+            np.matmul(h, Ws[i], out=z)
+            z += bs[i]
+            if i < L - 1:
+                if tanh:
+                    np.tanh(z, out=z)
+                else:
+                    np.maximum(z, 0, out=z)
+            h = z
+        # Softmax cross-entropy; z becomes dLoss/dlogits in place.
+        z -= z.max(axis=1, keepdims=True)
+        zy = z[rows, y]
+        np.exp(z, out=z)
+        s = z.sum(axis=1)
+        out["loss"] = float(np.mean(np.log(s) - zy))
+        z /= s[:, None]
+        z[rows, y] -= 1
+        z *= np.float32(1 / B)
+        delta = z
+        for i in reversed(range(L)):
+            a_in = X if i == 0 else acts[i - 1]
+            np.matmul(a_in.T, delta, out=gWs[i])
+            gb = delta.sum(axis=0)
+            if i > 0:  # propagate with the old W before updating it
+                d_in = deltas[i]
+                np.matmul(delta, Ws[i].T, out=d_in)
+                if tanh:  # tanh' = 1 - a^2; a_in is not needed afterwards
+                    np.square(a_in, out=a_in)
+                    np.subtract(1, a_in, out=a_in)
+                    d_in *= a_in
+                else:
+                    d_in *= a_in > 0
+                delta = d_in
+            gWs[i] *= LR
+            Ws[i] -= gWs[i]
+            gb *= LR
+            bs[i] -= gb
+
+    def state():
+        params = [p for pair in zip(Ws, bs) for p in pair]
+        return {"loss": out["loss"], "params": [p.copy() for p in params]}
+
+    return Runner(step, state)
+
+
+# --- 2. PyTorch eager / torch.compile ----------------------------------------
+
+def _torch_setup():
+    import torch
+    torch.set_num_threads(TORCH_THREADS)
+    return torch
+
+
+def _torch_loss(params, X, y, act):
+    import torch
+    import torch.nn.functional as F
+    h = X
+    L = len(params) // 2
+    for i in range(L):
+        h = torch.addmm(params[2 * i + 1], h, params[2 * i])  # what nn.Linear does
+        if i < L - 1:
+            h = act(h)
+    return F.cross_entropy(h, y)
+
+
+def _torch_inputs(case: Case, d: Data):
+    torch = _torch_setup()
+    act = torch.tanh if case.act == "tanh" else torch.relu
+    X, y = torch.from_numpy(d.X), torch.from_numpy(d.y)
+    params = [torch.tensor(p) for p in d.params]  # copies
+    vs = [torch.from_numpy(v) for v in d.vs]
+    return torch, act, X, y, params, vs
+
+
+@register("torch", requires=("torch",))
+def build_torch(case: Case, d: Data) -> Runner:
+    torch, act, X, y, params, vs = _torch_inputs(case, d)
+    for p in params:
+        p.requires_grad_()
+    out = {}
+
+    if case.kind == "hvp":
+        def step():
+            loss = _torch_loss(params, X, y, act)
+            g = torch.autograd.grad(loss, params, create_graph=True)
+            gv = sum((gi * vi).sum() for gi, vi in zip(g, vs))
+            out["hvp"] = torch.autograd.grad(gv, params)
+
+        return Runner(step, lambda: {"hvp": [h.numpy().copy() for h in out["hvp"]]})
+
+    def step():
+        loss = _torch_loss(params, X, y, act)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(p.grad, alpha=LR)
+                p.grad = None
+        out["loss"] = loss
+
+    def state():
+        return {"loss": out["loss"].item(), "params": [p.detach().numpy().copy() for p in params]}
+
+    return Runner(step, state)
+
+
+@register("torch.compile", requires=("torch",), quick=False)
+def build_torch_compile(case: Case, d: Data) -> Runner:
+    torch, act, X, y, params, vs = _torch_inputs(case, d)
+    from torch.func import grad, grad_and_value, jvp
+
+    def loss_fn(params, X, y):
+        return _torch_loss(params, X, y, act)
+
+    out = {}
+    # Functional (torch.func) formulation so the whole step -- forward, backward
+    # and update -- compiles into one graph; loss.backward() would graph-break.
+    if case.kind == "hvp":
+        def hvp(params, vs, X, y):
+            return jvp(lambda p: grad(loss_fn)(p, X, y), (params,), (vs,))[1]
+
+        hvp_c = torch.compile(hvp, fullgraph=True)
+
+        def step():
+            out["hvp"] = hvp_c(params, vs, X, y)
+
+        return Runner(step, lambda: {"hvp": [h.numpy().copy() for h in out["hvp"]]})
+
+    def train_step(params, X, y):
+        g, loss = grad_and_value(loss_fn)(params, X, y)
+        for p, gi in zip(params, g):
+            p.sub_(gi, alpha=LR)
+        return loss
+
+    train_step_c = torch.compile(train_step, fullgraph=True)
+
+    def step():
+        out["loss"] = train_step_c(params, X, y)
+
+    def state():
+        return {"loss": out["loss"].item(), "params": [p.numpy().copy() for p in params]}
+
+    return Runner(step, state)
+
+
+# --- 3. retrograd eager ------------------------------------------------------
+
+@register("retrograd", requires=("retrograd",))
+def build_retrograd(case: Case, d: Data) -> Runner:
+    import retrograd as rg
+    act = rg.tanh if case.act == "tanh" else rg.relu
+    X, y, L = rg.tensor(d.X), d.y, _n_layers(d)
+    rows = np.arange(case.batch)
+
+    def loss_fn(*params):
+        h = X
+        for i in range(L):
+            h = h @ params[2 * i] + params[2 * i + 1]
+            if i < L - 1:
+                h = act(h)
+        return -(rg.log_softmax(h, axis=1)[rows, y]).mean()
+
+    out = {}
+    if case.kind == "hvp":
+        params = tuple(rg.tensor(p.copy()) for p in d.params)
+        vs = tuple(rg.tensor(v) for v in d.vs)
+
+        def step():
+            out["hvp"] = rg.hvp(loss_fn, params, vs)  # one Tensor per param
+
+        return Runner(step, lambda: {"hvp": [np.array(h.data) for h in out["hvp"]]})
+
+    params = [rg.tensor(p.copy(), requires_grad=True) for p in d.params]
+
+    def step():
+        loss = loss_fn(*params)
+        loss.backward()
+        for p in params:
+            p.data -= LR * p.grad.data
+            p.grad = None
+        out["loss"] = loss
+
+    def state():
+        return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in params]}
+
+    return Runner(step, state)
+
+
+# --- 4. JAX jit (optional) ---------------------------------------------------
+
+@register("jax", requires=("jax",))
+def build_jax(case: Case, d: Data) -> Runner:
+    import jax
+    import jax.numpy as jnp
+    act = jnp.tanh if case.act == "tanh" else jax.nn.relu
+    X, y, L = jnp.asarray(d.X), jnp.asarray(d.y), _n_layers(d)
+    params = [jnp.asarray(p) for p in d.params]
+    vs = [jnp.asarray(v) for v in d.vs]
+
+    def loss_fn(params, X, y):
+        h = X
+        for i in range(L):
+            h = h @ params[2 * i] + params[2 * i + 1]
+            if i < L - 1:
+                h = act(h)
+        logp = jax.nn.log_softmax(h, axis=1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    st = {"params": params}
+    if case.kind == "hvp":
+        hvp = jax.jit(lambda p, v, X, y: jax.jvp(lambda q: jax.grad(loss_fn)(q, X, y), (p,), (v,))[1])
+
+        def step():
+            st["hvp"] = hvp(st["params"], vs, X, y)
+
+        return Runner(step, lambda: {"hvp": [np.asarray(h) for h in st["hvp"]]},
+                      sync=lambda: jax.block_until_ready(st["hvp"]))
+
+    def train_step(params, X, y):
+        loss, g = jax.value_and_grad(loss_fn)(params, X, y)
+        return [p - LR * gi for p, gi in zip(params, g)], loss
+
+    train_step_j = jax.jit(train_step, donate_argnums=0)  # update params in place
+
+    def step():
+        st["params"], st["loss"] = train_step_j(st["params"], X, y)
+
+    def state():
+        return {"loss": float(st["loss"]), "params": [np.asarray(p).copy() for p in st["params"]]}
+
+    return Runner(step, state, sync=lambda: jax.block_until_ready(st["params"]))
+
+
+# ----------------------------------------------------------------------------
+# Measurement
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    warmup: int = 3
+    time_per_impl: float = 2.0  # seconds of timed steps per (impl, case)
+    repeats: int = 5
+    mem_steps: int = 5  # steps after warmup in the memory subprocess
+    seed: int = 0
+
+
+QUICK = Settings(warmup=1, time_per_impl=0.1, repeats=3, mem_steps=1)
+
+
+@dataclass
+class Result:
+    status: str = "ok"  # "ok" | "skipped" | "error"
+    note: str = ""
+    ms: float | None = None  # median ms/step
+    ms_blocks: list = field(default_factory=list)
+    steps_per_block: int = 0
+    check: dict = field(default_factory=dict)
+    peak_mb: float | None = None
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def compare(state, ref, init) -> dict:
+    """Norm-wise relative errors of one step against the reference impl."""
+    if "hvp" in ref:
+        return {"hvp": max(_rel(a, b) for a, b in zip(state["hvp"], ref["hvp"]))}
+    # Compare the updates (new - init), not the weights: the weights barely move
+    # in one step, so comparing them would hide gradient errors.
+    upd = max(_rel(p - p0, q - p0) for p, q, p0 in zip(state["params"], ref["params"], init))
+    return {"loss": _rel(state["loss"], ref["loss"]), "update": upd}
+
+
+def time_block(r: Runner, n: int) -> float:
+    gc.collect()  # gc stays enabled while timing: an autodiff lib's gc cost is real cost
+    t0 = time.perf_counter()
+    for _ in range(n):
+        r.step()
+    r.sync()
+    return (time.perf_counter() - t0) / n
+
+
+def steps_for(r: Runner, seconds: float) -> int:
+    """Number of steps that takes about `seconds` (calibrated on a few steps)."""
+    t0, n = time.perf_counter(), 0
+    while n < 2 or time.perf_counter() - t0 < min(0.2, seconds):
+        r.step()
+        r.sync()
+        n += 1
+    per_step = (time.perf_counter() - t0) / n
+    return max(1, int(seconds / per_step))
+
+
+def run_case(case: Case, impls: list, s: Settings) -> dict:
+    d = make_data(case, s.seed)
+    results = {name: Result() for name in impls}
+    runners, states = {}, {}
+
+    # Build and take one step with each; exceptions skip that impl only.
+    for name in impls:
+        res = results[name]
+        try:
+            r = IMPLS[name].build(case, d)
+            r.step()
+            r.sync()
+            states[name] = r.state()
+            runners[name] = r
+        except (ImportError, NotImplementedError) as e:
+            res.status, res.note = "skipped", f"{type(e).__name__}: {e}"
+        except Exception as e:  # a broken impl must not stop the others
+            res.status, res.note = "error", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        if res.status != "ok":
+            print(f"  {case.name} {name}: {res.status} ({res.note})")
+
+    # One-step agreement check against torch (or the first impl that ran).
+    if states:
+        ref = "torch" if "torch" in states else next(iter(states))
+        for name, st in states.items():
+            if name == ref:
+                continue
+            errs = compare(st, states[ref], d.params)
+            results[name].check = {"ref": ref, **errs}
+            worst = max(errs.values())
+            msg = ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
+            if worst <= CHECK_RTOL and np.isfinite(worst):
+                print(f"  check {case.name} {name} vs {ref}: {msg}  ok")
+            else:
+                print(f"  WARNING: {case.name} {name} disagrees with {ref} (rel err {msg}, tol {CHECK_RTOL:g})")
+
+    # Warm up, calibrate, then interleave timing blocks across implementations
+    # (rotating the order each repeat) so drift affects all of them alike.
+    block_s = s.time_per_impl / s.repeats
+    n_steps = {}
+    for name, r in runners.items():
+        for _ in range(s.warmup):
+            r.step()
+        r.sync()
+        n_steps[name] = steps_for(r, block_s)
+    names = list(runners)
+    for rep in range(s.repeats):
+        k = rep % len(names) if names else 0
+        for name in names[k:] + names[:k]:
+            results[name].ms_blocks.append(1e3 * time_block(runners[name], n_steps[name]))
+    for name in names:
+        res = results[name]
+        res.ms = statistics.median(res.ms_blocks)
+        res.steps_per_block = n_steps[name]
+    return results
+
+
+# --- peak memory, one fresh process per (impl, case) -------------------------
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: writing 5 resets the peak-RSS high-water mark
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kb() -> int:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS
+
+
+def run_one(impl: str, case: Case, s: Settings) -> dict:
+    """Child process: peak RSS growth of build + warmup + a few steps."""
+    d = make_data(case, s.seed)
+    for mod in IMPLS[impl].requires:
+        importlib.import_module(mod)
+    gc.collect()
+    if _reset_peak_rss() and _proc_status_kb("VmRSS") is not None:
+        base, peak = _proc_status_kb("VmRSS"), lambda: _proc_status_kb("VmHWM")
+    else:  # fallback: growth of the process-lifetime peak
+        base, peak = _maxrss_kb(), _maxrss_kb
+    r = IMPLS[impl].build(case, d)
+    for _ in range(1 + s.warmup + s.mem_steps):
+        r.step()
+    r.sync()
+    return {"peak_mb": (peak() - base) / 1024}
+
+
+def measure_memory(jobs: list, s: Settings, quick: bool) -> dict:
+    def child(job):
+        impl, case = job
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", impl, case,
+               "--torch-threads", str(TORCH_THREADS), "--seed", str(s.seed)]
+        if quick:
+            cmd.append("--quick")
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            return job, json.loads(p.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return job, {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+
+    # Peak RSS is per process, so children can run concurrently.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as ex:
+        return dict(ex.map(child, jobs))
+
+
+# ----------------------------------------------------------------------------
+# Reporting
+# ----------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        pass
+    try:  # model name is more useful than platform.processor() on Linux
+        with open("/proc/cpuinfo") as f:
+            info["cpu_model"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if var in os.environ:
+            info[var] = os.environ[var]
+    return info
+
+
+def package_info(impls: list) -> dict:
+    info = {}
+    if any(n.startswith("torch") for n in impls):
+        try:
+            torch = _torch_setup()
+            info["torch"] = torch.__version__
+            info["torch_threads"] = torch.get_num_threads()
+            info["torch_interop_threads"] = torch.get_num_interop_threads()
+        except ImportError:
+            pass
+    for mod in ("retrograd", "jax"):
+        if mod in impls:
+            try:
+                info[mod] = getattr(importlib.import_module(mod), "__version__", "?")
+            except ImportError:
+                pass
+    return info
+
+
+def _table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(all_results: dict, impls: list) -> None:
+    base = "torch" if "torch" in impls else None
+    header = ["case"] + [f"{n} ms" for n in impls]
+    if base:
+        header += [f"{n}/torch" for n in impls if n != base]
+    rows = []
+    for cname, res in all_results.items():
+        row = [f"{cname} ({CASES[cname].desc})"]
+        row += [f"{res[n].ms:.3f}" if res[n].ms is not None else "—" for n in impls]
+        if base:
+            b = res[base].ms
+            row += [f"{res[n].ms / b:.2f}x" if res[n].ms is not None and b else "—"
+                    for n in impls if n != base]
+        rows.append(row)
+    print("\nTime per step (median over repeats, ms; lower is better)\n")
+    print(_table(header, rows))
+
+    if any(r.peak_mb is not None for res in all_results.values() for r in res.values()):
+        rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
+                for cname, res in all_results.items()]
+        print("\nPeak RSS growth (MB; fresh process per cell, baseline after imports + data)\n")
+        print(_table(["case"] + impls, rows))
+
+    notes = [f"- {c} {n}: {r.status}: {r.note}" for c, res in all_results.items()
+             for n, r in res.items() if r.status != "ok" or r.note]
+    if notes:
+        print("\nNotes (— = not run)\n" + "\n".join(notes))
+
+
+# ----------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default=",".join(CASES), help="comma list, default all")
+    p.add_argument("--impls", default=None,
+                   help=f"comma list of {', '.join(IMPLS)}; default all "
+                        "(--quick leaves out torch.compile unless named)")
+    p.add_argument("--quick", action="store_true", help="few steps, for smoke tests")
+    p.add_argument("--json", metavar="PATH", help="write results as JSON")
+    p.add_argument("--no-mem", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--time", type=float, help="seconds of timed steps per impl per case (default 2)")
+    p.add_argument("--repeats", type=int, help="timing blocks per impl per case (default 5)")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
+                   help="torch.set_num_threads (default: all logical CPUs, like OpenBLAS)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--one", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    for c in a.cases.split(","):
+        if c not in CASES:
+            p.error(f"unknown case {c!r}; choose from {', '.join(CASES)}")
+    if a.impls:
+        for n in a.impls.split(","):
+            if n not in IMPLS:
+                p.error(f"unknown impl {n!r}; choose from {', '.join(IMPLS)}")
+    return a
+
+
+def main(argv=None):
+    global TORCH_THREADS
+    a = parse_args(argv)
+    TORCH_THREADS = a.torch_threads
+    s = Settings(**vars(QUICK)) if a.quick else Settings()
+    s.seed = a.seed
+    if a.time is not None:
+        s.time_per_impl = a.time
+    if a.repeats is not None:
+        s.repeats = a.repeats
+
+    if a.one:  # child process of the memory pass
+        print(json.dumps(run_one(a.one[0], CASES[a.one[1]], s)))
+        return
+
+    cases = a.cases.split(",")
+    impls = a.impls.split(",") if a.impls else [n for n, i in IMPLS.items() if i.quick or not a.quick]
+
+    machine = {**machine_info(), **package_info(impls)}
+    print("# retrograd benchmark\n")
+    for k, v in machine.items():
+        print(f"- {k}: {v}")
+    print(f"- settings: float32, lr {LR}, warmup {s.warmup}, ~{s.time_per_impl:g} s/impl/case "
+          f"in {s.repeats} interleaved blocks, seed {s.seed}\n")
+
+    t0 = time.perf_counter()
+    all_results = {}
+    for c in cases:
+        print(f"{c}: {CASES[c].desc}")
+        all_results[c] = run_case(CASES[c], impls, s)
+
+    if not a.no_mem:
+        print("\nmeasuring peak memory (one subprocess per impl and case)...")
+        jobs = [(n, c) for c in cases for n in impls if all_results[c][n].status == "ok"]
+        for (n, c), m in measure_memory(jobs, s, a.quick).items():
+            if "peak_mb" in m:
+                all_results[c][n].peak_mb = m["peak_mb"]
+            else:
+                all_results[c][n].note = f"memory run failed: {m['error']}"
+
+    report(all_results, impls)
+    print(f"\ntotal {time.perf_counter() - t0:.1f} s")
+
+    if a.json:
+        out = {"machine": machine, "settings": vars(s), "lr": LR,
+               "results": {c: {n: vars(r) for n, r in res.items()} for c, res in all_results.items()}}
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""retrograd: a NumPy-native deep-learning library built around backpropagation.
+
+    import retrograd as rg
+    x = rg.tensor([[1.0, 2.0]], requires_grad=True)
+    y = rg.tanh(x @ rg.randn(2, 3)).sum()
+    y.backward()
+    x.grad
+"""
+from . import autodiff, ops
+from .autodiff import grad as autograd_grad
+from .check import GradcheckReport, gradcheck, gradgradcheck
+from .errors import GradcheckError, RetrogradError, ShapeError
+from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vjp
+from .ops import *  # noqa: F401,F403  (every op as rg.<name>)
+from .tensor import (Tensor, arange, as_tensor, default_generator, enable_grad, eye, full, full_like,
+                     is_grad_enabled, manual_seed, no_grad, ones, ones_like, rand, rand_like, randn,
+                     randn_like, set_grad_enabled, tensor, zeros, zeros_like)
+
+__version__ = "0.1.0"
+
+float32 = "float32"
+float64 = "float64"

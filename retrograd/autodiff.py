@@ -1,0 +1,181 @@
+"""The backward walk (seed 004, Algorithms 2, 5 and 6).
+
+1. Order the graph: an iterative depth-first search from the output gives the
+   nodes so that every node comes after its inputs (no recursion, so a chain of
+   100 000 ops is fine).
+2. Prune it: only nodes that require grad are in the graph at all, and when the
+   gradient is wanted for particular targets only nodes on a path to a target
+   are visited.
+3. Walk it backwards with a grad-table: the output's adjoint is 1; each node's
+   adjoint is complete once every node that uses it has been visited (reverse
+   topological order guarantees that), and its op's VJP rules turn it into
+   contributions to its inputs' adjoints, which are summed (the multi-path rule).
+
+With ``create_graph=True`` the walk itself runs with recording on, so the VJPs
+-- being ordinary ops -- build a graph of the gradient that can be
+differentiated again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import RetrogradError
+from .tensor import Tensor, set_grad_enabled
+
+__all__ = ["backward", "grad"]
+
+
+def _toposort(roots):
+    """Nodes reachable from ``roots`` through tensors that require grad, inputs first."""
+    order, seen = [], set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        inputs = node._inputs
+        if inputs is None:
+            if node._op is not None:
+                raise RetrogradError(
+                    f"backward through the '{node._op.name}' op a second time: its saved values "
+                    "were freed by the first backward; pass retain_graph=True to the first one")
+            continue
+        for inp in inputs:
+            if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
+                stack.append((inp, False))
+    return order
+
+
+def _seed(root: Tensor, g) -> Tensor:
+    if g is None:
+        if root.size != 1:
+            raise RetrogradError(
+                f"backward: the output has shape {root.shape}; a gradient can be created "
+                "implicitly only for a single-element output -- pass grad= of that shape")
+        return Tensor._make(np.ones(root.shape, dtype=root.dtype))
+    g = g if isinstance(g, Tensor) else Tensor._make(np.asarray(g))
+    if g.shape != root.shape:
+        raise RetrogradError(f"backward: grad has shape {g.shape} but the output has shape "
+                             f"{root.shape}")
+    if g.dtype != root.dtype:
+        g = g.astype(root.dtype)
+    return g if g.requires_grad else Tensor._make(g.data.copy())
+
+
+def _walk(roots, seeds, targets, retain_graph, create_graph):
+    """Propagate adjoints from ``roots``; return {id(t): (t, gradient)} for the
+    ``targets`` (None: for every leaf that requires grad)."""
+    for r in roots:
+        if not r.requires_grad:
+            raise RetrogradError(
+                "backward: the output does not require grad -- no input of the computation "
+                "had requires_grad=True (or it ran under rg.no_grad())")
+    order = _toposort(roots)
+
+    # prune to the nodes on some path from a target to the output
+    if targets is None:
+        wanted = None
+        relevant = None
+    else:
+        wanted = {id(t) for t in targets}
+        relevant = set(wanted)
+        for node in order:
+            if node._inputs is not None and any(id(i) in relevant for i in node._inputs):
+                relevant.add(id(node))
+
+    table: dict[int, Tensor] = {}
+    for r, s in zip(roots, seeds):
+        table[id(r)] = table[id(r)] + s if id(r) in table else s
+
+    results: dict[int, tuple] = {}
+    with set_grad_enabled(create_graph):
+        for node in reversed(order):
+            key = id(node)
+            g = table.pop(key, None)
+            if g is None:
+                continue
+            if node._hooks:
+                for hook in list(node._hooks):
+                    replaced = hook(g)
+                    if replaced is not None:
+                        g = _checked(replaced, node, "a hook")
+            if node._op is None or (wanted is not None and key in wanted):
+                results[key] = (node, g)
+                if node._op is None:
+                    continue
+            if node._retains_grad:
+                node.grad = g if node.grad is None else node.grad + g
+            inputs = node._inputs
+            if relevant is None:
+                needs = [isinstance(i, Tensor) and i.requires_grad for i in inputs]
+            else:
+                needs = [isinstance(i, Tensor) and id(i) in relevant for i in inputs]
+            if any(needs):
+                cts = node._op.input_vjps(g, node, inputs, node._params, needs)
+                for inp, ct, need in zip(inputs, cts, needs):
+                    if ct is None or not need:
+                        continue
+                    ct = _checked(ct, inp, f"the '{node._op.name}' op's VJP")
+                    k = id(inp)
+                    prev = table.get(k)
+                    table[k] = ct if prev is None else prev + ct
+            if not retain_graph:
+                node._inputs = None     # free the saved values (and mark the node spent)
+    return results
+
+
+def _checked(ct, like: Tensor, who: str) -> Tensor:
+    if not isinstance(ct, Tensor):
+        ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
+    if ct.shape != like.shape:
+        raise RetrogradError(f"{who} returned a gradient of shape {ct.shape} for a tensor of "
+                             f"shape {like.shape}")
+    if ct.dtype != like.dtype:
+        ct = ct.astype(like.dtype)
+    return ct
+
+
+def backward(root: Tensor, grad=None, retain_graph: bool = False, create_graph: bool = False):
+    """``root.backward()``: add d(root)/d(leaf) to ``leaf.grad`` for every leaf requiring grad."""
+    retain_graph = retain_graph or create_graph
+    seed = _seed(root, grad)
+    results = _walk([root], [seed], None, retain_graph, create_graph)
+    with set_grad_enabled(create_graph):
+        for leaf, g in results.values():
+            if not create_graph:
+                g = g.detach() if g.requires_grad else g
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Gradients of ``outputs`` w.r.t. ``inputs``, returned (not accumulated), as
+    ``torch.autograd.grad``. ``inputs`` may be leaves or intermediate tensors."""
+    single_out = isinstance(outputs, Tensor)
+    outputs = [outputs] if single_out else list(outputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    inputs_t = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    for i, x in enumerate(inputs_t):
+        if not (isinstance(x, Tensor) and x.requires_grad):
+            raise RetrogradError(f"grad: input {i} does not require grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    seeds = [_seed(o, g) for o, g in zip(outputs, grad_outputs)]
+    results = _walk(outputs, seeds, inputs_t, retain_graph, create_graph)
+    out = []
+    for i, x in enumerate(inputs_t):
+        g = results.get(id(x), (None, None))[1]
+        if g is None:
+            if not allow_unused:
+                raise RetrogradError(f"grad: input {i} (shape {x.shape}) was not used to compute "
+                                     "the output; pass allow_unused=True to get None for it")
+        elif not create_graph and g.requires_grad:
+            g = g.detach()
+        out.append(g)
+    return out[0] if isinstance(inputs, Tensor) else tuple(out)

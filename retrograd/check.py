@@ -1,0 +1,164 @@
+"""gradcheck: compare backprop's gradients with central finite differences.
+
+Everything runs in float64: with eps = 1e-6 the truncation error of a central
+difference is O(eps²) and the rounding error O(1e-16 / eps) ≈ 1e-10, far below
+the tolerances, so a mismatch means a wrong VJP rather than noise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autodiff
+from .errors import GradcheckError
+from .tensor import Tensor, enable_grad
+
+__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport"]
+
+
+def _outputs(res):
+    outs = list(res) if isinstance(res, (tuple, list)) else [res]
+    return [o if isinstance(o, Tensor) else Tensor(np.asarray(o, dtype=np.float64)) for o in outs]
+
+
+def _prepare(inputs):
+    """float inputs -> fresh float64 leaves requiring grad; others pass through."""
+    xs, checked = [], []
+    for i, x in enumerate(inputs):
+        arr = np.asarray(x.data if isinstance(x, Tensor) else x)
+        if arr.dtype.kind == "f" or isinstance(x, float):
+            xs.append(Tensor(arr.astype(np.float64), requires_grad=True))
+            checked.append(i)
+        else:
+            xs.append(x)
+    return xs, checked
+
+
+def _analytic(f, xs, checked):
+    """J[o][i]: (out_o.size, x_i.size) by one backward per output element."""
+    with enable_grad():
+        outs = _outputs(f(*xs))
+    targets = [xs[i] for i in checked]
+    jac = [[np.zeros((o.size, t.size)) for t in targets] for o in outs]
+    for oi, o in enumerate(outs):
+        if not o.requires_grad:
+            continue
+        for k in range(o.size):
+            seed = np.zeros(o.size, dtype=o.dtype)
+            seed[k] = 1
+            gs = autodiff.grad(o, targets, grad_outputs=Tensor(seed.reshape(o.shape)),
+                               retain_graph=True, allow_unused=True)
+            for ti, g in enumerate(gs):
+                if g is not None:
+                    jac[oi][ti][k] = g.data.ravel()
+    return outs, jac
+
+
+def _numeric(f, xs, checked, eps):
+    def evaluate():
+        # grad stays on: f may itself take gradients (gradgradcheck's VJP does)
+        with enable_grad():
+            return [np.asarray(o.data, dtype=np.float64).ravel() for o in _outputs(f(*xs))]
+    base = evaluate()
+    jac = [[np.zeros((b.size, xs[i].size)) for i in checked] for b in base]
+    for ti, i in enumerate(checked):
+        flat = xs[i].data.reshape(-1)   # a view: perturb in place, then restore
+        for j in range(flat.size):
+            orig = flat[j]
+            flat[j] = orig + eps
+            plus = evaluate()
+            flat[j] = orig - eps
+            minus = evaluate()
+            flat[j] = orig
+            for oi in range(len(base)):
+                jac[oi][ti][:, j] = (plus[oi] - minus[oi]) / (2 * eps)
+    return jac
+
+
+class GradcheckReport(list):
+    """Rows of {input, shape, max_abs_err, max_rel_err, passed}; prints as a table."""
+
+    @property
+    def passed(self) -> bool:
+        return all(r["passed"] for r in self)
+
+    def __str__(self):
+        lines = [f"{'input':>5}  {'shape':<14} {'max abs err':>12} {'max rel err':>12}  ok"]
+        for r in self:
+            lines.append(f"{r['input']:>5}  {str(r['shape']):<14} {r['max_abs_err']:>12.3e} "
+                         f"{r['max_rel_err']:>12.3e}  {'✓' if r['passed'] else '✗'}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, report=False):
+    """Check ``f``'s gradients w.r.t. every floating-point input against central
+    differences, in float64. ``f`` may return a tensor or a tuple of tensors.
+
+    Returns True, or raises GradcheckError naming the input, the worst entry's
+    index and the analytic and numeric values. ``report=True`` returns a
+    GradcheckReport (a table of errors per input) instead of raising.
+    """
+    xs, checked = _prepare(inputs)
+    outs, analytic = _analytic(f, xs, checked)
+    numeric = _numeric(f, xs, checked, eps)
+    rows, failure = GradcheckReport(), None
+    for ti, i in enumerate(checked):
+        max_abs = max_rel = 0.0
+        ok = True
+        for oi, o in enumerate(outs):
+            a, n = analytic[oi][ti], numeric[oi][ti]
+            err = np.abs(a - n)
+            if err.size == 0:
+                continue
+            max_abs = max(max_abs, float(err.max()))
+            max_rel = max(max_rel, float((err / np.maximum(np.abs(n), 1e-12)).max()))
+            excess = err - (atol + rtol * np.abs(n))
+            worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+            if excess[worst] > 0:
+                ok = False
+                if failure is None:
+                    out_idx = np.unravel_index(worst[0], o.shape) if o.ndim else ()
+                    in_idx = np.unravel_index(worst[1], xs[i].shape) if xs[i].ndim else ()
+                    failure = (
+                        f"gradcheck failed for input {i} (shape {xs[i].shape}), output {oi} "
+                        f"(shape {o.shape}): worst entry at input index {tuple(map(int, in_idx))}, "
+                        f"output index {tuple(map(int, out_idx))}: analytic {a[worst]:.8g}, "
+                        f"numeric {n[worst]:.8g} (abs error {err[worst]:.3g} > atol {atol:g} + "
+                        f"rtol {rtol:g}·|numeric|)")
+        rows.append({"input": i, "shape": xs[i].shape, "max_abs_err": max_abs,
+                     "max_rel_err": max_rel, "passed": ok})
+    if report:
+        return rows
+    if failure:
+        raise GradcheckError(failure + "\n" + str(rows))
+    return True
+
+
+def gradgradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, report=False, seed=0):
+    """Check second derivatives: gradcheck the VJP ``(x, v) -> vᵀ ∂f/∂x`` (built with
+    create_graph=True) w.r.t. both x and the cotangent v, with a random v."""
+    xs, checked = _prepare(inputs)
+    with enable_grad():
+        outs = _outputs(f(*xs))
+    rng = np.random.default_rng(seed)
+    vs = [rng.standard_normal(o.shape) for o in outs]
+    n_in = len(xs)
+
+    def vjp_of_f(*args):
+        ins, cts = list(args[:n_in]), args[n_in:]
+        res = _outputs(f(*ins))
+        targets = [ins[i] for i in checked]
+        total = None
+        for o, v in zip(res, cts):
+            if o.requires_grad:
+                term = (o * v).sum()
+                total = term if total is None else total + term
+        if total is None:
+            return tuple(Tensor(np.zeros_like(t.data)) for t in targets)
+        gs = autodiff.grad(total, targets, create_graph=True, allow_unused=True)
+        return tuple(Tensor(np.zeros_like(t.data)) if g is None else g
+                     for g, t in zip(gs, targets))
+
+    return gradcheck(vjp_of_f, *inputs, *vs, eps=eps, atol=atol, rtol=rtol, report=report)

@@ -1,0 +1,74 @@
+"""Every primitive once (``REGISTRY``), the functions that call them, and the
+Tensor operators and methods, which are these same functions."""
+from __future__ import annotations
+
+from ..tensor import Tensor
+from .base import REGISTRY, Op, apply, defop
+from .elementwise import (abs, add, clip, cos, div, equal, exp, floor, greater, greater_equal,
+                          isfinite, leaky_relu, less, less_equal, log, logical_and, logical_not,
+                          logical_or, maximum, minimum, mul, neg, not_equal, pow, pow_scalar, relu,
+                          round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
+                          where)
+from .linalg import dot, matmul
+from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
+                     sum, var)
+from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten, getitem, pad, reshape,
+                    scatter_add, split, squeeze, stack, sum_to, swapaxes, transpose)
+
+__all__ = [
+    "REGISTRY", "Op", "apply", "defop", "unbroadcast",
+    "add", "sub", "mul", "div", "neg", "pow", "pow_scalar", "square", "exp", "log", "sqrt", "abs",
+    "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "softplus", "maximum", "minimum",
+    "clip", "where", "sign", "floor", "round", "isfinite", "equal", "not_equal", "less",
+    "less_equal", "greater", "greater_equal", "logical_and", "logical_or", "logical_not",
+    "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
+    "log_softmax", "matmul", "dot", "astype", "reshape", "transpose", "swapaxes", "broadcast_to",
+    "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
+    "stack", "split", "pad",
+]
+
+
+def _swap(f):
+    return lambda self, other: f(other, self)
+
+
+def _T(self):
+    return transpose(self)
+
+
+def _reshape_method(self, *shape):
+    return reshape(self, *shape)
+
+
+def _transpose_method(self, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = axes[0]
+    return transpose(self, axes or None)
+
+
+# Python operators: the very functions above, so `x + y` and `rg.add(x, y)` are one op.
+_methods = {
+    "__add__": add, "__radd__": _swap(add), "__sub__": sub, "__rsub__": _swap(sub),
+    "__mul__": mul, "__rmul__": _swap(mul), "__truediv__": div, "__rtruediv__": _swap(div),
+    "__pow__": pow, "__rpow__": _swap(pow), "__matmul__": matmul, "__rmatmul__": _swap(matmul),
+    "__neg__": neg, "__pos__": lambda self: self, "__abs__": abs,
+    "__eq__": equal, "__ne__": not_equal, "__lt__": less, "__le__": less_equal,
+    "__gt__": greater, "__ge__": greater_equal,
+    "__and__": logical_and, "__or__": logical_or, "__invert__": logical_not,
+    "__getitem__": getitem,
+    # methods, NumPy style
+    "T": property(_T), "reshape": _reshape_method, "transpose": _transpose_method,
+    "sum": sum, "mean": mean, "var": var, "std": std, "max": max, "min": min, "prod": prod,
+    "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
+    "softmax": softmax, "log_softmax": log_softmax,
+    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
+    "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "softplus": softplus,
+    "clip": clip, "sign": sign, "square": square, "pow": pow, "matmul": matmul, "dot": dot,
+    "astype": astype, "broadcast_to": broadcast_to, "expand_dims": expand_dims,
+    "squeeze": squeeze, "flatten": flatten, "swapaxes": swapaxes,
+    "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
+    "maximum": maximum, "minimum": minimum,
+}
+for _name, _fn in _methods.items():
+    setattr(Tensor, _name, _fn)
+del _name, _fn

@@ -1,0 +1,92 @@
+"""The op record and the one entry point every op call goes through.
+
+An op is a NumPy ``forward`` and its vector-Jacobian products, side by side.
+The VJPs are written with retrograd ops, never raw NumPy, so a gradient is
+itself a graph and can be differentiated again (seed 004: symbol-to-symbol).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor, _mode, as_tensor
+
+REGISTRY: dict[str, "Op"] = {}
+
+
+class Op:
+    """One primitive.
+
+    forward(*arrays, **params) -> ndarray
+    vjp: a tuple with one rule per input, ``rule(g, out, *inputs, **params)`` giving
+         the cotangent of that input (None for inputs with no gradient) -- a rule
+         runs only if its input needs a gradient; or, for ops with a variable number
+         of inputs (``variadic=True``), one rule returning a sequence of cotangents;
+         or None for ops with no gradient at all (comparisons, argmax).
+    """
+
+    __slots__ = ("name", "forward", "vjp", "variadic", "doc")
+
+    def __init__(self, name, forward, vjp=None, variadic=False, doc=None):
+        self.name = name
+        self.forward = forward
+        self.vjp = vjp
+        self.variadic = variadic
+        self.doc = doc
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+    def input_vjps(self, g, out, inputs, params, needs):
+        """Cotangents for the inputs flagged in ``needs`` (None elsewhere)."""
+        if self.variadic:
+            return self.vjp(g, out, *inputs, **params)
+        return [rule(g, out, *inputs, **params) if need and rule is not None else None
+                for rule, need in zip(self.vjp, needs)]
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+def defop(name, forward, vjp=None, variadic=False, doc=None) -> Op:
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} defined twice")
+    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc)
+    return op
+
+
+_SCALARS = (int, float, bool)
+
+
+def apply(op: Op, *args, **params) -> Tensor:
+    """Run ``op`` on Tensors (or Python scalars, or arrays) and record it if needed.
+
+    Python scalars stay Python scalars so NumPy 2's promotion treats them as weak:
+    ``float32_tensor * 0.5`` is float32. Arrays become constant Tensors.
+    """
+    inputs = args
+    record = False
+    has_tensor = False
+    for a in args:
+        if type(a) is Tensor or isinstance(a, Tensor):
+            has_tensor = True
+            if a.requires_grad:
+                record = True
+        elif not isinstance(a, _SCALARS):
+            inputs = None
+    if inputs is None or not has_tensor:
+        # lift arrays and lists; with no tensor at all, scalars take the default dtype
+        inputs = tuple(a if isinstance(a, Tensor) or (has_tensor and isinstance(a, _SCALARS))
+                       else as_tensor(a) for a in args)
+    arrays = [a._data if isinstance(a, Tensor) else a for a in inputs]
+    try:
+        out = op.forward(*arrays, **params)
+    except (ValueError, IndexError) as e:
+        shapes = ", ".join(str(np.shape(a)) for a in arrays)
+        raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if record and _mode.enabled and op.vjp is not None:
+        return Tensor._make(out, op, inputs, params)
+    return Tensor._make(out)

@@ -1,0 +1,217 @@
+"""Reductions (sum, max, min, prod, logsumexp) and the softmax family.
+
+``axis`` is None, an int or a tuple, ``keepdims`` as in NumPy. A reduction's
+VJP first puts the cotangent back in keepdims shape (``_keep``) and then
+broadcasts it over the reduced axes.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .base import apply, defop
+from .elementwise import exp, log, mask_like, sqrt, where
+from .shape import broadcast_to, getitem, reshape, transpose
+
+
+def _axes(axis, ndim, op):
+    """Canonical axis parameter: None (all) or a sorted tuple of non-negative ints."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ShapeError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _ndim(x):
+    return x.ndim if isinstance(x, Tensor) else np.ndim(x)
+
+
+def _keep_shape(shape, axis):
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else s for i, s in enumerate(shape))
+
+
+def _keep(g, x, axis, keepdims):
+    """The cotangent of a reduction, reshaped so it broadcasts against ``x``."""
+    return g if keepdims else reshape(g, _keep_shape(x.shape, axis))
+
+
+def _count(x, axis):
+    return x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+
+
+# ---------------------------------------------------------------- sum
+
+_sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), (
+    lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),))
+
+
+def sum(x, axis=None, keepdims=False):
+    return apply(_sum, x, axis=_axes(axis, _ndim(x), "sum"), keepdims=bool(keepdims))
+
+
+def mean(x, axis=None, keepdims=False):
+    axis = _axes(axis, _ndim(x), "mean")
+    s = sum(x, axis, keepdims)
+    n = _count(x if isinstance(x, Tensor) else np.asarray(x), axis)
+    return s / n
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance with NumPy's ``ddof`` (0: population, 1: sample)."""
+    axis = _axes(axis, _ndim(x), "var")
+    d = x - mean(x, axis, keepdims=True)
+    n = _count(d, axis)
+    return sum(d * d, axis, keepdims) / builtins.max(n - ddof, 0)
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    return sqrt(var(x, axis, ddof, keepdims))
+
+
+# ---------------------------------------------------------------- max / min
+
+def _extremum_vjp(g, out, x, axis, keepdims):
+    # every entry equal to the extremum shares the gradient equally
+    hit = mask_like(x == _keep(out, x, axis, keepdims), x)
+    share = hit / sum(hit, axis, keepdims=True)
+    return _keep(g, x, axis, keepdims) * share
+
+
+_max = defop("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+             (_extremum_vjp,))
+_min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+             (_extremum_vjp,))
+
+
+def max(x, axis=None, keepdims=False):
+    """Largest value (values only, as NumPy); tied maxima share the gradient."""
+    return apply(_max, x, axis=_axes(axis, _ndim(x), "max"), keepdims=bool(keepdims))
+
+
+def min(x, axis=None, keepdims=False):
+    """Smallest value (values only, as NumPy); tied minima share the gradient."""
+    return apply(_min, x, axis=_axes(axis, _ndim(x), "min"), keepdims=bool(keepdims))
+
+
+_argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
+_argmin = defop("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+
+
+def argmax(x, axis=None, keepdims=False):
+    return apply(_argmax, x, axis=axis, keepdims=bool(keepdims))
+
+
+def argmin(x, axis=None, keepdims=False):
+    return apply(_argmin, x, axis=axis, keepdims=bool(keepdims))
+
+
+# ---------------------------------------------------------------- prod
+
+def _prod_others(x, axis):
+    """For each entry, the product of the other entries reduced with it.
+
+    Written with ops so it differentiates again, and exact when entries are 0
+    (where out / x would divide by zero): the reduced axes are flattened to
+    length n, each entry is replaced in turn by 1 (an n x n stack), and the
+    stack is multiplied out.
+    """
+    nd = x.ndim
+    red = tuple(range(nd)) if axis is None else axis
+    keep = tuple(a for a in range(nd) if a not in red)
+    perm = keep + red
+    xt = transpose(x, perm)
+    lead = tuple(x.shape[a] for a in keep)
+    n = _count(x, axis)
+    flat = reshape(xt, lead + (1, n))
+    eye = np.eye(n, dtype=bool)
+    others = prod(where(eye, 1, flat), axis=len(lead) + 1)          # lead + (n,)
+    others = reshape(others, lead + tuple(x.shape[a] for a in red))
+    return transpose(others, tuple(np.argsort(perm)))
+
+
+def _prod_vjp(g, out, x, axis, keepdims):
+    gk = _keep(g, x, axis, keepdims)
+    if np.all(x.data != 0):
+        return gk * (_keep(out, x, axis, keepdims) / x)
+    return gk * _prod_others(x, axis)
+
+
+_prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+              (_prod_vjp,))
+
+
+def prod(x, axis=None, keepdims=False):
+    """Product of entries; its gradient is exact also where entries are zero."""
+    return apply(_prod, x, axis=_axes(axis, _ndim(x), "prod"), keepdims=bool(keepdims))
+
+
+# ---------------------------------------------------------------- logsumexp / softmax
+
+def _stable_max(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0)      # all -inf rows: leave them -inf, not nan
+
+
+def _logsumexp(x, axis, keepdims):
+    m = _stable_max(x, axis)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - _stable_max(x, axis))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax(x, axis):
+    s = x - _stable_max(x, axis)
+    with np.errstate(divide="ignore"):
+        s -= np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    return s
+
+
+_logsumexp_op = defop("logsumexp", _logsumexp, (
+    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * exp(x - _keep(out, x, axis, keepdims)),))
+_softmax_op = defop("softmax", _softmax, (
+    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),))
+_log_softmax_op = defop("log_softmax", _log_softmax, (
+    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))), shifted by the max so it never overflows."""
+    return apply(_logsumexp_op, x, axis=_axes(axis, _ndim(x), "logsumexp"), keepdims=bool(keepdims))
+
+
+def _one_axis(axis, x, op):
+    if axis is None:
+        raise ShapeError(f"{op}: give the axis to normalise over (e.g. axis=-1)")
+    return _axes(axis, _ndim(x), op)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, stable for logits of any size."""
+    return apply(_softmax_op, x, axis=_one_axis(axis, x, "softmax"))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``: finite even where softmax underflows to 0."""
+    return apply(_log_softmax_op, x, axis=_one_axis(axis, x, "log_softmax"))
+
+
+__all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "prod",
+           "logsumexp", "softmax", "log_softmax", "getitem"]

@@ -1,0 +1,262 @@
+"""Movement ops: they move or copy elements without arithmetic.
+
+Most come in adjoint pairs: reshape/reshape, transpose/transpose,
+broadcast_to/sum_to, getitem/scatter_add, pad/getitem, concatenate/getitem.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor, _unwrap_index
+from .base import apply, defop
+
+
+def _shape_of(x):
+    return x.shape if isinstance(x, Tensor) else np.shape(x)
+
+
+# ---------------------------------------------------------------- astype
+
+def _astype_vjp(g, out, x, dtype):
+    return astype(g, x.dtype) if x.dtype.kind in "fc" else None
+
+
+_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,))
+
+
+def astype(x, dtype):
+    """Cast to ``dtype``; the gradient is cast back (float -> float only)."""
+    dtype = np.dtype(dtype)
+    if isinstance(x, Tensor) and x.dtype == dtype:
+        return x
+    return apply(_astype, x, dtype=dtype)
+
+
+# ---------------------------------------------------------------- reshape / transpose
+
+_reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
+                 (lambda g, out, x, shape: reshape(g, x.shape),))
+
+
+def reshape(x, *shape):
+    """``x.reshape(2, -1)`` or ``rg.reshape(x, (2, -1))``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = tuple(int(s) for s in shape)
+    old = _shape_of(x)
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1]))
+        size = int(np.prod(old))
+        if known == 0 or size % known or shape.count(-1) > 1:
+            raise ShapeError(f"reshape: cannot reshape shape {old} into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    if shape == old:
+        return x
+    if int(np.prod(shape)) != int(np.prod(old)):
+        raise ShapeError(f"reshape: cannot reshape shape {old} ({int(np.prod(old))} elements) "
+                         f"into {shape} ({int(np.prod(shape))} elements)")
+    return apply(_reshape, x, shape=shape)
+
+
+_transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
+                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),))
+
+
+def transpose(x, axes=None):
+    """Permute axes (reverse them when ``axes`` is None), as ``np.transpose``."""
+    ndim = len(_shape_of(x))
+    if axes is None:
+        axes = tuple(range(ndim - 1, -1, -1))
+    axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
+    if sorted(axes) != list(range(ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of a {ndim}-d tensor's axes")
+    if axes == tuple(range(ndim)):
+        return x
+    return apply(_transpose, x, axes=axes)
+
+
+def swapaxes(x, axis1, axis2):
+    ndim = len(_shape_of(x))
+    axes = list(range(ndim))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transpose(x, axes)
+
+
+def expand_dims(x, axis):
+    shape = list(_shape_of(x))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    nd = len(shape) + len(axes)
+    for a in sorted(a % nd for a in axes):
+        shape.insert(a, 1)
+    return reshape(x, shape)
+
+
+def squeeze(x, axis=None):
+    shape = _shape_of(x)
+    if axis is None:
+        axes = {i for i, s in enumerate(shape) if s == 1}
+    else:
+        axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+        bad = [a for a in axes if shape[a] != 1]
+        if bad:
+            raise ShapeError(f"squeeze: axis {bad[0]} of shape {shape} has size {shape[bad[0]]}, not 1")
+    return reshape(x, [s for i, s in enumerate(shape) if i not in axes])
+
+
+def flatten(x, start_axis=0):
+    shape = _shape_of(x)
+    return reshape(x, tuple(shape[:start_axis]) + (-1,))
+
+
+# ---------------------------------------------------------------- broadcast_to / sum_to
+
+def _sum_to(x, shape):
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
+                                      if s == 1 and x.shape[i + lead] != 1)
+    out = x.sum(axis=axes, keepdims=True) if axes else x
+    return out.reshape(shape) if lead else out
+
+
+_broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+                      (lambda g, out, x, shape: sum_to(g, x.shape),))
+_sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
+                   doc="sum a broadcast array back down to `shape` (the adjoint of broadcast_to)")
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if _shape_of(x) == shape:
+        return x
+    return apply(_broadcast_to, x, shape=shape)
+
+
+def sum_to(x, shape):
+    shape = tuple(shape)
+    if _shape_of(x) == shape:
+        return x
+    return apply(_sum_to_op, x, shape=shape)
+
+
+# ---------------------------------------------------------------- indexing
+
+def _is_basic(idx) -> bool:
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
+
+
+def _scatter_add(g, idx, shape):
+    out = np.zeros(shape, dtype=g.dtype)
+    if _is_basic(idx):
+        out[idx] = g                 # basic indexing never repeats an element
+    else:
+        np.add.at(out, idx, g)       # repeated integer indices accumulate
+    return out
+
+
+_getitem = defop("getitem", lambda x, idx: x[idx],
+                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),))
+_scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
+                 doc="zeros(shape) with g added at idx (the adjoint of getitem)")
+
+
+def _canonical_index(idx):
+    idx = _unwrap_index(idx)
+    if isinstance(idx, tuple):
+        return tuple(np.asarray(i) if isinstance(i, list) else i for i in idx)
+    return idx
+
+
+def getitem(x, idx):
+    """``x[idx]``: slices, ints, None, Ellipsis, integer arrays, boolean masks."""
+    return apply(_getitem, x, idx=_canonical_index(idx))
+
+
+def scatter_add(g, idx, shape):
+    return apply(_scatter, g, idx=_canonical_index(idx), shape=tuple(shape))
+
+
+def _pad_vjp(g, out, x, pad_width, constant_values):
+    return getitem(g, tuple(builtins.slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape)))
+
+
+_pad = defop("pad", lambda x, pad_width, constant_values:
+             np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,))
+
+
+def pad(x, pad_width, constant_values=0):
+    """Constant padding, ``pad_width`` as in ``np.pad`` (int, pair, or one pair per axis)."""
+    ndim = len(_shape_of(x))
+    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2))
+    pw = tuple((int(a), int(b)) for a, b in pw)
+    return apply(_pad, x, pad_width=pw, constant_values=constant_values)
+
+
+# ---------------------------------------------------------------- joining and splitting
+
+def _concat_vjp(g, out, *xs, axis):
+    grads, start = [], 0
+    for x in xs:
+        n = x.shape[axis] if isinstance(x, Tensor) else np.shape(x)[axis]
+        idx = (builtins.slice(None),) * axis + (builtins.slice(start, start + n),)
+        grads.append(getitem(g, idx))
+        start += n
+    return grads
+
+
+def _stack_vjp(g, out, *xs, axis):
+    return [getitem(g, (builtins.slice(None),) * axis + (i,)) for i in range(len(xs))]
+
+
+_concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                     _concat_vjp, variadic=True)
+_stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True)
+
+
+def _norm_axis(axis, ndim, op):
+    if not -ndim <= axis < builtins.max(ndim, 1):
+        raise ShapeError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
+    return axis % builtins.max(ndim, 1)
+
+
+def concatenate(xs, axis=0):
+    xs = list(xs)
+    if not xs:
+        raise ShapeError("concatenate: needs at least one tensor")
+    shapes = [_shape_of(x) for x in xs]
+    axis = _norm_axis(axis, len(shapes[0]), "concatenate")
+    for s in shapes[1:]:
+        if len(s) != len(shapes[0]) or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0]))
+                                           if i != axis):
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}")
+    return apply(_concatenate, *xs, axis=axis)
+
+
+def stack(xs, axis=0):
+    xs = list(xs)
+    if not xs:
+        raise ShapeError("stack: needs at least one tensor")
+    shapes = [_shape_of(x) for x in xs]
+    if len(set(shapes)) != 1:
+        raise ShapeError(f"stack: all tensors must have the same shape, got {shapes}")
+    axis = _norm_axis(axis, len(shapes[0]) + 1, "stack")
+    return apply(_stack, *xs, axis=axis)
+
+
+def split(x, indices_or_sections, axis=0):
+    """Like ``np.split``: a list of views, each an ordinary (differentiable) slice."""
+    shape = _shape_of(x)
+    axis = _norm_axis(axis, len(shape), "split")
+    n = shape[axis]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k:
+            raise ShapeError(f"split: axis {axis} of size {n} does not split into {k} equal parts")
+        bounds = [i * (n // k) for i in range(k + 1)]
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    pre = (builtins.slice(None),) * axis
+    return [getitem(x, pre + (builtins.slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,400 @@
+"""Tensor: an ndarray plus the record of the op that made it.
+
+A Tensor made by an op while some input requires grad is a node of the
+computation graph: it remembers its op, its input Tensors and the op's static
+parameters. That is all the backward walk (autodiff.py) needs, and because the
+output *is* the node there are no reference cycles: a graph lives exactly as
+long as the Tensors that reach it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+import numpy as np
+
+from .errors import RetrogradError
+
+__all__ = [
+    "Tensor", "tensor", "as_tensor", "no_grad", "enable_grad", "set_grad_enabled",
+    "is_grad_enabled", "manual_seed", "zeros", "ones", "full", "arange", "eye",
+    "rand", "randn", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like",
+]
+
+
+# --------------------------------------------------------------------------- grad mode
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    return _mode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording on or off."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self.prev = _mode.enabled
+        _mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.prev
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """``with rg.no_grad():`` -- ops run on arrays and record nothing."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(True)
+
+
+# --------------------------------------------------------------------------- dtypes
+
+def _default_array(data, dtype=None) -> np.ndarray:
+    """Python data -> float32 (floats) / int64 (ints) / bool; ndarrays keep their dtype."""
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:        # Python floats
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind == "i":        # Python ints
+            arr = arr.astype(np.int64, copy=False)
+        elif arr.dtype == object:
+            raise TypeError(f"rg.tensor: cannot make a tensor from {type(data).__name__} "
+                            "(ragged nested lists or non-numeric values)")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def _check_can_require_grad(arr: np.ndarray, where: str = "tensor"):
+    if arr.dtype.kind not in "fc":
+        raise RetrogradError(
+            f"{where}: only floating-point tensors can require gradients, got dtype {arr.dtype}")
+
+
+# --------------------------------------------------------------------------- Tensor
+
+class Tensor:
+    """An n-dimensional array that can record how it was computed.
+
+    ``requires_grad`` marks tensors whose gradient we want; any op with such an
+    input records itself (``_op``, ``_inputs``, ``_params``) on its output.
+    Leaves (``_op is None``) accumulate ``.grad`` on backward.
+    """
+
+    __slots__ = ("_data", "requires_grad", "grad", "_op", "_inputs", "_params",
+                 "_hooks", "_retains_grad", "name", "__weakref__")
+    __array_priority__ = 1000   # ndarray <op> Tensor -> our reflected operator
+    __array_ufunc__ = None      # numpy must not swallow Tensors into object arrays
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        arr = _default_array(data, dtype)
+        if requires_grad:
+            _check_can_require_grad(arr)
+        self._data = arr
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._op = None
+        self._inputs = None
+        self._params = None
+        self._hooks = None
+        self._retains_grad = False
+        self.name = name
+
+    @classmethod
+    def _make(cls, data: np.ndarray, op=None, inputs=None, params=None) -> "Tensor":
+        """Fast constructor used by ops (no dtype inference, no checks)."""
+        t = object.__new__(cls)
+        t._data = data
+        t.requires_grad = op is not None
+        t.grad = None
+        t._op = op
+        t._inputs = inputs
+        t._params = params
+        t._hooks = None
+        t._retains_grad = False
+        t.name = None
+        return t
+
+    # ---- data access
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+        self._data = arr
+
+    def numpy(self) -> np.ndarray:
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and dtype != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
+    def item(self):
+        if self._data.size != 1:
+            raise ValueError(f"item(): only a tensor with one element can be converted to a "
+                             f"Python scalar, this one has shape {self.shape}")
+        return self._data.item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+                             "use .any() or .all()")
+        return bool(self._data)
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    __hash__ = object.__hash__   # tensors are graph nodes: hashed by identity
+
+    # ---- metadata
+    @property
+    def shape(self) -> tuple:
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def size(self) -> int:
+        return self._data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    @property
+    def op_name(self) -> str | None:
+        return None if self._op is None else self._op.name
+
+    def __repr__(self):
+        body = np.array2string(self._data, separator=", ", precision=4, threshold=20,
+                               prefix="tensor(")
+        extras = []
+        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype={self._data.dtype}")
+        if self._op is not None:
+            extras.append(f"op={self._op.name}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        if self.name:
+            extras.append(f"name={self.name!r}")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # ---- autograd API
+    def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False):
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+        from .autodiff import backward
+        backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self) -> "Tensor":
+        """Same data, cut from the graph."""
+        return Tensor._make(self._data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            raise RetrogradError("requires_grad_() can only be changed on leaf tensors; "
+                                 "use .detach() to make a leaf")
+        if flag:
+            _check_can_require_grad(self._data, "requires_grad_")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` on a non-leaf tensor (its delta) after backward."""
+        if not self.requires_grad:
+            raise RetrogradError("retain_grad() on a tensor that does not require grad")
+        self._retains_grad = True
+        return self
+
+    def register_hook(self, fn):
+        """``fn(grad)`` runs when this tensor's gradient is computed; a non-None
+        return value replaces the gradient. Returns a handle with ``.remove()``."""
+        if not self.requires_grad:
+            raise RetrogradError("register_hook() on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        hooks = self._hooks
+
+        class _Handle:
+            def remove(self_):
+                if fn in hooks:
+                    hooks.remove(fn)
+        return _Handle()
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ---- in place (no graph is recorded through these)
+    def __setitem__(self, idx, value):
+        if self.requires_grad and is_grad_enabled():
+            raise RetrogradError(
+                "in-place assignment to a tensor that requires grad would change a value the "
+                "graph may need; do it under rg.no_grad() or on .data")
+        idx = _unwrap_index(idx)
+        self._data[idx] = value.data if isinstance(value, Tensor) else value
+
+    # Python operators and Tensor methods are attached at the bottom of ops/__init__.py,
+    # so that `x + y` and `rg.add(x, y)` are literally the same function.
+
+
+def _unwrap_index(idx):
+    if isinstance(idx, Tensor):
+        return idx.data
+    if isinstance(idx, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    if isinstance(idx, list):
+        return np.asarray([i.data if isinstance(i, Tensor) else i for i in idx])
+    return idx
+
+
+# --------------------------------------------------------------------------- creation
+
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
+    """Make a new leaf tensor. Python floats -> float32, Python ints -> int64,
+    NumPy arrays keep their dtype. The data is copied."""
+    arr = _default_array(data, dtype)
+    if arr is (data.data if isinstance(data, Tensor) else data):
+        arr = arr.copy()
+    return Tensor(arr, requires_grad=requires_grad, name=name)
+
+
+def as_tensor(data, dtype=None) -> Tensor:
+    """A Tensor sharing memory with ``data`` where possible (no copy, no grad)."""
+    if isinstance(data, Tensor) and (dtype is None or data.dtype == dtype):
+        return data
+    return Tensor._make(_default_array(data, dtype))
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _creator(fill):
+    @functools.wraps(fill)
+    def make(*shape, dtype=np.float32, requires_grad=False):
+        return Tensor(fill(_shape_arg(shape), dtype), requires_grad=requires_grad)
+    return make
+
+
+zeros = _creator(lambda shape, dtype: np.zeros(shape, dtype))
+ones = _creator(lambda shape, dtype: np.ones(shape, dtype))
+zeros.__doc__ = "rg.zeros(2, 3) or rg.zeros((2, 3)): a float32 tensor of zeros."
+ones.__doc__ = "rg.ones(2, 3) or rg.ones((2, 3)): a float32 tensor of ones."
+
+
+def full(shape, fill_value, dtype=np.float32, requires_grad=False) -> Tensor:
+    shape = (shape,) if np.isscalar(shape) else tuple(shape)
+    return Tensor(np.full(shape, fill_value, dtype), requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False) -> Tensor:
+    if dtype is None:
+        ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step) if v is not None)
+        dtype = np.int64 if ints else np.float32
+    arr = np.arange(start, stop, step, dtype=dtype) if stop is not None else np.arange(start, step=step, dtype=dtype)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=np.float32, requires_grad=False) -> Tensor:
+    return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
+
+
+# One seedable generator for everything random in retrograd (init, dropout, shuffling).
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed retrograd's global random generator; returns it."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    return _rng
+
+
+def default_generator() -> np.random.Generator:
+    return _rng
+
+
+def rand(*shape, dtype=np.float32, requires_grad=False, generator=None) -> Tensor:
+    """Uniform [0, 1) samples."""
+    g = generator or _rng
+    return Tensor(g.random(_shape_arg(shape)).astype(dtype, copy=False), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=np.float32, requires_grad=False, generator=None) -> Tensor:
+    """Standard normal samples."""
+    g = generator or _rng
+    return Tensor(g.standard_normal(_shape_arg(shape)).astype(dtype, copy=False),
+                  requires_grad=requires_grad)
+
+
+def _like(maker):
+    def make_like(t, dtype=None, requires_grad=False, **kw):
+        arr = np.asarray(t.data if isinstance(t, Tensor) else t)
+        return maker(arr.shape, dtype=dtype or arr.dtype, requires_grad=requires_grad, **kw)
+    make_like.__name__ = maker.__name__ + "_like"
+    make_like.__doc__ = f"Like rg.{maker.__name__}, with the shape and dtype of ``t``."
+    return make_like
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+rand_like = _like(rand)
+randn_like = _like(randn)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False) -> Tensor:
+    arr = np.asarray(t.data if isinstance(t, Tensor) else t)
+    return full(arr.shape, fill_value, dtype=dtype or arr.dtype, requires_grad=requires_grad)
