@@ -9,9 +9,9 @@ Cases (float32; a "step" = forward + backward + plain SGD update of all params):
 
 Every implementation starts from the same seeded data and init. Before timing,
 one step of each is compared against PyTorch eager (or the first implementation
-that ran) so the table compares like with like. Timings are the median ms/step
-over interleaved repeats; peak memory is measured afterwards, one fresh process
-per (implementation, case) via `--one IMPL CASE`.
+that ran) so the table compares like with like. Each (implementation, case) runs
+in its own fresh process; the parent interleaves their timing blocks and reports
+the median ms/step, and each process reports its own peak-RSS growth.
 
     python bench/bench.py                       # everything installed
     python bench/bench.py --quick               # smoke test (~20 s)
@@ -27,13 +27,12 @@ import argparse
 import gc
 import importlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -41,7 +40,7 @@ import numpy as np
 
 LR = 0.01
 CHECK_RTOL = 1e-4  # relative tolerance of the one-step agreement check
-TORCH_THREADS = os.cpu_count() or 1  # overwritten by --torch-threads
+TORCH_THREADS = os.cpu_count() or 1  # set in each worker from --torch-threads
 
 
 # ----------------------------------------------------------------------------
@@ -374,19 +373,26 @@ def build_jax(case: Case, d: Data) -> Runner:
 
 
 # ----------------------------------------------------------------------------
-# Measurement
+# Measurement: one fresh worker process per (impl, case)
 # ----------------------------------------------------------------------------
+# Separate processes because libraries interfere inside one process: on a small
+# machine NumPy's OpenBLAS threads and torch's OpenMP threads spin-wait against
+# each other and slowed B3 down 5-9x when both ran in the same process. A fresh
+# process per cell also gives a clean peak-RSS figure. The parent only sends
+# commands over a pipe, so timing blocks can still be interleaved across impls.
 
 @dataclass
 class Settings:
     warmup: int = 3
     time_per_impl: float = 2.0  # seconds of timed steps per (impl, case)
     repeats: int = 5
-    mem_steps: int = 5  # steps after warmup in the memory subprocess
+    gap: float = 0.1  # idle seconds between blocks, so spinning BLAS/OpenMP threads of the previous worker go quiet
     seed: int = 0
+    torch_threads: int = os.cpu_count() or 1
+    timeout: float = 600.0  # per worker reply (torch.compile can take a while)
 
 
-QUICK = Settings(warmup=1, time_per_impl=0.1, repeats=3, mem_steps=1)
+QUICK = dict(warmup=1, time_per_impl=0.1, repeats=3, gap=0.02)
 
 
 @dataclass
@@ -398,21 +404,6 @@ class Result:
     steps_per_block: int = 0
     check: dict = field(default_factory=dict)
     peak_mb: float | None = None
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def compare(state, ref, init) -> dict:
-    """Norm-wise relative errors of one step against the reference impl."""
-    if "hvp" in ref:
-        return {"hvp": max(_rel(a, b) for a, b in zip(state["hvp"], ref["hvp"]))}
-    # Compare the updates (new - init), not the weights: the weights barely move
-    # in one step, so comparing them would hide gradient errors.
-    upd = max(_rel(p - p0, q - p0) for p, q, p0 in zip(state["params"], ref["params"], init))
-    return {"loss": _rel(state["loss"], ref["loss"]), "update": upd}
 
 
 def time_block(r: Runner, n: int) -> float:
@@ -435,124 +426,208 @@ def steps_for(r: Runner, seconds: float) -> int:
     return max(1, int(seconds / per_step))
 
 
-def run_case(case: Case, impls: list, s: Settings) -> dict:
-    d = make_data(case, s.seed)
-    results = {name: Result() for name in impls}
-    runners, states = {}, {}
+class PeakRSS:
+    """Peak resident memory growth since construction, in MB."""
 
-    # Build and take one step with each; exceptions skip that impl only.
-    for name in impls:
-        res = results[name]
+    def __init__(self):
+        self.exact = self._reset_peak() and self._status_kb("VmHWM") is not None
+        self.base = self._status_kb("VmRSS") if self.exact else self._maxrss_kb()
+
+    def mb(self) -> float:
+        peak = self._status_kb("VmHWM") if self.exact else self._maxrss_kb()
+        return (peak - self.base) / 1024
+
+    @staticmethod
+    def _reset_peak() -> bool:
+        try:  # Linux: writing 5 resets the process's peak-RSS high-water mark
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _status_kb(key: str):
         try:
-            r = IMPLS[name].build(case, d)
-            r.step()
-            r.sync()
-            states[name] = r.state()
-            runners[name] = r
-        except (ImportError, NotImplementedError) as e:
-            res.status, res.note = "skipped", f"{type(e).__name__}: {e}"
-        except Exception as e:  # a broken impl must not stop the others
-            res.status, res.note = "error", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        if res.status != "ok":
-            print(f"  {case.name} {name}: {res.status} ({res.note})")
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
 
-    # One-step agreement check against torch (or the first impl that ran).
-    if states:
-        ref = "torch" if "torch" in states else next(iter(states))
-        for name, st in states.items():
-            if name == ref:
-                continue
-            errs = compare(st, states[ref], d.params)
-            results[name].check = {"ref": ref, **errs}
-            worst = max(errs.values())
-            msg = ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
-            if worst <= CHECK_RTOL and np.isfinite(worst):
-                print(f"  check {case.name} {name} vs {ref}: {msg}  ok")
-            else:
-                print(f"  WARNING: {case.name} {name} disagrees with {ref} (rel err {msg}, tol {CHECK_RTOL:g})")
-
-    # Warm up, calibrate, then interleave timing blocks across implementations
-    # (rotating the order each repeat) so drift affects all of them alike.
-    block_s = s.time_per_impl / s.repeats
-    n_steps = {}
-    for name, r in runners.items():
-        for _ in range(s.warmup):
-            r.step()
-        r.sync()
-        n_steps[name] = steps_for(r, block_s)
-    names = list(runners)
-    for rep in range(s.repeats):
-        k = rep % len(names) if names else 0
-        for name in names[k:] + names[:k]:
-            results[name].ms_blocks.append(1e3 * time_block(runners[name], n_steps[name]))
-    for name in names:
-        res = results[name]
-        res.ms = statistics.median(res.ms_blocks)
-        res.steps_per_block = n_steps[name]
-    return results
+    @staticmethod
+    def _maxrss_kb() -> int:  # fallback: growth of the lifetime peak (an underestimate)
+        import resource
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS
 
 
-# --- peak memory, one fresh process per (impl, case) -------------------------
-
-def _proc_status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:  # Linux: writing 5 resets the peak-RSS high-water mark
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _maxrss_kb() -> int:
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS
-
-
-def run_one(impl: str, case: Case, s: Settings) -> dict:
-    """Child process: peak RSS growth of build + warmup + a few steps."""
-    d = make_data(case, s.seed)
+def _package_info(impl: str) -> dict:
+    info = {}
     for mod in IMPLS[impl].requires:
-        importlib.import_module(mod)
-    gc.collect()
-    if _reset_peak_rss() and _proc_status_kb("VmRSS") is not None:
-        base, peak = _proc_status_kb("VmRSS"), lambda: _proc_status_kb("VmHWM")
-    else:  # fallback: growth of the process-lifetime peak
-        base, peak = _maxrss_kb(), _maxrss_kb
-    r = IMPLS[impl].build(case, d)
-    for _ in range(1 + s.warmup + s.mem_steps):
+        info[mod] = getattr(sys.modules[mod], "__version__", "?")
+        if mod == "torch":
+            torch = sys.modules["torch"]
+            info["torch_threads"] = torch.get_num_threads()
+            info["torch_interop_threads"] = torch.get_num_interop_threads()
+    return info
+
+
+def _error_text(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0][:200] if msg else ''}"
+
+
+def worker(conn, impl: str, case_name: str, s: Settings) -> None:
+    """Child process: build one implementation for one case, then obey the parent."""
+    global TORCH_THREADS
+    TORCH_THREADS = s.torch_threads
+    try:
+        case = CASES[case_name]
+        d = make_data(case, s.seed)
+        for mod in IMPLS[impl].requires:
+            importlib.import_module(mod)
+        if "torch" in IMPLS[impl].requires:
+            _torch_setup()
+        info = _package_info(impl)
+        gc.collect()
+        mem = PeakRSS()  # baseline: after imports and data
+        r = IMPLS[impl].build(case, d)
         r.step()
-    r.sync()
-    return {"peak_mb": (peak() - base) / 1024}
+        r.sync()
+        conn.send(("ok", {"info": info, "state": r.state()}))
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "calibrate":
+                for _ in range(s.warmup):
+                    r.step()
+                r.sync()
+                conn.send(("ok", steps_for(r, arg)))
+            elif cmd == "block":
+                conn.send(("ok", time_block(r, arg)))
+            else:  # "finish"
+                conn.send(("ok", mem.mb()))
+                return
+    except (ImportError, NotImplementedError) as e:
+        conn.send(("skipped", _error_text(e)))
+    except Exception as e:  # a broken impl must not stop the others
+        conn.send(("error", _error_text(e)))
 
 
-def measure_memory(jobs: list, s: Settings, quick: bool) -> dict:
-    def child(job):
-        impl, case = job
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", impl, case,
-               "--torch-threads", str(TORCH_THREADS), "--seed", str(s.seed)]
-        if quick:
-            cmd.append("--quick")
-        p = subprocess.run(cmd, capture_output=True, text=True)
+class Worker:
+    def __init__(self, ctx, impl: str, case: Case, s: Settings):
+        self.impl, self.timeout = impl, s.timeout
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(child, impl, case.name, s), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def recv(self):
+        """(status, payload); a dead or hung worker reads as an error."""
         try:
-            return job, json.loads(p.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            return job, {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+            if self.conn.poll(self.timeout):
+                return self.conn.recv()
+            return "error", f"no reply within {self.timeout:g} s"
+        except (EOFError, OSError):
+            return "error", f"worker died (exit code {self.proc.exitcode})"
 
-    # Peak RSS is per process, so children can run concurrently.
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as ex:
-        return dict(ex.map(child, jobs))
+    def ask(self, cmd, arg=None):
+        self.conn.send((cmd, arg))
+        status, payload = self.recv()
+        if status != "ok":
+            raise RuntimeError(payload)
+        return payload
+
+    def close(self):
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def compare(state, ref, init) -> dict:
+    """Norm-wise relative errors of one step against the reference impl."""
+    if "hvp" in ref:
+        return {"hvp": max(_rel(a, b) for a, b in zip(state["hvp"], ref["hvp"]))}
+    # Compare the updates (new - init), not the weights: the weights barely move
+    # in one step, so comparing them would hide gradient errors.
+    upd = max(_rel(p - p0, q - p0) for p, q, p0 in zip(state["params"], ref["params"], init))
+    return {"loss": _rel(state["loss"], ref["loss"]), "update": upd}
+
+
+def check(case: Case, states: dict, results: dict, seed: int) -> None:
+    """One step from identical init must agree with torch (or the first impl that ran)."""
+    if not states:
+        return
+    init = make_data(case, seed).params
+    ref = "torch" if "torch" in states else next(iter(states))
+    for name, st in states.items():
+        if name == ref:
+            continue
+        errs = compare(st, states[ref], init)
+        results[name].check = {"ref": ref, **errs}
+        worst = max(errs.values())
+        msg = ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
+        if np.isfinite(worst) and worst <= CHECK_RTOL:
+            print(f"  check {case.name} {name} vs {ref}: rel err {msg}  ok")
+        else:
+            print(f"  WARNING: {case.name} {name} disagrees with {ref}: rel err {msg} (tol {CHECK_RTOL:g})")
+
+
+def run_case(case: Case, impls: list, s: Settings, packages: dict) -> dict:
+    results = {name: Result() for name in impls}
+    ctx = mp.get_context("spawn")
+    workers = {name: Worker(ctx, name, case, s) for name in impls}  # start (import) concurrently
+    states = {}
+    try:
+        for name, w in workers.items():
+            status, payload = w.recv()
+            if status == "ok":
+                states[name] = payload["state"]
+                packages.update(payload["info"])
+            else:
+                results[name].status, results[name].note = status, payload
+                print(f"  {case.name} {name}: {status} ({payload})")
+        live = [w for name, w in workers.items() if name in states]
+        check(case, states, results, s.seed)
+
+        # Warm up and calibrate one at a time, then interleave timing blocks
+        # (rotating the order each repeat) so drift affects all impls alike.
+        block_s = s.time_per_impl / s.repeats
+        for w in list(live):
+            try:
+                results[w.impl].steps_per_block = w.ask("calibrate", block_s)
+            except RuntimeError as e:
+                results[w.impl].status, results[w.impl].note = "error", str(e)
+                live.remove(w)
+        for rep in range(s.repeats):
+            k = rep % len(live) if live else 0
+            for w in live[k:] + live[:k]:
+                time.sleep(s.gap)
+                res = results[w.impl]
+                if res.status == "ok":
+                    try:
+                        res.ms_blocks.append(1e3 * w.ask("block", res.steps_per_block))
+                    except RuntimeError as e:
+                        res.status, res.note = "error", str(e)
+        for w in live:
+            res = results[w.impl]
+            if res.status == "ok":
+                res.ms = statistics.median(res.ms_blocks)
+                try:
+                    res.peak_mb = w.ask("finish")
+                except RuntimeError as e:
+                    res.note = f"memory: {e}"
+    finally:
+        for w in workers.values():
+            w.close()
+    return results
 
 
 # ----------------------------------------------------------------------------
@@ -572,7 +647,7 @@ def machine_info() -> dict:
         info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
     except Exception:
         pass
-    try:  # model name is more useful than platform.processor() on Linux
+    try:  # the model name says more than platform.processor() on Linux
         with open("/proc/cpuinfo") as f:
             info["cpu_model"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
@@ -580,25 +655,6 @@ def machine_info() -> dict:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         if var in os.environ:
             info[var] = os.environ[var]
-    return info
-
-
-def package_info(impls: list) -> dict:
-    info = {}
-    if any(n.startswith("torch") for n in impls):
-        try:
-            torch = _torch_setup()
-            info["torch"] = torch.__version__
-            info["torch_threads"] = torch.get_num_threads()
-            info["torch_interop_threads"] = torch.get_num_interop_threads()
-        except ImportError:
-            pass
-    for mod in ("retrograd", "jax"):
-        if mod in impls:
-            try:
-                info[mod] = getattr(importlib.import_module(mod), "__version__", "?")
-            except ImportError:
-                pass
     return info
 
 
@@ -622,17 +678,17 @@ def report(all_results: dict, impls: list) -> None:
             row += [f"{res[n].ms / b:.2f}x" if res[n].ms is not None and b else "—"
                     for n in impls if n != base]
         rows.append(row)
-    print("\nTime per step (median over repeats, ms; lower is better)\n")
+    print("\nTime per step (median of interleaved blocks, ms; lower is better)\n")
     print(_table(header, rows))
 
-    if any(r.peak_mb is not None for res in all_results.values() for r in res.values()):
-        rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
-                for cname, res in all_results.items()]
-        print("\nPeak RSS growth (MB; fresh process per cell, baseline after imports + data)\n")
-        print(_table(["case"] + impls, rows))
+    rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
+            for cname, res in all_results.items()]
+    print("\nPeak RSS growth (MB): fresh process per cell, from after imports + data"
+          " to the end of its timing run\n")
+    print(_table(["case"] + impls, rows))
 
-    notes = [f"- {c} {n}: {r.status}: {r.note}" for c, res in all_results.items()
-             for n, r in res.items() if r.status != "ok" or r.note]
+    notes = [f"- {c} {n}: {r.status}: {r.note}" if r.status != "ok" else f"- {c} {n}: {r.note}"
+             for c, res in all_results.items() for n, r in res.items() if r.status != "ok" or r.note]
     if notes:
         print("\nNotes (— = not run)\n" + "\n".join(notes))
 
@@ -649,69 +705,50 @@ def parse_args(argv=None):
                         "(--quick leaves out torch.compile unless named)")
     p.add_argument("--quick", action="store_true", help="few steps, for smoke tests")
     p.add_argument("--json", metavar="PATH", help="write results as JSON")
-    p.add_argument("--no-mem", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--time", type=float, help="seconds of timed steps per impl per case (default 2)")
     p.add_argument("--repeats", type=int, help="timing blocks per impl per case (default 5)")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
-                   help="torch.set_num_threads (default: all logical CPUs, like OpenBLAS)")
+                   help="torch.set_num_threads (default: all logical CPUs, as OpenBLAS uses)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--one", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     for c in a.cases.split(","):
         if c not in CASES:
             p.error(f"unknown case {c!r}; choose from {', '.join(CASES)}")
-    if a.impls:
-        for n in a.impls.split(","):
-            if n not in IMPLS:
-                p.error(f"unknown impl {n!r}; choose from {', '.join(IMPLS)}")
+    for n in (a.impls.split(",") if a.impls else []):
+        if n not in IMPLS:
+            p.error(f"unknown impl {n!r}; choose from {', '.join(IMPLS)}")
     return a
 
 
 def main(argv=None):
-    global TORCH_THREADS
     a = parse_args(argv)
-    TORCH_THREADS = a.torch_threads
-    s = Settings(**vars(QUICK)) if a.quick else Settings()
-    s.seed = a.seed
+    s = Settings(seed=a.seed, torch_threads=a.torch_threads, **(QUICK if a.quick else {}))
     if a.time is not None:
         s.time_per_impl = a.time
     if a.repeats is not None:
         s.repeats = a.repeats
-
-    if a.one:  # child process of the memory pass
-        print(json.dumps(run_one(a.one[0], CASES[a.one[1]], s)))
-        return
-
     cases = a.cases.split(",")
     impls = a.impls.split(",") if a.impls else [n for n, i in IMPLS.items() if i.quick or not a.quick]
 
-    machine = {**machine_info(), **package_info(impls)}
+    machine = machine_info()
     print("# retrograd benchmark\n")
     for k, v in machine.items():
         print(f"- {k}: {v}")
     print(f"- settings: float32, lr {LR}, warmup {s.warmup}, ~{s.time_per_impl:g} s/impl/case "
-          f"in {s.repeats} interleaved blocks, seed {s.seed}\n")
+          f"in {s.repeats} interleaved blocks, torch threads {s.torch_threads}, seed {s.seed}\n")
 
     t0 = time.perf_counter()
-    all_results = {}
+    packages, all_results = {}, {}
     for c in cases:
         print(f"{c}: {CASES[c].desc}")
-        all_results[c] = run_case(CASES[c], impls, s)
+        all_results[c] = run_case(CASES[c], impls, s, packages)
 
-    if not a.no_mem:
-        print("\nmeasuring peak memory (one subprocess per impl and case)...")
-        jobs = [(n, c) for c in cases for n in impls if all_results[c][n].status == "ok"]
-        for (n, c), m in measure_memory(jobs, s, a.quick).items():
-            if "peak_mb" in m:
-                all_results[c][n].peak_mb = m["peak_mb"]
-            else:
-                all_results[c][n].note = f"memory run failed: {m['error']}"
-
+    print("\n" + "\n".join(f"- {k}: {v}" for k, v in packages.items()))
     report(all_results, impls)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
 
     if a.json:
-        out = {"machine": machine, "settings": vars(s), "lr": LR,
+        out = {"machine": {**machine, **packages}, "settings": vars(s), "lr": LR,
                "results": {c: {n: vars(r) for n, r in res.items()} for c, res in all_results.items()}}
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -57,7 +57,7 @@ def _numeric(f, xs, checked, eps):
     def evaluate():
         # grad stays on: f may itself take gradients (gradgradcheck's VJP does)
         with enable_grad():
-            return [np.asarray(o.data, dtype=np.float64).ravel() for o in _outputs(f(*xs))]
+            return [np.array(o.data, dtype=np.float64).ravel() for o in _outputs(f(*xs))]  # copies: outputs may be views of x
     base = evaluate()
     jac = [[np.zeros((b.size, xs[i].size)) for i in checked] for b in base]
     for ti, i in enumerate(checked):

@@ -1,0 +1,165 @@
+"""One table of op test cases, shared by the finite-difference, second-order,
+dtype and PyTorch tests (in the spirit of tinygrad's helper_test_op).
+
+Each case: a retrograd function, the same function in PyTorch (or None), the
+input shapes, and the domain the inputs are drawn from (kinks and poles are
+kept away from, since finite differences are meaningless there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import retrograd as rg
+
+
+@dataclass
+class Case:
+    name: str
+    fn: Callable
+    torch_fn: Callable | None
+    shapes: tuple
+    domain: str = "real"          # real | positive | away0 (|x| >= 0.2) | distinct | unit
+    ints: dict = field(default_factory=dict)   # extra non-differentiable arguments
+    second_order: bool = True
+    tol: dict = field(default_factory=dict)    # gradcheck eps/atol/rtol overrides
+
+    def inputs(self, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        out = []
+        for shape in self.shapes:
+            x = rng.standard_normal(shape)
+            if self.domain == "positive":
+                x = np.abs(x) + 0.5
+            elif self.domain == "away0":
+                x = np.sign(x) * (np.abs(x) + 0.2)
+            elif self.domain == "distinct":   # no ties (max/min/sort-like ops)
+                x = rng.permutation(np.arange(x.size)).reshape(shape) * 0.37 + rng.uniform(0, .1, shape)
+            elif self.domain == "unit":
+                x = rng.uniform(-0.9, 0.9, shape)
+            out.append(x.astype(dtype))
+        return out
+
+
+def _t():
+    import torch
+    return torch
+
+
+IDX = np.array([2, 0, 2, 1])          # repeated index: the VJP must accumulate
+MASK = np.array([[True, False, True, True], [False, True, False, True], [True, True, False, False]])
+
+CASES = [
+    # ---- binary arithmetic, with broadcasting
+    Case("add", lambda a, b: a + b, lambda a, b: a + b, ((3, 4), (4,))),
+    Case("add_scalar", lambda a: 2.5 + a, lambda a: 2.5 + a, ((3, 4),)),
+    Case("sub", lambda a, b: a - b, lambda a, b: a - b, ((3, 1), (1, 4))),
+    Case("rsub", lambda a: 1 - a, lambda a: 1 - a, ((5,),)),
+    Case("mul", lambda a, b: a * b, lambda a, b: a * b, ((2, 3, 4), (3, 1))),
+    Case("div", lambda a, b: a / b, lambda a, b: a / b, ((3, 4), (3, 4)), domain="away0"),
+    Case("rdiv", lambda a: 2.0 / a, lambda a: 2.0 / a, ((3, 4),), domain="away0"),
+    Case("neg", lambda a: -a, lambda a: -a, ((3, 4),)),
+    Case("pow_scalar", lambda a: a ** 3, lambda a: a ** 3, ((3, 4),)),
+    Case("pow_half", lambda a: a ** 0.5, lambda a: a ** 0.5, ((3, 4),), domain="positive"),
+    Case("square", lambda a: rg.square(a), lambda a: a ** 2, ((3, 4),)),
+    Case("pow_tensor", lambda a, b: a ** b, lambda a, b: a ** b, ((3, 4), (4,)), domain="positive"),
+    Case("rpow", lambda a: 2.0 ** a, lambda a: 2.0 ** a, ((3, 4),)),
+    Case("maximum", rg.maximum, lambda a, b: _t().maximum(a, b), ((3, 4), (4,)), domain="distinct"),
+    Case("minimum", rg.minimum, lambda a, b: _t().minimum(a, b), ((3, 4), (3, 1)), domain="distinct"),
+    Case("where", lambda a, b: rg.where(a > 0, a, b),
+         lambda a, b: _t().where(a > 0, a, b), ((3, 4), (4,)), domain="away0"),
+    Case("clip", lambda a: rg.clip(a, -0.5, 0.7), lambda a: _t().clamp(a, -0.5, 0.7), ((4, 5),),
+         domain="away0"),
+    # ---- unary math
+    Case("exp", rg.exp, lambda a: a.exp(), ((3, 4),)),
+    Case("log", rg.log, lambda a: a.log(), ((3, 4),), domain="positive"),
+    Case("sqrt", rg.sqrt, lambda a: a.sqrt(), ((3, 4),), domain="positive"),
+    Case("abs", rg.abs, lambda a: a.abs(), ((3, 4),), domain="away0"),
+    Case("sin", rg.sin, lambda a: a.sin(), ((3, 4),)),
+    Case("cos", rg.cos, lambda a: a.cos(), ((3, 4),)),
+    Case("tanh", rg.tanh, lambda a: a.tanh(), ((3, 4),)),
+    Case("sigmoid", rg.sigmoid, lambda a: a.sigmoid(), ((3, 4),)),
+    Case("relu", rg.relu, lambda a: a.relu(), ((3, 4),), domain="away0"),
+    Case("leaky_relu", lambda a: rg.leaky_relu(a, 0.1),
+         lambda a: _t().nn.functional.leaky_relu(a, 0.1), ((3, 4),), domain="away0"),
+    Case("softplus", rg.softplus, lambda a: _t().nn.functional.softplus(a), ((3, 4),)),
+    # ---- reductions
+    Case("sum_all", lambda a: a.sum(), lambda a: a.sum(), ((3, 4),)),
+    Case("sum_axis", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), ((3, 4, 2),)),
+    Case("sum_axes_keepdims", lambda a: a.sum(axis=(0, 2), keepdims=True),
+         lambda a: a.sum(dim=(0, 2), keepdim=True), ((3, 4, 2),)),
+    Case("mean", lambda a: a.mean(axis=0), lambda a: a.mean(dim=0), ((3, 4),)),
+    Case("mean_all", lambda a: rg.mean(a), lambda a: a.mean(), ((3, 4),)),
+    Case("var", lambda a: a.var(axis=1), lambda a: a.var(dim=1, unbiased=False), ((3, 5),)),
+    Case("var_ddof1", lambda a: rg.var(a, ddof=1), lambda a: a.var(), ((3, 5),)),
+    Case("std", lambda a: rg.std(a, axis=0), lambda a: a.std(dim=0, unbiased=False), ((4, 3),)),
+    Case("max_all", lambda a: a.max(), lambda a: a.max(), ((3, 4),), domain="distinct"),
+    Case("max_axis", lambda a: a.max(axis=1), lambda a: a.amax(dim=1), ((3, 4),), domain="distinct"),
+    Case("min_axis_keepdims", lambda a: a.min(axis=0, keepdims=True),
+         lambda a: a.amin(dim=0, keepdim=True), ((3, 4),), domain="distinct"),
+    Case("prod", lambda a: a.prod(axis=1), lambda a: a.prod(dim=1), ((3, 4),), domain="away0"),
+    Case("prod_all", lambda a: rg.prod(a), lambda a: a.prod(), ((2, 3),), domain="away0"),
+    Case("logsumexp", lambda a: rg.logsumexp(a, axis=1), lambda a: a.logsumexp(dim=1), ((3, 4),)),
+    Case("logsumexp_all", lambda a: rg.logsumexp(a), lambda a: a.flatten().logsumexp(dim=0), ((3, 4),)),
+    Case("softmax", lambda a: rg.softmax(a, axis=1), lambda a: a.softmax(dim=1), ((3, 4),)),
+    Case("softmax_axis0", lambda a: rg.softmax(a, axis=0), lambda a: a.softmax(dim=0), ((3, 4),)),
+    Case("log_softmax", lambda a: rg.log_softmax(a, axis=-1), lambda a: a.log_softmax(dim=-1), ((3, 4),)),
+    # ---- matrix products
+    Case("matmul_2d", lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4, 2))),
+    Case("matmul_vec_mat", lambda a, b: a @ b, lambda a, b: a @ b, ((4,), (4, 2))),
+    Case("matmul_mat_vec", lambda a, b: a @ b, lambda a, b: a @ b, ((3, 4), (4,))),
+    Case("matmul_vec_vec", lambda a, b: rg.dot(a, b), lambda a, b: a @ b, ((4,), (4,))),
+    Case("matmul_batched", lambda a, b: rg.matmul(a, b), lambda a, b: a @ b, ((2, 3, 4), (4, 5))),
+    Case("matmul_batched_bcast", lambda a, b: a @ b, lambda a, b: a @ b, ((2, 1, 3, 4), (3, 4, 2))),
+    Case("dot", lambda a, b: rg.dot(a, b), lambda a, b: a @ b, ((3, 4), (4, 2))),
+    # ---- movement
+    Case("reshape", lambda a: a.reshape(4, -1), lambda a: a.reshape(4, -1), ((2, 3, 4),)),
+    Case("transpose", lambda a: a.T, lambda a: a.permute(2, 1, 0), ((2, 3, 4),)),
+    Case("transpose_axes", lambda a: rg.transpose(a, (1, 2, 0)), lambda a: a.permute(1, 2, 0), ((2, 3, 4),)),
+    Case("swapaxes", lambda a: rg.swapaxes(a, 0, 2), lambda a: a.transpose(0, 2), ((2, 3, 4),)),
+    Case("broadcast_to", lambda a: rg.broadcast_to(a, (2, 3, 4)), lambda a: a.expand(2, 3, 4), ((3, 1),)),
+    Case("sum_to", lambda a: rg.sum_to(a, (3, 1)), lambda a: a.sum(dim=0).sum(dim=-1, keepdim=True),
+         ((2, 3, 4),)),
+    Case("expand_dims", lambda a: rg.expand_dims(a, 1), lambda a: a.unsqueeze(1), ((3, 4),)),
+    Case("squeeze", lambda a: rg.squeeze(a, 1), lambda a: a.squeeze(1), ((3, 1, 4),)),
+    Case("flatten", lambda a: a.flatten(), lambda a: a.flatten(), ((3, 4),)),
+    # a float32 round trip: finite differences need a large eps to rise above its rounding
+    Case("astype", lambda a: rg.astype(a, np.float32) * 1.0, lambda a: a.float() * 1.0, ((3, 4),),
+         second_order=False, tol=dict(eps=1e-2, atol=1e-4)),
+    Case("getitem_slice", lambda a: a[1:, ::2], lambda a: a[1:, ::2], ((3, 4),)),
+    Case("getitem_int", lambda a: a[1], lambda a: a[1], ((3, 4),)),
+    Case("getitem_newaxis", lambda a: a[None, ..., 0], lambda a: a[None, ..., 0], ((3, 4),)),
+    Case("getitem_intarray", lambda a: a[IDX], lambda a: a[_t().as_tensor(IDX)], ((3, 4),)),
+    Case("getitem_pairs", lambda a: a[np.arange(4), IDX[:4] % 3], lambda a: a[_t().arange(4), _t().as_tensor(IDX % 3)],
+         ((4, 3),)),
+    Case("getitem_mask", lambda a: a[MASK], lambda a: a[_t().as_tensor(MASK)], ((3, 4),)),
+    Case("scatter_add", lambda g: rg.scatter_add(g, IDX, (3, 4)),
+         lambda g: _t().zeros(3, 4, dtype=g.dtype).index_add(0, _t().as_tensor(IDX), g), ((4, 4),)),
+    Case("concatenate", lambda a, b: rg.concatenate([a, b], axis=1),
+         lambda a, b: _t().cat([a, b], dim=1), ((3, 2), (3, 4))),
+    Case("stack", lambda a, b: rg.stack([a, b], axis=1), lambda a, b: _t().stack([a, b], dim=1),
+         ((3, 4), (3, 4))),
+    Case("split", lambda a: rg.split(a, [1, 3], axis=1)[1] * 2 + rg.split(a, 2, axis=0)[0].sum(),
+         lambda a: a[:, 1:3] * 2 + a[:2].sum(), ((4, 4),)),
+    Case("pad", lambda a: rg.pad(a, ((1, 0), (2, 1))),
+         lambda a: _t().nn.functional.pad(a, (2, 1, 1, 0)), ((3, 4),)),
+    # ---- composites that matter for training
+    Case("mlp_tanh_ce", lambda x, w, b: -(rg.log_softmax(rg.tanh(x @ w + b), axis=1)[np.arange(3), [0, 2, 1]]).mean(),
+         lambda x, w, b: _t().nn.functional.cross_entropy(_t().tanh(x @ w + b), _t().tensor([0, 2, 1])),
+         ((3, 5), (5, 3), (3,))),
+]
+
+# ops without a gradient, checked forward-only against NumPy
+NONDIFF = {
+    "sign": (rg.sign, np.sign), "eq": (rg.equal, np.equal), "ne": (rg.not_equal, np.not_equal),
+    "lt": (rg.less, np.less), "le": (rg.less_equal, np.less_equal), "gt": (rg.greater, np.greater),
+    "ge": (rg.greater_equal, np.greater_equal), "argmax": (lambda a: rg.argmax(a, axis=1),
+                                                         lambda a: np.argmax(a, axis=1)),
+    "argmin": (lambda a: rg.argmin(a, axis=0), lambda a: np.argmin(a, axis=0)),
+    "logical_and": (lambda a, b: rg.logical_and(a > 0, b > 0), lambda a, b: (a > 0) & (b > 0)),
+    "logical_or": (lambda a, b: rg.logical_or(a > 0, b > 0), lambda a, b: (a > 0) | (b > 0)),
+    "logical_not": (lambda a: rg.logical_not(a > 0), lambda a: ~(a > 0)),
+    "isfinite": (rg.isfinite, np.isfinite), "floor": (rg.floor, np.floor), "round": (rg.round, np.round),
+}
