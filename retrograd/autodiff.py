@@ -26,7 +26,10 @@ __all__ = ["backward", "grad"]
 
 
 def _toposort(roots):
-    """Nodes reachable from ``roots`` through tensors that require grad, inputs first."""
+    """Nodes reachable from ``roots`` through tensors that require grad, inputs first.
+
+    Tensors hash by identity, so they key the sets and dicts of the walk directly.
+    """
     order, seen = [], set()
     stack = [(r, False) for r in roots]
     while stack:
@@ -34,9 +37,9 @@ def _toposort(roots):
         if expanded:
             order.append(node)
             continue
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         stack.append((node, True))
         inputs = node._inputs
         if inputs is None:
@@ -46,7 +49,7 @@ def _toposort(roots):
                     "were freed by the first backward; pass retain_graph=True to the first one")
             continue
         for inp in inputs:
-            if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
+            if isinstance(inp, Tensor) and inp.requires_grad and inp not in seen:
                 stack.append((inp, False))
     return order
 
@@ -68,8 +71,8 @@ def _seed(root: Tensor, g) -> Tensor:
 
 
 def _walk(roots, seeds, targets, retain_graph, create_graph):
-    """Propagate adjoints from ``roots``; return {id(t): (t, gradient)} for the
-    ``targets`` (None: for every leaf that requires grad)."""
+    """Propagate adjoints from ``roots``; return {tensor: gradient} for the ``targets``
+    (None: for every leaf that requires grad)."""
     for r in roots:
         if not r.requires_grad:
             raise RetrogradError(
@@ -77,36 +80,35 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                 "had requires_grad=True (or it ran under rg.no_grad())")
     order = _toposort(roots)
 
-    # prune to the nodes on some path from a target to the output
-    if targets is None:
-        wanted = None
-        relevant = None
-    else:
-        wanted = {id(t) for t in targets}
+    # prune to the nodes on some path from a target to the output (seed 004, Alg. 5)
+    wanted = relevant = None
+    if targets is not None:
+        wanted = set(targets)
         relevant = set(wanted)
         for node in order:
-            if node._inputs is not None and any(id(i) in relevant for i in node._inputs):
-                relevant.add(id(node))
+            if node._inputs is not None and any(i in relevant for i in node._inputs
+                                                if isinstance(i, Tensor)):
+                relevant.add(node)
 
-    table: dict[int, Tensor] = {}
+    table: dict[Tensor, Tensor] = {}          # the grad-table: node -> adjoint so far
     for r, s in zip(roots, seeds):
-        table[id(r)] = table[id(r)] + s if id(r) in table else s
+        table[r] = table[r] + s if r in table else s
 
-    results: dict[int, tuple] = {}
+    results: dict[Tensor, Tensor] = {}
     with set_grad_enabled(create_graph):
         for node in reversed(order):
-            key = id(node)
-            g = table.pop(key, None)
+            g = table.pop(node, None)
             if g is None:
                 continue
             if node._hooks:
                 for hook in list(node._hooks):
                     replaced = hook(g)
                     if replaced is not None:
-                        g = _checked(replaced, node, "a hook")
-            if node._op is None or (wanted is not None and key in wanted):
-                results[key] = (node, g)
-                if node._op is None:
+                        g = _conform(replaced, node, "a hook")
+            op = node._op
+            if op is None or (wanted is not None and node in wanted):
+                results[node] = g
+                if op is None:
                     continue
             if node._retains_grad:
                 node.grad = g if node.grad is None else node.grad + g
@@ -114,22 +116,24 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
             if relevant is None:
                 needs = [isinstance(i, Tensor) and i.requires_grad for i in inputs]
             else:
-                needs = [isinstance(i, Tensor) and id(i) in relevant for i in inputs]
-            if any(needs):
-                cts = node._op.input_vjps(g, node, inputs, node._params, needs)
-                for inp, ct, need in zip(inputs, cts, needs):
-                    if ct is None or not need:
-                        continue
-                    ct = _checked(ct, inp, f"the '{node._op.name}' op's VJP")
-                    k = id(inp)
-                    prev = table.get(k)
-                    table[k] = ct if prev is None else prev + ct
+                needs = [isinstance(i, Tensor) and i in relevant for i in inputs]
+            cts = op.input_vjps(g, node, inputs, node._params, needs)
+            for inp, ct, need in zip(inputs, cts, needs):
+                if ct is None or not need:
+                    continue
+                if (type(ct) is not Tensor or ct._data.shape != inp._data.shape
+                        or ct._data.dtype != inp._data.dtype):
+                    ct = _conform(ct, inp, op)
+                prev = table.get(inp)
+                table[inp] = ct if prev is None else prev + ct
             if not retain_graph:
                 node._inputs = None     # free the saved values (and mark the node spent)
     return results
 
 
-def _checked(ct, like: Tensor, who: str) -> Tensor:
+def _conform(ct, like: Tensor, who) -> Tensor:
+    """Check a cotangent's shape against its tensor's (and keep its dtype)."""
+    who = f"the '{who.name}' op's VJP" if not isinstance(who, str) else who
     if not isinstance(ct, Tensor):
         ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
     if ct.shape != like.shape:
@@ -146,7 +150,7 @@ def backward(root: Tensor, grad=None, retain_graph: bool = False, create_graph: 
     seed = _seed(root, grad)
     results = _walk([root], [seed], None, retain_graph, create_graph)
     with set_grad_enabled(create_graph):
-        for leaf, g in results.values():
+        for leaf, g in results.items():
             if not create_graph:
                 g = g.detach() if g.requires_grad else g
             leaf.grad = g if leaf.grad is None else leaf.grad + g
@@ -170,7 +174,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     results = _walk(outputs, seeds, inputs_t, retain_graph, create_graph)
     out = []
     for i, x in enumerate(inputs_t):
-        g = results.get(id(x), (None, None))[1]
+        g = results.get(x)
         if g is None:
             if not allow_unused:
                 raise RetrogradError(f"grad: input {i} (shape {x.shape}) was not used to compute "

@@ -11,6 +11,8 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
+_make = Tensor._make
+
 REGISTRY: dict[str, "Op"] = {}
 
 
@@ -63,30 +65,39 @@ def apply(op: Op, *args, **params) -> Tensor:
     """Run ``op`` on Tensors (or Python scalars, or arrays) and record it if needed.
 
     Python scalars stay Python scalars so NumPy 2's promotion treats them as weak:
-    ``float32_tensor * 0.5`` is float32. Arrays become constant Tensors.
+    ``float32_tensor * 0.5`` is float32. Arrays become constant Tensors. This is the
+    hot path of eager mode, hence the single loop and the inlined Tensor construction.
     """
-    inputs = args
+    arrays = []
     record = False
     has_tensor = False
     for a in args:
-        if type(a) is Tensor or isinstance(a, Tensor):
+        if isinstance(a, Tensor):
+            arrays.append(a._data)
             has_tensor = True
             if a.requires_grad:
                 record = True
-        elif not isinstance(a, _SCALARS):
-            inputs = None
-    if inputs is None or not has_tensor:
-        # lift arrays and lists; with no tensor at all, scalars take the default dtype
-        inputs = tuple(a if isinstance(a, Tensor) or (has_tensor and isinstance(a, _SCALARS))
-                       else as_tensor(a) for a in args)
-    arrays = [a._data if isinstance(a, Tensor) else a for a in inputs]
+        elif isinstance(a, _SCALARS):
+            arrays.append(a)
+        else:
+            return _apply_lifted(op, args, params)
+    if not has_tensor:
+        return _apply_lifted(op, args, params)
     try:
         out = op.forward(*arrays, **params)
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, TypeError) as e:
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
         raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if record and _mode.enabled and op.vjp is not None:
-        return Tensor._make(out, op, inputs, params)
-    return Tensor._make(out)
+        return _make(out, op, args, params)
+    return _make(out, None, None, None)
+
+
+def _apply_lifted(op, args, params):
+    """apply() for arguments that are arrays or lists (or only scalars): make them
+    constant Tensors first; with no tensor at all, scalars take the default dtype."""
+    has_tensor = any(isinstance(a, Tensor) for a in args)
+    return apply(op, *(a if isinstance(a, Tensor) or (has_tensor and isinstance(a, _SCALARS))
+                       else as_tensor(a) for a in args), **params)

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
-from .shape import reshape, sum_to, swapaxes
+from .shape import reshape, sum_to, swapaxes, transpose
 
 
 def _as_matrices(g, a, b):
@@ -19,11 +19,15 @@ def _as_matrices(g, a, b):
 
 
 def _matmul_vjp_a(g, out, a, b):
+    if a.ndim == 2 and b.ndim == 2:            # the common case, without reshapes
+        return g @ transpose(b)
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(g2 @ swapaxes(b2, -1, -2), a2.shape), a.shape)
 
 
 def _matmul_vjp_b(g, out, a, b):
+    if a.ndim == 2 and b.ndim == 2:
+        return transpose(a) @ g
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(swapaxes(a2, -1, -2) @ g2, b2.shape), b.shape)
 
@@ -38,6 +42,11 @@ def _shape(x):
 def matmul(a, b):
     """Matrix product with NumPy's rules (``a @ b``): 1-D vectors, 2-D matrices,
     and stacks of matrices that broadcast over leading axes."""
+    try:
+        return apply(_matmul, a, b)
+    except ShapeError:
+        pass
+    # explain the failure (checked only now, off the hot path)
     sa, sb = _shape(a), _shape(b)
     if len(sa) == 0 or len(sb) == 0:
         raise ShapeError(f"matmul: operands must be at least 1-d, got shapes {sa} and {sb}")
@@ -47,7 +56,7 @@ def matmul(a, b):
         raise ShapeError(f"matmul: shapes {sa} and {sb} are not aligned: "
                          f"{ka} (last axis of the first) != {kb} "
                          f"({'second-to-last' if len(sb) > 1 else 'only'} axis of the second)")
-    return apply(_matmul, a, b)
+    raise ShapeError(f"matmul: the batch axes of shapes {sa} and {sb} do not broadcast")
 
 
 def dot(a, b):

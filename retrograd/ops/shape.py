@@ -6,6 +6,7 @@ broadcast_to/sum_to, getitem/scatter_add, pad/getitem, concatenate/getitem.
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -45,19 +46,19 @@ def reshape(x, *shape):
     """``x.reshape(2, -1)`` or ``rg.reshape(x, (2, -1))``."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(map(int, shape))
     old = _shape_of(x)
+    if shape == old:
+        return x
+    size = math.prod(old)
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1]))
-        size = int(np.prod(old))
+        known = math.prod(s for s in shape if s != -1)
         if known == 0 or size % known or shape.count(-1) > 1:
             raise ShapeError(f"reshape: cannot reshape shape {old} into {shape}")
         shape = tuple(size // known if s == -1 else s for s in shape)
-    if shape == old:
-        return x
-    if int(np.prod(shape)) != int(np.prod(old)):
-        raise ShapeError(f"reshape: cannot reshape shape {old} ({int(np.prod(old))} elements) "
-                         f"into {shape} ({int(np.prod(shape))} elements)")
+    elif math.prod(shape) != size:
+        raise ShapeError(f"reshape: cannot reshape shape {old} ({size} elements) "
+                         f"into {shape} ({math.prod(shape)} elements)")
     return apply(_reshape, x, shape=shape)
 
 
@@ -69,6 +70,8 @@ def transpose(x, axes=None):
     """Permute axes (reverse them when ``axes`` is None), as ``np.transpose``."""
     ndim = len(_shape_of(x))
     if axes is None:
+        if ndim == 2:
+            return apply(_transpose, x, axes=(1, 0))
         axes = tuple(range(ndim - 1, -1, -1))
     axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
     if sorted(axes) != list(range(ndim)):
