@@ -6,7 +6,7 @@
     y.backward()
     x.grad
 """
-from . import autodiff, ops
+from . import autodiff, nn, ops
 from .autodiff import grad as autograd_grad
 from .check import GradcheckReport, gradcheck, gradgradcheck
 from .errors import GradcheckError, RetrogradError, ShapeError

@@ -145,6 +145,9 @@ CASES = [
          lambda a: a[:, 1:3] * 2 + a[:2].sum(), ((4, 4),)),
     Case("pad", lambda a: rg.pad(a, ((1, 0), (2, 1))),
          lambda a: _t().nn.functional.pad(a, (2, 1, 1, 0)), ((3, 4),)),
+    Case("softmax_cross_entropy", lambda z: rg.softmax_cross_entropy(z, np.array([2, 0, 1, 2])),
+         lambda z: _t().nn.functional.cross_entropy(z, _t().tensor([2, 0, 1, 2]), reduction="none"),
+         ((4, 3),)),
     # ---- composites that matter for training
     Case("mlp_tanh_ce", lambda x, w, b: -(rg.log_softmax(rg.tanh(x @ w + b), axis=1)[np.arange(3), [0, 2, 1]]).mean(),
          lambda x, w, b: _t().nn.functional.cross_entropy(_t().tanh(x @ w + b), _t().tensor([0, 2, 1])),

@@ -10,6 +10,7 @@ from .elementwise import (abs, add, clip, cos, div, equal, exp, floor, greater, 
                           round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
                           where)
 from .linalg import dot, matmul
+from .loss import softmax_cross_entropy
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten, getitem, pad, reshape,
@@ -24,7 +25,7 @@ __all__ = [
     "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
     "log_softmax", "matmul", "dot", "astype", "reshape", "transpose", "swapaxes", "broadcast_to",
     "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
-    "stack", "split", "pad",
+    "stack", "split", "pad", "softmax_cross_entropy",
 ]
 
 

@@ -1,0 +1,13 @@
+"""Neural-network building blocks with PyTorch's habits: Module, Parameter,
+layers, activations, losses, initialisers."""
+from . import functional, init
+from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, LogSoftmax, ReLU,
+                     Sigmoid, Softmax, Tanh, activation)
+from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss,
+                     SSELoss)
+from .module import Module, Parameter, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
+           "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
+           "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
+           "init", "ACTIVATIONS", "LOSSES"]

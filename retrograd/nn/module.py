@@ -1,0 +1,171 @@
+"""Module and Parameter: the PyTorch-shaped container for trainable tensors.
+
+A Module finds its parameters and sub-modules by looking at its own attributes
+(in the order they were assigned), so a layer is just a class that sets
+``self.weight = Parameter(...)`` -- no registration calls.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad and that Modules collect as trainable."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True, dtype=None, name=None):
+        super().__init__(data.data if isinstance(data, Tensor) else data,
+                         requires_grad=requires_grad, dtype=dtype, name=name)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    """Base class of layers and models: override ``forward``."""
+
+    training = True
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---- structure
+    def _members(self):
+        """(name, member) for parameters and sub-modules, in assignment order."""
+        for name, value in vars(self).items():
+            if isinstance(value, (Parameter, Module)):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                for i, v in enumerate(value):
+                    yield f"{name}.{i}" if name != "_layers" else str(i), v
+
+    def named_children(self):
+        for name, m in self._members():
+            if isinstance(m, Module):
+                yield name, m
+
+    def children(self):
+        return [m for _, m in self.named_children()]
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self.named_children():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(self, prefix=""):
+        seen = set()
+        for name, m in self._members():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(m, Parameter):
+                if id(m) not in seen:
+                    seen.add(id(m))
+                    yield full, m
+            else:
+                for n, p in m.named_parameters(full):
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        yield n, p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # ---- modes and gradients
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    # ---- state
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameter name -> a copy of its array."""
+        return OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy arrays into the parameters in place (their dtype is kept)."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        for name, p in own.items():
+            if name not in state:
+                continue
+            arr = np.asarray(state[name])
+            if arr.shape != p.shape:
+                raise ShapeError(f"{type(self).__name__}.load_state_dict: '{name}' has shape "
+                                 f"{arr.shape} in the state dict but {p.shape} in the model")
+            np.copyto(p.data, arr, casting="same_kind")
+        return self
+
+    # ---- display
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not children:
+            return head + ")"
+        lines = [head]
+        for name, m in children:
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Layers applied in order: ``Sequential(Linear(784, 100), Tanh(), Linear(100, 10))``."""
+
+    def __init__(self, *layers):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Module")
+        self._layers = list(layers)
+
+    def forward(self, x):
+        for i, layer in enumerate(self._layers):
+            try:
+                x = layer(x)
+            except ShapeError as e:
+                raise ShapeError(f"Sequential layer {i} ({type(layer).__name__}): {e}") from None
+        return x
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*self._layers[i])
+        return self._layers[i]
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def append(self, layer):
+        self._layers.append(layer)
+        return self
