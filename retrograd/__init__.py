@@ -6,7 +6,8 @@
     y.backward()
     x.grad
 """
-from . import autodiff, nn, ops
+from . import autodiff, io, nn, ops
+from .io import CheckpointError, load, save
 from .autodiff import grad as autograd_grad
 from .check import GradcheckReport, gradcheck, gradgradcheck
 from .errors import GradcheckError, RetrogradError, ShapeError
