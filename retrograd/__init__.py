@@ -6,7 +6,7 @@
     y.backward()
     x.grad
 """
-from . import autodiff, io, nn, ops
+from . import autodiff, data, io, nn, ops, optim, train
 from .io import CheckpointError, load, save
 from .autodiff import grad as autograd_grad
 from .check import GradcheckReport, gradcheck, gradgradcheck

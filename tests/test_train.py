@@ -101,7 +101,8 @@ def test_default_retrograd_train_reaches_92_percent_on_mnist(tmp_path):
     r = run_cli("eval", str(ck), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"accuracy {acc:.2f}%" in r.stdout and "confusion matrix" in r.stdout
-    rows = [l for l in r.stdout.splitlines() if l.strip().split(" ")[0].isdigit()]
+    lines = r.stdout.splitlines()
+    rows = lines[lines.index(next(l for l in lines if l.startswith("confusion matrix"))) + 2:][:10]
     assert sum(int(v) for l in rows for v in l.split()[1:]) == 1000      # every test digit counted
 
     from retrograd.data import load_mnist5k
