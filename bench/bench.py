@@ -38,8 +38,12 @@ from typing import Callable
 
 import numpy as np
 
+# Let a plain checkout find retrograd without `pip install -e .`; an installed one still wins.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 LR = 0.01
 CHECK_RTOL = 1e-4  # relative tolerance of the one-step agreement check
+NOISY = 0.3  # flag timings whose blocks spread more than this fraction of the median
 TORCH_THREADS = os.cpu_count() or 1  # set in each worker from --torch-threads
 
 
@@ -375,17 +379,16 @@ def build_jax(case: Case, d: Data) -> Runner:
 # ----------------------------------------------------------------------------
 # Measurement: one fresh worker process per (impl, case)
 # ----------------------------------------------------------------------------
-# Separate processes because libraries interfere inside one process: on a small
-# machine NumPy's OpenBLAS threads and torch's OpenMP threads spin-wait against
-# each other and slowed B3 down 5-9x when both ran in the same process. A fresh
-# process per cell also gives a clean peak-RSS figure. The parent only sends
-# commands over a pipe, so timing blocks can still be interleaved across impls.
+# Separate processes so that libraries never share one: their thread pools
+# (OpenBLAS, torch's OpenMP, XLA) would compete for the cores, and a fresh
+# process per cell gives a clean peak-RSS figure. The parent imports only numpy
+# and sends commands over a pipe, so timing blocks can still be interleaved.
 
 @dataclass
 class Settings:
     warmup: int = 3
     time_per_impl: float = 2.0  # seconds of timed steps per (impl, case)
-    repeats: int = 5
+    repeats: int = 7  # the median of several short blocks shrugs off bursts of outside load
     gap: float = 0.1  # idle seconds between blocks, so spinning BLAS/OpenMP threads of the previous worker go quiet
     seed: int = 0
     torch_threads: int = os.cpu_count() or 1
@@ -406,24 +409,30 @@ class Result:
     peak_mb: float | None = None
 
 
-def time_block(r: Runner, n: int) -> float:
+def time_block(r: Runner, n: int, max_s: float) -> float:
+    """Mean seconds/step over n steps, or over fewer once max_s has passed, so
+    that heavy outside load cannot stretch a run to many minutes."""
     gc.collect()  # gc stays enabled while timing: an autodiff lib's gc cost is real cost
     t0 = time.perf_counter()
-    for _ in range(n):
+    for i in range(n):
         r.step()
+        if time.perf_counter() - t0 > max_s:
+            n = i + 1
+            break
     r.sync()
     return (time.perf_counter() - t0) / n
 
 
 def steps_for(r: Runner, seconds: float) -> int:
-    """Number of steps that takes about `seconds` (calibrated on a few steps)."""
-    t0, n = time.perf_counter(), 0
-    while n < 2 or time.perf_counter() - t0 < min(0.2, seconds):
+    """Number of steps that takes about `seconds`, from the median of a few timed steps
+    (the median, so that a burst of outside load does not leave us with tiny blocks)."""
+    t_end, times = time.perf_counter() + min(0.2, seconds), []
+    while len(times) < 3 or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
         r.step()
         r.sync()
-        n += 1
-    per_step = (time.perf_counter() - t0) / n
-    return max(1, int(seconds / per_step))
+        times.append(time.perf_counter() - t0)
+    return max(1, round(seconds / statistics.median(times)))
 
 
 class PeakRSS:
@@ -467,7 +476,8 @@ class PeakRSS:
 def _package_info(impl: str) -> dict:
     info = {}
     for mod in IMPLS[impl].requires:
-        info[mod] = getattr(sys.modules[mod], "__version__", "?")
+        # str(): unpickling torch's TorchVersion would import torch into the parent
+        info[mod] = str(getattr(sys.modules[mod], "__version__", "?"))
         if mod == "torch":
             torch = sys.modules["torch"]
             info["torch_threads"] = torch.get_num_threads()
@@ -506,7 +516,7 @@ def worker(conn, impl: str, case_name: str, s: Settings) -> None:
                 r.sync()
                 conn.send(("ok", steps_for(r, arg)))
             elif cmd == "block":
-                conn.send(("ok", time_block(r, arg)))
+                conn.send(("ok", time_block(r, arg, 4 * s.time_per_impl / s.repeats)))
             else:  # "finish"
                 conn.send(("ok", mem.mb()))
                 return
@@ -534,14 +544,17 @@ class Worker:
             return "error", f"worker died (exit code {self.proc.exitcode})"
 
     def ask(self, cmd, arg=None):
-        self.conn.send((cmd, arg))
+        try:
+            self.conn.send((cmd, arg))
+        except OSError:
+            raise RuntimeError(f"worker died (exit code {self.proc.exitcode})") from None
         status, payload = self.recv()
         if status != "ok":
             raise RuntimeError(payload)
         return payload
 
     def close(self):
-        self.proc.join(timeout=5)
+        self.proc.join(timeout=1)  # finished workers exit at once
         if self.proc.is_alive():
             self.proc.terminate()
 
@@ -570,11 +583,14 @@ def check(case: Case, states: dict, results: dict, seed: int) -> None:
     for name, st in states.items():
         if name == ref:
             continue
-        errs = compare(st, states[ref], init)
+        try:
+            errs = compare(st, states[ref], init)
+        except Exception as e:  # e.g. a gradient of the wrong shape
+            print(f"  WARNING: {case.name} {name} could not be compared with {ref}: {_error_text(e)}")
+            continue
         results[name].check = {"ref": ref, **errs}
-        worst = max(errs.values())
         msg = ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
-        if np.isfinite(worst) and worst <= CHECK_RTOL:
+        if all(v <= CHECK_RTOL for v in errs.values()):  # False for NaN too
             print(f"  check {case.name} {name} vs {ref}: rel err {msg}  ok")
         else:
             print(f"  WARNING: {case.name} {name} disagrees with {ref}: rel err {msg} (tol {CHECK_RTOL:g})")
@@ -652,6 +668,8 @@ def machine_info() -> dict:
             info["cpu_model"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    if hasattr(os, "getloadavg"):  # other load on the machine makes timings noisy
+        info["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         if var in os.environ:
             info[var] = os.environ[var]
@@ -687,6 +705,15 @@ def report(all_results: dict, impls: list) -> None:
           " to the end of its timing run\n")
     print(_table(["case"] + impls, rows))
 
+    noisy = []
+    for c, res in all_results.items():
+        for n, r in res.items():
+            if r.ms and (max(r.ms_blocks) - min(r.ms_blocks)) / r.ms > NOISY:
+                noisy.append(f"{c} {n} ({min(r.ms_blocks):.3g}-{max(r.ms_blocks):.3g})")
+    if noisy:
+        print(f"\nNoisy (block times spread > {NOISY:.0%} of the median; other load on the machine?): "
+              + ", ".join(noisy))
+
     notes = [f"- {c} {n}: {r.status}: {r.note}" if r.status != "ok" else f"- {c} {n}: {r.note}"
              for c, res in all_results.items() for n, r in res.items() if r.status != "ok" or r.note]
     if notes:
@@ -706,7 +733,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="few steps, for smoke tests")
     p.add_argument("--json", metavar="PATH", help="write results as JSON")
     p.add_argument("--time", type=float, help="seconds of timed steps per impl per case (default 2)")
-    p.add_argument("--repeats", type=int, help="timing blocks per impl per case (default 5)")
+    p.add_argument("--repeats", type=int, help="timing blocks per impl per case (default 7)")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
                    help="torch.set_num_threads (default: all logical CPUs, as OpenBLAS uses)")
     p.add_argument("--seed", type=int, default=0)
@@ -745,7 +772,8 @@ def main(argv=None):
 
     print("\n" + "\n".join(f"- {k}: {v}" for k, v in packages.items()))
     report(all_results, impls)
-    print(f"\ntotal {time.perf_counter() - t0:.1f} s")
+    load = f", load average now {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    print(f"\ntotal {time.perf_counter() - t0:.1f} s{load}")
 
     if a.json:
         out = {"machine": {**machine, **packages}, "settings": vars(s), "lr": LR,
