@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
 _make = Tensor._make
@@ -85,9 +85,12 @@ def apply(op: Op, *args, **params) -> Tensor:
         return _apply_lifted(op, args, params)
     try:
         out = op.forward(*arrays, **params)
-    except (ValueError, IndexError, TypeError) as e:
+    except (ValueError, IndexError) as e:
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
         raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
+    except TypeError as e:
+        kinds = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
+        raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if record and _mode.enabled and op.vjp is not None:

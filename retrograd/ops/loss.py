@@ -21,7 +21,7 @@ def one_hot_of(labels, num_classes, dtype):
 
 
 def _sce_forward(z, labels):
-    logp = _log_softmax(z, 1)
+    logp = _log_softmax(z, (1,))
     return -np.take_along_axis(logp, labels.reshape(-1, 1), axis=1)[:, 0]
 
 

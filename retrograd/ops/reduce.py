@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
+from .kernels import fmax, fsum
 from .elementwise import exp, log, mask_like, sqrt, where
 from .shape import broadcast_to, getitem, reshape, transpose
 
@@ -53,7 +54,7 @@ def _count(x, axis):
 
 # ---------------------------------------------------------------- sum
 
-_sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), (
+_sum = defop("sum", fsum, (
     lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),))
 
 
@@ -89,7 +90,7 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * share
 
 
-_max = defop("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+_max = defop("max", fmax,
              (_extremum_vjp,))
 _min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
              (_extremum_vjp,))
@@ -160,27 +161,27 @@ def prod(x, axis=None, keepdims=False):
 # ---------------------------------------------------------------- logsumexp / softmax
 
 def _stable_max(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = fmax(x, axis=axis, keepdims=True)
     return np.where(np.isfinite(m), m, 0)      # all -inf rows: leave them -inf, not nan
 
 
 def _logsumexp(x, axis, keepdims):
     m = _stable_max(x, axis)
     with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        out = np.log(fsum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def _softmax(x, axis):
     e = np.exp(x - _stable_max(x, axis))
-    e /= np.sum(e, axis=axis, keepdims=True)
+    e /= fsum(e, axis=axis, keepdims=True)
     return e
 
 
 def _log_softmax(x, axis):
     s = x - _stable_max(x, axis)
     with np.errstate(divide="ignore"):
-        s -= np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+        s -= np.log(fsum(np.exp(s), axis=axis, keepdims=True))
     return s
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor, _unwrap_index
 from .base import apply, defop
+from .kernels import fsum
 
 
 def _shape_of(x):
@@ -120,7 +121,7 @@ def _sum_to(x, shape):
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and x.shape[i + lead] != 1)
-    out = x.sum(axis=axes, keepdims=True) if axes else x
+    out = fsum(x, axis=axes, keepdims=True) if axes else x
     return out.reshape(shape) if lead else out
 
 
