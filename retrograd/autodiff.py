@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import RetrogradError
+from .ops import base
 from .tensor import Tensor, set_grad_enabled
 
 __all__ = ["backward", "grad"]
@@ -165,6 +166,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None or isinstance(grad_outputs, Tensor):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     inputs_t = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if base.tracer is not None:        # inside rg.compile: captured tensors' graph stand-ins
+        from .graph.ir import lifted
+        inputs_t = tuple(lifted(x) for x in inputs_t)
     for i, x in enumerate(inputs_t):
         if not (isinstance(x, Tensor) and x.requires_grad):
             raise RetrogradError(f"grad: input {i} does not require grad")

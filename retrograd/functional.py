@@ -71,13 +71,17 @@ def _call(fun, args, has_aux, who):
     return res, aux
 
 
+def _zeros(like):
+    return Tensor._make(np.zeros(like.shape, like.dtype))     # also for graph values
+
+
 def _grads_of(out, inputs, create, seed=None):
     """d out / d inputs, zeros for inputs the output does not depend on."""
     if not out.requires_grad:
-        return tuple(Tensor._make(np.zeros_like(x.data)) for x in inputs)
+        return tuple(_zeros(x) for x in inputs)
     gs = autodiff.grad(out, inputs, grad_outputs=seed, retain_graph=True,
                        create_graph=create, allow_unused=True)
-    return tuple(Tensor._make(np.zeros_like(x.data)) if g is None else g
+    return tuple(_zeros(x) if g is None else g
                  for g, x in zip(gs, inputs))
 
 
@@ -143,8 +147,8 @@ def jvp(fun, primals, tangents):
         if t.shape != a.shape:
             raise RetrogradError(f"jvp: tangent {i} has shape {t.shape}, primal {a.shape}")
     if not out.requires_grad:
-        return out, Tensor._make(np.zeros_like(out.data))
-    u = Tensor(np.zeros_like(out.data), requires_grad=True)
+        return out, _zeros(out)
+    u = Tensor(np.zeros(out.shape, out.dtype), requires_grad=True)
     with enable_grad():
         gs = _grads_of(out, args, True, seed=u)
         inner = sum(gs[0] * tans[0])

@@ -105,6 +105,7 @@ class Tensor:
     __slots__ = ("_data", "requires_grad", "grad", "_op", "_inputs", "_params",
                  "_hooks", "_retains_grad", "name", "__weakref__")
     __array_priority__ = 1000   # ndarray <op> Tensor -> our reflected operator
+    _symbolic = False           # True for graph values (retrograd.graph.Var)
     __array_ufunc__ = None      # numpy must not swallow Tensors into object arrays
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):

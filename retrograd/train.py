@@ -98,7 +98,7 @@ def _progress(iterable, total, desc, enabled):
 def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_size=32,
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
-        meta=None) -> History:
+        meta=None, compile: bool = True) -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -108,8 +108,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     resume: True to continue from ``out_dir/last.npz``, or a checkpoint path. The model,
         optimizer, scheduler, shuffling and dropout random state, history and early-stopping
         state are restored, so the run ends exactly as an uninterrupted one would.
-    step: optional ``step(xb, yb) -> loss Tensor`` doing forward, backward and update
-        (e.g. a compiled step); by default the eager forward/backward/optimizer.step().
+    step: optional ``step(xb, yb) -> (loss, output)`` doing forward, backward and update.
+    compile: when no step is given, run each step as one compiled call
+        (rg.graph.compile_step; the same numbers as eager up to float rounding), or, with
+        False, eagerly: forward, loss.backward(), optimizer.step().
     meta: a JSON-like dict stored in every checkpoint (e.g. the model's configuration).
     """
     x_train, y_train = train
@@ -136,13 +138,17 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         if log:
             log(f"resumed from {path} after epoch {ck['epoch']}")
 
-    def train_step(xb, yb):
+    def eager_step(xb, yb):
         out = model(xb)
         loss = loss_fn(out, yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         return loss, out
+
+    if step is None:
+        from .graph import compile_step
+        step = compile_step(model, loss_fn, optimizer) if compile else eager_step
 
     for epoch in range(start, epochs + 1):
         if early_stopping is not None and bad_epochs >= early_stopping:
@@ -152,10 +158,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         total, seen, correct = 0.0, 0, 0
         bar = _progress(loader, len(loader), f"epoch {epoch}/{epochs}", progress)
         for xb, yb in bar:
-            if step is not None:
-                loss, out = step(xb, yb), None
-            else:
-                loss, out = train_step(xb, yb)
+            loss, out = step(xb, yb)
             n = len(xb)
             lv = float(loss.item())
             if not math.isfinite(lv):
@@ -163,14 +166,12 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                                      "learning rate or check the data")
             total += lv * n
             seen += n
-            if classify and out is not None:
+            if classify:
                 correct += accuracy(out.numpy(), yb.numpy()) * n
             if bar is not loader and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1),
-               "train_acc": (correct / max(seen, 1)) if classify and step is None else None}
-        if classify and step is not None:          # a fused step gives no outputs: measure after
-            row["train_acc"] = evaluate(model, loss_fn, x_train, y_train)["accuracy"]
+               "train_acc": (correct / max(seen, 1)) if classify else None}
         if val is not None:
             ev = evaluate(model, loss_fn, *val)
             row["val_loss"], row["val_acc"] = ev["loss"], ev["accuracy"]

@@ -164,5 +164,7 @@ NONDIFF = {
     "logical_and": (lambda a, b: rg.logical_and(a > 0, b > 0), lambda a, b: (a > 0) & (b > 0)),
     "logical_or": (lambda a, b: rg.logical_or(a > 0, b > 0), lambda a, b: (a > 0) | (b > 0)),
     "logical_not": (lambda a: rg.logical_not(a > 0), lambda a: ~(a > 0)),
+    "bernoulli_mask": (lambda a: rg.bernoulli_mask(a, 0.3, np.random.default_rng(0)),
+                       lambda a: (np.random.default_rng(0).random(a.shape) >= 0.3) / 0.7),
     "isfinite": (rg.isfinite, np.isfinite), "floor": (rg.floor, np.floor), "round": (rg.round, np.round),
 }

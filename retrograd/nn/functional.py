@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import RetrogradError, ShapeError
-from ..tensor import Tensor, as_tensor, default_generator
+from ..tensor import as_tensor
 
 
 def _reduce(per_item, reduction, who):
@@ -64,7 +64,7 @@ def cross_entropy(logits, target, reduction="mean"):
         if t.shape != (n,):
             raise ShapeError(f"cross_entropy: integer labels must have shape ({n},) for logits "
                              f"{logits.shape}, got {t.shape}")
-        if n and (t.data.min() < 0 or t.data.max() >= c):
+        if n and not t._symbolic and (t.data.min() < 0 or t.data.max() >= c):
             bad = t.data[(t.data < 0) | (t.data >= c)][0]
             raise RetrogradError(f"cross_entropy: label {bad} is out of range for {c} classes")
         per_item = ops.softmax_cross_entropy(logits, t)
@@ -113,5 +113,4 @@ def dropout(x, p=0.5, training=True, generator=None):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    keep = (generator or default_generator()).random(x.shape) >= p
-    return x * Tensor._make((keep / (1 - p)).astype(x.dtype))
+    return x * ops.bernoulli_mask(x, p, generator)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, clip, cos, div, equal, exp, floor, greater, greater_equal,
+from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, exp, floor, greater, greater_equal,
                           isfinite, leaky_relu, less, less_equal, log, logical_and, logical_not,
                           logical_or, maximum, minimum, mul, neg, not_equal, pow, pow_scalar, relu,
                           round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
@@ -25,7 +25,7 @@ __all__ = [
     "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
     "log_softmax", "matmul", "dot", "astype", "reshape", "transpose", "swapaxes", "broadcast_to",
     "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
-    "stack", "split", "pad", "softmax_cross_entropy",
+    "stack", "split", "pad", "softmax_cross_entropy", "bernoulli_mask",
 ]
 
 

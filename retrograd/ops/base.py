@@ -27,14 +27,27 @@ class Op:
          or None for ops with no gradient at all (comparisons, argmax).
     """
 
-    __slots__ = ("name", "forward", "vjp", "variadic", "doc")
+    __slots__ = ("name", "forward", "vjp", "variadic", "doc", "pure", "writes_out", "elementwise",
+                 "shape")
 
-    def __init__(self, name, forward, vjp=None, variadic=False, doc=None):
+    def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
+                 shape=None):
         self.name = name
         self.forward = forward
         self.vjp = vjp
         self.variadic = variadic
         self.doc = doc
+        # what the graph compiler may do with it: pure ops can be folded and shared (CSE);
+        # ops whose forward takes ``out=`` write into preallocated buffers, and elementwise
+        # ones may overwrite an input that is no longer needed
+        self.pure = pure
+        ufunc = isinstance(forward, np.ufunc)
+        self.writes_out = ufunc if out is None else out
+        self.elementwise = ufunc and forward.signature is None
+        # shape(*inputs, **params) -> (shape, dtype), for tracing without running forward
+        # (needed by impure ops, whose forward must not run at trace time); by default the
+        # tracer runs forward on zero-filled stand-ins
+        self.shape = shape
 
     @property
     def differentiable(self) -> bool:
@@ -51,11 +64,20 @@ class Op:
         return f"<op {self.name}>"
 
 
-def defop(name, forward, vjp=None, variadic=False, doc=None) -> Op:
+def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
+          shape=None) -> Op:
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
-    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc)
+    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape)
     return op
+
+
+# Set by retrograd.graph: called instead of ``forward`` when an input is symbolic, so
+# the same op calls that compute eagerly record a graph while tracing. ``tracer`` is
+# the active trace of rg.compile, if any: it also captures ops on tensors that require
+# grad (model parameters), which must be recomputed on every call, not frozen.
+trace_hook = None
+tracer = None
 
 
 _SCALARS = (int, float, bool)
@@ -69,7 +91,7 @@ def apply(op: Op, *args, **params) -> Tensor:
     hot path of eager mode, hence the single loop and the inlined Tensor construction.
     """
     arrays = []
-    record = False
+    record = symbolic = False
     has_tensor = False
     for a in args:
         if isinstance(a, Tensor):
@@ -77,12 +99,16 @@ def apply(op: Op, *args, **params) -> Tensor:
             has_tensor = True
             if a.requires_grad:
                 record = True
+            if a._symbolic:
+                symbolic = True
         elif isinstance(a, _SCALARS):
             arrays.append(a)
         else:
             return _apply_lifted(op, args, params)
     if not has_tensor:
         return _apply_lifted(op, args, params)
+    if symbolic or (record and tracer is not None):
+        return trace_hook(op, args, params)
     try:
         out = op.forward(*arrays, **params)
     except (ValueError, IndexError) as e:

@@ -179,6 +179,24 @@ _floor = defop("floor", np.floor)
 _round = defop("round", np.round)
 
 
+def _bernoulli_mask(x, p, generator):
+    # drawn when the op runs -- at every step of a compiled graph too, from the same
+    # generator in the same order as eager mode, so both give the same masks
+    from ..tensor import default_generator
+    keep = (generator or default_generator()).random(x.shape) >= p
+    return (keep / (1 - p)).astype(x.dtype)
+
+
+# random, so never folded or shared by the graph compiler; x only gives shape and dtype
+_bernoulli = defop("bernoulli_mask", _bernoulli_mask, pure=False,
+                   shape=lambda x, p, generator: (x.shape, x.dtype),
+                   doc="0 with probability p, else 1/(1-p), in x's shape (inverted dropout)")
+
+
+def bernoulli_mask(x, p, generator=None):
+    return apply(_bernoulli, x, p=p, generator=generator)
+
+
 def neg(x):
     return apply(_neg, x)
 

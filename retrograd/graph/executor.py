@@ -1,0 +1,168 @@
+"""Memory planning and code generation: a Program becomes one straight-line
+Python function of NumPy calls writing into preallocated buffers.
+
+Planning walks the schedule once, tracking for every value the *storage* it
+lives in (an op whose result may be a view -- reshape, transpose, slicing --
+shares its input's storage). A storage we allocated is free again after the
+last use of every value living in it (liveness). An op that can write into
+``out=`` gets, in order of preference:
+
+  1. the buffer of an input that dies here (elementwise ops only: in-place),
+  2. a free buffer of the same shape and dtype from the pool (reuse),
+  3. a new buffer, allocated once when the plan is made (preallocation).
+
+Code generation then emits one line per node, e.g.
+``v7 = f7(v3, v5, out=b2)``: no interpreter loop, no dict lookups, no
+per-call allocation for the planned buffers.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+# Ops that always return a new array (so their result starts a new storage). Any
+# other op without ``out=`` support is assumed to possibly return a view of its inputs.
+FRESH = {"sum", "max", "min", "prod", "logsumexp", "softmax", "log_softmax", "scatter_add",
+         "concatenate", "stack", "pad", "softmax_cross_entropy", "argmax", "argmin", "where",
+         "clip", "sigmoid", "relu", "leaky_relu", "softplus", "pow_scalar", "bernoulli_mask"}
+
+
+class Plan:
+    def __init__(self):
+        self.out_buffer = {}      # node -> buffer index (written with out=)
+        self.buffers = []         # (shape, dtype) of each preallocated buffer
+        self.inplace = 0          # how many ops overwrite a dying input
+        self.reused = 0           # how many ops reuse a pooled buffer
+        self.peak_bytes = 0       # bytes of all preallocated buffers
+        self.copy_outputs = set() # outputs that are views of planned buffers
+
+    def summary(self):
+        return (f"{len(self.buffers)} buffers ({self.peak_bytes / 2**20:.2f} MiB), "
+                f"{len(self.out_buffer)} ops write into them, {self.inplace} in place, "
+                f"{self.reused} reuse a freed buffer")
+
+
+def plan_memory(prog, reuse=True, persistent_outputs=False):
+    """Assign preallocated buffers to the ops that can write into ``out=``.
+
+    Outputs are never put in a shared buffer: by default they are fresh arrays on
+    every call (safe to hand to the user); with ``persistent_outputs`` each gets a
+    buffer of its own that later calls overwrite (for internal use such as gradients
+    consumed at once by an optimizer)."""
+    plan = Plan()
+    outputs = {id(o) for o in prog.outputs}
+    last_use = {}
+    for i, n in enumerate(prog.nodes):
+        for x in n.inputs:
+            last_use[id(x)] = i
+    dies_at = {}
+    for k, i in last_use.items():
+        if k not in outputs:
+            dies_at.setdefault(i, []).append(k)
+
+    storage = {}                  # id(value) -> tuple of the planned buffers it may live in
+    holders = {}                  # buffer -> number of live values living in it
+    free = {}                     # (shape, dtype) -> buffers nobody lives in
+
+    def new_buffer(n):
+        plan.buffers.append((n.shape, n.dtype))
+        plan.peak_bytes += int(np.prod(n.shape)) * n.dtype.itemsize
+        return len(plan.buffers) - 1
+
+    for i, n in enumerate(prog.nodes):
+        buf = None
+        if n.kind == "op" and n.op.writes_out and id(n) not in outputs:
+            key = (n.shape, n.dtype)
+            if reuse and n.op.elementwise:          # 1. overwrite an input dying here
+                for x in n.inputs:
+                    b = plan.out_buffer.get(x)
+                    if (b is not None and storage.get(id(x)) == (b,) and holders[b] == 1
+                            and last_use.get(id(x)) == i and plan.buffers[b] == key):
+                        buf = b
+                        plan.inplace += 1
+                        break
+            if buf is None and reuse and free.get(key):  # 2. a freed buffer
+                buf = free[key].pop()
+                plan.reused += 1
+            if buf is None:                          # 3. a new one
+                buf = new_buffer(n)
+        elif n.kind == "op" and n.op.writes_out and persistent_outputs:
+            plan.out_buffer[n] = new_buffer(n)       # an output's own buffer, never shared
+        if buf is not None:
+            plan.out_buffer[n] = buf
+            storage[id(n)] = (buf,)
+        elif n.kind == "op" and n.op.name not in FRESH and not n.op.writes_out:
+            # may be a view of its inputs: it keeps their buffers alive
+            storage[id(n)] = tuple({b for x in n.inputs for b in storage.get(id(x), ())})
+        else:
+            storage[id(n)] = ()
+        if id(n) in outputs and storage[id(n)] and n not in plan.out_buffer:
+            plan.copy_outputs.add(n)   # a view into a reused buffer: hand out a copy
+        for b in storage[id(n)]:
+            if b is not None:
+                holders[b] = holders.get(b, 0) + 1
+        for k in dies_at.get(i, ()):                 # liveness: release what dies here
+            for b in storage.get(k, ()):
+                if b is None:
+                    continue
+                holders[b] -= 1
+                if holders[b] == 0:
+                    free.setdefault(plan.buffers[b], []).append(b)
+    return plan
+
+
+def _bind(n):
+    """The callable for an op node with its static parameters bound."""
+    return functools.partial(n.op.forward, **n.params) if n.params else n.op.forward
+
+
+def generate(prog, plan, name="compiled"):
+    """Python source and namespace of ``run(*externals) -> tuple of outputs``."""
+    ns = {"np": np}
+    names = {}
+    lines = []
+    args = []
+    for k, n in enumerate(prog.externals):
+        names[n] = f"x{k}"
+        args.append(f"x{k}")
+    for n in prog.nodes:
+        if n.kind == "ext":
+            continue
+        if n.kind == "const":
+            ns[f"c{n.id}"] = n.value      # Python scalars stay Python (weak) scalars
+            names[n] = f"c{n.id}"
+            continue
+        ns[f"f{n.id}"] = _bind(n)
+        call_args = ", ".join(names[i] for i in n.inputs)
+        v = f"v{n.id}"
+        names[n] = v
+        if n in plan.out_buffer:
+            lines.append(f"    {v} = f{n.id}({call_args}, out=b{plan.out_buffer[n]})  # {n.op.name}")
+        else:
+            lines.append(f"    {v} = f{n.id}({call_args})  # {n.op.name}")
+    outs = ", ".join(f"np.array({names[o]}, copy=True)" if o in plan.copy_outputs else names[o]
+                     for o in prog.outputs)
+    src = f"def {name}({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
+    for b, (shape, dtype) in enumerate(plan.buffers):
+        ns[f"b{b}"] = np.empty(shape, dtype)
+    return src, ns
+
+
+class Executable:
+    """A planned, generated program: ``exe(*arrays) -> list of arrays``."""
+
+    def __init__(self, prog, reuse=True, persistent_outputs=False, name="compiled"):
+        self.program = prog
+        self.plan = plan_memory(prog, reuse=reuse, persistent_outputs=persistent_outputs)
+        self.source, ns = generate(prog, self.plan, name)
+        exec(compile(self.source, f"<retrograd {name}>", "exec"), ns)   # our own generated code
+        self._fn = ns[name]
+        self._const_outputs = [o for o in prog.outputs if o.kind == "const"]
+
+    def __call__(self, *arrays):
+        outs = self._fn(*arrays)
+        if self._const_outputs:   # never hand out our constants themselves
+            outs = tuple(np.array(o, copy=True) if isinstance(o, np.ndarray) else o for o in outs)
+        return [o if isinstance(o, np.ndarray) else np.asarray(o) for o in outs]

@@ -1,0 +1,180 @@
+"""Symbolic values: the graph half of seed 004's "symbol-to-symbol" backprop.
+
+A ``Var`` is a Tensor whose value is not known, only its shape and dtype
+(``ShapeDtype``, which stands where a Tensor keeps its ndarray). Any op applied
+to a Var goes through the same ``apply`` as eager code; ``apply`` hands it to
+``record`` below, which works out the output's shape and dtype and returns a
+new Var that remembers the op, its inputs and parameters -- exactly the fields
+an eager Tensor keeps. So the eager backward walk, run over Vars with
+``create_graph=True``, *builds* the gradient as more graph nodes (build_grad),
+using the very same VJP rules.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import RetrogradError
+from ..ops import base
+from ..tensor import Tensor
+
+
+class TraceError(RetrogradError):
+    """Something that needs a concrete value was asked of a symbolic one."""
+
+
+class ShapeDtype:
+    """Shape and dtype of a value that is not computed yet (what ``Var._data`` holds)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __repr__(self):
+        return f"ShapeDtype({self.shape}, {self.dtype})"
+
+
+def _concrete_needed(what):
+    def refuse(self, *args, **kwargs):
+        raise TraceError(
+            f"{what} of a traced value ({self.describe()}): its value is unknown while the graph "
+            "is being built, so Python code cannot branch on it. Use rg.where for "
+            "data-dependent choices, or run this function eagerly (rg.compile(fn, "
+            "fallback='eager'))")
+    return refuse
+
+
+class Var(Tensor):
+    """A symbolic tensor in a graph: an input, a parameter, or an op's output."""
+
+    __slots__ = ("graph", "kind", "index", "value")
+    _symbolic = True
+
+    def __init__(self, graph, kind, shape, dtype, name=None, value=None):
+        super().__init__(np.zeros(0))      # placeholder, replaced below
+        self._data = ShapeDtype(shape, dtype)
+        self.graph = graph
+        self.kind = kind                    # "input" | "param" | "op"
+        self.name = name
+        self.value = value                  # a parameter's ndarray
+        self.requires_grad = self._data.dtype.kind in "fc"
+        self.index = graph._register(self) if graph is not None else -1
+
+    def describe(self):
+        what = self.name or (self._op.name if self._op is not None else self.kind)
+        return f"%{self.index} {what} {self.shape} {self.dtype}"
+
+    def __repr__(self):
+        return f"Var({self.describe()})"
+
+    # values do not exist yet
+    __bool__ = _concrete_needed("bool()")
+    __float__ = _concrete_needed("float()")
+    __int__ = _concrete_needed("int()")
+    __index__ = _concrete_needed("using as an index")
+    item = _concrete_needed("item()")
+    numpy = _concrete_needed("numpy()")
+    tolist = _concrete_needed("tolist()")
+    __array__ = _concrete_needed("converting to a NumPy array")
+    __iter__ = _concrete_needed("iterating")
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def backward(self, *args, **kwargs):
+        raise TraceError("backward() on a graph value: in a Graph use g.backward(cost); in a "
+                         "compiled function use rg.grad / rg.value_and_grad, which build the "
+                         "gradient as part of the graph")
+
+
+_dummies: dict = {}
+
+
+def _dummy(x):
+    """A stand-in array with x's shape and dtype, for working out output shapes."""
+    if isinstance(x, Var):
+        key = (x.shape, x.dtype)
+        arr = _dummies.get(key)
+        if arr is None:
+            arr = _dummies[key] = np.zeros(x.shape, x.dtype)
+        return arr
+    return x._data if isinstance(x, Tensor) else x
+
+
+class Tracer:
+    """The trace in progress (rg.compile): tensors that require grad but are not graph
+    values (captured model parameters) are lifted into the graph as "captured" Vars
+    the first time an op uses them, so the compiled code reads them on every call."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.lifted = {}                     # id(tensor) -> (tensor, Var)
+
+    def lift(self, t):
+        if isinstance(t, Var) or not isinstance(t, Tensor) or not t.requires_grad:
+            return t
+        hit = self.lifted.get(id(t))
+        if hit is None:
+            v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "param", value=t)
+            hit = self.lifted[id(t)] = (t, v)
+        return hit[1]
+
+    def __enter__(self):
+        self.prev, base.tracer = base.tracer, self
+        return self
+
+    def __exit__(self, *exc):
+        base.tracer = self.prev
+        return False
+
+
+def lifted(t):
+    """``t`` itself, or its graph stand-in if the active trace captured it."""
+    tr = base.tracer
+    if tr is None or isinstance(t, Var):
+        return t
+    hit = tr.lifted.get(id(t))
+    return hit[1] if hit is not None else t
+
+
+def record(op, args, params):
+    """``apply`` for symbolic inputs: shape inference by running the NumPy forward on
+    zero stand-ins (once, at trace time), then a new Var node."""
+    if base.tracer is not None:
+        args = tuple(base.tracer.lift(a) for a in args)
+    graph = next(a.graph for a in args if isinstance(a, Var))
+    for a in args:
+        if isinstance(a, Var) and a.graph is not graph:
+            raise TraceError(f"{op.name}: inputs come from two different graphs")
+    if op.shape is not None:
+        shape, dtype = op.shape(*args, **params)
+    else:
+        try:
+            with np.errstate(all="ignore"):
+                out = np.asarray(op.forward(*[_dummy(a) for a in args], **params))
+        except (ValueError, IndexError) as e:
+            from ..errors import ShapeError
+            shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
+            raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
+        shape, dtype = out.shape, out.dtype
+    v = Var(graph, "op", shape, dtype)
+    v._op, v._inputs, v._params = op, tuple(args), params
+    if op.vjp is None:
+        v.requires_grad = False
+    return v
+
+
+base.trace_hook = record

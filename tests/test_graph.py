@@ -1,0 +1,291 @@
+"""The graph path: the seed 001 Marian graph verbatim, symbolic gradients, rg.compile
+equal to eager for every op (first and second order), each optimisation pass and the
+memory planner shown by node and buffer counts, and compiled training steps."""
+import numpy as np
+import pytest
+
+import retrograd as rg
+from retrograd import nn
+from retrograd.graph import Graph, TraceError, cse, dce, fold_constants, lower, simplify
+
+from cases import CASES
+
+
+def test_seed001_marian_graph_runs_as_written_and_matches_eager():
+    g = Graph()
+    x = g.input("x", shape=(500, 784)); y = g.input("y", shape=(500, 10))
+    w1 = g.param("w1", shape=(784, 100)); b1 = g.param("b1", shape=(1, 100))
+    l1 = rg.tanh(rg.dot(x, w1) + b1)
+    w2 = g.param("w2", shape=(100, 10)); b2 = g.param("b2", shape=(1, 10))
+    l2 = rg.softmax(rg.dot(l1, w2) + b2, axis=1)
+    cost = -rg.mean(rg.sum(y * rg.log(l2), axis=1), axis=0)
+    rng = np.random.default_rng(0)
+    X = rng.random((500, 784)).astype(np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 500)]
+    value = g.forward({x: X, y: Y})
+    g.backward(cost)
+    assert w1.grad.shape == (784, 100) and b2.grad.shape == (1, 10)
+    assert w1.value.dtype == np.float32 and np.abs(w1.value).max() <= np.sqrt(6 / 884)   # Glorot
+    assert not b1.value.any()                                                              # zeros
+    ps = [rg.tensor(p.value.astype(np.float64), requires_grad=True) for p in (w1, b1, w2, b2)]
+    c = -rg.mean(rg.sum(Y * rg.log_softmax(rg.tanh(X @ ps[0] + ps[1]) @ ps[2] + ps[3], axis=1), axis=1))
+    c.backward()
+    assert np.isclose(value, c.item(), rtol=1e-5)
+    for p, q in zip((w1, b1, w2, b2), ps):
+        np.testing.assert_allclose(p.grad, q.grad.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_graph_feeds_by_name_outputs_text_and_dot():
+    g = Graph("tiny")
+    x = g.input("x", shape=(2, 3))
+    w = g.param("w", shape=(3, 1), init="zeros")
+    w.value = np.ones((3, 1), np.float32)
+    h = rg.tanh(x @ w)
+    out = h.sum()
+    X = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert np.isclose(g.forward({"x": X}), np.tanh(X.sum(1)).sum())
+    hv, ov = g.forward({"x": X}, outputs=[h, out])
+    assert hv.shape == (2, 1) and np.isclose(ov, hv.sum())
+    text = str(g)
+    assert "input 'x'  (2, 3) float32" in text and "matmul(%0, %1)" in text
+    assert "->" in g.to_dot() and g.to_dot().startswith("digraph")
+    with pytest.raises(rg.ShapeError, match="'x' was declared with shape"):
+        g.forward({"x": np.ones((3, 3))})
+    with pytest.raises(rg.RetrogradError, match="not an input"):
+        g.forward({"nope": X})
+
+
+def test_symbolic_gradient_is_a_graph_and_differentiates_again():
+    """build_grad: the gradient is made of nodes of the same graph, so its gradient
+    (the Hessian-vector product) is one more call of the same machinery."""
+    g = Graph()
+    w = g.param("w", shape=(3,), value=np.array([0.5, -1.0, 2.0]))
+    f = (rg.sin(w) * w).sum()
+    (gw,) = g.gradients(f, [w])
+    assert isinstance(gw, rg.graph.Var) and gw.graph is g
+    v = np.array([1.0, 2.0, 3.0])
+    (hv,) = g.gradients((gw * v).sum(), [w])
+    got_g, got_hv = g.forward(outputs=[gw, hv])
+    wv = w.value
+    np.testing.assert_allclose(got_g, np.cos(wv) * wv + np.sin(wv), rtol=1e-12)
+    np.testing.assert_allclose(got_hv, (-np.sin(wv) * wv + 2 * np.cos(wv)) * v, rtol=1e-12)
+
+
+def test_gradient_graph_is_pruned_to_what_the_cost_needs():
+    g = Graph()
+    a = g.param("a", shape=(4,), value=np.ones(4))
+    b = g.param("b", shape=(4,), value=np.ones(4))
+    unrelated = rg.exp(b).sum()                       # noqa: F841 -- not on the cost's path
+    cost = (a * a).sum()
+    (ga,) = g.gradients(cost, [a])
+    prog = g.program([ga])
+    assert {n.op.name for n in prog.op_nodes} <= {"mul", "add", "broadcast_to", "reshape"}
+    assert prog.count("exp") == 0
+
+
+# ---------------------------------------------------------------- compile == eager, every op
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_compiled_forward_and_gradient_equal_eager_for_every_op(case):
+    xs = case.inputs(seed=11)
+    ct = np.random.default_rng(12).standard_normal(case.fn(*[rg.tensor(x) for x in xs]).shape)
+    f = lambda *a: (case.fn(*a) * ct).sum()
+    argnums = tuple(range(len(xs)))
+    eager_out = case.fn(*[rg.tensor(x) for x in xs]).numpy()
+    eager_g = rg.grad(f, argnums=argnums)(*xs)
+    comp_out = rg.compile(case.fn)(*xs).numpy()
+    comp_g = rg.compile(rg.grad(f, argnums=argnums))(*xs)
+    np.testing.assert_allclose(comp_out, eager_out, rtol=1e-12, atol=1e-12)
+    for a, b in zip(comp_g, eager_g):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.second_order][::3],
+                         ids=[c.name for c in CASES if c.second_order][::3])
+def test_compiled_hvp_equals_eager(case):
+    xs = case.inputs(seed=13)
+    vs = [np.random.default_rng(14 + i).standard_normal(x.shape) for i, x in enumerate(xs)]
+    ct = np.random.default_rng(15).standard_normal(case.fn(*[rg.tensor(x) for x in xs]).shape)
+    f = lambda *a: (case.fn(*a) * ct).sum()
+    eager = rg.hvp(f, tuple(xs), tuple(vs))
+    comp = rg.compile(lambda *a: rg.hvp(f, a[:len(xs)], a[len(xs):]))(*xs, *vs)
+    for a, b in zip(comp, eager):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_hessian_equals_eager():
+    f = lambda w: (rg.tanh(w) * w ** 2).sum() + rg.logsumexp(w)
+    w = np.array([0.3, -0.7, 1.1])
+    np.testing.assert_allclose(rg.compile(rg.hessian(f))(w).numpy(), rg.hessian(f)(w).numpy(),
+                               rtol=1e-12)
+
+
+def test_compile_caches_per_signature_and_reads_parameters_live():
+    calls = []
+    w = rg.tensor(np.ones(3), requires_grad=True)
+
+    def f(x):
+        calls.append(1)
+        return (x * w * 2).sum()
+    cf = rg.compile(f)
+    assert cf(np.ones(3)).item() == 6
+    w.data[:] = 2                             # an optimizer updates in place ...
+    assert cf(np.ones(3)).item() == 12        # ... and the compiled code sees it
+    cf(np.zeros(3))
+    assert len(calls) == 1                    # traced once for this signature
+    cf(np.ones((2, 3)))
+    assert len(calls) == 2                    # a new shape: traced again
+    assert isinstance(cf(rg.tensor(np.ones(3))), rg.Tensor)
+
+
+def test_compile_returns_the_structure_of_the_function_and_fresh_arrays():
+    cf = rg.compile(lambda a, b: {"s": a + b, "pair": (a * b, rg.exp(a))})
+    out1 = cf(np.ones(2), np.ones(2))
+    assert set(out1) == {"s", "pair"} and isinstance(out1["pair"], tuple)
+    keep = out1["s"].numpy().copy()
+    cf(np.zeros(2), np.zeros(2))
+    np.testing.assert_array_equal(out1["s"].numpy(), keep)     # not overwritten by a later call
+
+
+def test_data_dependent_control_flow_is_a_clear_error_or_falls_back():
+    def f(x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+    with pytest.raises(TraceError, match="bool"):
+        rg.compile(f)(np.ones(2))
+    with pytest.warns(UserWarning, match="eagerly"):
+        assert rg.compile(f, fallback="eager")(np.ones(2)).numpy().tolist() == [2, 2]
+
+
+def test_compiled_step_equals_eager_step_with_dropout_and_momentum():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((32, 8)).astype(np.float32), rng.integers(0, 3, 32)
+    losses = {}
+    for mode in ("eager", "compiled"):
+        rg.manual_seed(5)
+        model = nn.MLP([8, 16, 3], "relu", dropout=0.2)
+        opt = rg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+        step = rg.graph.compile_step(model, loss_fn, opt) if mode == "compiled" else None
+        rg.manual_seed(6)                 # the dropout masks: same generator, same order
+        out = []
+        for _ in range(5):
+            if step:
+                loss, _ = step(rg.tensor(X), Y)
+            else:
+                loss = loss_fn(model(rg.tensor(X)), Y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            out.append(loss.item())
+        losses[mode] = (out, [p.data.copy() for p in model.parameters()])
+    assert losses["eager"][0] == losses["compiled"][0]
+    for a, b in zip(losses["eager"][1], losses["compiled"][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- the passes, one by one
+
+def _program(fn, *shapes):
+    g = Graph()
+    xs = [g.input(f"x{i}", s, np.float64) for i, s in enumerate(shapes)]
+    return lower([fn(*xs)], xs)
+
+
+def test_cse_computes_f_of_w_once_in_seed004_chain():
+    """z = f(f(f(w))) with the chain rule written out naively recomputes f(w) and f(f(w));
+    CSE leaves one tanh per distinct subexpression."""
+    f, df = rg.tanh, lambda t: 1 - rg.tanh(t) ** 2
+    naive = lambda w: df(f(f(w))) * df(f(w)) * df(w) + f(f(f(w)))
+    prog = _program(naive, (3,))
+    assert prog.count("tanh") == 9
+    prog, merged = cse(prog)
+    assert prog.count("tanh") == 3 and merged >= 6
+    w = np.array([0.1, -0.4, 0.9])
+    t1, t2, t3 = np.tanh(w), np.tanh(np.tanh(w)), np.tanh(np.tanh(np.tanh(w)))
+    from retrograd.graph import Executable
+    np.testing.assert_allclose(Executable(prog)(w)[0],
+                               (1 - t3 ** 2) * (1 - t2 ** 2) * (1 - t1 ** 2) + t3, rtol=1e-14)
+
+
+def test_dce_drops_what_no_output_needs():
+    g = Graph()
+    x = g.input("x", (4,), np.float64)
+    dead = rg.exp(x) * 3                                  # noqa: F841
+    live = rg.sin(x)
+    prog = lower([live, rg.cos(x)], [x])
+    prog.outputs = prog.outputs[:1]                       # only sin(x) is wanted now
+    prog, removed = dce(prog)
+    assert removed == 1 and prog.count() == 1 and prog.count("sin") == 1
+
+
+def test_constant_folding_computes_constant_subgraphs_once():
+    # (apply already folds ops on concrete tensors while tracing; the pass folds what other
+    # passes expose, shown here on a hand-built program: x * exp(k) with k constant)
+    from retrograd.graph.program import Node, Program
+    x = Node("ext", (3,), np.float64, name="x")
+    k = Node("const", (3,), np.float64, value=np.arange(3.0))
+    e = Node("op", (3,), np.float64, op=rg.ops.REGISTRY["exp"], inputs=(k,))
+    m = Node("op", (3,), np.float64, op=rg.ops.REGISTRY["mul"], inputs=(x, e))
+    prog, folded = fold_constants(Program([x, k, e, m], [x], [m]))
+    assert folded == 1 and prog.count() == 1 and prog.count("mul") == 1
+    np.testing.assert_allclose(e.value, np.exp(np.arange(3.0)))
+
+
+def test_algebraic_simplification():
+    def fn(x):
+        a = (x * 1.0 + 0.0) - 0.0
+        b = rg.transpose(rg.transpose(a))
+        c = -(-b)
+        return rg.log(rg.softmax(c.reshape(2, 3).reshape(3, 2), axis=1))
+    prog = _program(fn, (3, 2))
+    prog, changed = simplify(prog)
+    prog, _ = dce(prog)
+    names = [n.op.name for n in prog.op_nodes]
+    assert names == ["reshape", "log_softmax"], names
+    assert changed >= 6
+
+
+def test_memory_plan_reuses_buffers_and_works_in_place():
+    def chain(x):
+        for _ in range(10):
+            x = rg.tanh(x) * 2.0 + 1.0
+        return x.sum()
+    prog = _program(chain, (100,))
+    from retrograd.graph import plan_memory
+    planned = plan_memory(prog)
+    naive = plan_memory(prog, reuse=False)
+    assert len(naive.buffers) == 30                     # one per elementwise op
+    assert len(planned.buffers) == 1 and planned.inplace == 29
+    assert planned.peak_bytes == 100 * 8
+
+
+def test_memory_plan_keeps_views_alive_and_hands_out_fresh_outputs():
+    def fn(x):
+        h = rg.exp(x)                    # in a planned buffer
+        t = h.T                          # a view of it: the buffer must outlive t
+        y = rg.tanh(x) + 1.0             # must not be written over h while t is live
+        return (t @ y).sum() + t.sum(), t
+    cf = rg.compile(fn)
+    x = np.random.default_rng(0).standard_normal((3, 3))
+    s, t = cf(x)
+    np.testing.assert_allclose(s.numpy(), (np.exp(x).T @ (np.tanh(x) + 1)).sum() + np.exp(x).sum())
+    keep = t.numpy().copy()
+    cf(x * 0)
+    np.testing.assert_array_equal(t.numpy(), keep)
+
+
+def test_compiled_training_run_has_the_same_loss_curve_as_eager(tmp_path):
+    from retrograd.data import spirals
+    from retrograd.train import fit
+    x, y = spirals(n=100, seed=2)
+    curves = {}
+    for compiled in (False, True):
+        rg.manual_seed(3)
+        model = nn.MLP([2, 16, 2], "tanh")
+        opt = rg.optim.SGD(model.parameters(), lr=0.2)
+        h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=5, batch_size=20, seed=1,
+                progress=False, log=None, compile=compiled)
+        curves[compiled] = [r["train_loss"] for r in h]
+    np.testing.assert_allclose(curves[True], curves[False], rtol=1e-6)
