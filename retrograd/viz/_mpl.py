@@ -1,0 +1,42 @@
+"""matplotlib, imported only when a picture is drawn.
+
+Figures are made with ``matplotlib.figure.Figure`` and saved through the Agg
+renderer, never through pyplot, so drawing a picture changes no global matplotlib
+state (a notebook's backend stays what it was).
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import RetrogradError
+
+INSTALL = "pip install 'retrograd[viz]'"
+
+
+class MissingDependency(RetrogradError, ImportError):
+    """An optional package needed for this feature is not installed."""
+
+
+def figure(width=10.0, height=4.0):
+    """A new Agg-backed Figure (``MissingDependency`` if matplotlib is absent)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependency(f"matplotlib is needed for plots: {INSTALL}") from None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path):
+    """Save ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf) and return the
+    path; with ``path=None`` return the Figure itself (Jupyter shows it)."""
+    if path is None:
+        return fig
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
