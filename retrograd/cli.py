@@ -111,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("checkpoint")
     r.add_argument("input", help="CSV file of feature rows (no label column)")
     r.add_argument("--output", default=None, help="where to write (default: INPUT.pred.csv)")
+
+    g = sub.add_parser("graph", help="draw the computational graph of a small MLP's loss, with "
+                       "each node's gradient norm (DOT, and SVG/PNG when Graphviz is installed)")
+    g.add_argument("--layers", type=_sizes, default=[2, 2, 1],
+                   help="all layer sizes, input to output (default 2-2-1, the notes' XOR net)")
+    g.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu", "leaky_relu"])
+    g.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="graph.dot",
+                   help="graph.dot (default; graph.svg too when Graphviz is installed), "
+                        "or a .svg/.png/.pdf path (the .dot file is written beside it)")
+
+    pl = sub.add_parser("plot", help="training curves (PNG and SVG) from a run folder's history.json")
+    pl.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'retrograd train' "
+                    "(or its history.json)")
+    pl.add_argument("--out", default=None, help="folder for the pictures (default: RUN_DIR)")
     return p
 
 
@@ -298,7 +314,85 @@ def cmd_predict(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
+def cmd_graph(args):
+    import retrograd as rg
+    from . import nn
+    from .viz import GraphvizNotFound, draw_graph, graphviz_available, trace_gradients
+    sizes = args.layers
+    if len(sizes) < 2:
+        raise UsageError("retrograd graph: --layers needs an input and an output size, e.g. 2-2-1")
+    ext = os.path.splitext(args.out)[1].lower().lstrip(".")
+    if ext not in ("dot", "gv", "svg", "png", "pdf"):
+        raise UsageError(f"retrograd graph: --out must end in .dot, .svg, .png or .pdf, got {args.out!r}")
+    n_in, n_out = sizes[0], sizes[-1]
+    if args.loss == "cross_entropy" and n_out < 2:
+        raise UsageError("retrograd graph: --loss cross_entropy needs at least 2 outputs (e.g. 2-3-2)")
+
+    rg.manual_seed(args.seed)
+    model = nn.MLP(sizes, args.activation,
+                   output_activation=None if args.loss == "cross_entropy" else args.activation)
+    for i, layer in enumerate(l for l in model if isinstance(l, nn.Linear)):
+        layer.weight.name, layer.bias.name = f"W{i + 1}", f"b{i + 1}"
+    rng = np.random.default_rng(args.seed)
+    if n_in == 2:                                  # the four XOR patterns, as in the notes
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+        labels = np.array([0, 1, 1, 0]) % n_out if n_out > 1 else np.array([0, 1, 1, 0])
+    else:
+        x = rng.standard_normal((4, n_in)).astype(np.float32)
+        labels = rng.integers(0, max(n_out, 2), 4) % max(n_out, 2)
+    if args.loss == "cross_entropy":
+        target = labels
+    elif n_out == 1:
+        target = labels.reshape(4, 1).astype(np.float32)
+    else:
+        target = np.eye(n_out, dtype=np.float32)[labels]
+    loss = _loss_fn(args.loss)(model(rg.tensor(x, name="x")), rg.tensor(target, name="target"))
+    trace = trace_gradients(loss)
+
+    title = (f"{'-'.join(map(str, sizes))} {args.activation} MLP, {args.loss} loss "
+             f"{loss.item():.4g}; in red: the gradient norm ‖∂L/∂node‖ of each node")
+    formats = (ext,) if ext not in ("dot", "gv") else (("svg",) if graphviz_available() else ())
+    try:
+        written = draw_graph(loss, args.out, grads=trace, formats=formats, title=title)
+    except GraphvizNotFound as e:              # asked for SVG/PNG: the DOT file is still there
+        print(e.dot_path)
+        print(f"retrograd graph: note: {e}", file=sys.stderr)
+        return 0
+    for path in written:
+        print(path)
+    if not formats and not graphviz_available():
+        print(f"retrograd graph: note: {GraphvizNotFound(written[0], ('svg',))}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("retrograd plot: matplotlib is needed for plots: "
+                         "pip install 'retrograd[viz]'") from None
+    from .viz import load_history, plot_history
+    run_dir = args.run_dir
+    if os.path.isfile(run_dir):
+        history, run_dir = run_dir, os.path.dirname(run_dir) or "."
+    elif os.path.isdir(run_dir):
+        history = os.path.join(run_dir, "history.json")
+        if not os.path.exists(history):
+            raise UsageError(f"retrograd plot: {run_dir} has no history.json (is it a run folder "
+                             "written by 'retrograd train'?)")
+    else:
+        raise UsageError(f"retrograd plot: {run_dir}: no such folder")
+    rows = load_history(history)
+    out = args.out or run_dir
+    name = os.path.basename(os.path.abspath(run_dir))
+    title = f"{name}: {len(rows)} epoch{'s' if len(rows) != 1 else ''}"
+    for ext in ("png", "svg"):
+        print(plot_history(rows, os.path.join(out, f"curves.{ext}"), title=title))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "graph": cmd_graph,
+            "plot": cmd_plot}
 
 
 def main(argv=None) -> int:
