@@ -330,6 +330,60 @@ def build_retrograd(case: Case, d: Data) -> Runner:
     return Runner(step, state)
 
 
+# --- 3b. retrograd compiled ---------------------------------------------------
+
+@register("retrograd.compile", requires=("retrograd",))
+def build_retrograd_compiled(case: Case, d: Data) -> Runner:
+    """The same model through retrograd's graph path: the training step is one generated
+    function (rg.graph.compile_step) followed by the optimizer's in-place update; the HVP
+    is rg.compile(rg.hvp(...))."""
+    import retrograd as rg
+    act = rg.tanh if case.act == "tanh" else rg.relu
+    L = _n_layers(d)
+
+    def forward(params, h):
+        for i in range(L):
+            h = h @ params[2 * i] + params[2 * i + 1]
+            if i < L - 1:
+                h = act(h)
+        return h
+
+    out = {}
+    if case.kind == "hvp":
+        X = rg.tensor(d.X)
+        loss = lambda *ps: rg.nn.functional.cross_entropy(forward(ps, X), d.y)
+        n = len(d.params)
+        hvp = rg.compile(lambda *a: rg.hvp(loss, a[:n], a[n:]))
+        params = [p.copy() for p in d.params]
+
+        def step():
+            out["hvp"] = hvp(*params, *d.vs)
+
+        return Runner(step, lambda: {"hvp": [np.array(h.data) for h in out["hvp"]]})
+
+    params = [rg.tensor(p.copy(), requires_grad=True) for p in d.params]
+
+    class Model(rg.nn.Module):
+        def __init__(self):
+            self.ps = [rg.nn.Parameter(p) for p in params]
+
+        def forward(self, x):
+            return forward(self.ps, x)
+
+    model = Model()
+    opt = rg.optim.SGD(model.parameters(), lr=LR)
+    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt)
+    X = rg.tensor(d.X)
+
+    def step():
+        out["loss"], _ = train_step(X, d.y)
+
+    def state():
+        return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in model.ps]}
+
+    return Runner(step, state)
+
+
 # --- 4. JAX jit (optional) ---------------------------------------------------
 
 @register("jax", requires=("jax",))

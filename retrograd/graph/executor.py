@@ -29,6 +29,45 @@ FRESH = {"sum", "max", "min", "prod", "logsumexp", "softmax", "log_softmax", "sc
          "clip", "sigmoid", "relu", "leaky_relu", "softplus", "pow_scalar", "bernoulli_mask"}
 
 
+class Kernel:
+    """How one node is computed: ``emit(args, out)`` gives the Python expression, and
+    the flags tell the planner whether it writes into ``out=`` (and elementwise, so it
+    may overwrite a dying input) and whether its result is a new array or may be a view."""
+
+    __slots__ = ("emit", "writes_out", "elementwise", "fresh", "consts")
+
+    def __init__(self, emit, writes_out=False, elementwise=False, fresh=True, consts=None):
+        self.emit, self.writes_out, self.elementwise = emit, writes_out, elementwise
+        self.fresh, self.consts = fresh, consts or {}
+
+
+def _out(o):
+    return f", out={o}" if o else ""
+
+
+def select_kernel(n):
+    """The cheapest way to compute op node ``n``: a specialised NumPy expression for
+    the hot cases of backprop, else a call of the op's own forward."""
+    name, p, ins = n.op.name, n.params, n.inputs
+    if name == "transpose" and p["axes"] == (1, 0):
+        return Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
+    if name == "reshape":
+        return Kernel(lambda a, o: f"{a[0]}.reshape({p['shape']!r})", fresh=False)
+    if name == "relu":
+        return Kernel(lambda a, o: f"np.maximum({a[0]}, 0{_out(o)})", True, True)
+    if name == "pow_scalar" and p["p"] == 2:
+        return Kernel(lambda a, o: f"np.square({a[0]}{_out(o)})", True, True)
+    if (name == "sum_to" and len(ins[0].shape) == 2 and n.shape in ((ins[0].shape[1],),)
+            and n.dtype.kind == "f"):
+        # a bias gradient: the column sums, as one BLAS call ones @ g (see kernels.fsum)
+        key = f"ones{n.id}"
+        return Kernel(lambda a, o: f"np.matmul({key}, {a[0]}{_out(o)})", True, False,
+                      consts={key: np.ones(ins[0].shape[0], n.dtype)})
+    return Kernel(lambda a, o, f=f"f{n.id}": f"{f}({', '.join(a)}{_out(o)})",
+                  n.op.writes_out, n.op.elementwise,
+                  fresh=n.op.writes_out or name in FRESH)
+
+
 class Plan:
     def __init__(self):
         self.out_buffer = {}      # node -> buffer index (written with out=)
@@ -44,7 +83,7 @@ class Plan:
                 f"{self.reused} reuse a freed buffer")
 
 
-def plan_memory(prog, reuse=True, persistent_outputs=False):
+def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):
     """Assign preallocated buffers to the ops that can write into ``out=``.
 
     Outputs are never put in a shared buffer: by default they are fresh arrays on
@@ -52,6 +91,8 @@ def plan_memory(prog, reuse=True, persistent_outputs=False):
     buffer of its own that later calls overwrite (for internal use such as gradients
     consumed at once by an optimizer)."""
     plan = Plan()
+    if kernels is None:
+        kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
     outputs = {id(o) for o in prog.outputs}
     last_use = {}
     for i, n in enumerate(prog.nodes):
@@ -73,9 +114,10 @@ def plan_memory(prog, reuse=True, persistent_outputs=False):
 
     for i, n in enumerate(prog.nodes):
         buf = None
-        if n.kind == "op" and n.op.writes_out and id(n) not in outputs:
+        k = kernels.get(n)
+        if k is not None and k.writes_out and id(n) not in outputs:
             key = (n.shape, n.dtype)
-            if reuse and n.op.elementwise:          # 1. overwrite an input dying here
+            if reuse and k.elementwise:             # 1. overwrite an input dying here
                 for x in n.inputs:
                     b = plan.out_buffer.get(x)
                     if (b is not None and storage.get(id(x)) == (b,) and holders[b] == 1
@@ -88,12 +130,12 @@ def plan_memory(prog, reuse=True, persistent_outputs=False):
                 plan.reused += 1
             if buf is None:                          # 3. a new one
                 buf = new_buffer(n)
-        elif n.kind == "op" and n.op.writes_out and persistent_outputs:
+        elif k is not None and k.writes_out and persistent_outputs:
             plan.out_buffer[n] = new_buffer(n)       # an output's own buffer, never shared
         if buf is not None:
             plan.out_buffer[n] = buf
             storage[id(n)] = (buf,)
-        elif n.kind == "op" and n.op.name not in FRESH and not n.op.writes_out:
+        elif k is not None and not k.fresh:
             # may be a view of its inputs: it keeps their buffers alive
             storage[id(n)] = tuple({b for x in n.inputs for b in storage.get(id(x), ())})
         else:
@@ -118,7 +160,7 @@ def _bind(n):
     return functools.partial(n.op.forward, **n.params) if n.params else n.op.forward
 
 
-def generate(prog, plan, name="compiled"):
+def generate(prog, plan, kernels, name="compiled"):
     """Python source and namespace of ``run(*externals) -> tuple of outputs``."""
     ns = {"np": np}
     names = {}
@@ -134,14 +176,12 @@ def generate(prog, plan, name="compiled"):
             ns[f"c{n.id}"] = n.value      # Python scalars stay Python (weak) scalars
             names[n] = f"c{n.id}"
             continue
+        k = kernels[n]
         ns[f"f{n.id}"] = _bind(n)
-        call_args = ", ".join(names[i] for i in n.inputs)
-        v = f"v{n.id}"
-        names[n] = v
-        if n in plan.out_buffer:
-            lines.append(f"    {v} = f{n.id}({call_args}, out=b{plan.out_buffer[n]})  # {n.op.name}")
-        else:
-            lines.append(f"    {v} = f{n.id}({call_args})  # {n.op.name}")
+        ns.update(k.consts)
+        out = f"b{plan.out_buffer[n]}" if n in plan.out_buffer else None
+        v = names[n] = f"v{n.id}"
+        lines.append(f"    {v} = {k.emit([names[i] for i in n.inputs], out)}  # {n.op.name}")
     outs = ", ".join(f"np.array({names[o]}, copy=True)" if o in plan.copy_outputs else names[o]
                      for o in prog.outputs)
     src = f"def {name}({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
@@ -155,8 +195,9 @@ class Executable:
 
     def __init__(self, prog, reuse=True, persistent_outputs=False, name="compiled"):
         self.program = prog
-        self.plan = plan_memory(prog, reuse=reuse, persistent_outputs=persistent_outputs)
-        self.source, ns = generate(prog, self.plan, name)
+        kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
+        self.plan = plan_memory(prog, reuse, persistent_outputs, kernels)
+        self.source, ns = generate(prog, self.plan, kernels, name)
         exec(compile(self.source, f"<retrograd {name}>", "exec"), ns)   # our own generated code
         self._fn = ns[name]
         self._const_outputs = [o for o in prog.outputs if o.kind == "const"]

@@ -44,8 +44,9 @@ class Module:
         for name, value in vars(self).items():
             if isinstance(value, (Parameter, Module)):
                 yield name, value
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
-                for i, v in enumerate(value):
+            elif isinstance(value, (list, tuple)) and value and all(
+                    isinstance(v, (Module, Parameter)) for v in value):
+                for i, v in enumerate(value):     # lists of layers or of parameters
                     yield f"{name}.{i}" if name != "_layers" else str(i), v
 
     def named_children(self):
