@@ -127,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'retrograd train' "
                     "(or its history.json)")
     pl.add_argument("--out", default=None, help="folder for the pictures (default: RUN_DIR)")
+
+    x = sub.add_parser("explain", help="one step of backprop printed in the notes' words (default: "
+                       "the 2-2-1 net), or the adjoints of an expression with --expr")
+    x.add_argument("--layers", type=_sizes, default=None,
+                   help="all layer sizes, input to output, e.g. 2-2-1 (default) or 2-3-2")
+    x.add_argument("--activation", default=None, choices=["sigmoid", "tanh", "relu", "identity"],
+                   help="f of the hidden units (default sigmoid)")
+    x.add_argument("--output", default=None,
+                   choices=["sigmoid", "tanh", "relu", "identity", "softmax"],
+                   help="f of the output units (default: as --activation; softmax or sigmoid "
+                        "for cross_entropy)")
+    x.add_argument("--loss", default=None, choices=["sse", "mse", "cross_entropy"],
+                   help="sse (default: E = ½ Σ (d − o)²), mse or cross_entropy")
+    x.add_argument("--seed", type=int, default=None, help="seed of the weights (default 0)")
+    x.add_argument("--lr", type=_positive(float), default=None, help="learning rate η (default 0.5)")
+    x.add_argument("--input", default=None, metavar="X",
+                   help="the pattern, e.g. 1,0 (default: XOR's (1, 0))")
+    x.add_argument("--target", default=None, metavar="D",
+                   help="its target, e.g. 1 or 1,0 (default 1, or the first class)")
+    x.add_argument("--expr", default=None,
+                   help="explain reverse-mode autodiff of an expression instead, e.g. "
+                        "\"sin(x1) + x1*x2\"")
+    x.add_argument("--at", default=None, help="the point for --expr, e.g. x1=2,x2=5")
+
     return p
 
 
@@ -390,9 +414,32 @@ def cmd_plot(args):
         print(plot_history(rows, os.path.join(out, f"curves.{ext}"), title=title))
     return 0
 
+def cmd_explain(args):
+    from .explain import explain_expression, explain_network, parse_numbers
+    net = {"layers": args.layers, "activation": args.activation, "output": args.output,
+           "loss": args.loss, "seed": args.seed, "lr": args.lr,
+           "x": None if args.input is None else parse_numbers(args.input, "--input"),
+           "target": None if args.target is None else parse_numbers(args.target, "--target")}
+    given = {k: v for k, v in net.items() if v is not None}
+    if args.expr is not None:
+        if given:
+            flag = {"x": "input"}.get(next(iter(given)), next(iter(given)))
+            raise UsageError(f"retrograd explain: --{flag} describes a network; it cannot be "
+                             "combined with --expr")
+        if args.at is None:
+            raise UsageError("retrograd explain: --expr needs the point, e.g. --at x1=2,x2=5")
+        text = explain_expression(args.expr, args.at)
+    else:
+        if args.at is not None:
+            raise UsageError("retrograd explain: --at gives the point of an --expr expression")
+        text = explain_network(**given)
+    sys.stdout.write(text)
+    return 0
+
+
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "graph": cmd_graph,
-            "plot": cmd_plot}
+            "plot": cmd_plot, "explain": cmd_explain}
 
 
 def main(argv=None) -> int:
