@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder (default: runs/<data>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-compile", action="store_true",
+                   help="run each step eagerly (forward, backward, update op by op) instead of "
+                        "as one compiled call; the results are the same up to float rounding")
 
     e = sub.add_parser("eval", help="metrics and confusion matrix of a checkpoint")
     e.add_argument("checkpoint")
@@ -283,7 +286,7 @@ def cmd_train(args):
     history = fit(model, _loss_fn(args.loss), opt, train, val if args.early_stopping else (x_test, y_te),
                   epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
                   early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
-                  progress=not args.no_progress, meta=config,
+                  progress=not args.no_progress, meta=config, compile=not args.no_compile,
                   log=lambda line: print(line.replace("val_", "test_") if not args.early_stopping else line))
     seconds = time.perf_counter() - t0
     from .train import evaluate

@@ -137,6 +137,16 @@ def test_online_and_batch_learning_and_mse_loss(tmp_path, capsys):
     assert "batch 200" in capsys.readouterr().out
 
 
+def test_no_compile_flag_gives_the_same_run(tmp_path, capsys):
+    args = ["train", "--data", "moons", "--epochs", "3", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "c")]) == 0
+    compiled = capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "e"), "--no-compile"]) == 0
+    eager = capsys.readouterr().out
+    pick = lambda out: [l.split("lr")[0] for l in out.splitlines() if l.startswith("epoch")]
+    assert pick(compiled) == pick(eager)          # same losses to the printed digits
+
+
 def test_resume_from_the_cli(tmp_path, capsys):
     args = ["train", "--data", "moons", "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
     assert main(args) == 0
