@@ -51,5 +51,6 @@ res = classic.train_generalized(net, X, D, eta=2.0, epochs=1000 if FAST else 400
 for epoch in range(0, res.epochs + 1, max(1, res.epochs // 5)):
     print(f"epoch {epoch:5d}   E_tot = {res.E_tot[epoch]:.6f}")
 out = net(X).ravel()
-print(f"outputs {np.round(out, 3)} -> XOR {'learned' if np.array_equal(out > 0.5, D > 0.5) else 'not learned'}"
-      f" after {res.epochs} epochs")
+learned = np.array_equal(out > 0.5, D > 0.5)
+print(f"outputs {np.round(out, 3)} -> XOR {'learned' if learned else 'not learned'} "
+      f"after {res.epochs} epochs")

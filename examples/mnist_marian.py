@@ -24,8 +24,8 @@ from retrograd.data import load_mnist5k
 from retrograd.nn.init import glorot_uniform
 
 FAST = os.environ.get("RETROGRAD_FAST") == "1"
-EPOCHS, BATCH, LR = (1, 50, 0.1) if FAST else (2, 50, 0.1)   # Marian's snippet uses a batch of 500;
-                                                             # with 4,000 digits, 50 gives more steps
+# Marian's snippet uses a batch of 500; with only 4,000 digits a batch of 50 gives more steps
+EPOCHS, BATCH, LR = (1 if FAST else 2), 50, 0.1
 
 (x_train, y_train), (x_test, y_test) = load_mnist5k()        # x: (n, 784) in [0, 1], y: labels
 Y_train = np.eye(10, dtype=np.float32)[y_train]              # one-hot rows: the y of the graph

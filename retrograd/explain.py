@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import classic
-from .classic.functions import activation as _g
 from .classic.functions import derivative as _g_prime
 from .classic.functions import loss_value as _loss_value
 from .errors import RetrogradError
@@ -69,7 +68,8 @@ HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUT_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
 NET_LOSSES = ("sse", "mse", "cross_entropy")
 MAX_UNITS = 10           # every weight is printed: keep the nets small
-_HIDDEN_LETTERS = "jhgedcba"   # the notes' i (input), j (hidden), k (output); deeper nets go back from j
+# the notes name units i (input), j (hidden), k (output); deeper nets count back from j
+_HIDDEN_LETTERS = "jhgedcba"
 
 _F_PRIME_TEXT = {"sigmoid": "o(1 − o)", "tanh": "1 − o²", "relu": "[net > 0]", "identity": "1"}
 _LOSS_TEXT = {
@@ -107,8 +107,9 @@ def _autodiff_grads(W, b, acts, x, d, loss):
     a = rg.tensor(x)
     for w, v, f in zip(Wt, bt, acts):
         z = a @ w + v
-        a = (rg.softmax(z, axis=-1) if f == "softmax" else
-             {"sigmoid": rg.sigmoid, "tanh": rg.tanh, "relu": rg.relu, "identity": lambda t: t}[f](z))
+        g = {"sigmoid": rg.sigmoid, "tanh": rg.tanh, "relu": rg.relu, "identity": lambda t: t,
+             "softmax": lambda t: rg.softmax(t, axis=-1)}[f]
+        a = g(z)
     y = rg.tensor(d)
     if loss == "sse":
         E = 0.5 * ((y - a) ** 2).sum()
@@ -220,7 +221,7 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
     lines = []
     out = lines.append
     counter = iter(range(1, 10))
-    step = lambda: next(counter)             # section numbers (no hidden deltas without hidden layers)
+    step = lambda: next(counter)     # section numbers (no hidden deltas without a hidden layer)
 
     # ------------------------------------------------------------------ header
     shape = "-".join(map(str, sizes))
@@ -233,7 +234,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
     out("  units: " + " → ".join(desc))
     loss_text = _LOSS_TEXT.get((loss, output), _LOSS_TEXT.get(loss))
     out(f"  loss {loss_text}   ({loss}),   learning rate η = {_n(lr)}")
-    out(f"  pattern x = ({', '.join(_n(v) for v in x)}),   target d = ({', '.join(_n(v) for v in d)})")
+    vec = lambda v: "(" + ", ".join(_n(e) for e in v) + ")"
+    out(f"  pattern x = {vec(x)},   target d = {vec(d)}")
     out(f"  weights w(t←u) into unit t from unit u, and biases b(t) (the weight from a unit whose "
         f"o is always 1),")
     out(f"  drawn from U(−1, 1) with seed {seed} and rounded to 2 decimals:")
@@ -252,7 +254,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
     rows = []
     for l in range(1, L + 1):
         for t in range(sizes[l]):
-            terms = " + ".join(f"{_p(W[l - 1][u, t])}·{_p(o[l - 1][u])}" for u in range(sizes[l - 1]))
+            terms = " + ".join(f"{_p(W[l - 1][u, t])}·{_p(o[l - 1][u])}"
+                               for u in range(sizes[l - 1]))
             rows.append((f"net_{unit(l, t)} = {terms} + {_p(b[l - 1][t])} = {_n(net[l - 1][t])}",
                          f"o_{unit(l, t)} = {acts[l - 1]}(net_{unit(l, t)}) = {_n(o[l][t])}"))
     width = max(len(a) for a, _ in rows)
@@ -272,8 +275,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
             out(f"  δ_{unit(L, k)} = {_n(d[k])} − {_p(o[L][k])} = {_n(delta[L - 1][k])}")
     elif f == "softmax":
         scale = "" if loss == "sse" else f"(2/{K})·"
-        out(f"{step()}. output deltas: δ_k = o_k·(e_k − Σ_m e_m·o_m),  e_k = −∂E/∂o_k = {scale}(d_k − o_k)"
-            "   (softmax: o_m depends on every net_k)")
+        out(f"{step()}. output deltas: δ_k = o_k·(e_k − Σ_m e_m·o_m),  "
+            f"e_k = −∂E/∂o_k = {scale}(d_k − o_k)   (softmax: o_m depends on every net_k)")
         e = (d - o[L]) * (1.0 if loss == "sse" else 2.0 / K)
         s = float((e * o[L]).sum())
         out(f"  e = ({', '.join(_n(v) for v in e)}),   Σ_m e_m·o_m = {_n(s)}")
@@ -281,7 +284,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
             out(f"  δ_{unit(L, k)} = {_p(o[L][k])}·({_n(e[k])} − {_p(s)}) = {_n(delta[L - 1][k])}")
     else:
         scale = "" if loss == "sse" else f"(2/{K})·"
-        out(f"{step()}. output deltas: δ_k = {scale}(d_k − o_k)·f′(net_k),   f′ = {_F_PRIME_TEXT[f]} for {f}")
+        out(f"{step()}. output deltas: δ_k = {scale}(d_k − o_k)·f′(net_k),   "
+            f"f′ = {_F_PRIME_TEXT[f]} for {f}")
         fp = _g_prime(f, net[L - 1], o[L])
         for k in range(K):
             out(f"  δ_{unit(L, k)} = {scale}({_n(d[k])} − {_p(o[L][k])})·{_p(fp[k])} "
@@ -307,8 +311,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
 
     # ------------------------------------------------------------------ 4. gradients
     out("")
-    out(f"{step()}. gradients ∂E/∂w(t←u) = −δ_t·o_u  (for a bias o_u = 1), each checked against autodiff "
-        "and finite differences")
+    out(f"{step()}. gradients ∂E/∂w(t←u) = −δ_t·o_u  (for a bias o_u = 1), each checked against "
+        "autodiff and finite differences")
     rows, n_ok_ad, n_ok_fd, n_all = [], 0, 0, 0
     for l in range(L - 1, -1, -1):
         for t in range(sizes[l + 1]):
@@ -424,8 +428,8 @@ def parse_expression(text: str, values: dict):
             return value
         node = _Node(len(nodes) + 1, op, args, value)
         if not math.isfinite(value):
-            raise ExplainError(f"--expr: {_op_text(node, lambda a: _n(a.value) if isinstance(a, _Node) else _n(a))} "
-                               f"is not a finite number at the given point")
+            shown = _op_text(node, lambda a: _n(a.value) if isinstance(a, _Node) else _n(a))
+            raise ExplainError(f"--expr: {shown} is not a finite number at the given point")
         nodes.append(node)
         return node
 
@@ -693,7 +697,7 @@ def _local_partials(node, sym):
             parts = [(_S(f"[{A.text} > 0]"), float(va > 0))]
         elif op == "abs":
             parts = [(_call("sign", A), float(np.sign(va)))]
-        else:                                      # pragma: no cover (the parser allows no other op)
+        else:                                      # pragma: no cover (the parser allows no more)
             raise ExplainError(f"no derivative for {op}")
     return [(i, s, float(v)) for i, (s, v) in enumerate(parts) if isinstance(node.args[i], _Node)]
 
@@ -736,8 +740,8 @@ def explain_expression(expr: str, at) -> str:
     point = ", ".join(f"{n.var} = {_n(n.value)}" for n in ins)
     out(f"retrograd explain: reverse-mode autodiff of f({', '.join(n.var for n in ins)}) = "
         f"{expr.strip()} at {point}")
-    out("(seed 001 §4.2–4.5: the computation graph, forward propagation of values, back propagation "
-        "of adjoints)")
+    out("(seed 001 §4.2–4.5: the computation graph, forward propagation of values, "
+        "back propagation of adjoints)")
 
     # ---- forward trace
     out("")
@@ -832,8 +836,8 @@ def parse_point(text: str) -> dict:
         if not name.isidentifier():
             raise ExplainError(f"--at: {name!r} is not a variable name")
         if name in FUNCTIONS or name in CONSTANTS:
-            raise ExplainError(f"--at: {name} is a {'function' if name in FUNCTIONS else 'constant'}, "
-                               "not a variable")
+            kind = "function" if name in FUNCTIONS else "constant"
+            raise ExplainError(f"--at: {name} is a {kind}, not a variable")
         if name in values:
             raise ExplainError(f"--at: {name} is given twice")
         try:

@@ -17,7 +17,8 @@ MODES = ["pattern", "batch-mean", "batch-sum"]
 def _act(name, z):
     if name == "softmax":
         return rg.softmax(z, axis=-1)
-    return {"sigmoid": rg.sigmoid, "tanh": rg.tanh, "relu": rg.relu, "identity": lambda t: t}[name](z)
+    return {"sigmoid": rg.sigmoid, "tanh": rg.tanh, "relu": rg.relu,
+            "identity": lambda t: t}[name](z)
 
 
 def autodiff_backprop(W, b, acts, x, y, loss, reduction, weight_decay):
@@ -65,7 +66,8 @@ def test_explicit_deltas_and_gradients_equal_autodiff(hidden, out, loss, mode, w
     net.b = [rng.standard_normal(v.shape) for v in net.b]
     n = 7
     if mode == "pattern":
-        x, y, reduction = rng.standard_normal(sizes[0]), _targets(rng, out, loss, (sizes[-1],)), None
+        x, y, reduction = rng.standard_normal(sizes[0]), _targets(rng, out, loss, (sizes[-1],)), \
+            None
     else:
         x, y = rng.standard_normal((n, sizes[0])), _targets(rng, out, loss, (n, sizes[-1]))
         reduction = mode.split("-")[1]
@@ -264,7 +266,8 @@ def test_perceptron_rule_by_hand():
     """First epoch of Rosenblatt's rule on AND from w = 0, b = 0, η = 1."""
     p = classic.Perceptron(lr=1.0, epochs=1)
     res = p.fit(X_BOOL, [0, 0, 0, 1])
-    # (0,0): o = [0 > 0] = 0, right;  (0,1): right;  (1,0): right;  (1,1): o = 0, d = 1 -> w += (1, 1), b += 1
+    # (0,0): o = [0 > 0] = 0, right;  (0,1): right;  (1,0): right;
+    # (1,1): o = 0 but d = 1 -> w += (1, 1), b += 1
     np.testing.assert_array_equal(res.w.ravel(), [1.0, 1.0])
     np.testing.assert_array_equal(res.b, [1.0])
 

@@ -182,14 +182,16 @@ def test_default_network_numbers_by_hand():
 
 
 def test_default_network_sections_in_the_notes_order_and_all_checks_pass():
-    heads = [l.split(".")[1].split(":")[0].strip() for l in DEFAULT.splitlines() if re.match(r"\d\. ", l)]
+    heads = [l.split(".")[1].split(":")[0].strip() for l in DEFAULT.splitlines()
+             if re.match(r"\d\. ", l)]
     assert heads == ["forward pass", "output deltas", "hidden deltas, back-propagated from the "
                      "layer above", "gradients ∂E/∂w(t←u) = −δ_t·o_u  (for a bias o_u = 1), each "
                      "checked against autodiff and finite differences", "update"]
     grads = grad_lines(DEFAULT)
     assert len(grads) == 9 and all(l.count("✓") == 2 for l in grads)
     assert "✗" not in DEFAULT
-    assert "checks: 9 of 9 gradients agree with autodiff ✓, 9 of 9 with finite differences ✓" in DEFAULT
+    assert ("checks: 9 of 9 gradients agree with autodiff ✓, 9 of 9 with finite differences ✓"
+            in DEFAULT)
     assert "the step went downhill" in DEFAULT
 
 

@@ -21,11 +21,12 @@ from . import functions
 from .functions import ACTIVATIONS, LOSSES
 from .generalized import (DeltaRuleStep, GeneralizedResult, TwoLayerNet, generalized_delta_rule,
                           train_generalized)
-from .mlp import Backprop, Forward, Network, backprop, backprop_per_pattern, default_reduction, forward
+from .mlp import (Backprop, Forward, Network, backprop, backprop_per_pattern, default_reduction,
+                  forward)
 from .single_layer import LMS, Perceptron, RuleResult, SigmoidUnit, WidrowHoff
 from .training import TrainResult, train
 
 __all__ = ["Network", "Forward", "Backprop", "forward", "backprop", "backprop_per_pattern",
-           "default_reduction", "train", "TrainResult", "generalized_delta_rule", "train_generalized",
-           "TwoLayerNet", "DeltaRuleStep", "GeneralizedResult", "Perceptron", "LMS", "WidrowHoff",
-           "SigmoidUnit", "RuleResult", "functions", "ACTIVATIONS", "LOSSES"]
+           "default_reduction", "train", "TrainResult", "generalized_delta_rule",
+           "train_generalized", "TwoLayerNet", "DeltaRuleStep", "GeneralizedResult", "Perceptron",
+           "LMS", "WidrowHoff", "SigmoidUnit", "RuleResult", "functions", "ACTIVATIONS", "LOSSES"]

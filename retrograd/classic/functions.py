@@ -44,7 +44,7 @@ def _sigmoid(z):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))   # shifting by the max changes nothing but overflow
+    e = np.exp(z - z.max(axis=-1, keepdims=True))   # the shift changes nothing but overflow
     return e / e.sum(axis=-1, keepdims=True)
 
 

@@ -63,7 +63,7 @@ class _SingleLayerRule:
         raise NotImplementedError
 
     def _init(self, n_in, n_out):
-        self.w = np.zeros((n_in, n_out))                # zero start: the rules need no symmetry breaking
+        self.w = np.zeros((n_in, n_out))       # zero start: one unit needs no symmetry breaking
         self.b = np.zeros(n_out)
 
     def fit(self, X, y) -> RuleResult:
