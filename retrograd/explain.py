@@ -172,7 +172,9 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
     sizes = [int(s) for s in layers]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ExplainError(f"--layers needs an input and an output size, all positive, e.g. 2-2-1; "
-                           f"got {'-'.join(map(str, sizes))}")
+                           f"got {'-'.join(map(str, sizes)) or 'none'}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ExplainError(f"--seed must be a non-negative integer, got {seed}")
     if max(sizes) > MAX_UNITS:
         raise ExplainError(f"explain prints every weight: use at most {MAX_UNITS} units per layer")
     if activation not in HIDDEN_ACTIVATIONS:

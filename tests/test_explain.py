@@ -249,6 +249,9 @@ def test_relu_kink_is_explained_not_hidden():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(layers=(2,)), "an input and an output"),
     (dict(layers=(2, 11, 1)), "at most 10 units"),
+    (dict(seed=-1), "non-negative integer"),
+    (dict(lr=float("inf")), "must be positive"),
+    (dict(x=[1, float("nan")]), "finite"),
     (dict(activation="swish"), "unknown activation"),
     (dict(loss="hinge"), "unknown loss"),
     (dict(output="softmax"), "softmax over one output"),
