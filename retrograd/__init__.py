@@ -6,7 +6,7 @@
     y.backward()
     x.grad
 """
-from . import autodiff, data, graph, io, nn, ops, optim, train, viz
+from . import autodiff, classic, data, explain, graph, io, nn, ops, optim, train, viz
 from .graph import compile
 from .io import CheckpointError, load, save
 from .autodiff import grad as autograd_grad
