@@ -21,13 +21,14 @@ from .. import autodiff
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, enable_grad
 from .executor import Executable
-from .ir import TraceError, Tracer, Var
+from .ir import TraceError, Tracer, Var, _dummies
 from .program import lower, optimize
 
 PASSES = ("fold", "simplify", "cse", "dce")
 
 
 def _compile_program(outputs, externals, passes=PASSES, persistent_outputs=False, name="compiled"):
+    _dummies.clear()                    # tracing is over: drop its zero stand-ins
     log = []
     prog = lower(outputs, externals)
     before = prog.count()
@@ -269,8 +270,11 @@ class Compiled:
                 sym.append(g.input(f"arg{i}", arr.shape, arr.dtype))
             else:
                 sym.append(a)
-        with enable_grad(), Tracer(g):
-            result = self.fn(*sym)
+        try:
+            with enable_grad(), Tracer(g):
+                result = self.fn(*sym)
+        finally:
+            _dummies.clear()            # the stand-ins are only needed while tracing
         leaves = []
         tree = _flatten(result, leaves)
         inputs = [s for s in sym if isinstance(s, Var)]

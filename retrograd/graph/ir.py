@@ -100,7 +100,7 @@ class Var(Tensor):
                          "gradient as part of the graph")
 
 
-_dummies: dict = {}
+_dummies: dict = {}          # zero stand-ins by (shape, dtype), for one trace at a time
 
 
 def _dummy(x):
@@ -161,6 +161,13 @@ def record(op, args, params):
             raise TraceError(f"{op.name}: inputs come from two different graphs")
     if op.shape is not None:
         shape, dtype = op.shape(*args, **params)
+    elif op.elementwise:
+        # broadcast the shapes; the dtype from the op on one-element stand-ins (cheap, and
+        # exactly NumPy's promotion, weak Python scalars included)
+        shape = np.broadcast_shapes(*[a.shape for a in args if isinstance(a, Tensor)])
+        tiny = [np.zeros((1,) * a.ndim, a.dtype) if isinstance(a, Tensor) else a for a in args]
+        with np.errstate(all="ignore"):
+            dtype = np.asarray(op.forward(*tiny, **params)).dtype
     else:
         try:
             with np.errstate(all="ignore"):

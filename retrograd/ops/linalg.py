@@ -32,7 +32,18 @@ def _matmul_vjp_b(g, out, a, b):
     return reshape(sum_to(swapaxes(a2, -1, -2) @ g2, b2.shape), b.shape)
 
 
-_matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b))
+def _matmul_shape(a, b):
+    """Output shape and dtype without multiplying (used when tracing)."""
+    sa, sb = a.shape, b.shape
+    if len(sa) == 0 or len(sb) == 0 or sa[-1] != (sb[-2] if len(sb) > 1 else sb[0]):
+        raise ShapeError(f"matmul: shapes {sa} and {sb} are not aligned")
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    core = (sa[-2],) if len(sa) > 1 else ()
+    core += (sb[-1],) if len(sb) > 1 else ()
+    return batch + core, np.result_type(a.dtype, b.dtype)
+
+
+_matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape)
 
 
 def _shape(x):
