@@ -10,7 +10,7 @@ from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, exp, 
                           round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
                           where)
 from .linalg import dot, matmul
-from .loss import softmax_cross_entropy
+from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten, getitem, pad, reshape,
@@ -25,7 +25,8 @@ __all__ = [
     "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
     "log_softmax", "matmul", "dot", "astype", "reshape", "transpose", "swapaxes", "broadcast_to",
     "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
-    "stack", "split", "pad", "softmax_cross_entropy", "bernoulli_mask",
+    "stack", "split", "pad", "softmax_cross_entropy", "softmax_minus_onehot",
+    "bernoulli_mask",
 ]
 
 

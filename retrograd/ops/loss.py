@@ -1,23 +1,18 @@
 """Fused loss primitives, where a dedicated rule beats the composite for speed.
 
 ``softmax_cross_entropy`` is -log softmax(z)[label] per row. Its VJP is the
-textbook (softmax(z) - onehot(label)) · g: one pass instead of the half-dozen ops
-of log_softmax + indexing + their VJPs, and still written in ops, so it
-differentiates again.
+textbook (softmax(z) - onehot(label)) · g, itself one primitive,
+``softmax_minus_onehot``, whose own VJP is softmax's: two array passes instead of
+the half-dozen ops of log_softmax + indexing + their VJPs, and still
+differentiable again.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .base import apply, defop
-from .elementwise import equal
-from .reduce import _log_softmax, softmax
-from .shape import astype, reshape
-
-
-def one_hot_of(labels, num_classes, dtype):
-    """Constant one-hot rows for integer ``labels`` (built from ops, so it traces)."""
-    return astype(equal(reshape(labels, (-1, 1)), np.arange(num_classes)), dtype)
+from .reduce import _log_softmax, _softmax, softmax, sum
+from .shape import reshape
 
 
 def _sce_forward(z, labels):
@@ -25,8 +20,28 @@ def _sce_forward(z, labels):
     return -np.take_along_axis(logp, labels.reshape(-1, 1), axis=1)[:, 0]
 
 
+def _smo_forward(z, labels):
+    p = _softmax(z, (1,))
+    p[np.arange(len(p)), labels] -= 1      # one entry per row: no repeats to accumulate
+    return p
+
+
+def _smo_vjp(u, out, z, labels):
+    s = softmax(z, axis=1)                 # d(softmax(z) - onehot)/dz is softmax's Jacobian
+    return s * (u - sum(u * s, axis=1, keepdims=True))
+
+
+_softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
+                              doc="softmax(z) - onehot(labels), rows of z")
+
+
+def softmax_minus_onehot(z, labels):
+    """softmax(z, axis=1) - onehot(labels): the gradient of cross-entropy w.r.t. logits."""
+    return apply(_softmax_minus_onehot, z, labels)
+
+
 def _sce_vjp(g, out, z, labels):
-    return (softmax(z, axis=1) - one_hot_of(labels, z.shape[1], z.dtype)) * reshape(g, (-1, 1))
+    return softmax_minus_onehot(z, labels) * reshape(g, (-1, 1))
 
 
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None))
