@@ -289,3 +289,19 @@ def test_compiled_training_run_has_the_same_loss_curve_as_eager(tmp_path):
                 progress=False, log=None, compile=compiled)
         curves[compiled] = [r["train_loss"] for r in h]
     np.testing.assert_allclose(curves[True], curves[False], rtol=1e-6)
+
+
+def test_compiled_programs_and_graphs_draw_as_dot():
+    pydot = pytest.importorskip("pydot")
+    cf = rg.compile(rg.value_and_grad(lambda w: (rg.tanh(w) * 2).sum()))
+    prog = cf.program(np.ones(3))
+    text = rg.viz.to_dot(prog)
+    (parsed,) = pydot.graph_from_dot_data(text)
+    labels = " ".join(n.get_label() or "" for n in parsed.get_nodes())
+    assert "tanh" in labels and "arg0" in labels and "sum" in labels
+    assert "->" in text and text.count("peripheries=2") == len(prog.outputs)
+    g = Graph()
+    x = g.input("x", (2,))
+    rg.exp(x).sum()
+    (parsed,) = pydot.graph_from_dot_data(rg.viz.to_dot(g))
+    assert len(parsed.get_nodes()) >= 3

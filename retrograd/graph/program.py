@@ -74,6 +74,30 @@ class Program:
         lines.append("return " + ", ".join(_ref(o) for o in self.outputs))
         return "\n".join(lines)
 
+    def to_dot(self, title=None):
+        """Graphviz DOT of the program: run-time inputs as boxes, ops as ellipses with
+        their output shapes, constants folded into the labels of their users."""
+        out = ["digraph program {", '  graph [rankdir=TB, fontname="Helvetica"'
+               + (f', label="{title}", labelloc=t' if title else "") + "];",
+               '  node [fontname="Helvetica", fontsize=11];']
+        outputs = {id(o) for o in self.outputs}
+        for n in self.nodes:
+            if n.is_scalar_const:
+                continue
+            if n.kind == "op":
+                consts = ", ".join(repr(i.value) for i in n.inputs if i.is_scalar_const)
+                label = f"%{n.id} {n.op.name}" + (f" ({consts})" if consts else "") + f"\\n{n.shape}"
+                style = "shape=ellipse" + (", peripheries=2" if id(n) in outputs else "")
+            else:
+                label = f"%{n.id} {n.name or n.kind}\\n{n.shape} {n.dtype}"
+                style = "shape=box" + (", style=filled, fillcolor=lightyellow" if n.kind == "ext" else "")
+            out.append(f'  n{n.id} [label="{label}", {style}];')
+            for i in n.inputs:
+                if not i.is_scalar_const:
+                    out.append(f"  n{i.id} -> n{n.id};")
+        out.append("}")
+        return "\n".join(out)
+
 
 def _ref(n):
     return repr(n.value) if n.is_scalar_const else f"%{n.id}"

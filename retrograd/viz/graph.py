@@ -146,8 +146,11 @@ def to_dot(tensor: Tensor, show_grad: bool = True, grads=None, rankdir: str = "T
     leaf or a ``retain_grad()`` tensor, the norm of its ``.grad``; nodes carrying a
     gradient get a red border. The loss node is drawn with a double border.
     """
+    if not isinstance(tensor, Tensor) and hasattr(tensor, "to_dot"):
+        return tensor.to_dot()       # a define-then-run Graph or a compiled Program
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"to_dot: expected a Tensor, got {type(tensor).__name__}")
+        raise TypeError(f"to_dot: expected a Tensor, a retrograd.graph.Graph or a compiled "
+                        f"Program (rg.compile(f).program(*args)), got {type(tensor).__name__}")
     ids, count = {}, 0
     lines = [f"digraph retrograd {{",
              f'  graph [rankdir={rankdir}, fontname="Helvetica", nodesep=0.3, ranksep=0.35'
