@@ -12,7 +12,7 @@ from . import autodiff
 from .errors import GradcheckError
 from .tensor import Tensor, enable_grad
 
-__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport"]
+__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport", "central_differences"]
 
 
 def _outputs(res):
@@ -53,24 +53,35 @@ def _analytic(f, xs, checked):
     return outs, jac
 
 
+def central_differences(evaluate, arr, eps=1e-6):
+    """Numeric Jacobian of ``evaluate()`` (a float or an array) w.r.t. the entries of the
+    contiguous array ``arr``, which is perturbed in place and restored:
+    column j is (evaluate() at arr + ε·e_j − at arr − ε·e_j) / 2ε."""
+    flat = arr.reshape(-1)                  # a view of arr
+    cols = []
+    for j in range(flat.size):
+        orig = flat[j]
+        flat[j] = orig + eps
+        plus = np.array(evaluate(), dtype=np.float64)     # a copy: it may be a view of arr
+        flat[j] = orig - eps
+        minus = np.array(evaluate(), dtype=np.float64)
+        flat[j] = orig
+        cols.append(((plus - minus) / (2 * eps)).ravel())
+    return np.stack(cols, axis=-1) if cols else np.zeros((0, 0))
+
+
 def _numeric(f, xs, checked, eps):
     def evaluate():
         # grad stays on: f may itself take gradients (gradgradcheck's VJP does)
         with enable_grad():
-            return [np.array(o.data, dtype=np.float64).ravel() for o in _outputs(f(*xs))]  # copies: outputs may be views of x
-    base = evaluate()
-    jac = [[np.zeros((b.size, xs[i].size)) for i in checked] for b in base]
+            return np.concatenate([np.ravel(o.data) for o in _outputs(f(*xs))])
+    sizes = [o.size for o in _outputs(f(*xs))]
+    splits = np.cumsum(sizes)[:-1]
+    jac = [[None] * len(checked) for _ in sizes]
     for ti, i in enumerate(checked):
-        flat = xs[i].data.reshape(-1)   # a view: perturb in place, then restore
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
-            plus = evaluate()
-            flat[j] = orig - eps
-            minus = evaluate()
-            flat[j] = orig
-            for oi in range(len(base)):
-                jac[oi][ti][:, j] = (plus[oi] - minus[oi]) / (2 * eps)
+        full = central_differences(evaluate, xs[i].data, eps).reshape(sum(sizes), xs[i].size)
+        for oi, block in enumerate(np.split(full, splits)):
+            jac[oi][ti] = block
     return jac
 
 

@@ -399,23 +399,15 @@ def cmd_plot(args):
         raise UsageError("retrograd plot: matplotlib is needed for plots: "
                          "pip install 'retrograd[viz]'") from None
     from .viz import load_history, plot_history
-    run_dir = args.run_dir
-    if os.path.isfile(run_dir):
-        history, run_dir = run_dir, os.path.dirname(run_dir) or "."
-    elif os.path.isdir(run_dir):
-        history = os.path.join(run_dir, "history.json")
-        if not os.path.exists(history):
-            raise UsageError(f"retrograd plot: {run_dir} has no history.json (is it a run folder "
-                             "written by 'retrograd train'?)")
-    else:
-        raise UsageError(f"retrograd plot: {run_dir}: no such folder")
-    rows = load_history(history)
+    rows = load_history(args.run_dir)      # a run folder or its history.json; clear errors
+    run_dir = args.run_dir if os.path.isdir(args.run_dir) else os.path.dirname(args.run_dir) or "."
     out = args.out or run_dir
     name = os.path.basename(os.path.abspath(run_dir))
     title = f"{name}: {len(rows)} epoch{'s' if len(rows) != 1 else ''}"
     for ext in ("png", "svg"):
         print(plot_history(rows, os.path.join(out, f"curves.{ext}"), title=title))
     return 0
+
 
 def cmd_explain(args):
     from .explain import explain_expression, explain_network, parse_numbers

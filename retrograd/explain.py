@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import classic
+from .check import central_differences
 from .classic.functions import derivative as _g_prime
 from .classic.functions import loss_value as _loss_value
 from .errors import RetrogradError
@@ -129,22 +130,7 @@ def _finite_difference_grads(W, b, acts, x, d, loss, eps=1e-6):
         a = classic.forward(W, b, acts, x[None, :]).a[-1]
         return float(_loss_value(loss, a, d[None, :], acts[-1])[0])
 
-    out = []
-    for arrays in (W, b):
-        grads = []
-        for p in arrays:
-            g = np.zeros_like(p)
-            for idx in np.ndindex(p.shape):
-                keep = p[idx]
-                p[idx] = keep + eps
-                e_plus = E()
-                p[idx] = keep - eps
-                e_minus = E()
-                p[idx] = keep
-                g[idx] = (e_plus - e_minus) / (2 * eps)
-            grads.append(g)
-        out.append(grads)
-    return out
+    return [[central_differences(E, p, eps).reshape(p.shape) for p in arrays] for arrays in (W, b)]
 
 
 def _vector(v, n, what):

@@ -258,7 +258,7 @@ def test_plot_command_on_a_run_folder(tmp_path, mpl, capsys):
     assert_svg(printed[1])
     assert main(["plot", str(run)]) == 0 and (run / "curves.png").exists()
     assert main(["plot", str(tmp_path / "missing")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+    assert "missing: no such file" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["plot", str(tmp_path / "empty")]) == 2
     assert "history.json" in capsys.readouterr().err
