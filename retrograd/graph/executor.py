@@ -26,7 +26,8 @@ import numpy as np
 # other op without ``out=`` support is assumed to possibly return a view of its inputs.
 FRESH = {"sum", "max", "min", "prod", "logsumexp", "softmax", "log_softmax", "scatter_add",
          "concatenate", "stack", "pad", "softmax_cross_entropy", "argmax", "argmin", "where",
-         "clip", "sigmoid", "relu", "leaky_relu", "softplus", "pow_scalar", "bernoulli_mask"}
+         "clip", "sigmoid", "relu", "leaky_relu", "softplus", "pow_scalar", "bernoulli_mask",
+         "softmax_minus_onehot"}
 
 
 class Kernel:
