@@ -4,11 +4,18 @@
 (784-100-10, tanh, softmax + cross-entropy) by minibatch SGD on the bundled
 MNIST subset. Every mistake a user can make (a bad flag, a missing file,
 malformed data) ends in one line on stderr and exit code 2, never a traceback.
+
+Ctrl-C (SIGINT) or SIGTERM during ``retrograd train`` stops at the next batch,
+writes ``last.npz`` at that exact point and prints one line saying so, with the
+command that continues the run (``--resume``). The exit code is 128 + the
+signal's number, as a shell reports a process killed by it: 130 for SIGINT, 143
+for SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -283,11 +290,17 @@ def cmd_train(args):
           f"{args.optimizer} (lr {opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} epochs "
           f"on {args.data} ({len(train[0])} train / {len(x_test)} test)")
     t0 = time.perf_counter()
-    history = fit(model, _loss_fn(args.loss), opt, train, val if args.early_stopping else (x_test, y_te),
-                  epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
-                  early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
-                  progress=not args.no_progress, meta=config, compile=not args.no_compile,
-                  log=lambda line: print(line.replace("val_", "test_") if not args.early_stopping else line))
+    try:
+        history = fit(model, _loss_fn(args.loss), opt, train,
+                      val if args.early_stopping else (x_test, y_te),
+                      epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
+                      early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
+                      progress=not args.no_progress, meta=config, compile=not args.no_compile,
+                      log=lambda line: print(line.replace("val_", "test_")
+                                             if not args.early_stopping else line))
+    except KeyboardInterrupt as e:          # fit's TrainingInterrupted: say how to go on
+        e.resume_command = _resume_command(args)
+        raise
     seconds = time.perf_counter() - t0
     from .train import evaluate
     ev = evaluate(model, _loss_fn(args.loss), x_test, y_te)
@@ -295,6 +308,31 @@ def cmd_train(args):
     print(f"done in {seconds:.1f}s ({len(history)} epochs): test loss {ev['loss']:.4f}{acc}")
     print(f"checkpoint: {os.path.join(out, 'last.npz')}  (history: {os.path.join(out, 'history.json')})")
     return 0
+
+
+def _resume_command(args):
+    """The command line that continues this run: the same arguments plus --resume."""
+    argv = list(getattr(args, "argv", None) or [])
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["retrograd"] + argv)
+
+
+def _interrupted(e) -> int:
+    """One line for an interrupted command; exit code 128 + the signal (130, 143)."""
+    from .train import TrainingInterrupted
+    command = getattr(e, "resume_command", None)
+    if isinstance(e, TrainingInterrupted):
+        line = f"retrograd: {e.describe()}"
+        if e.checkpoint is not None and (e.exact or e.saved is not None):
+            line += f" -- continue with: {command}" if command else " -- add --resume to continue"
+        code = 128 + int(e.signum)
+    else:
+        line = "retrograd: interrupted" + (
+            f"; checkpoints already written are kept -- continue with: {command}" if command else "")
+        code = 130
+    print(("\n" if sys.stderr.isatty() else "") + line, file=sys.stderr)
+    return code
 
 
 def cmd_eval(args):
@@ -441,6 +479,7 @@ def main(argv=None) -> int:
     from .errors import RetrogradError
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
@@ -448,10 +487,8 @@ def main(argv=None) -> int:
     except (RetrogradError, OSError) as e:
         print(f"retrograd: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\nretrograd: interrupted; the last finished epoch is saved -- add --resume to "
-              "continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e)
 
 
 if __name__ == "__main__":
