@@ -14,11 +14,15 @@
 With ``create_graph=True`` the walk itself runs with recording on, so the VJPs
 -- being ordinary ops -- build a graph of the gradient that can be
 differentiated again.
+
+Before a node's VJPs run, its inputs (and its own value) are checked against
+in-place changes made since it was recorded (tensor.py's version counters).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import tensor as _tensor
 from .errors import RetrogradError
 from .ops import base
 from .tensor import Tensor, set_grad_enabled
@@ -118,6 +122,8 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                 needs = [isinstance(i, Tensor) and i.requires_grad for i in inputs]
             else:
                 needs = [isinstance(i, Tensor) and i in relevant for i in inputs]
+            if node._rec != _tensor._clock:      # something changed in place since it was made
+                _check_versions(node)
             cts = op.input_vjps(g, node, inputs, node._params, needs)
             for inp, ct, need in zip(inputs, cts, needs):
                 if ct is None or not need:
@@ -130,6 +136,29 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
             if not retain_graph:
                 node._inputs = None     # free the saved values (and mark the node spent)
     return results
+
+
+def _check_versions(node: Tensor):
+    """Refuse to backprop through ``node`` if an input or its own value (which VJPs
+    read) was changed in place after it was recorded."""
+    rec = node._rec
+    for i, inp in enumerate(node._inputs):
+        if isinstance(inp, Tensor) and inp._vc is not None and inp._vc.epoch > rec:
+            _modified(node, f"the input {i}", inp)
+    if node._vc is not None and node._vc.epoch > rec:
+        _modified(node, "the output", node)
+
+
+def _modified(node: Tensor, which: str, t: Tensor):
+    vc = t._vc
+    then = vc.version_at(node._rec)
+    expected = "an earlier version" if then is None else f"version {then}"
+    raise RetrogradError(
+        f"one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: {which} of '{node._op.name}' (shape {t.shape}, {t.dtype}) is at "
+        f"version {vc.version}; expected {expected}. It was changed (by +=, -=, *=, "
+        f"/=, t[idx] = v, t.data = ..., or an optimizer step) after '{node._op.name}' used "
+        f"it: call backward before changing it, or change a copy")
 
 
 def _conform(ct, like: Tensor, who) -> Tensor:

@@ -8,6 +8,7 @@ long as the Tensors that reach it.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import threading
@@ -92,6 +93,54 @@ def _check_can_require_grad(arr: np.ndarray, where: str = "tensor"):
             f"{where}: only floating-point tensors can require gradients, got dtype {arr.dtype}")
 
 
+# --------------------------------------------------------------------------- versions
+#
+# In-place changes made through retrograd (``t += x``, ``t[i] = v``, ``t.data = ...``,
+# optimizer steps) bump a version counter, so that a backward that would read a value
+# changed after its op recorded it raises instead of returning a wrong gradient.
+# A global clock counts the changes; every node remembers the clock when it was
+# recorded (``_rec``, one integer store per op), and backward only looks closer at a
+# node when the clock has moved since -- never in the usual forward/backward/step loop.
+
+_clock = 0
+
+
+class _Version:
+    """A data array's in-place history: ``version`` counts the changes, ``epoch`` is
+    the clock at the last one, ``recent`` the clock at the last few (to tell the
+    version a node saw in error messages). Shared by a tensor and its ``.detach()``,
+    which hold the same array. Tensors made by view ops (slicing, reshape, transpose)
+    have counters of their own even where NumPy shares memory, and writes into the
+    raw ndarray (``t.data[...] = v``, ``t.numpy()``) are invisible to it."""
+
+    __slots__ = ("version", "epoch", "recent")
+
+    def __init__(self, continues: "_Version | None" = None):
+        self.version = 0 if continues is None else continues.version
+        self.epoch = 0 if continues is None else continues.epoch
+        self.recent = collections.deque(() if continues is None else continues.recent, maxlen=8)
+
+    def version_at(self, clock: int) -> int | None:
+        """The version at the moment the clock read ``clock`` (None if too long ago)."""
+        newer = sum(1 for e in self.recent if e > clock)
+        if newer == len(self.recent) == self.recent.maxlen:
+            return None
+        return self.version - newer
+
+
+def _bump_version(t: "Tensor", new_array: bool = False):
+    """Count one in-place change of ``t``'s data. ``new_array``: ``t`` now holds a
+    different array, so aliases of the old one keep the old counter."""
+    global _clock
+    _clock += 1
+    vc = t._vc
+    if vc is None or new_array:
+        vc = t._vc = _Version(vc)
+    vc.version += 1
+    vc.epoch = _clock
+    vc.recent.append(_clock)
+
+
 # --------------------------------------------------------------------------- Tensor
 
 class Tensor:
@@ -102,8 +151,10 @@ class Tensor:
     Leaves (``_op is None``) accumulate ``.grad`` on backward.
     """
 
+    # _vc: the data's _Version (None until first changed or detached); _rec: the clock
+    # when this node was recorded; _site: where it was made, set only by detect_anomaly
     __slots__ = ("_data", "requires_grad", "grad", "_op", "_inputs", "_params",
-                 "_hooks", "_retains_grad", "name", "__weakref__")
+                 "_hooks", "_retains_grad", "name", "_vc", "_rec", "_site", "__weakref__")
     __array_priority__ = 1000   # ndarray <op> Tensor -> our reflected operator
     _symbolic = False           # True for graph values (retrograd.graph.Var)
     __array_ufunc__ = None      # numpy must not swallow Tensors into object arrays
@@ -121,6 +172,8 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
         self.name = name
+        self._vc = None
+        self._rec = _clock
 
     @classmethod
     def _make(cls, data: np.ndarray, op=None, inputs=None, params=None) -> "Tensor":
@@ -135,6 +188,8 @@ class Tensor:
         t._hooks = None
         t._retains_grad = False
         t.name = None
+        t._vc = None
+        t._rec = _clock
         return t
 
     # ---- data access
@@ -145,7 +200,16 @@ class Tensor:
     @data.setter
     def data(self, value):
         arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+        # `t.data -= x` changes the array in place and then assigns it back, the same one:
+        # same array, same counter (shared with .detach()); a new array, a counter of its own
+        new_array = arr is not self._data
         self._data = arr
+        _bump_version(self, new_array)       # nodes that saved this tensor see new values
+
+    @property
+    def version(self) -> int:
+        """How many in-place changes retrograd has seen to this tensor's data."""
+        return 0 if self._vc is None else self._vc.version
 
     def numpy(self) -> np.ndarray:
         return self._data
@@ -238,8 +302,12 @@ class Tensor:
         backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self) -> "Tensor":
-        """Same data, cut from the graph."""
-        return Tensor._make(self._data)
+        """Same data (and version counter), cut from the graph."""
+        t = Tensor._make(self._data)
+        if self._vc is None:
+            self._vc = _Version()
+        t._vc = self._vc
+        return t
 
     def requires_grad_(self, flag: bool = True) -> "Tensor":
         if not self.is_leaf:
@@ -276,17 +344,9 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
-    # ---- in place (no graph is recorded through these)
-    def __setitem__(self, idx, value):
-        if self.requires_grad and is_grad_enabled():
-            raise RetrogradError(
-                "in-place assignment to a tensor that requires grad would change a value the "
-                "graph may need; do it under rg.no_grad() or on .data")
-        idx = _unwrap_index(idx)
-        self._data[idx] = value.data if isinstance(value, Tensor) else value
-
-    # Python operators and Tensor methods are attached at the bottom of ops/__init__.py,
-    # so that `x + y` and `rg.add(x, y)` are literally the same function.
+    # Python operators and Tensor methods -- the in-place ones (`+=`, `t[i] = v`)
+    # included -- are attached at the bottom of ops/__init__.py, so that `x + y` and
+    # `rg.add(x, y)` are literally the same function.
 
 
 def _unwrap_index(idx):

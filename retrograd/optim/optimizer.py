@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor, enable_grad
+from ..tensor import Tensor, _bump_version, enable_grad
 
 __all__ = ["Optimizer"]
 
@@ -110,6 +110,7 @@ class Optimizer:
                     state = self.state[p] = {"step": 0, **self._init_state(w, group)}
                 state["step"] += 1
                 self._update(w, self._gradient(p, group), state, group)
+                _bump_version(p)        # a graph that saved p before the step must not backprop
         return loss
 
     def _gradient(self, p: Tensor, group: dict) -> np.ndarray:
