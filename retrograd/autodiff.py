@@ -16,18 +16,25 @@ With ``create_graph=True`` the walk itself runs with recording on, so the VJPs
 differentiated again.
 
 Before a node's VJPs run, its inputs (and its own value) are checked against
-in-place changes made since it was recorded (tensor.py's version counters).
+in-place changes made since it was recorded (tensor.py's version counters); under
+``detect_anomaly()`` its cotangents are checked for NaN and Inf.
 """
 from __future__ import annotations
+
+import cmath
+import contextlib
+import linecache
+import os
+import sys
 
 import numpy as np
 
 from . import tensor as _tensor
-from .errors import RetrogradError
+from .errors import AnomalyError, RetrogradError
 from .ops import base
 from .tensor import Tensor, set_grad_enabled
 
-__all__ = ["backward", "grad"]
+__all__ = ["backward", "grad", "detect_anomaly"]
 
 
 def _toposort(roots):
@@ -100,6 +107,7 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
         table[r] = table[r] + s if r in table else s
 
     results: dict[Tensor, Tensor] = {}
+    anomaly = base.anomaly_hook is not None
     with set_grad_enabled(create_graph):
         for node in reversed(order):
             g = table.pop(node, None)
@@ -124,7 +132,10 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                 needs = [isinstance(i, Tensor) and i in relevant for i in inputs]
             if node._rec != _tensor._clock:      # something changed in place since it was made
                 _check_versions(node)
-            cts = op.input_vjps(g, node, inputs, node._params, needs)
+            if anomaly:
+                cts = _checked_vjps(op, g, node, inputs, needs)
+            else:
+                cts = op.input_vjps(g, node, inputs, node._params, needs)
             for inp, ct, need in zip(inputs, cts, needs):
                 if ct is None or not need:
                     continue
@@ -153,12 +164,124 @@ def _modified(node: Tensor, which: str, t: Tensor):
     vc = t._vc
     then = vc.version_at(node._rec)
     expected = "an earlier version" if then is None else f"version {then}"
+    site = getattr(node, "_site", None)        # only nodes made under detect_anomaly have one
+    made = "" if site is None else f"\n'{node._op.name}' was created at {_describe_site(site)}"
     raise RetrogradError(
         f"one of the variables needed for gradient computation has been modified by an "
         f"inplace operation: {which} of '{node._op.name}' (shape {t.shape}, {t.dtype}) is at "
         f"version {vc.version}; expected {expected}. It was changed (by +=, -=, *=, "
         f"/=, t[idx] = v, t.data = ..., or an optimizer step) after '{node._op.name}' used "
-        f"it: call backward before changing it, or change a copy")
+        f"it: call backward before changing it, or change a copy{made}")
+
+
+# ---------------------------------------------------------------------- anomaly mode
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """``with rg.detect_anomaly():`` (or as a decorator) -- find where NaN and Inf start.
+
+    Forward: an op whose floating result holds NaN or Inf while none of its inputs did
+    raises AnomalyError naming the op and the line of your code that called it.
+    Backward: a VJP that turns a finite gradient and finite values into a NaN or Inf
+    gradient raises AnomalyError naming the op and the line that created it in
+    forward (known for nodes made while anomaly mode was on). Slow -- every result is
+    scanned and every node remembers its source line -- so off by default; off, it
+    costs one test per op. Global, not per thread. Graph values (Vars, rg.compile) are
+    not checked.
+    """
+
+    def __enter__(self):
+        self.prev = base.anomaly_hook
+        base.anomaly_hook = _check_forward
+        return self
+
+    def __exit__(self, *exc):
+        base.anomaly_hook = self.prev
+        return False
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_inside: dict[str, bool] = {}           # filename -> is it part of retrograd?
+_in_vjp = False                         # a VJP is running: its ops are checked as a whole
+
+
+def _caller():
+    """(file, line, function) of the innermost frame outside the retrograd package."""
+    f = sys._getframe(2)
+    while f is not None:
+        name = f.f_code.co_filename
+        inside = _inside.get(name)
+        if inside is None:
+            inside = _inside[name] = os.path.abspath(name).startswith(_PACKAGE)
+        if not inside:
+            return name, f.f_lineno, f.f_code.co_name
+        f = f.f_back
+    return None
+
+
+def _describe_site(site) -> str:
+    name, line, func = site
+    code = linecache.getline(name, line).strip()
+    return f"{name}:{line} in {func}" + (f"\n    {code}" if code else "")
+
+
+def _finite(a) -> bool:
+    if isinstance(a, Tensor):
+        a = a._data
+    if isinstance(a, np.ndarray):
+        return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+    if isinstance(a, (float, complex)):
+        return cmath.isfinite(a)
+    return True
+
+
+def _nonfinite_kind(a: np.ndarray) -> str:
+    """'nan', 'inf', '-inf' or several of them, e.g. 'nan and -inf'."""
+    if a.dtype.kind == "c":
+        return "nan" if np.isnan(a).any() else "inf"
+    found = [k for k, bad in (("nan", np.isnan(a)), ("inf", np.isposinf(a)),
+                              ("-inf", np.isneginf(a))) if bad.any()]
+    return " and ".join(found)
+
+
+def _check_forward(op, arrays, out: Tensor):
+    """base.anomaly_hook: remember where a node was made; refuse NaN/Inf from finite inputs."""
+    if out._op is not None:
+        out._site = _caller()
+    data = out._data
+    if _in_vjp or data.dtype.kind not in "fc" or np.isfinite(data).all():
+        return
+    if all(_finite(a) for a in arrays):
+        site = _caller()
+        shapes = ", ".join(str(np.shape(a)) for a in arrays)
+        where = "" if site is None else f", called at {_describe_site(site)}"
+        raise AnomalyError(f"detect_anomaly: the '{op.name}' op produced {_nonfinite_kind(data)} "
+                           f"from finite inputs (operand shapes {shapes}){where}")
+
+
+def _checked_vjps(op, g, node, inputs, needs):
+    """op.input_vjps under detect_anomaly: the cotangents must be finite when the incoming
+    gradient and the op's inputs and output are."""
+    global _in_vjp
+    if node._symbolic:                  # graph values have no numbers to check
+        return op.input_vjps(g, node, inputs, node._params, needs)
+    prev, _in_vjp = _in_vjp, True
+    try:
+        cts = op.input_vjps(g, node, inputs, node._params, needs)
+    finally:
+        _in_vjp = prev
+    for i, ct in enumerate(cts):
+        if ct is None or _finite(ct) or i >= len(inputs) or not needs[i]:
+            continue
+        if _finite(g) and _finite(node) and all(_finite(a) for a in inputs):
+            data = ct._data if isinstance(ct, Tensor) else np.asarray(ct)
+            site = getattr(node, "_site", None)
+            made = ("it was created before anomaly detection was turned on" if site is None
+                    else f"it was created at {_describe_site(site)}")
+            raise AnomalyError(
+                f"detect_anomaly: the VJP of the '{op.name}' op produced {_nonfinite_kind(data)} "
+                f"in the gradient of its input {i} (shape {np.shape(data)}) from finite values; "
+                f"{made}")
+    return cts
 
 
 def _conform(ct, like: Tensor, who) -> Tensor:

@@ -11,3 +11,8 @@ class ShapeError(RetrogradError, ValueError):
 
 class GradcheckError(RetrogradError, AssertionError):
     """Analytic and numeric gradients disagree; the message names input and entry."""
+
+
+class AnomalyError(RetrogradError):
+    """Under ``rg.detect_anomaly()``: an op made NaN or Inf out of finite values, in
+    forward or in its VJP; the message names the op and the source line behind it."""

@@ -79,6 +79,10 @@ def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None
 trace_hook = None
 tracer = None
 
+# Set by rg.detect_anomaly() (retrograd.autodiff): called with (op, input arrays, result)
+# after every eager op. Off, it costs apply one global test.
+anomaly_hook = None
+
 
 _SCALARS = (int, float, bool)
 
@@ -120,8 +124,12 @@ def apply(op: Op, *args, **params) -> Tensor:
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     if record and _mode.enabled and op.vjp is not None:
-        return _make(out, op, args, params)
-    return _make(out, None, None, None)
+        out = _make(out, op, args, params)
+    else:
+        out = _make(out, None, None, None)
+    if anomaly_hook is not None:
+        anomaly_hook(op, arrays, out)
+    return out
 
 
 def _apply_lifted(op, args, params):
