@@ -195,7 +195,8 @@ def test_an_optimizer_step_before_backward_is_caught():
     loss = (x * w).sum()
     opt.step()                                           # changes w, which loss's mul saved
     assert w.version == 1
-    with pytest.raises(rg.RetrogradError, match="the input 1 of 'mul'.*version 1; expected version 0"):
+    with pytest.raises(rg.RetrogradError,
+                       match="the input 1 of 'mul'.*version 1; expected version 0"):
         loss.backward()
 
 
