@@ -104,7 +104,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                w = p.data
+                w = p._data
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {"step": 0, **self._init_state(w, group)}
@@ -117,11 +117,12 @@ class Optimizer:
         """``p``'s gradient as an array of its dtype; negated for ``maximize``,
         plus ``weight_decay * w`` (L2) where the optimizer uses it. Never aliased
         for writing: subclasses must not modify it in place."""
-        w = p.data
-        g = p.grad.data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
+        w = p._data
+        g = p.grad._data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
         if g.shape != w.shape:
             raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {w.shape}")
-        g = g.astype(w.dtype, copy=False)
+        if g.dtype != w.dtype:
+            g = g.astype(w.dtype)
         if group.get("maximize", False):
             g = -g
         wd = group.get("weight_decay", 0.0)
