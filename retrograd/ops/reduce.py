@@ -144,7 +144,9 @@ def _prod_others(x, axis):
 
 def _prod_vjp(g, out, x, axis, keepdims):
     gk = _keep(g, x, axis, keepdims)
-    if np.all(x.data != 0):
+    # out / x is cheaper but divides by zero; a graph value (rg.compile) has no data to
+    # look at, so its gradient must be the exact form, right for inputs with zeros too
+    if not x._symbolic and np.all(x.data != 0):
         return gk * (_keep(out, x, axis, keepdims) / x)
     return gk * _prod_others(x, axis)
 
