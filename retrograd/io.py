@@ -11,11 +11,12 @@ leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
-import io as _io
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -27,6 +28,9 @@ __all__ = ["save", "load", "atomic_write", "CheckpointError", "FORMAT", "FORMAT_
 FORMAT = "retrograd-checkpoint"
 FORMAT_VERSION = 1
 _META = "__retrograd__"
+_MAX_HEADER = 10000          # bytes of an .npy header (numpy's own default limit)
+_MAX_DEPTH = 200             # nesting of the stored structure
+_MAX_DEFLATE_RATIO = 1032    # deflate cannot expand data by more than about this
 
 
 class CheckpointError(RetrogradError, ValueError):
@@ -91,23 +95,43 @@ def _encode(obj, arrays, where):
                          "without pickle (use dicts, lists, arrays, numbers, strings)")
 
 
-def _decode(node, arrays, path):
+def _decode(node, arrays, path, depth=0):
+    """The structure back from its JSON description; anything malformed is a
+    CheckpointError (the description may come from a hostile file)."""
+    if depth > _MAX_DEPTH:
+        raise CheckpointError(f"{path}: the structure is nested more than {_MAX_DEPTH} levels "
+                              "deep")
     if isinstance(node, list):
-        return [_decode(v, arrays, path) for v in node]
+        return [_decode(v, arrays, path, depth + 1) for v in node]
     if isinstance(node, dict):
         if "$array" in node:
             key = node["$array"]
-            if key not in arrays:
+            if not isinstance(key, str) or key not in arrays:
                 raise CheckpointError(f"{path}: array {key!r} is listed but missing")
             arr = arrays[key]
-            return arr[()] if node.get("$scalar") else arr
+            if node.get("$scalar"):
+                if arr.ndim != 0:
+                    raise CheckpointError(f"{path}: array {key!r} is listed as a scalar but "
+                                          f"has shape {arr.shape}")
+                return arr[()]
+            return arr
         if "$dict" in node:
-            return {k: _decode(v, arrays, path) for k, v in node["$dict"]}
+            items = node["$dict"]
+            if not isinstance(items, list) or not all(
+                    isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], (str, int))
+                    and not isinstance(kv[0], bool) for kv in items):
+                raise CheckpointError(f"{path}: malformed dict entry in the structure")
+            return {k: _decode(v, arrays, path, depth + 1) for k, v in items}
         if "$tuple" in node:
-            return tuple(_decode(v, arrays, path) for v in node["$tuple"])
+            if not isinstance(node["$tuple"], list):
+                raise CheckpointError(f"{path}: malformed tuple entry in the structure")
+            return tuple(_decode(v, arrays, path, depth + 1) for v in node["$tuple"])
         if "$float" in node:
-            return float(node["$float"])
-        raise CheckpointError(f"{path}: unknown entry in the structure: {sorted(node)}")
+            text = node["$float"]
+            if text not in ("nan", "inf", "-inf"):
+                raise CheckpointError(f"{path}: malformed float entry {text!r} in the structure")
+            return float(text)
+        raise CheckpointError(f"{path}: unknown entry in the structure: {sorted(node)[:5]}")
     return node
 
 
@@ -122,31 +146,144 @@ def save(obj, path) -> str:
     return os.fspath(path)
 
 
+def _sniff(head: bytes) -> str:
+    """What a file that is not a zip archive looks like, for the error message."""
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle, which retrograd never loads"
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array"
+    if len(head) >= 4 and head[:2] == b"\x00\x00" and head[2] in (8, 9, 11, 12, 13, 14):
+        return "an IDX file"
+    if not head:
+        return "an empty file"
+    if all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        return "a text file"
+    return "not a zip archive"
+
+
+def _member(zf, info, path, file_size):
+    """One ``.npy`` entry of the archive as an array, checked before anything is
+    allocated: a numeric dtype (never object: reading those would unpickle), a shape
+    whose bytes are exactly what the entry holds, and an entry size its compressed
+    size can produce."""
+    name = info.filename
+    where = f"{path}: entry {name!r}"
+    if info.flag_bits & 0x1:
+        raise CheckpointError(f"{where} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise CheckpointError(f"{where} uses zip compression method {info.compress_type}; "
+                              "a checkpoint's entries are stored or deflated")
+    limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else (
+        _MAX_DEFLATE_RATIO * info.compress_size + 1024)
+    if info.compress_size > file_size or info.file_size > limit:
+        raise CheckpointError(f"{where} claims {info.file_size} bytes from {info.compress_size} "
+                              f"compressed bytes in a {file_size}-byte file: truncated or corrupt")
+    fmt = np.lib.format
+    with zf.open(info) as m:
+        version = fmt.read_magic(m)
+        if version not in ((1, 0), (2, 0)):
+            raise CheckpointError(f"{where}: .npy format version {version} is not read")
+        try:                 # numpy's parser of the header (a Python literal) is a black box
+            read_header = (fmt.read_array_header_1_0 if version == (1, 0)
+                           else fmt.read_array_header_2_0)
+            shape, fortran, dtype = read_header(m, max_header_size=_MAX_HEADER)
+        except Exception as e:      # noqa: BLE001 -- ValueError, SyntaxError, TokenError, ...
+            raise CheckpointError(f"{where}: unreadable .npy header ({type(e).__name__}: "
+                                  f"{e})") from None
+        header = m.tell()
+        if dtype.hasobject or dtype.kind not in "biufc" or dtype.fields is not None or (
+                dtype.subdtype is not None):
+            what = ("could only be read by unpickling" if dtype.hasobject
+                    else "is not a number type")
+            raise CheckpointError(f"{where} holds an array of dtype {dtype}, which {what}; a "
+                                  "checkpoint holds numeric arrays only")
+        if len(shape) > 64 or any(d < 0 for d in shape) or math.prod(
+                d for d in shape if d) * dtype.itemsize >= 2 ** 48:
+            raise CheckpointError(f"{where}: absurd array shape {shape} in its header")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != info.file_size - header:
+            raise CheckpointError(f"{where}: its header says shape {shape} of {dtype} "
+                                  f"({nbytes} bytes) but it holds {info.file_size - header} "
+                                  f"bytes after the {header}-byte header")
+        buf = bytearray(nbytes)     # at most the entry's size, checked above
+        view, got = memoryview(buf), 0
+        while got < nbytes:         # reading to the end also checks the entry's CRC
+            chunk = m.read(min(nbytes - got, 1 << 22))
+            if not chunk:
+                raise CheckpointError(f"{where}: truncated data ({got} of {nbytes} bytes)")
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
+        m.read(1)
+    arr = np.frombuffer(buf, dtype)
+    return arr.reshape(shape[::-1]).T if fortran and len(shape) > 1 else arr.reshape(shape)
+
+
+def _read_checkpoint(f, path, file_size):
+    with zipfile.ZipFile(f) as zf:
+        infos = {}
+        for info in zf.infolist():
+            infos[info.filename] = info
+        meta_name = _META + ".npy"
+        if meta_name not in infos:
+            names = [n[:-4] if n.endswith(".npy") else n for n in infos]
+            raise CheckpointError(f"{path}: not a retrograd checkpoint (no {_META} entry; "
+                                  f"entries: {names[:5]})")
+        foreign = [n for n in infos if not n.endswith(".npy")]
+        if foreign:
+            raise CheckpointError(f"{path}: entry {foreign[0]!r} is not an .npy array; a "
+                                  "checkpoint holds nothing else")
+        raw = _member(zf, infos[meta_name], path, file_size)
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise CheckpointError(f"{path}: its {_META} entry is not the JSON description "
+                                  f"(an array of {raw.dtype} {raw.shape})")
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a retrograd checkpoint")
+        version = meta.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise CheckpointError(f"{path}: invalid checkpoint format version {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint format version {version} is newer "
+                                  f"than this retrograd understands ({FORMAT_VERSION}); upgrade "
+                                  "retrograd")
+        arrays = {name[:-4]: _member(zf, info, path, file_size) for name, info in infos.items()
+                  if name != meta_name}
+    return meta, arrays
+
+
 def load(path):
     """Load what ``save`` wrote. Raises CheckpointError (naming the file) for anything
-    that is missing, truncated, foreign, or of a newer format version."""
+    that is missing, truncated, foreign, corrupt, or of a newer format version.
+
+    Nothing in the file can run code (no pickle: object arrays are refused), and
+    nothing is allocated before its size is checked against the file's: an entry
+    whose header claims more data than it holds is refused, and a compressed entry
+    cannot claim more than deflate can expand it to (about 1032 times its size).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not a file")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        if not raw.startswith(b"PK"):
-            raise CheckpointError(f"{path}: not an .npz checkpoint (a checkpoint is a zip file; "
-                                  f"this one starts with {raw[:8]!r})")
-        with np.load(_io.BytesIO(raw), allow_pickle=False) as z:
-            if _META not in z.files:
-                raise CheckpointError(f"{path}: not a retrograd checkpoint (no {_META} entry; "
-                                      f"entries: {z.files[:5]})")
-            meta = json.loads(bytes(z[_META]).decode("utf-8"))
-            arrays = {k: z[k] for k in z.files if k != _META}
+            head = f.read(8)
+            if not head.startswith(b"PK"):
+                raise CheckpointError(f"{path}: not an .npz checkpoint (a checkpoint is a zip "
+                                      f"file; this one is {_sniff(head)}: it starts with "
+                                      f"{head!r})")
+            f.seek(0)
+            meta, arrays = _read_checkpoint(f, path, os.fstat(f.fileno()).st_size)
+        return _decode(meta.get("root"), arrays, path)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+    except RecursionError:
+        raise CheckpointError(f"{path}: the structure is nested too deeply") from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: not enough memory to load it") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError,
+            UnicodeDecodeError, NotImplementedError, RuntimeError, OverflowError,
+            zlib.error) as e:
         raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a retrograd checkpoint")
-    if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')} is newer "
-                              f"than this retrograd understands ({FORMAT_VERSION}); upgrade retrograd")
-    return _decode(meta.get("root"), arrays, path)

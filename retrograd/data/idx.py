@@ -20,6 +20,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # holds at most ~1032*s bytes; anything claiming more is rejected before reading.
 _MAX_DEFLATE_RATIO = 1032
 _CHUNK = 1 << 22
+_MAX_NDIM = 64                       # numpy's limit
+_MAX_BYTES = 1 << 48
 
 
 def is_gzip(path) -> bool:
@@ -46,6 +48,8 @@ def read_idx(path) -> np.ndarray:
             return _read(f, path, size, gz)
     except (OSError, EOFError, zlib.error) as e:     # OSError includes gzip.BadGzipFile
         raise DataError(f"{path}: cannot read the file: {e}") from None
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to read the file") from None
 
 
 def _read(f, path, file_size, gz):
@@ -59,8 +63,11 @@ def _read(f, path, file_size, gz):
         fail(len(head), f"truncated header: the file has {len(head)} bytes, an IDX "
                         "header needs at least 4")
     if head[0] != 0 or head[1] != 0:
+        looks = ("; it looks like a zip archive (an .npz checkpoint?)" if head.startswith(b"PK")
+                 else "; it looks like text (a CSV file?)" if all(
+                     32 <= c < 127 or c in b"\t\r\n" for c in head) else "")
         fail(0, f"wrong magic number {head.hex(' ')}: an IDX file starts with two zero "
-                "bytes, a dtype code and the number of dimensions")
+                f"bytes, a dtype code and the number of dimensions{looks}")
     code, ndim = head[2], head[3]
     if code not in _CODES:
         fail(2, f"unknown dtype code 0x{code:02X}, expected one of "
@@ -72,10 +79,15 @@ def _read(f, path, file_size, gz):
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4"))
     dtype = np.dtype(_CODES[code])
     header = 4 + 4 * ndim
-    count = 1
+    if ndim > _MAX_NDIM:
+        fail(3, f"{ndim} dimensions; an array has at most {_MAX_NDIM}")
+    count = nonzero = 1
     for d in dims:
         count *= d                   # Python ints: no overflow for absurd sizes
+        nonzero *= d or 1
     nbytes = count * dtype.itemsize
+    if nonzero * dtype.itemsize >= _MAX_BYTES:   # even with a zero size: no such array exists
+        fail(4, f"absurd shape {dims} in the header")
     if gz:
         if nbytes > _MAX_DEFLATE_RATIO * file_size:
             fail(header, f"header claims shape {dims} ({nbytes} bytes of {dtype.name}), "
