@@ -87,6 +87,13 @@ def nll_loss(log_probs, target, reduction="mean"):
     t = as_tensor(target)
     if t.dtype.kind not in "iu":
         raise RetrogradError(f"nll_loss: labels must be integers, got dtype {t.dtype}")
+    if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
+        raise ShapeError(f"nll_loss: needs log-probabilities (batch, classes) and labels "
+                         f"(batch,), got shapes {log_probs.shape} and {t.shape}")
+    c = log_probs.shape[1]
+    if t.size and not t._symbolic and (t.data.min() < 0 or t.data.max() >= c):
+        bad = t.data[(t.data < 0) | (t.data >= c)][0]
+        raise RetrogradError(f"nll_loss: label {bad} is out of range for {c} classes")
     per_item = -log_probs[np.arange(log_probs.shape[0]), t.data]
     return _reduce(per_item, reduction, "nll_loss")
 

@@ -23,7 +23,7 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.n_out, dtype)) if bias else None
 
     def forward(self, x):
-        if x.shape[-1] != self.n_in:
+        if not x.shape or x.shape[-1] != self.n_in:
             raise ShapeError(f"Linear({self.n_in}, {self.n_out}): input has shape {tuple(x.shape)}, "
                              f"expected last axis {self.n_in}")
         z = ops.matmul(x, self.weight)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RetrogradError
 from ..tensor import Tensor
 from .base import apply, defop
 from .shape import astype, sum_to
@@ -254,6 +255,10 @@ def softplus(x):
 
 def clip(x, a_min=None, a_max=None):
     """Clamp to [a_min, a_max]; the gradient passes where a_min <= x <= a_max."""
+    if isinstance(a_min, Tensor) or isinstance(a_max, Tensor):
+        raise RetrogradError("clip: a_min and a_max must be numbers or arrays (constants), got a "
+                             "Tensor; for bounds that are tensors use rg.maximum(x, lo) and "
+                             "rg.minimum(x, hi)")
     return apply(_clip_op, x, lo=a_min, hi=a_max)
 
 

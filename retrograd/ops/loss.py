@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RetrogradError, ShapeError
+from ..tensor import Tensor
 from .base import apply, defop
 from .reduce import _log_softmax, _softmax, softmax, sum
 from .shape import reshape
@@ -47,6 +49,18 @@ def _sce_vjp(g, out, z, labels):
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None))
 
 
+def _check_labels(op, logits, labels):
+    z = getattr(logits, "shape", np.shape(logits))
+    t = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
+    if len(z) != 2 or t.shape != z[:1]:
+        raise ShapeError(f"{op}: needs logits (N, C) and integer labels (N,), got shapes "
+                         f"{tuple(z)} and {t.shape}")
+    if t.dtype.kind not in "iu":
+        raise RetrogradError(f"{op}: labels must be integers, got dtype {t.dtype}")
+
+
 def softmax_cross_entropy(logits, labels):
     """Per-row cross-entropy of softmax(logits) (N, C) against integer labels (N,)."""
+    if not getattr(labels, "_symbolic", False):
+        _check_labels("softmax_cross_entropy", logits, labels)
     return apply(_softmax_cross_entropy, logits, labels)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, _unwrap_index
 from .base import apply, defop
 from .kernels import fsum
@@ -31,7 +31,10 @@ _astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype
 
 def astype(x, dtype):
     """Cast to ``dtype``; the gradient is cast back (float -> float only)."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as e:
+        raise RetrogradError(f"astype: {dtype!r} is not a dtype ({e})") from None
     if isinstance(x, Tensor) and x.dtype == dtype:
         return x
     return apply(_astype, x, dtype=dtype)
@@ -82,8 +85,17 @@ def transpose(x, axes=None):
     return apply(_transpose, x, axes=axes)
 
 
+def _check_axis(op, axis, ndim, shape):
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
+                         f"{tuple(shape)}")
+
+
 def swapaxes(x, axis1, axis2):
-    ndim = len(_shape_of(x))
+    shape = _shape_of(x)
+    ndim = len(shape)
+    _check_axis("swapaxes", axis1, ndim, shape)
+    _check_axis("swapaxes", axis2, ndim, shape)
     axes = list(range(ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
@@ -93,6 +105,12 @@ def expand_dims(x, axis):
     shape = list(_shape_of(x))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     nd = len(shape) + len(axes)
+    for a in axes:
+        if not -nd <= a < nd:
+            raise ShapeError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
+                             f"expanding shape {tuple(shape)}")
+    if len({a % nd for a in axes}) != len(axes):
+        raise ShapeError(f"expand_dims: repeated axis in {axes}")
     for a in sorted(a % nd for a in axes):
         shape.insert(a, 1)
     return reshape(x, shape)
@@ -112,6 +130,8 @@ def squeeze(x, axis=None):
 
 def flatten(x, start_axis=0):
     shape = _shape_of(x)
+    if shape:
+        _check_axis("flatten", start_axis, len(shape), shape)
     return reshape(x, tuple(shape[:start_axis]) + (-1,))
 
 
@@ -133,15 +153,22 @@ _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, 
 
 def broadcast_to(x, shape):
     shape = tuple(shape)
-    if _shape_of(x) == shape:
+    old = _shape_of(x)
+    if old == shape:
         return x
+    if len(old) > len(shape) or any(a != b and a != 1 for a, b in zip(old[::-1], shape[::-1])):
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(old)} to {shape}")
     return apply(_broadcast_to, x, shape=shape)
 
 
 def sum_to(x, shape):
     shape = tuple(shape)
-    if _shape_of(x) == shape:
+    old = _shape_of(x)
+    if old == shape:
         return x
+    if len(shape) > len(old) or any(b != a and b != 1 for a, b in zip(old[::-1], shape[::-1])):
+        raise ShapeError(f"sum_to: cannot sum shape {tuple(old)} down to {shape} (each axis of "
+                         "the target must match or be 1)")
     return apply(_sum_to_op, x, shape=shape)
 
 
