@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    t = sub.add_parser("train", help="train an MLP (default: 784-100-10 tanh on bundled MNIST)")
+    t = sub.add_parser("train", help="train an MLP (default: 784-100-10 tanh on bundled MNIST)",
+                       epilog="Ctrl-C (SIGINT) or SIGTERM stops after the current batch, saves "
+                              "that exact point in OUT/last.npz and prints the command that "
+                              "continues (--resume) to the same result; exit code 130 for "
+                              "SIGINT, 143 for SIGTERM.")
     t.add_argument("--data", default="mnist5k",
                    help="mnist5k (default), xor, spirals, moons, a CSV file or a folder of IDX files")
     t.add_argument("--layers", type=_sizes, default=None,
