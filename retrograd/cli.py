@@ -254,8 +254,12 @@ def _load_checkpoint(path):
         raise io.CheckpointError(f"{path}: not a checkpoint written by 'retrograd train' "
                                  "(no model configuration inside)")
     config = ck["meta"]
-    model = _build_model(config)
-    model.load_state_dict(ck["model"])
+    try:
+        model = _build_model(config)
+        model.load_state_dict(ck["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise io.CheckpointError(f"{path}: the model configuration or weights inside do not fit "
+                                 f"together ({type(e).__name__}: {e})") from None
     model.eval()
     return model, config
 

@@ -74,7 +74,11 @@ def _default_array(data, dtype=None) -> np.ndarray:
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
     else:
-        arr = np.asarray(data)
+        try:
+            arr = np.asarray(data)
+        except ValueError as e:            # ragged nested lists
+            raise TypeError(f"rg.tensor: cannot make a tensor from this "
+                            f"{type(data).__name__}: {e}") from None
         if arr.dtype == np.float64:        # Python floats
             arr = arr.astype(np.float32)
         elif arr.dtype.kind == "i":        # Python ints

@@ -219,9 +219,6 @@ def test_a_compiled_function_reports_matmul_shapes_like_eager():
         rg.compile(lambda a, b: (a @ b).sum())(x, y)
 
 
-@pytest.mark.xfail(reason="graph/ir.py records a traced binary op with np.broadcast_shapes, whose "
-                          "ValueError is not turned into rg.ShapeError (the graph code's owner "
-                          "is told)", raises=ValueError, strict=False)
 def test_a_compiled_function_reports_broadcast_shapes_like_eager():
     x, y = np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)
     with pytest.raises(rg.ShapeError, match=r"^add: .*\(2, 3\).*\(4, 5\)"):

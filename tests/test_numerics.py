@@ -120,10 +120,6 @@ def test_sigmoid_at_plus_minus_1e4(dtype):
     np.testing.assert_allclose(x.grad.numpy(), g, rtol=0, atol=eps)
 
 
-@pytest.mark.xfail(reason="sigmoid is computed as 0.5 + 0.5*tanh(x/2), exact to 1 ulp of 1 but "
-                          "not relative to tiny outputs: sigmoid(-30) is 0 in float32 instead "
-                          "of 9.4e-14 (use log_softmax / BCE-with-logits for log-probabilities; "
-                          "told the op's owner)", strict=False)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_of_a_tiny_probability_is_accurate_relative_to_itself(dtype):
     x = -30.0 if dtype == np.float32 else -200.0

@@ -164,7 +164,13 @@ def record(op, args, params):
     elif op.elementwise:
         # broadcast the shapes; the dtype from the op on one-element stand-ins (cheap, and
         # exactly NumPy's promotion, weak Python scalars included)
-        shape = np.broadcast_shapes(*[a.shape for a in args if isinstance(a, Tensor)])
+        try:
+            shape = np.broadcast_shapes(*[a.shape for a in args if isinstance(a, Tensor)])
+        except ValueError:
+            from ..errors import ShapeError
+            shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
+            raise ShapeError(f"{op.name}: operands could not be broadcast together "
+                             f"(operand shapes: {shapes})") from None
         tiny = [np.zeros((1,) * a.ndim, a.dtype) if isinstance(a, Tensor) else a for a in args]
         with np.errstate(all="ignore"):
             dtype = np.asarray(op.forward(*tiny, **params)).dtype

@@ -125,8 +125,9 @@ def where(cond, a, b):
 # ---------------------------------------------------------------- unary math
 
 def _sigmoid(x):
-    # 0.5 * (1 + tanh(x/2)) is exact, overflow-free for any x, and one ufunc pass
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
+    # exp(-log(1 + e^-x)): overflow-free for any x and accurate in both tails (the
+    # tanh form 0.5 + 0.5·tanh(x/2) rounds sigmoid(-30) to 0 in float32)
+    return np.exp(-np.logaddexp(0, -x))
 
 
 def _leaky_relu(x, negative_slope):
