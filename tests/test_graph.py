@@ -158,6 +158,18 @@ def test_data_dependent_control_flow_is_a_clear_error_or_falls_back():
         assert rg.compile(f, fallback="eager")(np.ones(2)).numpy().tolist() == [2, 2]
 
 
+def test_indexing_with_a_traced_value_is_a_trace_error_and_falls_back():
+    """An index computed inside the function (a mask, an argmax) is unknown while tracing:
+    a TraceError (so fallback='eager' applies), not numpy's message about valid indices."""
+    x = np.array([1.0, -2.0, 3.0])
+    for f in (lambda t: (t[t > 0] ** 2).sum(), lambda t: t[rg.argmax(t)] * 2,
+              lambda t: t[0, rg.argmax(t)] if t.ndim == 2 else t[(rg.argmax(t),)]):
+        with pytest.raises(TraceError, match="indexing with a traced value"):
+            rg.compile(f)(x)
+        with pytest.warns(UserWarning, match="eagerly"):
+            assert rg.compile(f, fallback="eager")(x).item() == f(rg.tensor(x)).item()
+
+
 def test_compiled_step_equals_eager_step_with_dropout_and_momentum():
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((32, 8)).astype(np.float32), rng.integers(0, 3, 32)

@@ -195,6 +195,15 @@ _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: ge
 
 
 def _canonical_index(idx):
+    items = idx if isinstance(idx, (tuple, list)) else (idx,)
+    traced = next((i for i in items if isinstance(i, Tensor) and i._symbolic), None)
+    if traced is not None:
+        # the index is a static parameter of getitem: it cannot come from the graph itself
+        from ..graph.ir import TraceError
+        raise TraceError(f"indexing with a traced value ({traced.describe()}): an index must "
+                         "be known when the graph is built (a constant array, a slice or an "
+                         "int); use rg.where to select by a condition, or run this function "
+                         "eagerly (rg.compile(fn, fallback='eager'))")
     idx = _unwrap_index(idx)
     if isinstance(idx, tuple):
         return tuple(np.asarray(i) if isinstance(i, list) else i for i in idx)
