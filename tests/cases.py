@@ -171,3 +171,14 @@ NONDIFF = {
                        lambda a: (np.random.default_rng(0).random(a.shape) >= 0.3) / 0.7),
     "isfinite": (rg.isfinite, np.isfinite), "floor": (rg.floor, np.floor), "round": (rg.round, np.round),
 }
+
+
+def ops_in_graph(t, names):
+    """Add to ``names`` the op of every node in the graph that computed ``t``."""
+    stack, visited = [t], set()
+    while stack:
+        n = stack.pop()
+        if isinstance(n, rg.Tensor) and n._op is not None and id(n) not in visited:
+            visited.add(id(n))
+            names.add(n._op.name)
+            stack.extend(n._inputs or ())

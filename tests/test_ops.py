@@ -9,7 +9,7 @@ import pytest
 import retrograd as rg
 from retrograd.ops import REGISTRY
 
-from cases import CASES, NONDIFF
+from cases import CASES, NONDIFF, ops_in_graph
 
 try:
     import torch
@@ -95,16 +95,6 @@ def test_nondifferentiable_ops_forward(name):
     assert not out.requires_grad
 
 
-def _ops_in_graph(t, names):
-    stack, visited = [t], set()
-    while stack:
-        n = stack.pop()
-        if isinstance(n, rg.Tensor) and n._op is not None and id(n) not in visited:
-            visited.add(id(n))
-            names.add(n._op.name)
-            stack.extend(n._inputs or ())
-
-
 def test_every_registered_op_is_tested():
     """Collect the ops that appear in the graphs of every case and of their gradients
     (the VJPs use ops too); together with the forward-only ops they must cover REGISTRY."""
@@ -112,11 +102,11 @@ def test_every_registered_op_is_tested():
     for case in CASES:
         xs = [rg.tensor(x, requires_grad=True) for x in case.inputs()]
         out = case.fn(*xs)
-        _ops_in_graph(out, seen)
+        ops_in_graph(out, seen)
         gs = rg.autograd_grad(out.sum(), xs, create_graph=True, allow_unused=True)
         for g in gs:
             if g is not None:
-                _ops_in_graph(g, seen)
+                ops_in_graph(g, seen)
     covered = seen | set(NONDIFF)
     missing = sorted(set(REGISTRY) - covered)
     assert not missing, f"registered ops with no test case: {missing}"

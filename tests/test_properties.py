@@ -44,6 +44,8 @@ from hypothesis import strategies as st
 
 import retrograd as rg
 
+from cases import ops_in_graph
+
 # ---------------------------------------------------------------- knobs
 
 MAX_INPUT_SIZE = 24     # elements of each input (finite differences cost 2 evaluations each)
@@ -668,16 +670,6 @@ def test_second_order_gradgradcheck_and_compiled_hvp(g):
     check_second_order(g.fn, g.inputs)
 
 
-def _ops_in(t, names):
-    stack, seen = [t], set()
-    while stack:
-        n = stack.pop()
-        if isinstance(n, rg.Tensor) and n._op is not None and id(n) not in seen:
-            seen.add(id(n))
-            names.add(n._op.name)
-            stack.extend(n._inputs or ())
-
-
 def test_the_generator_reaches_every_differentiable_op_and_reuses_values():
     """A guard on the generator itself: over the CI stream, the graphs and their gradient
     graphs use every differentiable registered op (astype aside: a float32 round trip
@@ -691,11 +683,11 @@ def test_the_generator_reaches_every_differentiable_op_and_reuses_values():
     def collect(g):
         xs = [rg.tensor(x, requires_grad=True) for x in g.inputs]
         out = g.fn(*xs)
-        _ops_in(out, seen)
+        ops_in_graph(out, seen)
         if out.requires_grad:
             for gr in rg.autograd_grad(out, xs, create_graph=True, allow_unused=True):
                 if gr is not None:
-                    _ops_in(gr, seen)
+                    ops_in_graph(gr, seen)
         uses = [u for line in g.source.splitlines()[1:]
                 for u in set(re.findall(r"\bv\d+\b", line.split("=", 1)[-1]))]
         reused.append(len(uses) != len(set(uses)))
