@@ -112,10 +112,10 @@ _clock = 0
 class _Version:
     """A data array's in-place history: ``version`` counts the changes, ``epoch`` is
     the clock at the last one, ``recent`` the clock at the last few (to tell the
-    version a node saw in error messages). Shared by a tensor and its ``.detach()``,
-    which hold the same array. Tensors made by view ops (slicing, reshape, transpose)
-    have counters of their own even where NumPy shares memory, and writes into the
-    raw ndarray (``t.data[...] = v``, ``t.numpy()``) are invisible to it."""
+    version a node saw in error messages). Shared by a tensor, its ``.detach()`` and
+    the tensors made from it by view ops (slicing, reshape, transpose: see
+    ``share_version``), which all hold the same memory. Writes into the raw ndarray
+    (``t.data[...] = v``, ``t.numpy()``) are invisible to it."""
 
     __slots__ = ("version", "epoch", "recent")
 
@@ -130,6 +130,18 @@ class _Version:
         if newer == len(self.recent) == self.recent.maxlen:
             return None
         return self.version - newer
+
+
+def share_version(view: "Tensor", base) -> "Tensor":
+    """``view`` was made by a view op (slicing, reshape, transpose) of ``base``: when its
+    data shares memory with base's, both count in-place changes on one counter, so a
+    change through either is seen by a backward that saved the other."""
+    if (isinstance(base, Tensor) and not base._symbolic
+            and np.may_share_memory(view._data, base._data)):
+        if base._vc is None:
+            base._vc = _Version()
+        view._vc = base._vc
+    return view
 
 
 def _bump_version(t: "Tensor", new_array: bool = False):

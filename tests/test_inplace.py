@@ -316,3 +316,22 @@ def test_compile_refuses_changing_a_captured_parameter():
 
     with pytest.raises(rg.RetrogradError, match="rg.compile"):
         rg.compile(f)(np.ones((2, 3), np.float32))
+
+
+def test_a_change_through_a_view_is_seen_by_a_pending_backward():
+    """Views (slices, reshape, transpose) share the version counter of the array they view."""
+    x = rg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w = rg.tensor([1.0, 1.0, 1.0])
+    y = (x * w).sum()                     # mul saved w
+    v = w[0:2]
+    v += 1.0                              # changes w's memory through the view
+    assert w.version == v.version == 1
+    with pytest.raises(rg.RetrogradError, match="modified by an inplace operation"):
+        y.backward()
+    r = w.reshape(3, 1)
+    with rg.no_grad():
+        r *= 2.0
+    assert w.version == 2 and w.numpy().tolist() == [4.0, 4.0, 2.0]
+    copy = w[[0, 1]]                      # advanced indexing copies: its own counter
+    copy += 1.0
+    assert w.version == 2

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import RetrogradError, ShapeError
-from ..tensor import Tensor, _unwrap_index
+from ..tensor import Tensor, _unwrap_index, share_version
 from .base import apply, defop
 from .kernels import fsum
 
@@ -63,7 +63,7 @@ def reshape(x, *shape):
     elif math.prod(shape) != size:
         raise ShapeError(f"reshape: cannot reshape shape {old} ({size} elements) "
                          f"into {shape} ({math.prod(shape)} elements)")
-    return apply(_reshape, x, shape=shape)
+    return share_version(apply(_reshape, x, shape=shape), x)
 
 
 _transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
@@ -75,14 +75,14 @@ def transpose(x, axes=None):
     ndim = len(_shape_of(x))
     if axes is None:
         if ndim == 2:
-            return apply(_transpose, x, axes=(1, 0))
+            return share_version(apply(_transpose, x, axes=(1, 0)), x)
         axes = tuple(range(ndim - 1, -1, -1))
     axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
     if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"transpose: axes {axes} are not a permutation of a {ndim}-d tensor's axes")
     if axes == tuple(range(ndim)):
         return x
-    return apply(_transpose, x, axes=axes)
+    return share_version(apply(_transpose, x, axes=axes), x)
 
 
 def _check_axis(op, axis, ndim, shape):
@@ -158,7 +158,7 @@ def broadcast_to(x, shape):
         return x
     if len(old) > len(shape) or any(a != b and a != 1 for a, b in zip(old[::-1], shape[::-1])):
         raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(old)} to {shape}")
-    return apply(_broadcast_to, x, shape=shape)
+    return share_version(apply(_broadcast_to, x, shape=shape), x)
 
 
 def sum_to(x, shape):
@@ -212,7 +212,7 @@ def _canonical_index(idx):
 
 def getitem(x, idx):
     """``x[idx]``: slices, ints, None, Ellipsis, integer arrays, boolean masks."""
-    return apply(_getitem, x, idx=_canonical_index(idx))
+    return share_version(apply(_getitem, x, idx=_canonical_index(idx)), x)
 
 
 def scatter_add(g, idx, shape):
