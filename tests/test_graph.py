@@ -317,3 +317,13 @@ def test_compiled_programs_and_graphs_draw_as_dot():
     rg.exp(x).sum()
     (parsed,) = pydot.graph_from_dot_data(rg.viz.to_dot(g))
     assert len(parsed.get_nodes()) >= 3
+
+
+def test_graph_needs_feeds_only_for_inputs_the_outputs_use():
+    g = Graph()
+    x, y = g.input("x", (2,)), g.input("y", (2,))
+    w = g.param("w", (2,), value=np.ones(2))
+    a, b = (x * w).sum(), (y * w).sum()
+    assert g.forward({"x": np.ones(2)}, outputs=a) == 2.0
+    with pytest.raises(rg.RetrogradError, match=r"no value fed for input\(s\) \['y'\]"):
+        g.forward({"x": np.ones(2)}, outputs=b)

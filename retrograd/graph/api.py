@@ -94,6 +94,7 @@ class Graph:
 
     # ---- running
     def _feed_arrays(self, feeds):
+        """{id(input Var): array} for the feeds, keyed by input Var or by its name."""
         by_name = {}
         for k, v in (feeds or {}).items():
             var = k if isinstance(k, Var) else next((i for i in self.inputs if i.name == k), None)
@@ -105,8 +106,7 @@ class Graph:
                 raise ShapeError(f"Graph.forward: input '{var.name}' was declared with shape "
                                  f"{var.shape} but fed an array of shape {arr.shape}")
             by_name[id(var)] = arr.astype(var.dtype, copy=False)
-        missing = [i.name for i in self.inputs if id(i) not in by_name]
-        return by_name, missing
+        return by_name
 
     def _run(self, outputs, feeds, persistent=False):
         key = (tuple(id(o) for o in outputs), persistent)
@@ -115,9 +115,11 @@ class Graph:
             exe = _compile_program(outputs, self.inputs + self.params, persistent_outputs=persistent,
                                    name="graph")
             self._cache[key] = exe
-        arrays, missing = self._feed_arrays(feeds)
-        needed = {id(n.source) for n in exe.program.externals}
-        missing = [m for m in missing if id(next(i for i in self.inputs if i.name == m)) in needed]
+        arrays = self._feed_arrays(feeds)
+        # only the inputs the requested outputs depend on must be fed
+        used = {id(i.source) for n in exe.program.nodes for i in n.inputs if i.kind == "ext"}
+        used |= {id(o.source) for o in exe.program.outputs if o.kind == "ext"}
+        missing = [v.name for v in self.inputs if id(v) in used and id(v) not in arrays]
         if missing:
             raise RetrogradError(f"Graph: no value fed for input(s) {missing}")
         args = [arrays.get(id(v), np.zeros(v.shape, v.dtype)) if v.kind == "input" else v.value
