@@ -316,10 +316,15 @@ class Compiled:
         return self.cache[_signature(args)]["exe"].source
 
 
-def _captured(exe):
-    """Current arrays of the tensors a traced function captured (its live parameters)."""
-    return [n.source._data for n in exe.program.externals
+def _captured_tensors(exe):
+    """The tensors a traced function captured (its live parameters), in argument order."""
+    return [n.source for n in exe.program.externals
             if isinstance(n.source, Tensor) and not isinstance(n.source, Var)]
+
+
+def _captured(exe):
+    """Their current arrays, read at every call (optimizers update them in place)."""
+    return [t._data for t in _captured_tensors(exe)]
 
 
 def compile(fn=None, *, passes=PASSES, fallback=None):
@@ -363,9 +368,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         if hit is None:
             compiled.program(xd, yd)                    # trace and compile; runs nothing
             exe = compiled.cache[_signature((xd, yd))]["exe"]
-            captured = [n.source for n in exe.program.externals
-                        if isinstance(n.source, Tensor) and not isinstance(n.source, Var)]
-            hit = fast[key] = (exe, captured)
+            hit = fast[key] = (exe, _captured_tensors(exe))
         exe, captured = hit
         outs = exe(xd, yd, *[t._data for t in captured])
         for p, g in zip(params, outs[2:]):
