@@ -288,6 +288,50 @@ def test_memory_plan_keeps_views_alive_and_hands_out_fresh_outputs():
     np.testing.assert_array_equal(t.numpy(), keep)
 
 
+def test_memory_plan_never_writes_over_a_persistent_output():
+    """An output with a buffer of its own (persistent_outputs) that a later elementwise op
+    uses for the last time must not become that op's in-place buffer."""
+    from retrograd.graph.api import Compiled
+    cf = Compiled(lambda x: (x * 2.0, rg.exp(x * 2.0) + 1.0), persistent_outputs=True)
+    x = np.linspace(-1, 1, 5)
+    a, b = cf(x)
+    np.testing.assert_array_equal(a.numpy(), x * 2.0)
+    np.testing.assert_allclose(b.numpy(), np.exp(x * 2.0) + 1.0)
+
+
+def test_compiled_step_writes_gradients_into_the_optimizers_flat_array():
+    """compile_step's generated code puts each gradient straight into its slice of one
+    flat array and the update runs once on it; an unused parameter's zero gradient (a
+    constant, no buffer) is copied in instead. Per-parameter views stay consistent."""
+    rg.manual_seed(0)
+    model = nn.MLP([4, 8, 3], "relu")
+    model.unused = nn.Parameter(rg.ones(2))
+    opt = rg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = rg.graph.compile_step(model, nn.CrossEntropyLoss(), opt)
+    X = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+    Y = np.array([0, 1, 2, 0, 1, 2])
+    step(X, Y)
+    ((exe, _, copies),) = step.prepared.values()
+    params = list(model.parameters())
+    assert [i for i, _ in copies] == [2 + [id(p) for p in params].index(id(model.unused))]
+    (bucket,) = step.fused.buckets
+    for p in params:
+        assert np.shares_memory(p.data, bucket.w) and np.shares_memory(p.grad.data, bucket.g)
+        assert np.shares_memory(opt.state[p]["momentum_buffer"], bucket.state["momentum_buffer"])
+    np.testing.assert_array_equal(model.unused.data, np.ones(2))
+    # and the numbers are eager's
+    rg.manual_seed(0)
+    ref = nn.MLP([4, 8, 3], "relu")
+    ref_opt = rg.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        loss = nn.CrossEntropyLoss()(ref(rg.tensor(X)), Y)
+        ref_opt.zero_grad(); loss.backward(); ref_opt.step()
+    step(X, Y)
+    for p, q in zip(params, ref.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-6, atol=1e-7)
+
+
 def test_compiled_training_run_has_the_same_loss_curve_as_eager(tmp_path):
     from retrograd.data import spirals
     from retrograd.train import fit

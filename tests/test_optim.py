@@ -487,3 +487,113 @@ def test_param_groups_and_errors():
     with pytest.raises(ValueError):
         optim.Rprop(ps, etas=(1.2, 0.5))
     assert "SGD" in repr(opt)
+
+
+# ---------------------------------------------------------------------- fused (flat) updates
+
+from retrograd.optim.fused import FusedUpdate  # noqa: E402
+
+
+def fused_run(fu, gs):
+    history = []
+    for g in gs:
+        for arr, gi in zip(fu.grad_arrays, g):
+            arr[...] = gi
+        fu.step()
+        history.append([p.data.copy() for p in fu.params])
+    return history
+
+
+def full_grads(steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s) for s in SHAPES] for _ in range(steps)]
+
+
+@pytest.mark.parametrize("name, kw", ALL_CASES, ids=ids)
+def test_fused_update_equals_per_parameter_update(name, kw):
+    """The optimizer's own rule on the parameters laid end to end: the same numbers to
+    the last bit, the same per-parameter state (views of the flat state) and state dict."""
+    gs = full_grads(6)
+    ps = params()
+    opt, want = run(name, kw, ps, gs, two_groups=True)
+    fps = params()
+    fopt = getattr(optim, name)(groups(fps, True), **kw)
+    fu = FusedUpdate(fopt, fps)
+    got = fused_run(fu, gs)
+    for step, (a, b) in enumerate(zip(got, want)):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y, err_msg=f"step {step + 1}")
+    sd, fsd = opt.state_dict(), fopt.state_dict()
+    assert fsd["param_groups"] == sd["param_groups"]
+    for i in sd["state"]:
+        assert sorted(fsd["state"][i]) == sorted(sd["state"][i])
+        for k, v in sd["state"][i].items():
+            np.testing.assert_array_equal(fsd["state"][i][k], v)
+    for p, g in zip(fps, gs[-1]):                 # grads and data stay per parameter
+        np.testing.assert_array_equal(p.grad.data, g)
+        assert p.data.base is not None and p.data.shape == g.shape
+
+
+@pytest.mark.parametrize("name, kw", [ALL_CASES[1], ALL_CASES[8], ALL_CASES[-1]],
+                         ids=[ids[1], ids[8], ids[-1]])
+def test_fused_update_notices_loaded_state_and_rebound_data(name, kw):
+    gs = full_grads(6)
+    _, want = run(name, kw, params(), gs, two_groups=True)
+    # a checkpoint after 3 steps, loaded into an optimizer already running fused steps
+    ps = params()
+    opt, _ = run(name, kw, ps, gs[:3], two_groups=True)
+    sd, data = opt.state_dict(), [p.data.copy() for p in ps]
+    fps = params(seed=7)
+    fopt = getattr(optim, name)(groups(fps, True), **kw)
+    fu = FusedUpdate(fopt, fps)
+    fused_run(fu, full_grads(2, seed=9))          # some other training first
+    fopt.load_state_dict(sd)
+    for p, d in zip(fps, data):
+        p.data = d.copy()                         # rebinds p.data: copied into the flat array
+    got = fused_run(fu, gs[3:])
+    for a, b in zip(got, want[3:]):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(rg.ShapeError, match="compile the training step again"):
+        fps[0].data = np.zeros((2, 2))
+        fu.step()
+
+
+def test_fused_update_falls_back_when_states_disagree():
+    """Parameters at different step counts (one had no gradient once) cannot share one
+    flat state: that step runs per parameter, with the same numbers."""
+    gs = full_grads(4)
+    want_ps = params()
+    opt = optim.Adam(want_ps, lr=0.01)
+    first = [gs[0][0], None, None]
+    run("Adam", {}, want_ps, [first] + gs[1:], opt=opt)
+    ps = params()
+    fopt = optim.Adam(ps, lr=0.01)
+    run("Adam", {}, ps, [first], opt=fopt)        # eager step: only p0 has state
+    fu = FusedUpdate(fopt, ps)
+    fused_run(fu, gs[1:])
+    for p, q in zip(ps, want_ps):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert [fopt.state[p]["step"] for p in ps] == [4, 3, 3]
+
+
+def test_fused_update_leaves_params_outside_the_optimizer_and_follows_new_groups():
+    ps = params()
+    opt = optim.SGD(ps[:2], lr=0.1, momentum=0.9)
+    fu = FusedUpdate(opt, ps)
+    before = ps[2].data.copy()
+    g = full_grads(3)
+    fused_run(fu, g[:1])
+    np.testing.assert_array_equal(ps[2].data, before)          # in no group: not updated
+    np.testing.assert_array_equal(ps[2].grad.data, g[0][2])    # but its gradient is set
+    opt.add_param_group({"params": [ps[2]], "lr": 1.0})
+    fused_run(fu, g[1:2])
+    np.testing.assert_array_equal(ps[2].data, before - g[1][2])  # first momentum step: g
+    assert ps[2].version > 0
+
+
+def test_fused_update_needs_an_elementwise_optimizer():
+    class Normed(optim.SGD):
+        elementwise = False
+    with pytest.raises(ValueError, match="not elementwise"):
+        FusedUpdate(Normed(params(), lr=0.1), params())

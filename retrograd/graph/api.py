@@ -344,11 +344,16 @@ def compile(fn=None, *, passes=PASSES, fallback=None):
 def compile_step(model, loss_fn, optimizer, passes=PASSES):
     """A whole training step as one compiled call: ``step(x, y) -> (loss, output)``.
 
-    Forward, loss and the gradients of every parameter run as one generated function
-    (gradients land in buffers of their own, reused every step); then
-    ``optimizer.step()`` updates the parameters in place, where the next call reads them.
-    Gives the same numbers as the eager step up to float rounding."""
+    Forward, loss and the gradients of every parameter run as one generated function;
+    then the optimizer updates the parameters in place, where the next call reads them.
+    For an elementwise optimizer (all of retrograd.optim) the parameters and gradients
+    live in one flat array per parameter group (optim.fused): the generated code writes
+    every gradient straight into its slice, and the whole update is one call of the
+    optimizer's own rule. ``optimizer.state`` and ``p.grad`` stay per parameter, as after
+    an eager step. Gives the same numbers as the eager step up to float rounding."""
+    from ..optim.fused import FusedUpdate
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = FusedUpdate(optimizer, params) if optimizer.elementwise else None
 
     def loss_and_grads(x, y):
         out = model(x)
@@ -358,7 +363,17 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
                            for g, p in zip(grads, params)]
 
     compiled = Compiled(loss_and_grads, passes, persistent_outputs=True)
-    fast = {}          # signature -> (generated function, captured tensors): the hot path
+    fast = {}          # signature -> (generated function, captured tensors, copies): the hot path
+
+    def prepare(xd, yd):
+        compiled.program(xd, yd)                    # trace and compile; runs nothing
+        exe = compiled.cache[_signature((xd, yd))]["exe"]
+        copies = []     # gradients the code cannot write into the flat array directly
+        if fused is not None:
+            for i, g in enumerate(fused.grad_arrays, start=2):
+                if not exe.bind_output(i, g):
+                    copies.append((i, g))
+        return exe, _captured_tensors(exe), copies
 
     def step(x, y):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -366,15 +381,20 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         key = (xd.shape, xd.dtype, yd.shape, yd.dtype)
         hit = fast.get(key)
         if hit is None:
-            compiled.program(xd, yd)                    # trace and compile; runs nothing
-            exe = compiled.cache[_signature((xd, yd))]["exe"]
-            hit = fast[key] = (exe, _captured_tensors(exe))
-        exe, captured = hit
+            hit = fast[key] = prepare(xd, yd)
+        exe, captured, copies = hit
         outs = exe(xd, yd, *[t._data for t in captured])
-        for p, g in zip(params, outs[2:]):
-            p.grad = Tensor._make(g)
-        optimizer.step()
+        if fused is None:
+            for p, g in zip(params, outs[2:]):
+                p.grad = Tensor._make(g)
+            optimizer.step()
+        else:
+            for i, g in copies:
+                np.copyto(g, outs[i])
+            fused.step()
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
+    step.fused = fused
+    step.prepared = fast     # for inspection: per signature, (executable, captured, copies)
     step.compiled = compiled
     return step

@@ -203,6 +203,19 @@ class Executable:
         self._fn = ns[name]
         self._const_outputs = [o for o in prog.outputs if o.kind == "const"]
 
+    def bind_output(self, i: int, array: np.ndarray) -> bool:
+        """Make output ``i`` be written straight into ``array`` (same shape and dtype) on
+        every call, instead of a buffer of its own -- e.g. a gradient into a slice of an
+        optimizer's flat gradient. Only for an output with a persistent buffer that no
+        other output shares; returns False (nothing changed) otherwise."""
+        n = self.program.outputs[i]
+        b = self.plan.out_buffer.get(n)
+        if (b is None or self.program.outputs.count(n) != 1 or array.shape != n.shape
+                or array.dtype != n.dtype):
+            return False
+        self._fn.__globals__[f"b{b}"] = array
+        return True
+
     def __call__(self, *arrays):
         outs = self._fn(*arrays)
         if self._const_outputs:   # never hand out our constants themselves

@@ -164,7 +164,9 @@ def prod(x, axis=None, keepdims=False):
 
 def _stable_max(x, axis):
     m = fmax(x, axis=axis, keepdims=True)
-    return np.where(np.isfinite(m), m, 0)      # all -inf rows: leave them -inf, not nan
+    if not np.isfinite(m).all():               # all -inf rows: leave them -inf, not nan
+        m[~np.isfinite(m)] = 0
+    return m
 
 
 def _logsumexp(x, axis, keepdims):

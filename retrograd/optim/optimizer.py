@@ -38,6 +38,9 @@ class Optimizer:
 
     #: add ``weight_decay * w`` to the gradient (L2); AdamW decays the weights instead
     l2_weight_decay = True
+    #: the update treats every entry on its own, so it may run on many parameters laid
+    #: end to end in one array (see optim.fused); False for rules with per-tensor norms
+    elementwise = True
 
     def __init__(self, params, defaults: dict):
         if isinstance(params, Tensor):
@@ -119,6 +122,10 @@ class Optimizer:
         for writing: subclasses must not modify it in place."""
         w = p._data
         g = p.grad._data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
+        return self._gradient_array(w, g, group)
+
+    def _gradient_array(self, w: np.ndarray, g: np.ndarray, group: dict) -> np.ndarray:
+        """``_gradient`` for the arrays of a parameter ``w`` and its gradient ``g``."""
         if g.shape != w.shape:
             raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {w.shape}")
         if g.dtype != w.dtype:
