@@ -361,11 +361,9 @@ def build_retrograd_compiled(case: Case, d: Data) -> Runner:
 
         return Runner(step, lambda: {"hvp": [np.array(h.data) for h in out["hvp"]]})
 
-    params = [rg.tensor(p.copy(), requires_grad=True) for p in d.params]
-
     class Model(rg.nn.Module):
         def __init__(self):
-            self.ps = [rg.nn.Parameter(p) for p in params]
+            self.ps = [rg.nn.Parameter(p.copy()) for p in d.params]
 
         def forward(self, x):
             return forward(self.ps, x)

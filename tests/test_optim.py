@@ -509,10 +509,14 @@ def full_grads(steps, seed=1):
     return [[rng.standard_normal(s) for s in SHAPES] for _ in range(steps)]
 
 
+@pytest.mark.parametrize("chunk", [None, 5], ids=["one-chunk", "chunks-of-5"])
 @pytest.mark.parametrize("name, kw", ALL_CASES, ids=ids)
-def test_fused_update_equals_per_parameter_update(name, kw):
-    """The optimizer's own rule on the parameters laid end to end: the same numbers to
-    the last bit, the same per-parameter state (views of the flat state) and state dict."""
+def test_fused_update_equals_per_parameter_update(name, kw, chunk, monkeypatch):
+    """The optimizer's own rule on the parameters laid end to end (in one call, or a chunk
+    at a time): the same numbers to the last bit, the same per-parameter state (views of
+    the flat state) and state dict."""
+    if chunk:
+        monkeypatch.setattr("retrograd.optim.fused.CHUNK", chunk)
     gs = full_grads(6)
     ps = params()
     opt, want = run(name, kw, ps, gs, two_groups=True)

@@ -373,16 +373,16 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
             for i, g in enumerate(fused.grad_arrays, start=2):
                 if not exe.bind_output(i, g):
                     copies.append((i, g))
-        return exe, _captured_tensors(exe), copies
+        return exe, _captured_tensors(exe), copies, fused and fused.generation
 
     def step(x, y):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         yd = y.data if isinstance(y, Tensor) else np.asarray(y)
         key = (xd.shape, xd.dtype, yd.shape, yd.dtype)
         hit = fast.get(key)
-        if hit is None:
-            hit = fast[key] = prepare(xd, yd)
-        exe, captured, copies = hit
+        if hit is None or (fused is not None and fused.sync_layout() != hit[3]):
+            hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
+        exe, captured, copies, _ = hit
         outs = exe(xd, yd, *[t._data for t in captured])
         if fused is None:
             for p, g in zip(params, outs[2:]):
@@ -395,6 +395,6 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
     step.fused = fused
-    step.prepared = fast     # for inspection: per signature, (executable, captured, copies)
+    step.prepared = fast  # per signature: (executable, captured, copies, layout generation)
     step.compiled = compiled
     return step

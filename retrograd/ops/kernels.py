@@ -41,6 +41,8 @@ def fsum(x, axis=None, keepdims=False):
     if _one_axis_of_matrix(x, axis):
         ones = np.ones(x.shape[axis[0]], x.dtype)
         return _keep(x @ ones if axis[0] == 1 else ones @ x, x, axis, keepdims)
+    if isinstance(x, np.ndarray):    # the method: same result, ~2 µs less than np.sum
+        return x.sum(axis=_plain_axis(axis), keepdims=keepdims)
     return np.sum(x, axis=_plain_axis(axis), keepdims=keepdims)
 
 
@@ -48,4 +50,6 @@ def fmax(x, axis=None, keepdims=False):
     """np.max(x, axis, keepdims); a short last axis is reduced on a transposed copy."""
     if _one_axis_of_matrix(x, axis) and axis[0] == 1 and x.shape[1] <= _SHORT_ROW:
         return _keep(np.ascontiguousarray(x.T).max(axis=0), x, axis, keepdims)
+    if isinstance(x, np.ndarray):
+        return x.max(axis=_plain_axis(axis), keepdims=keepdims)
     return np.max(x, axis=_plain_axis(axis), keepdims=keepdims)

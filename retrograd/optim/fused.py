@@ -27,6 +27,9 @@ from ..tensor import Tensor, _bump_version
 
 __all__ = ["FusedUpdate"]
 
+#: elements per update call: temporaries stay ~1 MiB (float32), in cache
+CHUNK = 1 << 18
+
 
 def _flat_views(flat, shapes):
     """Views of consecutive slices of ``flat``, one per shape."""
@@ -44,7 +47,7 @@ class _Bucket:
 
     def __init__(self, group, params):
         self.group, self.params = group, params
-        shapes = [p.shape for p in params]
+        self.shapes = shapes = [p.shape for p in params]
         dtype = params[0].dtype
         self.w = np.concatenate([p._data.ravel() for p in params]).astype(dtype, copy=False)
         self.views = _flat_views(self.w, shapes)
@@ -56,15 +59,14 @@ class _Bucket:
         self.pstates = [None] * len(params)   # the per-parameter dicts we last wrote
         self._published = {}             # state name -> the flat array those dicts view
 
-    def data_in_place(self):
-        """Rebind any parameter whose ``.data`` was replaced: copy its new values in."""
-        for p, v in zip(self.params, self.views):
-            if p._data is not v:
-                if p._data.shape != v.shape:
-                    raise ShapeError(f"a parameter of shape {v.shape} was given data of shape "
-                                     f"{p._data.shape}; compile the training step again")
-                v[...] = p._data
-                p._data = v
+    @staticmethod
+    def _rebind(p, v):
+        """``p.data`` was replaced by another array: copy its values into ``p``'s slice."""
+        if p._data.shape != v.shape:
+            raise ShapeError(f"a parameter of shape {v.shape} was given data of shape "
+                             f"{p._data.shape}; compile the training step again")
+        v[...] = p._data
+        p._data = v
 
     def gather(self, opt, group) -> bool:
         """Build the flat state from ``opt.state``; False when it cannot be one array
@@ -89,10 +91,9 @@ class _Bucket:
         return True
 
     def publish(self, opt):
-        """Make ``opt.state[p]`` views of the flat state (new arrays the update created
-        included) with the flat step count."""
-        shapes = [p.shape for p in self.params]
-        views = {k: _flat_views(v, shapes) for k, v in self.state.items()
+        """Make ``opt.state[p]`` views of the flat state arrays (new ones the update
+        created included), with the flat step count."""
+        views = {k: _flat_views(v, self.shapes) for k, v in self.state.items()
                  if isinstance(v, np.ndarray) and self._published.get(k) is not v}
         self._published.update((k, self.state[k]) for k in views)
         step = self.state["step"]
@@ -104,9 +105,51 @@ class _Bucket:
             for k, vs in views.items():
                 s[k] = vs[i]
 
-    def in_sync(self, opt) -> bool:
-        return self.state is not None and all(
-            opt.state.get(p) is s for p, s in zip(self.params, self.pstates))
+    def _update(self, opt, group):
+        """``opt._update`` over the flat arrays, a chunk at a time: the temporaries of an
+        update rule are then chunk-sized (cache-resident, and no peak of a whole
+        model's size). State arrays the rule creates or replaces are stitched back."""
+        flat, n = self.state, self.w.size
+        arrays = {k for k, v in flat.items() if isinstance(v, np.ndarray)}
+        chunks = {}                       # state name -> its array for each chunk
+        for a in range(0, n, CHUNK):
+            w = self.w[a:a + CHUNK]
+            cs = {k: (v[a:a + CHUNK] if k in arrays else v) for k, v in flat.items()}
+            opt._update(w, opt._gradient_array(w, self.g[a:a + CHUNK], group), cs, group)
+            for k, v in cs.items():
+                if isinstance(v, np.ndarray):
+                    chunks.setdefault(k, []).append(v)
+        for k, parts in chunks.items():   # arrays the rule made (SGD's momentum buffer on
+            if k not in arrays or any(v.base is not flat[k] for v in parts):   # step one)
+                flat[k] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def step(self, opt) -> bool:
+        """Hand out the gradients and run the update once on the flat arrays; False when
+        the per-parameter states could not be gathered (nothing updated)."""
+        state, synced = opt.state, self.state is not None
+        for p, v, g, s in zip(self.params, self.views, self.grads, self.pstates):
+            if p._data is not v:
+                self._rebind(p, v)
+            p.grad = g
+            if synced and state.get(p) is not s:
+                synced = False
+        if self.group is None:
+            return True
+        group = opt.param_groups[self.group]
+        if not synced and not self.gather(opt, group):
+            self.state = None
+            return False
+        flat = self.state
+        flat["step"] += 1
+        self._update(opt, group)
+        if any(isinstance(v, np.ndarray) and self._published.get(k) is not v
+               for k, v in flat.items()):
+            self.publish(opt)         # the update made a new state array (SGD's momentum)
+        step = flat["step"]
+        for p, s in zip(self.params, self.pstates):
+            s["step"] = step
+            _bump_version(p)          # a graph that saved p before the step must not backprop
+        return True
 
 
 class FusedUpdate:
@@ -119,7 +162,7 @@ class FusedUpdate:
             raise ValueError(f"{type(optimizer).__name__}'s update is not elementwise: "
                              "it cannot run on parameters laid end to end")
         self.optimizer, self.params = optimizer, list(params)
-        self._layout = None
+        self.generation = 0            # counts layouts: gradient arrays change with each
         self._build()
 
     def _group_key(self):
@@ -140,37 +183,27 @@ class FusedUpdate:
     def grad_arrays(self):
         return [g._data for g in self.grads]
 
-    def step(self):
-        """Set every ``p.grad`` to its gradient array and update all parameters."""
-        opt = self.optimizer
-        if self._group_key() != self._layout:     # groups added or replaced: lay out anew
+    def sync_layout(self) -> int:
+        """Lay the parameters out anew if the optimizer's groups changed (added or
+        replaced), keeping the gradients written so far; returns ``generation``."""
+        if self._group_key() != self._layout:
             grads = [g._data.copy() for g in self.grads]
             self._build()
             for g, new in zip(grads, self.grads):
                 new._data[...] = g
-        fallback = False
-        for b in self.buckets:
-            b.data_in_place()
-            for p, g in zip(b.params, b.grads):
-                p.grad = g
-            if b.group is None:
-                continue
-            group = opt.param_groups[b.group]
-            if not b.in_sync(opt) and not b.gather(opt, group):
-                fallback = True            # states disagree: the per-parameter path below
-                b.state = None
-                continue
-            b.state["step"] += 1
-            opt._update(b.w, opt._gradient_array(b.w, b.g, group), b.state, group)
-            b.publish(opt)
-            for p in b.params:
-                _bump_version(p)           # a graph that saved p before the step must not backprop
-        if fallback:
-            stale = [b for b in self.buckets if b.state is None and b.group is not None]
-            keep = {id(p) for b in self.buckets if b not in stale for p in b.params}
-            saved = {p: p.grad for p in self.params if id(p) in keep}
+            self.generation += 1
+        return self.generation
+
+    def step(self):
+        """Set every ``p.grad`` to its gradient array and update all parameters."""
+        opt = self.optimizer
+        self.sync_layout()
+        stale = [b for b in self.buckets if not b.step(opt)]
+        if stale:                      # states disagree: the per-parameter path for those
+            done = {id(p) for b in self.buckets if b not in stale for p in b.params}
+            saved = {p: p.grad for p in self.params if id(p) in done}
             for p in saved:
-                p.grad = None              # already updated above
+                p.grad = None          # already updated
             opt.step()
             for p, g in saved.items():
                 p.grad = g
