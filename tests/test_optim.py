@@ -601,3 +601,19 @@ def test_fused_update_needs_an_elementwise_optimizer():
         elementwise = False
     with pytest.raises(ValueError, match="not elementwise"):
         FusedUpdate(Normed(params(), lr=0.1), params())
+
+
+def test_fused_update_keeps_one_flat_array_per_group_and_dtype():
+    ps = params() + params(np.float32, seed=3)
+    opt = optim.Adam([{"params": ps[:4]}, {"params": ps[4:], "lr": 0.1}], lr=0.01)
+    fu = FusedUpdate(opt, ps)
+    assert sorted((b.group, b.w.dtype.name, len(b.params)) for b in fu.buckets) == [
+        (0, "float32", 1), (0, "float64", 3), (1, "float32", 2)]
+    ref = params() + params(np.float32, seed=3)
+    ref_opt = optim.Adam([{"params": ref[:4]}, {"params": ref[4:], "lr": 0.1}], lr=0.01)
+    gs = [[np.full(p.shape, 0.5 + k, p.dtype) for p in ps] for k in range(3)]
+    fused_run(fu, gs)
+    run("Adam", {}, ref, gs, opt=ref_opt)
+    for p, q in zip(ps, ref):
+        assert p.dtype == q.dtype
+        np.testing.assert_array_equal(p.data, q.data)
