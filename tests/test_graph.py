@@ -371,3 +371,15 @@ def test_graph_needs_feeds_only_for_inputs_the_outputs_use():
     assert g.forward({"x": np.ones(2)}, outputs=a) == 2.0
     with pytest.raises(rg.RetrogradError, match=r"no value fed for input\(s\) \['y'\]"):
         g.forward({"x": np.ones(2)}, outputs=b)
+
+
+def test_an_error_inside_compiled_code_names_the_op_shapes_and_line():
+    """A label out of range reaches the compiled step unchecked (labels are traced
+    values); the failure names the op and its operand shapes like eager's would."""
+    model = nn.MLP([4, 3])
+    step = rg.graph.compile_step(model, nn.CrossEntropyLoss(), rg.optim.SGD(model.parameters(), lr=0.1))
+    X = np.zeros((2, 4), np.float32)
+    step(X, np.array([0, 1]))
+    with pytest.raises(rg.ShapeError, match=r"softmax_cross_entropy: index 3 is out of bounds.*"
+                       r"operand shapes: \(2, 3\), \(2,\)\)\n  in compiled code: v\d+ = "):
+        step(X, np.array([0, 3]))

@@ -18,6 +18,7 @@ per-call allocation for the planned buffers.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
@@ -203,6 +204,26 @@ class Executable:
         self._fn = ns[name]
         self._const_outputs = [o for o in prog.outputs if o.kind == "const"]
 
+    def _located(self, e):
+        """The error ``e`` raised inside the generated code, as eager ``apply`` would word
+        it: the op that failed and its operand shapes, plus the generated line."""
+        from ..errors import RetrogradError, ShapeError
+        tb, line = e.__traceback__, None
+        while tb is not None:
+            if tb.tb_frame.f_code is self._fn.__code__:
+                line = self.source.splitlines()[tb.tb_lineno - 1].strip()
+                values = {**tb.tb_frame.f_globals, **tb.tb_frame.f_locals}
+            tb = tb.tb_next
+        if line is None:
+            return e
+        code, op = line.split("  # ", 1)
+        operands = re.findall(r"\b[xvc]\d+\b", code.split("=", 1)[1])
+        if isinstance(e, TypeError):
+            kinds = ", ".join(str(getattr(values.get(a), "dtype", "?")) for a in operands)
+            return RetrogradError(f"{op}: {e} (operand types: {kinds})\n  in compiled code: {code}")
+        shapes = ", ".join(str(np.shape(values[a])) if a in values else "?" for a in operands)
+        return ShapeError(f"{op}: {e} (operand shapes: {shapes})\n  in compiled code: {code}")
+
     def bind_output(self, i: int, array: np.ndarray) -> bool:
         """Make output ``i`` be written straight into ``array`` (same shape and dtype) on
         every call, instead of a buffer of its own -- e.g. a gradient into a slice of an
@@ -217,7 +238,10 @@ class Executable:
         return True
 
     def __call__(self, *arrays):
-        outs = self._fn(*arrays)
+        try:
+            outs = self._fn(*arrays)
+        except (ValueError, IndexError, TypeError) as e:
+            raise self._located(e) from None
         if self._const_outputs:   # never hand out our constants themselves
             outs = tuple(np.array(o, copy=True) if isinstance(o, np.ndarray) else o for o in outs)
         return [o if isinstance(o, np.ndarray) else np.asarray(o) for o in outs]
