@@ -224,8 +224,8 @@ def explain_network(layers=(2, 2, 1), activation="sigmoid", output=None, loss="s
     out(f"  loss {loss_text}   ({loss}),   learning rate η = {_n(lr)}")
     vec = lambda v: "(" + ", ".join(_n(e) for e in v) + ")"
     out(f"  pattern x = {vec(x)},   target d = {vec(d)}")
-    out(f"  weights w(t←u) into unit t from unit u, and biases b(t) (the weight from a unit whose "
-        f"o is always 1),")
+    out("  weights w(t←u) into unit t from unit u, and biases b(t) (the weight from a unit whose "
+        "o is always 1),")
     out(f"  drawn from U(−1, 1) with seed {seed} and rounded to 2 decimals:")
     for l in range(L):
         for t in range(sizes[l + 1]):

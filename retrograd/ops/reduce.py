@@ -14,7 +14,7 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
-from .elementwise import exp, log, mask_like, sqrt, where
+from .elementwise import exp, mask_like, sqrt, where
 from .shape import broadcast_to, getitem, reshape, transpose
 
 
@@ -189,10 +189,12 @@ def _log_softmax(x, axis):
     return s
 
 
-_logsumexp_op = defop("logsumexp", _logsumexp, (
-    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * exp(x - _keep(out, x, axis, keepdims)),))
 _softmax_op = defop("softmax", _softmax, (
     lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),))
+# d logsumexp / dx = softmax(x), recomputed from x: exp(x - out) would carry out's
+# rounding (one ulp of |x|, 1e-3 at 1e4 in float32) into every entry as relative error
+_logsumexp_op = defop("logsumexp", _logsumexp, (
+    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),))
 _log_softmax_op = defop("log_softmax", _log_softmax, (
     lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
 

@@ -152,7 +152,7 @@ def to_dot(tensor: Tensor, show_grad: bool = True, grads=None, rankdir: str = "T
         raise TypeError(f"to_dot: expected a Tensor, a retrograd.graph.Graph or a compiled "
                         f"Program (rg.compile(f).program(*args)), got {type(tensor).__name__}")
     ids, count = {}, 0
-    lines = [f"digraph retrograd {{",
+    lines = ["digraph retrograd {",
              f'  graph [rankdir={rankdir}, fontname="Helvetica", nodesep=0.3, ranksep=0.35'
              + (f', label="{_escape(title)}", labelloc=t' if title else "") + "];",
              '  node [fontname="Helvetica", fontsize=12];',
