@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from .errors import RetrogradError
+
 EXIT_USAGE = 2
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rprop", "quickprop", "adam", "adamw", "rmsprop",
@@ -257,7 +259,7 @@ def _load_checkpoint(path):
     try:
         model = _build_model(config)
         model.load_state_dict(ck["model"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, RetrogradError) as e:
         raise io.CheckpointError(f"{path}: the model configuration or weights inside do not fit "
                                  f"together ({type(e).__name__}: {e})") from None
     model.eval()
@@ -484,7 +486,6 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "graph
 
 
 def main(argv=None) -> int:
-    from .errors import RetrogradError
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -372,7 +372,7 @@ def _restore(ck, path, model, optimizer, scheduler, loader):
             scheduler.load_state_dict(ck["scheduler"])
         loader.set_generator_state(ck["loader_rng"])
         default_generator().bit_generator.state = ck["global_rng"]
-    except (KeyError, ValueError, TypeError, IndexError) as e:
+    except (KeyError, ValueError, TypeError, IndexError, RetrogradError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise io.CheckpointError(f"{path}: does not fit this run (another model, optimizer or "
                                  f"schedule?): {msg}") from None
