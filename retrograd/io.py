@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 
@@ -37,13 +38,44 @@ class CheckpointError(RetrogradError, ValueError):
     """A file that is not a readable retrograd checkpoint; the message names it."""
 
 
+_STALE_AFTER = 60.0           # seconds without a write before a dead writer's temp file goes
+
+
+def _remove_stale_temps(folder, prefix):
+    """Delete temporary files a killed save left for this target: those whose writer
+    (the PID in the name) is gone and that nobody wrote to for a minute. A live
+    writer's file, or one from another host whose PID we cannot judge, stays."""
+    if os.name != "posix":                     # os.kill(pid, 0) probes only on POSIX
+        return
+    now = time.time()
+    for name in os.listdir(folder):
+        pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                           # alive (or not ours to signal): keep
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            full = os.path.join(folder, name)
+            if now - os.stat(full).st_mtime > _STALE_AFTER:
+                os.unlink(full)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """``with atomic_write(path) as f: ...`` -- the file appears complete or not at all."""
+    """``with atomic_write(path) as f: ...`` -- the file appears complete or not at all.
+    The data goes to a hidden ``.tmp-<name>-<pid>-*`` file, fsync'ed, then renamed over
+    ``path``; temp files of earlier saves that were killed are cleaned up."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    prefix = ".tmp-" + os.path.basename(path) + "-"
+    _remove_stale_temps(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -68,3 +68,26 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
             raise RuntimeError("crash in the middle of a save")
     np.testing.assert_array_equal(rg.load(path)["v"], np.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]      # no temporary left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="dead-writer detection probes PIDs (POSIX)")
+def test_a_killed_saves_temp_file_is_cleaned_up_by_the_next_save(tmp_path):
+    """Temp files whose writer is gone and that sat unwritten for a minute go; a live
+    writer's temp file (here: a parent process's) and unrelated files stay."""
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".tmp-ck.npz-{dead}-abc123"
+    live = tmp_path / f".tmp-ck.npz-{os.getppid()}-def456"
+    young = tmp_path / f".tmp-ck.npz-{dead}-young1"
+    other = tmp_path / f".tmp-other.npz-{dead}-xyz"
+    for f in (stale, live, young, other):
+        f.write_bytes(b"partial")
+    old = os.stat(stale).st_mtime - 3600
+    for f in (stale, live, other):
+        os.utime(f, (old, old))
+    rg.save({"a": np.arange(3)}, tmp_path / "ck.npz")
+    assert not stale.exists()
+    assert live.exists() and young.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")) == ["ck.npz"]
