@@ -617,3 +617,23 @@ def test_fused_update_keeps_one_flat_array_per_group_and_dtype():
     for p, q in zip(ps, ref):
         assert p.dtype == q.dtype
         np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_fused_update_follows_eager_steps_taken_in_between():
+    """optimizer.step() called directly (an eager step) between fused steps: the fused
+    update notices the per-parameter step counts and new state and carries on exactly."""
+    gs = full_grads(5)
+    ref = params()
+    run("SGD", dict(lr=0.1, momentum=0.9), ref, gs, opt=optim.SGD(ref, lr=0.1, momentum=0.9))
+    ps = params()
+    opt = optim.SGD(ps, lr=0.1, momentum=0.9)
+    fu = FusedUpdate(opt, ps)
+    run("SGD", {}, ps, gs[:1], opt=opt)            # eager first step: makes momentum buffers
+    fused_run(fu, gs[1:3])
+    run("SGD", {}, ps, gs[3:4], opt=opt)           # eager again
+    fused_run(fu, gs[4:])
+    for p, q in zip(ps, ref):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert [opt.state[p]["step"] for p in ps] == [5, 5, 5]
+    with pytest.raises(ValueError, match="listed twice"):
+        FusedUpdate(opt, [ps[0], ps[0]])

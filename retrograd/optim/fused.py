@@ -127,11 +127,13 @@ class _Bucket:
         """Hand out the gradients and run the update once on the flat arrays; False when
         the per-parameter states could not be gathered (nothing updated)."""
         state, synced = opt.state, self.state is not None
+        if synced:      # what an eager optimizer.step() in between would have changed
+            n, keys = self.state["step"], len(self.state)
         for p, v, g, s in zip(self.params, self.views, self.grads, self.pstates):
             if p._data is not v:
                 self._rebind(p, v)
             p.grad = g
-            if synced and state.get(p) is not s:
+            if synced and (state.get(p) is not s or s["step"] != n or len(s) != keys):
                 synced = False
         if self.group is None:
             return True
@@ -162,6 +164,8 @@ class FusedUpdate:
             raise ValueError(f"{type(optimizer).__name__}'s update is not elementwise: "
                              "it cannot run on parameters laid end to end")
         self.optimizer, self.params = optimizer, list(params)
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("FusedUpdate: a parameter is listed twice")
         self.generation = 0            # counts layouts: gradient arrays change with each
         self._build()
 
