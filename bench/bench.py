@@ -750,20 +750,6 @@ def report(all_results: dict, impls: list) -> None:
     print("\nTime per step (median of interleaved blocks, ms; lower is better)\n")
     print(_table(header, rows))
 
-    # Outside load only ever adds time, so the fastest block is the least disturbed
-    # estimate of what each implementation itself costs (timeit's rule); on a quiet
-    # machine both tables agree, on a noisy one this one moves less from run to run.
-    rows = []
-    for cname, res in all_results.items():
-        row = [cname] + [f"{min(res[n].ms_blocks):.3f}" if res[n].ms_blocks else "—" for n in impls]
-        if base:
-            b = min(res[base].ms_blocks) if res[base].ms_blocks else None
-            row += [f"{min(res[n].ms_blocks) / b:.2f}x" if res[n].ms_blocks and b else "—"
-                    for n in impls if n != base]
-        rows.append(row)
-    print("\nFastest block (ms per step; the same columns)\n")
-    print(_table(header, rows))
-
     rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
             for cname, res in all_results.items()]
     print("\nPeak RSS growth (MB): fresh process per cell, from after imports + data"
