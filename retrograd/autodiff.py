@@ -293,6 +293,12 @@ def _conform(ct, like: Tensor, who) -> Tensor:
         raise RetrogradError(f"{who} returned a gradient of shape {ct.shape} for a tensor of "
                              f"shape {like.shape}")
     if ct.dtype != like.dtype:
+        if like.dtype.kind not in "fc":
+            # only reachable when requires_grad was set by hand on an integer tensor
+            # (Tensor() and requires_grad_() refuse it): casting would truncate the gradient
+            raise RetrogradError(f"{who} sends a gradient to a tensor of dtype {like.dtype} "
+                                 f"(shape {like.shape}) that requires grad; only floating-point "
+                                 "tensors can require gradients")
         ct = ct.astype(like.dtype)
     return ct
 

@@ -223,3 +223,18 @@ def test_a_compiled_function_reports_broadcast_shapes_like_eager():
     x, y = np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)
     with pytest.raises(rg.ShapeError, match=r"^add: .*\(2, 3\).*\(4, 5\)"):
         rg.compile(lambda a, b: (a + b).sum())(x, y)
+
+
+def test_integer_results_carry_no_gradient_and_a_hand_set_flag_is_caught():
+    """A cast to int or a comparison does not require grad (as in PyTorch), eagerly and
+    traced; requires_grad set by hand on an int tensor is refused when a gradient reaches
+    it, instead of a truncated gradient."""
+    x = rg.tensor([1.0, 3.0, 2.0], requires_grad=True)
+    assert not x.astype(np.int64).requires_grad and not (x > 1).requires_grad
+    g = rg.compile(rg.grad(lambda t: (t * rg.astype(t.astype(np.int64), np.float64)).sum()))
+    np.testing.assert_array_equal(g(np.array([1.5, 2.5])).numpy(), [1.0, 2.0])
+    t = rg.tensor(np.arange(3))
+    t.requires_grad = True
+    with pytest.raises(rg.RetrogradError, match=r"the 'mul' op's VJP sends a gradient to a tensor "
+                                                r"of dtype int64 \(shape \(3,\)\) that requires grad"):
+        (t * 2.5).sum().backward()

@@ -123,7 +123,8 @@ def apply(op: Op, *args, **params) -> Tensor:
         raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    if record and _mode.enabled and op.vjp is not None:
+    # an integer or boolean result (a cast, a comparison) carries no gradient, as in PyTorch
+    if record and _mode.enabled and op.vjp is not None and out.dtype.kind in "fc":
         out = _make(out, op, args, params)
     else:
         out = _make(out, None, None, None)
