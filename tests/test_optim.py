@@ -558,9 +558,10 @@ def test_fused_update_notices_loaded_state_and_rebound_data(name, kw):
     for a, b in zip(got, want[3:]):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    with pytest.raises(rg.ShapeError, match="compile the training step again"):
-        fps[0].data = np.zeros((2, 2))
-        fu.step()
+    for bad in (np.zeros((2, 2)), np.zeros(fps[0].shape, np.float32)):
+        fps[0].data = bad
+        with pytest.raises(rg.ShapeError, match="compile the training step again"):
+            fu.step()
 
 
 def test_fused_update_falls_back_when_states_disagree():

@@ -62,9 +62,10 @@ class _Bucket:
     @staticmethod
     def _rebind(p, v):
         """``p.data`` was replaced by another array: copy its values into ``p``'s slice."""
-        if p._data.shape != v.shape:
-            raise ShapeError(f"a parameter of shape {v.shape} was given data of shape "
-                             f"{p._data.shape}; compile the training step again")
+        if p._data.shape != v.shape or p._data.dtype != v.dtype:
+            raise ShapeError(f"a parameter of shape {v.shape} and dtype {v.dtype} was given "
+                             f"data of shape {p._data.shape} and dtype {p._data.dtype}; "
+                             "compile the training step again")
         v[...] = p._data
         p._data = v
 
