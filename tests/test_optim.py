@@ -597,11 +597,32 @@ def test_fused_update_leaves_params_outside_the_optimizer_and_follows_new_groups
     assert ps[2].version > 0
 
 
-def test_fused_update_needs_an_elementwise_optimizer():
+def test_fused_update_needs_an_elementwise_update_rule():
+    """A rule with per-tensor norms, or a subclass with a step() of its own, keeps the
+    per-parameter path, also in a compiled training step."""
     class Normed(optim.SGD):
         elementwise = False
-    with pytest.raises(ValueError, match="not elementwise"):
-        FusedUpdate(Normed(params(), lr=0.1), params())
+
+    class OwnStep(optim.Optimizer):
+        def __init__(self, ps):
+            super().__init__(ps, {})
+            self.calls = 0
+
+        def step(self, closure=None):
+            self.calls += 1
+            for p in self.param_groups[0]["params"]:
+                p.data -= 0.5 * p.grad.data
+
+    for opt in (Normed(params(), lr=0.1), OwnStep(params())):
+        with pytest.raises(ValueError, match="not an elementwise _update"):
+            FusedUpdate(opt, params())
+    model = rg.nn.Linear(3, 2)
+    opt = OwnStep(model.parameters())
+    step = rg.graph.compile_step(model, rg.nn.MSELoss(), opt)
+    before = model.weight.data.copy()
+    step(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
+    assert step.fused is None and opt.calls == 1
+    np.testing.assert_allclose(model.weight.data, before - 0.5 * model.weight.grad.data)
 
 
 def test_fused_update_keeps_one_flat_array_per_group_and_dtype():

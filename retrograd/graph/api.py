@@ -346,14 +346,14 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
 
     Forward, loss and the gradients of every parameter run as one generated function;
     then the optimizer updates the parameters in place, where the next call reads them.
-    For an elementwise optimizer (all of retrograd.optim) the parameters and gradients
+    For an elementwise optimizer (all of retrograd.optim; see optim.fused) the parameters and gradients
     live in one flat array per parameter group (optim.fused): the generated code writes
     every gradient straight into its slice, and the whole update is one call of the
     optimizer's own rule. ``optimizer.state`` and ``p.grad`` stay per parameter, as after
     an eager step. Gives the same numbers as the eager step up to float rounding."""
-    from ..optim.fused import FusedUpdate
+    from ..optim.fused import FusedUpdate, can_fuse
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = FusedUpdate(optimizer, params) if optimizer.elementwise else None
+    fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
 
     def loss_and_grads(x, y):
         out = model(x)

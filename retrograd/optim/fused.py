@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..tensor import Tensor, _bump_version
 
-__all__ = ["FusedUpdate"]
+__all__ = ["FusedUpdate", "can_fuse"]
 
 #: elements per update call: temporaries stay ~1 MiB (float32), in cache
 CHUNK = 1 << 18
@@ -155,15 +155,24 @@ class _Bucket:
         return True
 
 
+def can_fuse(optimizer) -> bool:
+    """Whether ``optimizer``'s update can run on flat arrays: its rule is elementwise and
+    lives in ``_update`` (a subclass that overrides ``step()`` itself keeps its own)."""
+    from .optimizer import Optimizer
+    cls = type(optimizer)
+    return (isinstance(optimizer, Optimizer) and optimizer.elementwise
+            and cls.step is Optimizer.step and cls._update is not Optimizer._update)
+
+
 class FusedUpdate:
     """``optimizer``'s update of ``params`` as one call per flat array (see the module
     docstring). ``grads[i]`` is the gradient array of ``params[i]``: write into it,
     then call ``step()``."""
 
     def __init__(self, optimizer, params):
-        if not optimizer.elementwise:
-            raise ValueError(f"{type(optimizer).__name__}'s update is not elementwise: "
-                             "it cannot run on parameters laid end to end")
+        if not can_fuse(optimizer):
+            raise ValueError(f"{type(optimizer).__name__}'s update is not an elementwise "
+                             "_update: it cannot run on parameters laid end to end")
         self.optimizer, self.params = optimizer, list(params)
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("FusedUpdate: a parameter is listed twice")
