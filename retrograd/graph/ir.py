@@ -185,7 +185,7 @@ def record(op, args, params):
         shape, dtype = out.shape, out.dtype
     v = Var(graph, "op", shape, dtype)
     v._op, v._inputs, v._params = op, tuple(args), params
-    if op.vjp is None or v.dtype.kind not in "fc":     # as apply: no gradient through ints
+    if op.vjp is None:                  # (Var() already refuses grad to int/bool results)
         v.requires_grad = False
     return v
 
