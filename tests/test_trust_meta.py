@@ -119,3 +119,52 @@ def test_the_thread_policy():
     assert threads_for(256 * 1024 * 1024, 16) == 4
     assert threads_for(10 ** 12, 16) == 16
     assert threads_for(0, 4) == 1
+
+
+# ---- item 26: the run says loudly how many PyTorch comparisons it skipped
+
+TORCH_CPU = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+SUBSET = ["tests/test_optim.py", "tests/test_nn.py", "-k", "torch or pytorch or draw_as_dot",
+          "tests/test_graph.py"]
+
+
+def _pytest(tmp_path, args, hide=()):
+    """Run pytest on ``args`` in a subprocess whose ``import`` of each module in ``hide``
+    fails, as where it is not installed (a -p plugin puts None in sys.modules first)."""
+    (tmp_path / "hide_modules.py").write_text(textwrap.dedent(f"""\
+        import sys
+        for name in {tuple(hide)!r}:
+            sys.modules[name] = None     # 'import name' now raises ImportError
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]))
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "hide_modules", "-p",
+                           "no:cacheprovider", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _count(out, word):
+    m = re.search(rf"(\d+) {word}", out.splitlines()[-1])
+    return int(m.group(1)) if m else 0
+
+
+def test_skipped_pytorch_comparisons_are_counted_at_the_end_with_the_command(tmp_path):
+    r = _pytest(tmp_path, SUBSET, hide=("torch", "pydot"))
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:]
+    skipped = _count(out, "skipped")
+    m = re.search(r"(\d+) PyTorch comparisons? (?:was|were) skipped", out)
+    assert m, out[-3000:]
+    # every skip of the subset but the pydot one is a PyTorch comparison
+    assert int(m.group(1)) == skipped - 1 > 20
+    assert TORCH_CPU in out
+    # it stands out at the end: after the last test's progress, before the final counts
+    assert out.index(m.group(0)) > out.rindex("[100%]")
+
+
+def test_nothing_is_said_when_torch_is_there_or_nothing_needed_it(tmp_path):
+    r = _pytest(tmp_path, ["tests/test_optim.py", "-k", "matches_torch and sgd"])
+    assert r.returncode == 0 and _count(r.stdout, "passed") > 0, r.stdout[-3000:]
+    assert "PyTorch comparison" not in r.stdout and TORCH_CPU not in r.stdout
+    r = _pytest(tmp_path, ["tests/test_graph.py", "-k", "draw_as_dot"], hide=("torch", "pydot"))
+    assert _count(r.stdout, "skipped") == 1
+    assert "PyTorch comparison" not in r.stdout and TORCH_CPU not in r.stdout
