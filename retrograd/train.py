@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from . import io
+from . import blas, io
 from .data import ArrayDataset, DataLoader
 from .errors import RetrogradError
 from .tensor import as_tensor, default_generator, no_grad
@@ -193,7 +193,7 @@ class _StopSignals:
 def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_size=32,
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
-        meta=None, compile: bool = True) -> History:
+        meta=None, compile: bool = True, blas_threads="auto") -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -209,6 +209,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         (rg.graph.compile_step; the same numbers as eager up to float rounding), or, with
         False, eagerly: forward, loss.backward(), optimizer.step().
     meta: a JSON-like dict stored in every checkpoint (e.g. the model's configuration).
+    blas_threads: BLAS threads while training: "auto" (one per 2**26 multiply-adds of the
+        largest product, unless RETROGRAD_BLAS_THREADS or OMP/OPENBLAS_NUM_THREADS say
+        otherwise; see retrograd.blas), a positive int, or None to leave BLAS as it is.
 
     SIGINT (Ctrl-C) or SIGTERM while fit runs in the main thread: training stops at the
     next batch boundary, ``last.npz`` gets that exact point (with out_dir), and
@@ -271,7 +274,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         return TrainingInterrupted(stop.received or signal.SIGINT, epoch, b, len(loader),
                                    last_path, saved, exact, history)
 
-    with stop:
+    threads = blas.limit(blas_threads,
+                         blas.product_work(model, min(loader.batch_size, len(x_train))))
+    with stop, threads:
         try:
             for epoch in range(start, epochs + 1):
                 if early_stopping is not None and bad_epochs >= early_stopping:

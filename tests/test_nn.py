@@ -164,7 +164,7 @@ def test_bce_with_logits_is_finite_for_huge_logits():
     np.testing.assert_allclose(z.grad.numpy(), [1.0, -1.0, -0.5])
 
 
-@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.torch
 @pytest.mark.parametrize("name", ["mse", "cross_entropy", "cross_entropy_probs", "nll", "bce",
                                   "bce_with_logits"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

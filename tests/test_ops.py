@@ -42,7 +42,7 @@ def test_float32_stays_float32(case):
         assert x.grad.shape == x.shape
 
 
-@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.torch
 @pytest.mark.parametrize("case", [c for c in CASES if c.torch_fn], ids=[c.name for c in CASES if c.torch_fn])
 def test_against_pytorch(case):
     xs = case.inputs(seed=4)
@@ -58,7 +58,7 @@ def test_against_pytorch(case):
                                    err_msg=f"{case.name}: gradient of input {i}")
 
 
-@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.torch
 @pytest.mark.parametrize("case", [c for c in CASES if c.torch_fn and c.second_order],
                          ids=[c.name for c in CASES if c.torch_fn and c.second_order])
 def test_second_order_against_pytorch(case):

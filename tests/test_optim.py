@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py)
 
 SHAPES = [(3, 4), (5,), (2, 2)]
 LRS = (None, None, 0.03)          # the third parameter is a second group with its own lr
