@@ -747,81 +747,99 @@ def parse_expression(text: str, values: dict):
         raise ExplainError(f"--expr: not a valid expression: {e.msg} in {text.strip()!r}") from None
     except (ValueError, RecursionError, MemoryError):
         raise ExplainError(f"--expr: cannot parse {text.strip()!r}") from None
+    parser = _Parser(values)
+    with np.errstate(all="ignore"):
+        result = parser.walk(tree.body)
+    if not isinstance(result, _Node) or not parser.used:
+        raise ExplainError("--expr: the expression does not depend on any variable")
+    unused = [v for v in values if v not in parser.used]
+    if unused:
+        raise ExplainError(f"--at gives {', '.join(unused)}, which the expression does not use")
+    return parser.nodes, result
 
-    used = set()
-    nodes = []
-    for name, v in values.items():
-        nodes.append(_Node(len(nodes) + 1, "input", [], float(v), var=name))
-    inputs = {n.var: n for n in nodes}
 
-    def make(op, args):
-        if len(nodes) >= MAX_NODES:
+class _Parser:
+    """Turns a whitelisted ``ast`` into nodes, evaluating each as it goes; an operation on
+    constants only is folded into its value (a float)."""
+
+    def __init__(self, values):
+        self.nodes = [_Node(i + 1, "input", [], float(v), var=name)
+                      for i, (name, v) in enumerate(values.items())]
+        self.inputs = {n.var: n for n in self.nodes}
+        self.used = set()
+
+    def make(self, op, args):
+        if len(self.nodes) >= MAX_NODES:
             raise ExplainError(f"--expr: more than {MAX_NODES} operations; explain is for small "
                                "expressions")
-        vals = [a.value if isinstance(a, _Node) else a for a in args]
-        value = _evaluate(op, vals)
+        value = _evaluate(op, [a.value if isinstance(a, _Node) else a for a in args])
         if all(not isinstance(a, _Node) for a in args):      # constants only: fold
             return value
-        node = _Node(len(nodes) + 1, op, args, value)
+        node = _Node(len(self.nodes) + 1, op, args, value)
         if not math.isfinite(value):
             shown = _op_text(node, lambda a: _n(a.value) if isinstance(a, _Node) else _n(a))
             raise ExplainError(f"--expr: {shown} is not a finite number at the given point")
-        nodes.append(node)
+        self.nodes.append(node)
         return node
 
-    def walk(node):
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
+    def walk(self, node):
+        """The node or constant an ``ast`` node evaluates to (ExplainError if not allowed).
+        The operations recurse here, one frame per level, so that the deepest expression
+        MAX_EXPRESSION allows stays below Python's recursion limit."""
         if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                _bad(node, f"the constant {node.value!r}")
-            try:
-                return float(node.value)
-            except OverflowError:
-                raise ExplainError("--expr: a number in the expression is too large") from None
+            return self.constant(node)
         if isinstance(node, ast.Name):
-            if node.id in inputs:
-                used.add(node.id)
-                return inputs[node.id]
-            if node.id in CONSTANTS:
-                return CONSTANTS[node.id]
-            if node.id in FUNCTIONS:
-                raise ExplainError(f"--expr: {node.id} is a function: write {node.id}(...)")
-            raise ExplainError(f"--expr: unknown name {node.id!r}; give its value with --at "
-                               f"{node.id}=..." if not node.id.startswith("_") else
-                               f"--expr: unknown name {node.id!r}")
-        if isinstance(node, ast.BinOp):
-            op = _SYNTAX.get(type(node.op))
-            if op is None:
-                _bad(node, f"the operator {type(node.op).__name__}")
-            return make(op, [walk(node.left), walk(node.right)])
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self.walk(node.operand)
+        if isinstance(node, ast.BinOp):             # each op is checked before its operands
+            return self.make(self.operator(node), [self.walk(node.left), self.walk(node.right)])
         if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.UAdd):
-                return walk(node.operand)
-            if not isinstance(node.op, ast.USub):
-                _bad(node, f"the operator {type(node.op).__name__}")
-            return make("neg", [walk(node.operand)])
+            return self.make(self.operator(node), [self.walk(node.operand)])
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name):
-                _bad(node.func)
-            if node.func.id not in FUNCTIONS:
-                raise ExplainError(f"--expr: unknown function {node.func.id!r}; the functions are "
-                                   f"{' '.join(FUNCTIONS)}")
-            if node.keywords:
-                _bad(node.keywords[0])
-            if len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
-                raise ExplainError(f"--expr: {node.func.id} takes exactly one argument")
-            return make(node.func.id, [walk(node.args[0])])
+            return self.make(self.function(node), [self.walk(node.args[0])])
         _bad(node)
 
-    with np.errstate(all="ignore"):
-        result = walk(tree)
-    if not isinstance(result, _Node) or not used:
-        raise ExplainError("--expr: the expression does not depend on any variable")
-    unused = [v for v in values if v not in used]
-    if unused:
-        raise ExplainError(f"--at gives {', '.join(unused)}, which the expression does not use")
-    return nodes, result
+    def constant(self, node):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            _bad(node, f"the constant {node.value!r}")
+        try:
+            return float(node.value)
+        except OverflowError:
+            raise ExplainError("--expr: a number in the expression is too large") from None
+
+    def name(self, node):
+        if node.id in self.inputs:
+            self.used.add(node.id)
+            return self.inputs[node.id]
+        if node.id in CONSTANTS:
+            return CONSTANTS[node.id]
+        if node.id in FUNCTIONS:
+            raise ExplainError(f"--expr: {node.id} is a function: write {node.id}(...)")
+        if node.id.startswith("_"):          # no hint to give a value to __import__ and the like
+            raise ExplainError(f"--expr: unknown name {node.id!r}")
+        raise ExplainError(f"--expr: unknown name {node.id!r}; give its value with --at "
+                           f"{node.id}=...")
+
+    def operator(self, node):
+        """The operation a BinOp or a UnaryOp (other than unary plus) is written with."""
+        op = _SYNTAX.get(type(node.op))
+        if op is None:
+            _bad(node, f"the operator {type(node.op).__name__}")
+        return op
+
+    def function(self, node):
+        """The name of the function a call calls, once the call is checked."""
+        if not isinstance(node.func, ast.Name):
+            _bad(node.func)
+        if node.func.id not in FUNCTIONS:
+            raise ExplainError(f"--expr: unknown function {node.func.id!r}; the functions are "
+                               f"{' '.join(FUNCTIONS)}")
+        if node.keywords:
+            _bad(node.keywords[0])
+        if len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
+            raise ExplainError(f"--expr: {node.func.id} takes exactly one argument")
+        return node.func.id
 
 
 def _evaluate(op, v):
@@ -882,44 +900,30 @@ def _autodiff_expression(nodes, out_node):
     return [0.0 if g is None else float(g.item()) for g in grads]
 
 
-def explain_expression(expr: str, at) -> str:
-    """Reverse-mode autodiff of ``expr`` at the point ``at`` (a dict such as
-    {"x1": 2, "x2": 5}, or the text "x1=2,x2=5"), explained as in seed 001 §4.5."""
-    values = parse_point(at) if isinstance(at, str) else {str(k): float(v) for k, v in at.items()}
-    nodes, f = parse_expression(expr, values)
+def _trace_section(expr, nodes, f):
+    """The title and the forward trace: the inputs, then each operation wᵢ with its value."""
     ins = [n for n in nodes if n.op == "input"]
-    lines = []
-    out = lines.append
-
     point = ", ".join(f"{n.var} = {_n(n.value)}" for n in ins)
-    out(f"retrograd explain: reverse-mode autodiff of f({', '.join(n.var for n in ins)}) = "
-        f"{expr.strip()} at {point}")
-    out("(seed 001 §4.2–4.5: the computation graph, forward propagation of values, "
-        "back propagation of adjoints)")
-
-    # ---- forward trace
-    out("")
-    out("forward trace: the inputs, then each operation as a node wᵢ with its value")
+    lines = [f"retrograd explain: reverse-mode autodiff of f({', '.join(n.var for n in ins)}) = "
+             f"{expr.strip()} at {point}",
+             "(seed 001 §4.2–4.5: the computation graph, forward propagation of values, "
+             "back propagation of adjoints)",
+             "",
+             "forward trace: the inputs, then each operation as a node wᵢ with its value"]
     wname = lambda a: a.name if isinstance(a, _Node) else _n(a)
     wval = lambda a: _p(a.value) if isinstance(a, _Node) else _p(a)
-    rows = []
-    for n in nodes:
-        if n.op == "input":
-            rows.append((f"w{n.index} = {n.var}", f"= {_n(n.value)}"))
-        else:
-            rows.append((f"w{n.index} = {_op_text(n, wname)}",
-                         f"= {_op_text(n, wval)} = {_n(n.value)}"))
-    width = max(len(a) for a, _ in rows)
-    for a, b in rows:
-        out(f"  {a.ljust(width)}   {b}")
-    out(f"  f = {f.name} = {_n(f.value)}")
+    rows = [(f"w{n.index} = {n.var}", f"= {_n(n.value)}") if n.op == "input" else
+            (f"w{n.index} = {_op_text(n, wname)}", f"= {_op_text(n, wval)} = {_n(n.value)}")
+            for n in nodes]
+    return lines + _columns(rows) + [f"  f = {f.name} = {_n(f.value)}"]
 
-    # ---- adjoints, in reverse order
-    out("")
-    out("adjoints w̄ᵢ = ∂f/∂wᵢ in reverse order: w̄ᵢ = Σ_k w̄_k·∂w_k/∂wᵢ over the nodes w_k that "
-        "use wᵢ (one term per path)")
-    consumers = {n.index: [] for n in nodes}           # wᵢ -> [(w_k, ∂w_k/∂wᵢ in w-terms, value)]
-    x_terms = {}                                       # wᵢ -> ∂w_k/∂wᵢ in terms of the inputs
+
+def _uses(nodes):
+    """For each wᵢ, the nodes w_k that use it, in the forward order, with ∂w_k/∂wᵢ:
+    {i: [(w_k, the partial in terms of the w's, its value)]} and {i: [(w_k, the partial in
+    terms of the inputs)]}; one entry per use, so x·x lists w_k twice."""
+    consumers = {n.index: [] for n in nodes}
+    x_terms = {n.index: [] for n in nodes}
     sym_x = {}                                         # wᵢ as a formula in the inputs
     for n in nodes:
         if n.op == "input":
@@ -930,49 +934,70 @@ def explain_expression(expr: str, at) -> str:
         sym_x[n.index] = _node_formula(n, to_x)
         for (i, s_w, v), (_, s_x, _) in zip(_local_partials(n, to_w), _local_partials(n, to_x)):
             consumers[n.args[i].index].append((n, s_w, v))
-            x_terms.setdefault(n.args[i].index, []).append((n, s_x))
+            x_terms[n.args[i].index].append((n, s_x))
+    return consumers, x_terms
 
+
+def _adjoint_line(n, uses, bar):
+    """w̄ᵢ's line: the chain rule in general, with the partials written out, in numbers."""
+    generic = " + ".join(f"w̄{k.index}·∂w{k.index}/∂w{n.index}" for k, _, _ in uses)
+    concrete = _sum_text([_chain_term(f"w̄{k.index}", s) for k, s, _ in uses])
+    line = f"  w̄{n.index} = {generic}"
+    if concrete != generic:
+        line += f" = {concrete}"
+    if len(uses) > 1 or uses[0][2] != 1:          # the numbers, unless it is just w̄_k·1
+        line += " = " + " + ".join(f"{_p(bar[k.index])}·{_p(v)}" for k, _, v in uses)
+    line += f" = {_n(bar[n.index])}"
+    if len(uses) > 1:
+        line += f"   ({len(uses)} paths summed)"
+    return line
+
+
+def _adjoint_section(nodes, f):
+    """The adjoints in reverse order: (lines, {i: w̄ᵢ}, {i: w̄ᵢ as a formula in the inputs})."""
+    lines = ["", "adjoints w̄ᵢ = ∂f/∂wᵢ in reverse order: w̄ᵢ = Σ_k w̄_k·∂w_k/∂wᵢ over the nodes "
+             "w_k that use wᵢ (one term per path)"]
+    consumers, x_terms = _uses(nodes)
     bar = {f.index: 1.0}                       # the grad-table: wᵢ -> w̄ᵢ
-    bar_x = {f.index: _num(1)}                 # w̄ᵢ as a formula in the inputs
+    bar_x = {f.index: _num(1)}
     for n in reversed(nodes):
+        uses = consumers[n.index]
         if n.index == f.index:
-            out(f"  w̄{n.index} = ∂f/∂f = 1")
-            continue
-        uses = consumers[n.index]              # ascending k: the forward order
-        if not uses:
-            bar[n.index] = 0.0
-            bar_x[n.index] = _num(0)
-            out(f"  w̄{n.index} = 0   (f does not depend on w{n.index})")
-            continue
-        generic = " + ".join(f"w̄{k.index}·∂w{k.index}/∂w{n.index}" for k, _, _ in uses)
-        concrete = _sum_text([_chain_term(f"w̄{k.index}", s) for k, s, _ in uses])
-        numbers = " + ".join(f"{_p(bar[k.index])}·{_p(v)}" for k, _, v in uses)
-        bar[n.index] = float(sum(bar[k.index] * v for k, _, v in uses))
-        sx = _num(0)
-        for k, s in x_terms[n.index]:
-            sx = _add(sx, _mul(bar_x[k.index], s))
-        bar_x[n.index] = sx
-        line = f"  w̄{n.index} = {generic}"
-        if concrete != generic:
-            line += f" = {concrete}"
-        if len(uses) > 1 or uses[0][2] != 1:          # the numbers, unless it is just w̄_k·1
-            line += f" = {numbers}"
-        line += f" = {_n(bar[n.index])}"
-        if len(uses) > 1:
-            line += f"   ({len(uses)} paths summed)"
-        out(line)
+            lines.append(f"  w̄{n.index} = ∂f/∂f = 1")
+        elif not uses:
+            bar[n.index], bar_x[n.index] = 0.0, _num(0)
+            lines.append(f"  w̄{n.index} = 0   (f does not depend on w{n.index})")
+        else:
+            bar[n.index] = float(sum(bar[k.index] * v for k, _, v in uses))
+            sx = _num(0)
+            for k, s in x_terms[n.index]:
+                sx = _add(sx, _mul(bar_x[k.index], s))
+            bar_x[n.index] = sx
+            lines.append(_adjoint_line(n, uses, bar))
+    return lines, bar, bar_x
 
-    # ---- the gradient, checked
-    out("")
-    out("gradient, checked against retrograd's autodiff:")
-    auto = _autodiff_expression(nodes, f)
-    for n, g_ad in zip(ins, auto):
+
+def _expression_gradient_section(nodes, f, bar, bar_x):
+    """∂f/∂xᵢ = w̄ᵢ of each input, as a formula and a number, checked against autodiff."""
+    lines = ["", "gradient, checked against retrograd's autodiff:"]
+    ins = [n for n in nodes if n.op == "input"]
+    for n, g_ad in zip(ins, _autodiff_expression(nodes, f)):
         g = bar[n.index]
         ok = bool(np.isclose(g, g_ad, rtol=1e-12, atol=1e-14))
-        formula = bar_x[n.index].text
-        value = _n(g)
+        formula, value = bar_x[n.index].text, _n(g)
         shown = f"{formula} = {value}" if formula != value else value
-        out(f"  ∂f/∂{n.var} = w̄{n.index} = {shown}   autodiff {_n(g_ad)} {_mark(ok)}")
+        lines.append(f"  ∂f/∂{n.var} = w̄{n.index} = {shown}   autodiff {_n(g_ad)} {_mark(ok)}")
+    return lines
+
+
+def explain_expression(expr: str, at) -> str:
+    """Reverse-mode autodiff of ``expr`` at the point ``at`` (a dict such as
+    {"x1": 2, "x2": 5}, or the text "x1=2,x2=5"), explained as in seed 001 §4.5."""
+    values = parse_point(at) if isinstance(at, str) else {str(k): float(v) for k, v in at.items()}
+    nodes, f = parse_expression(expr, values)
+    adjoint_lines, bar, bar_x = _adjoint_section(nodes, f)
+    lines = (_trace_section(expr, nodes, f) + adjoint_lines
+             + _expression_gradient_section(nodes, f, bar, bar_x))
     return "\n".join(lines) + "\n"
 
 
