@@ -43,7 +43,7 @@ def sigmoid(z):
     """1 / (1 + e^−z), as exp(−log(1 + e^−z)): no overflow for any z and accurate in both
     tails. It is the form retrograd's op uses (ops/elementwise.py); the tanh form
     0.5 + 0.5·tanh(z/2) rounds sigmoid(−30) to 0 in float32."""
-    return 0.5 + 0.5 * np.tanh(0.5 * z)
+    return np.exp(-np.logaddexp(0, -z))
 
 
 def softmax(z):
