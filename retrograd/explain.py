@@ -22,6 +22,13 @@ inputs, checked against autodiff. The expression is parsed with ``ast`` and
 only a whitelist of node types is accepted (numbers, names, + - * / **, unary
 minus and calls of sin cos tan exp log sqrt tanh sigmoid relu abs); nothing is
 ever passed to eval or exec.
+
+How the code is laid out: ``explain_network`` checks its arguments into a
+``NetworkSpec``, ``network_numbers(spec)`` computes every number it prints
+(``NetworkNumbers``), and one renderer per numbered section turns those into lines.
+Each operation an expression may use is one ``_Operation`` record (its NumPy value,
+retrograd op, formula and local partials) that the parser, the printer, the chain
+rule and the autodiff check all read; the activations are ``retrograd.classic``'s.
 """
 from __future__ import annotations
 
@@ -39,11 +46,12 @@ from .classic.functions import derivative as _g_prime
 from .classic.functions import get as activation_record
 from .classic.functions import loss_value as _loss_value
 from .classic.functions import sigmoid as _sigmoid
-from .tensor import Tensor, tensor
 from .errors import RetrogradError
+from .tensor import Tensor, tensor
 
 __all__ = ["ExplainError", "explain_network", "explain_expression", "network_weights",
-           "parse_expression", "parse_point", "parse_numbers", "FUNCTIONS"]
+           "NetworkSpec", "NetworkNumbers", "network_numbers", "parse_expression", "parse_point",
+           "parse_numbers", "FUNCTIONS"]
 
 
 class ExplainError(RetrogradError):
@@ -211,8 +219,8 @@ class GradientCheck:
     finite_differences_ok: list = field(init=False)
 
     def __post_init__(self):
-        # autodiff does the same float64 arithmetic in another order: it agrees to rounding;
-        # central differences with ε = 1e-6 agree to about 1e-8 relative
+        # autodiff does the same float64 arithmetic in another order, so it agrees to
+        # rounding; central differences carry truncation and rounding error, hence looser
         self.autodiff_ok = [np.isclose(g, a, rtol=1e-9, atol=1e-12)
                             for g, a in zip(self.by_hand, self.autodiff)]
         self.finite_differences_ok = [np.isclose(g, f, rtol=1e-5, atol=1e-8)
