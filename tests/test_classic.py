@@ -293,3 +293,48 @@ def test_sigmoid_unit_rule_is_seed_000_update():
     u.update(x, d)
     np.testing.assert_allclose(u.w.ravel(), [0.3 + 0.5 * (1 - g) * g * (1 - g),
                                              -0.2 + 0.5 * (1 - g) * g * (1 - g)])
+
+
+# ---------------------------------------------------------------- the activation table
+
+def test_one_sigmoid_accurate_in_both_tails():
+    """classic's sigmoid is the op's form: the same numbers as rg.sigmoid, no overflow, and
+    the far tail kept (the tanh form rounded sigmoid(−40) to 0 in float64, −30 in float32)."""
+    from retrograd.classic.functions import sigmoid
+    z = np.array([-1000.0, -745.0, -40.0, -30.0, -1.0, 0.0, 0.5, 30.0, 40.0, 1000.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):     # underflow to 0 is fine
+        s = sigmoid(z)
+    np.testing.assert_array_equal(s, rg.sigmoid(rg.tensor(z)).numpy())
+    assert s[2] == pytest.approx(np.exp(-40.0), rel=1e-15, abs=0)
+    assert s[0] == 0.0 and s[-1] == 1.0
+    s32 = sigmoid(z.astype(np.float32))
+    assert s32.dtype == np.float32 and s32[3] == pytest.approx(np.exp(-30.0), rel=1e-6, abs=0)
+    np.testing.assert_array_equal(classic.functions.activation("sigmoid", z), s)
+
+
+def test_sigmoid_unit_uses_the_shared_sigmoid():
+    unit = classic.SigmoidUnit()
+    unit.w, unit.b = np.array([[40.0]]), np.array([0.0])
+    o = unit.output(np.array([[-1.0]]))[0, 0]
+    assert o == pytest.approx(np.exp(-40.0), rel=1e-15, abs=0)
+
+
+@pytest.mark.parametrize("name", [a for a in classic.ACTIVATIONS if a != "softmax"])
+def test_each_activation_record_has_a_derivative_that_checks_out(name):
+    """g′(z, g(z)) against central differences of g, away from relu's kink."""
+    act = classic.functions.get(name)
+    z = np.array([-2.1, -0.3, 0.4, 1.7])
+    eps = 1e-6
+    numeric = (act.g(z + eps) - act.g(z - eps)) / (2 * eps)
+    np.testing.assert_allclose(act.g_prime(z, act.g(z)), numeric, rtol=1e-7, atol=1e-9)
+    assert act.elementwise and act.g_prime_text
+
+
+def test_softmax_is_the_one_activation_without_an_elementwise_derivative():
+    assert [a for a in classic.ACTIVATIONS if not classic.functions.get(a).elementwise] == \
+        ["softmax"]
+    with pytest.raises(ValueError, match="softmax has no elementwise derivative"):
+        classic.functions.derivative("softmax", np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of sigmoid, "
+                                         "tanh, relu, identity, softmax"):
+        classic.functions.activation("swish", np.zeros(2))

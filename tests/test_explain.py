@@ -313,3 +313,119 @@ def test_cli_as_a_subprocess():
                        capture_output=True, text=True, encoding="utf-8")
     assert r.returncode == 2 and "hacked" not in r.stdout + r.stderr
     assert r.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- the parts of explain_network
+
+from retrograd import classic                                              # noqa: E402
+from retrograd.explain import NetworkSpec, network_numbers                 # noqa: E402
+
+
+def test_spec_fills_in_the_defaults():
+    spec = NetworkSpec.from_arguments()
+    assert (spec.sizes, spec.activations, spec.loss, spec.seed, spec.lr) == \
+        ((2, 2, 1), ("sigmoid", "sigmoid"), "sse", 0, 0.5)
+    assert spec.L == 2 and spec.output == "sigmoid"
+    np.testing.assert_array_equal(spec.x, [1.0, 0.0])
+    np.testing.assert_array_equal(spec.d, [1.0])
+    ce = NetworkSpec.from_arguments(layers=(3, 2, 2, 2), activation="tanh", loss="cross_entropy")
+    assert ce.activations == ("tanh", "tanh", "softmax")
+    np.testing.assert_array_equal(ce.x, [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(ce.d, [1.0, 0.0])
+    assert NetworkSpec.from_arguments(loss="cross_entropy").output == "sigmoid"
+
+
+def test_spec_refuses_before_anything_is_computed(monkeypatch):
+    monkeypatch.setattr(classic, "backprop", lambda *a, **k: pytest.fail("computed"))
+    with pytest.raises(ExplainError, match="at most 8 hidden layers"):
+        NetworkSpec.from_arguments(layers=(1,) * 11)
+    with pytest.raises(ExplainError, match="--target needs 1 value"):
+        explain_network(layers=(1,) * 11, target=[1, 0])     # the first problem is reported
+
+
+def test_numbers_are_classic_backprop_in_seed_002_sign():
+    spec = NetworkSpec.from_arguments(layers=(2, 3, 2), activation="tanh", loss="mse", lr=0.1)
+    nums = network_numbers(spec)
+    W, b = network_weights([2, 3, 2], 0)
+    r = classic.backprop(W, b, ["tanh", "tanh"], spec.x, spec.d, loss="mse")
+    for l in range(2):
+        np.testing.assert_array_equal(nums.delta[l], -r.delta[l])
+        np.testing.assert_array_equal(nums.grad_W.by_hand[l], r.grad_W[l])
+        np.testing.assert_allclose(nums.new_W[l], W[l] - 0.1 * r.grad_W[l], rtol=1e-14)
+        np.testing.assert_allclose(nums.new_b[l], b[l] - 0.1 * r.grad_b[l], rtol=1e-14)
+        np.testing.assert_array_equal(nums.f_prime[l], 1 - r.a[l + 1] ** 2)
+        assert nums.grad_W.autodiff_ok[l].all() and nums.grad_b.finite_differences_ok[l].all()
+    assert nums.E == pytest.approx(r.loss, rel=1e-15) and nums.E_after < nums.E
+    assert nums.softmax_e is None and nums.relu_kinks == []
+
+
+def test_numbers_of_a_softmax_output_and_a_relu_kink():
+    soft = network_numbers(NetworkSpec.from_arguments(layers=(2, 2), output="softmax"))
+    assert soft.f_prime == [None]
+    np.testing.assert_array_equal(soft.softmax_e, np.array([1.0, 0.0]) - soft.o[1])
+    kink = network_numbers(NetworkSpec.from_arguments(layers=(2, 3, 1), activation="relu",
+                                                      output="identity", loss="mse"))
+    assert kink.relu_kinks == [(1, 1)]                  # net_j2 = 0
+    assert not kink.grad_W.finite_differences_ok[0].all() and kink.grad_W.autodiff_ok[0].all()
+
+
+def test_a_net_without_hidden_layers_has_four_sections():
+    heads = [l.split(".")[1].split(":")[0].strip() for l in explain_network(layers=(2, 2))
+             .splitlines() if re.match(r"\d\. ", l)]
+    assert heads[0] == "forward pass" and heads[1] == "output deltas" and heads[3] == "update"
+    assert "4. update" in explain_network(layers=(2, 2))
+
+
+# ---------------------------------------------------------------- the table of operations
+
+import retrograd as rg                                                     # noqa: E402
+from retrograd.explain import _OPERATIONS, _var, parse_expression          # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(_OPERATIONS))
+def test_each_operation_record_is_consistent(name):
+    """value, traced (retrograd's op) and the local partials agree, at a point where every
+    operation is smooth."""
+    op = _OPERATIONS[name]
+    point = [0.7, 1.3][:2 if op.symbol and op.name != "neg" else 1]
+    value = float(op.value(*map(np.float64, point)))
+    traced = op.traced(*[rg.tensor(np.float64(v)) for v in point])
+    assert float(traced.item()) == pytest.approx(value, rel=1e-14)
+    parts = op.partials(*[_var(f"a{i}") for i in range(len(point))], *point)
+    assert len(parts) == len(point)
+    for i, (formula, partial) in enumerate(parts):
+        shifted = lambda h: float(op.value(*[np.float64(v + h * (j == i))
+                                             for j, v in enumerate(point)]))
+        assert partial == pytest.approx((shifted(1e-6) - shifted(-1e-6)) / 2e-6, rel=1e-7)
+        assert formula.text
+    shown = op.show([f"a{i}" for i in range(len(point))])
+    assert shown == (f"{name}(a0)" if name in FUNCTIONS else
+                     {"add": "a0 + a1", "sub": "a0 − a1", "mul": "a0·a1", "div": "a0/a1",
+                      "pow": "a0^a1", "neg": "−a0"}[name])
+
+
+def test_functions_are_the_tables_functions_in_order():
+    assert FUNCTIONS == ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu",
+                         "abs")
+    with pytest.raises(ExplainError, match="the functions are sin cos tan exp log sqrt tanh "
+                                           "sigmoid relu abs"):
+        explain_expression("erf(x)", "x=1")
+
+
+def test_sigmoid_far_tail_is_not_rounded_to_zero():
+    """explain uses classic's sigmoid, the op's accurate form (the tanh form printed
+    sigmoid(−40) = 0 and ∂f/∂x = 0, against autodiff's −1.7e-16)."""
+    text = explain_expression("sigmoid(-40*x)", "x=1")
+    assert "sigmoid((-40)) = 4.248354e-18" in text
+    assert "= -1.699342e-16   autodiff -1.699342e-16 ✓" in text
+
+
+@pytest.mark.parametrize("expr,ok", [("-" * 499 + "x", False), ("+" * 499 + "x", True)],
+                         ids=["minus", "plus"])
+def test_the_deepest_expressions_allowed_parse_without_recursion_errors(expr, ok):
+    if ok:
+        nodes, f = parse_expression(expr, {"x": 1.0})
+        assert f is nodes[0]
+    else:
+        with pytest.raises(ExplainError, match="more than 60 operations"):
+            parse_expression(expr, {"x": 1.0})

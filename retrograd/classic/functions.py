@@ -30,57 +30,81 @@ over patterns), ``sse`` is seed 002's E_p and ``nn.SSELoss``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "LOSSES", "activation", "derivative", "loss_value", "loss_grad",
-           "check_pairing"]
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity", "softmax")
-LOSSES = ("sse", "mse", "cross_entropy")
+__all__ = ["ACTIVATIONS", "LOSSES", "Activation", "activation", "derivative", "loss_value",
+           "loss_grad", "check_pairing", "sigmoid", "softmax"]
 
 
-def _sigmoid(z):
-    return 0.5 + 0.5 * np.tanh(0.5 * z)        # = 1/(1+e^−z), without overflow for any z
+def sigmoid(z):
+    """1 / (1 + e^−z), as exp(−log(1 + e^−z)): no overflow for any z and accurate in both
+    tails. It is the form retrograd's op uses (ops/elementwise.py); the tanh form
+    0.5 + 0.5·tanh(z/2) rounds sigmoid(−30) to 0 in float32."""
+    return np.exp(-np.logaddexp(0, -z))
 
 
-def _softmax(z):
+def softmax(z):
+    """e^zₖ / Σₘ e^zₘ over the last axis."""
     e = np.exp(z - z.max(axis=-1, keepdims=True))   # the shift changes nothing but overflow
     return e / e.sum(axis=-1, keepdims=True)
 
 
-_G = {"sigmoid": _sigmoid, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0),
-      "identity": lambda z: z + 0.0, "softmax": _softmax}
+@dataclass(frozen=True)
+class Activation:
+    """One activation: g, its elementwise g′(z, a) (None for softmax, which mixes the units
+    of a layer), and g′ as the notes write it in seed 002's o and net (for ``explain``)."""
+    name: str
+    g: Callable
+    g_prime: Callable | None = None
+    g_prime_text: str | None = None
 
-_DG = {"sigmoid": lambda z, a: a * (1.0 - a),
-       "tanh": lambda z, a: 1.0 - a * a,
-       "relu": lambda z, a: (z > 0).astype(z.dtype),
-       "identity": lambda z, a: np.ones_like(z)}
+    @property
+    def elementwise(self) -> bool:
+        """Whether g′ is elementwise, i.e. whether the activation may be a hidden one."""
+        return self.g_prime is not None
 
 
-def _name(name):
-    if name not in _G:
+_TABLE = {a.name: a for a in (
+    Activation("sigmoid", sigmoid, lambda z, a: a * (1.0 - a), "o(1 − o)"),
+    Activation("tanh", np.tanh, lambda z, a: 1.0 - a * a, "1 − o²"),
+    Activation("relu", lambda z: np.maximum(z, 0.0), lambda z, a: (z > 0).astype(z.dtype),
+               "[net > 0]"),
+    Activation("identity", lambda z: z + 0.0, lambda z, a: np.ones_like(z), "1"),
+    Activation("softmax", softmax),
+)}
+ACTIVATIONS = tuple(_TABLE)
+LOSSES = ("sse", "mse", "cross_entropy")
+
+
+def get(name) -> Activation:
+    """The table's record for ``name`` (ValueError naming the choices if there is none)."""
+    if name not in _TABLE:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return name
+    return _TABLE[name]
 
 
 def activation(name, z):
     """a = g(z)."""
-    return _G[_name(name)](z)
+    return get(name).g(z)
 
 
 def derivative(name, z, a):
     """g′(z), elementwise (a = g(z) is passed because most g′ are cheapest in terms of a)."""
-    if _name(name) == "softmax":
-        raise ValueError("softmax has no elementwise derivative: use it only as the output "
+    act = get(name)
+    if not act.elementwise:
+        raise ValueError(f"{name} has no elementwise derivative: use it only as the output "
                          "activation, where BP1 applies its Jacobian")
-    return _DG[name](z, a)
+    return act.g_prime(z, a)
 
 
 def check_pairing(output, loss):
     """Raise ValueError for an output activation / loss pair that makes no sense."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    _name(output)
+    get(output)
     if loss == "cross_entropy" and output not in ("softmax", "sigmoid"):
         raise ValueError(f"cross_entropy needs probabilities at the output (softmax or sigmoid), "
                          f"not {output}: log of a {output} output is undefined where it is ≤ 0")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .functions import sigmoid
+
 __all__ = ["Perceptron", "LMS", "WidrowHoff", "SigmoidUnit", "RuleResult"]
 
 
@@ -143,7 +145,7 @@ class SigmoidUnit(_SingleLayerRule):
         super().__init__(lr, epochs, shuffle, seed)
 
     def output(self, X):
-        return 0.5 + 0.5 * np.tanh(0.5 * self.net(X))     # g(in) = 1 / (1 + e^−in)
+        return sigmoid(self.net(X))                       # g(in) = 1 / (1 + e^−in)
 
     def update(self, x, d):
         o = self.output(x)[0]                     # g(in)
