@@ -11,9 +11,12 @@ leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import stat
+import sys
 import tempfile
 import time
 import zipfile
@@ -65,23 +68,91 @@ def _remove_stale_temps(folder, prefix):
                 os.unlink(full)
 
 
+def _umask_mode():
+    """The mode ``open()`` gives a new file: 0o666 less the umask (read without
+    changing it where /proc shows it; os.umask is the only way elsewhere)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _std_stream(st):
+    """stdout or stderr when ``st`` is the file they write to (``/dev/stdout``, or the
+    file the shell redirected them to), else None."""
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(fd), st):
+                return fd, stream
+    return None
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """An OSError while writing names the user's ``path``, not the hidden temp file
+    (ENOSPC from a write carries no name at all); one naming another file is kept."""
+    try:
+        yield
+    except OSError as e:
+        name = e.filename
+        if e.errno is None or not (name is None or os.path.basename(os.fspath(name))
+                                   .startswith(".tmp-")):
+            raise
+        raise OSError(e.errno, e.strerror, path) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """``with atomic_write(path) as f: ...`` -- the file appears complete or not at all.
-    The data goes to a hidden ``.tmp-<name>-<pid>-*`` file, fsync'ed, then renamed over
-    ``path``; temp files of earlier saves that were killed are cleaned up."""
+
+    A regular file (or a new one) is written as a hidden ``.tmp-<name>-<pid>-*`` file
+    beside it, fsync'ed, then renamed over it; temp files of earlier saves that were
+    killed are cleaned up. Symlinks are resolved first, so a link keeps pointing at its
+    (now updated) target. The new file keeps an existing file's permission bits (and
+    owner, where allowed); a new one gets those the umask allows, as ``open`` would.
+    Anything else is written through in place, never replaced: a device such as
+    ``/dev/null``, a FIFO, and ``/dev/stdout`` or whatever file stdout/stderr go to.
+    """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    prefix = ".tmp-" + os.path.basename(path) + "-"
-    _remove_stale_temps(folder, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
     try:
-        with os.fdopen(fd, mode) as f:
+        st = os.stat(path)                   # follows symlinks, /dev/stdout's included
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    std = _std_stream(st) if st is not None else None
+    if std is not None:                      # write where our stdout goes, in order
+        with contextlib.suppress(Exception):
+            std[1].flush()
+        with _naming(path), os.fdopen(os.dup(std[0]), mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):      # a device, a FIFO, a socket
+        with _naming(path), open(path, mode) as f:
+            yield f
+        return
+    with _naming(path):
+        real = os.path.realpath(path)
+        folder = os.path.dirname(real)
+        os.makedirs(folder, exist_ok=True)
+        prefix = ".tmp-" + os.path.basename(real) + "-"
+        _remove_stale_temps(folder, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)   # mode 0600
+    try:
+        with _naming(path):
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                if st is not None:
+                    with contextlib.suppress(OSError):      # only root may give it away
+                        os.fchown(f.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else _umask_mode())
+                os.fsync(f.fileno())
+            os.replace(tmp, real)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
