@@ -35,6 +35,8 @@ _META = "__retrograd__"
 _MAX_HEADER = 10000          # bytes of an .npy header (numpy's own default limit)
 _MAX_DEPTH = 200             # nesting of the stored structure
 _MAX_DEFLATE_RATIO = 1032    # deflate cannot expand data by more than about this
+_MAX_INT_DIGITS = 4300       # Python's default int <-> str limit, which json.loads applies
+_MAX_INT = 10 ** _MAX_INT_DIGITS
 
 
 class CheckpointError(RetrogradError, ValueError):
@@ -165,8 +167,13 @@ def atomic_write(path, mode="wb"):
             os.close(dfd)
 
 
-def _encode(obj, arrays, where):
-    """Structure -> JSON-able description; arrays are moved into ``arrays``."""
+def _encode(obj, arrays, where, depth=0):
+    """Structure -> JSON-able description; arrays are moved into ``arrays``. Anything
+    ``load`` would refuse (nesting past its limit, an int JSON cannot parse back) is
+    refused here, before the target is touched."""
+    if depth > _MAX_DEPTH:
+        raise RetrogradError(f"save: {where} is nested more than {_MAX_DEPTH} levels deep "
+                             "(or contains itself); rg.load would refuse the file")
     if isinstance(obj, Tensor):
         obj = obj.data
     if isinstance(obj, (np.ndarray, np.generic)):
@@ -177,6 +184,10 @@ def _encode(obj, arrays, where):
         key = f"a{len(arrays)}"
         arrays[key] = arr
         return {"$array": key, "$scalar": isinstance(obj, np.generic)}
+    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= _MAX_INT:
+        raise RetrogradError(f"save: {where} is an integer of more than {_MAX_INT_DIGITS} "
+                             "digits, which JSON cannot read back in Python; store it as a "
+                             "string or an array")
     if obj is None or isinstance(obj, (bool, int, float, str)):
         if isinstance(obj, float) and not np.isfinite(obj):
             return {"$float": repr(obj)}
@@ -187,13 +198,16 @@ def _encode(obj, arrays, where):
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise RetrogradError(f"save: {where} has a key {k!r} of type {type(k).__name__}; "
                                      "only str and int keys can be stored")
-            items.append([k, _encode(v, arrays, f"{where}[{k!r}]")])
+            if isinstance(k, int) and abs(k) >= _MAX_INT:
+                raise RetrogradError(f"save: {where} has an integer key of more than "
+                                     f"{_MAX_INT_DIGITS} digits")
+            items.append([k, _encode(v, arrays, f"{where}[{k!r}]", depth + 1)])
         return {"$dict": items}
     if isinstance(obj, (list, tuple)):
-        enc = [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(obj)]
+        enc = [_encode(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]
         return {"$tuple": enc} if isinstance(obj, tuple) else enc
     if hasattr(obj, "state_dict"):
-        return _encode(obj.state_dict(), arrays, where)
+        return _encode(obj.state_dict(), arrays, where, depth)
     raise RetrogradError(f"save: {where} is a {type(obj).__name__}, which cannot be stored "
                          "without pickle (use dicts, lists, arrays, numbers, strings)")
 

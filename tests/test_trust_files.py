@@ -107,19 +107,31 @@ def test_predict_into_a_device_node_writes_through_it(trained, tmp_path, capsys)
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
 
 
+def _stdout_path(tmp_path):
+    """/dev/stdout, or as root a link of our own to the same magic link: a test run on
+    code without the fix must not replace the system's /dev/stdout."""
+    if os.geteuid() != 0:
+        return "/dev/stdout"
+    os.symlink("/proc/self/fd/1", tmp_path / "stdout")
+    return str(tmp_path / "stdout")
+
+
 @POSIX
 def test_predict_to_dev_stdout_writes_the_table_to_stdout(trained, tmp_path):
     ck, inp = trained
-    r = cli("predict", str(ck), str(inp), "--output", "/dev/stdout", cwd=tmp_path)
+    stdout = _stdout_path(tmp_path)
+    r = cli("predict", str(ck), str(inp), "--output", stdout, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("prediction,p0") and len(lines) == 5, r.stdout   # status on stderr
     assert "wrote 4 predictions" in r.stderr
     with open(tmp_path / "redirected.csv", "w") as out:      # /dev/stdout redirected to a file
-        r = cli("predict", str(ck), str(inp), "--output", "/dev/stdout", cwd=tmp_path, stdout=out,
-                stderr=subprocess.PIPE, capture_output=False)
+        r = subprocess.run([sys.executable, "-m", "retrograd", "predict", str(ck), str(inp),
+                            "--output", stdout], stdout=out, stderr=subprocess.PIPE, text=True,
+                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "redirected.csv").read_text().splitlines()[0].startswith("prediction,")
+    assert os.path.islink(stdout)
 
 
 # ---------------------------------------------------------------- 17: predict's own inputs
@@ -315,11 +327,14 @@ def test_numpy_runtime_warnings_do_not_reach_the_terminal(trained, tmp_path):
 # ---------------------------------------------------------------- 22: errors name the user's path
 
 @POSIX
-def test_a_full_disk_or_denied_folder_names_the_users_path(tmp_path, capsys):
-    if os.path.exists("/dev/full"):
-        with pytest.raises(OSError, match="/dev/full") as e:
-            rg.save({"w": np.zeros(1000)}, "/dev/full")
-        assert e.value.errno == errno.ENOSPC
+def test_a_full_disk_or_denied_folder_names_the_users_path(tmp_path, capsys, monkeypatch):
+    full = "/dev/full"
+    if os.geteuid() == 0:            # as root, a full device of our own (see _stdout_path)
+        full = str(tmp_path / "full")
+        os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    with pytest.raises(OSError, match=full) as e:
+        rg.save({"w": np.zeros(1000)}, full)
+    assert e.value.errno == errno.ENOSPC and stat.S_ISCHR(os.stat(full).st_mode)
     path = tmp_path / "ck.npz"
     with pytest.raises(OSError) as e:         # a write in the middle failing, as ENOSPC does
         with rg.io.atomic_write(path) as f:
@@ -328,10 +343,14 @@ def test_a_full_disk_or_denied_folder_names_the_users_path(tmp_path, capsys):
     locked = tmp_path / "ro"
     locked.mkdir()
     os.chmod(locked, 0o555)
-    code = ("import retrograd as rg\ntry:\n rg.save({'v': 1}, %r)\nexcept OSError as e:\n"
-            " print(e)" % str(locked / "ck.npz"))
-    kw = {"user": 65534} if os.geteuid() == 0 else {}      # root ignores the folder's mode
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), cwd="/", **kw)
-    assert "Permission denied" in r.stdout and str(locked / "ck.npz") in r.stdout, r
-    assert ".tmp-" not in r.stdout
+    if os.geteuid() == 0:           # root ignores the folder's mode: refuse as the OS would
+        def mkstemp(prefix="", dir=None, **kw):
+            name = os.path.join(dir, prefix + "x1y2z3")
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+        monkeypatch.setattr(rg.io.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(PermissionError) as e:
+        rg.save({"v": 1}, locked / "ck.npz")
+    assert e.value.filename == str(locked / "ck.npz") and ".tmp-" not in str(e.value)
+    monkeypatch.undo()
+    os.chmod(locked, 0o755)
+    assert main(["predict", "nowhere.npz", "x.csv"]) == 2 and one_error_line(capsys)
