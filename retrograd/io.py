@@ -4,9 +4,10 @@ A checkpoint is an ``.npz`` (a zip of ``.npy`` arrays) holding the arrays of any
 nested structure of dicts, lists, arrays, numbers, strings and None, plus one
 JSON document that describes the structure and carries a format version.
 Loading uses ``allow_pickle=False`` and parses only JSON and raw arrays, so a
-file can never run code. Writes go to a temporary file in the same folder,
-which is fsync'ed and then renamed over the target: a crash at any moment
-leaves either the old file or the new one, never half of one.
+file can never run code; saving refuses anything loading would refuse. Writes go
+to a temporary file in the same folder, which is fsync'ed and then renamed over
+the target: a crash at any moment leaves either the old file or the new one,
+never half of one (devices, FIFOs and stdout are written in place instead).
 """
 from __future__ import annotations
 
@@ -149,10 +150,11 @@ def atomic_write(path, mode="wb"):
             with os.fdopen(fd, mode) as f:
                 yield f
                 f.flush()
-                if st is not None:
+                if st is not None and hasattr(os, "fchown"):
                     with contextlib.suppress(OSError):      # only root may give it away
                         os.fchown(f.fileno(), st.st_uid, st.st_gid)
-                os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else _umask_mode())
+                if hasattr(os, "fchmod"):                   # POSIX; Windows has no modes
+                    os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else _umask_mode())
                 os.fsync(f.fileno())
             os.replace(tmp, real)
     except BaseException:
