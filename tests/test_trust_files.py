@@ -3,7 +3,6 @@ overwrites its inputs, one training run per run folder, save refuses what load w
 refuse, class labels that would build absurd or silent classes, and CLI hygiene
 (broken pipes, NumPy warnings, error messages naming the user's path)."""
 import errno
-import json
 import os
 import stat
 import subprocess
