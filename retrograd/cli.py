@@ -14,10 +14,13 @@ for SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import stat
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run folder (default: runs/<data>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, or --resume, a rerun "
+                        "into a folder holding a run is refused)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-compile", action="store_true",
                    help="run each step eagerly (forward, backward, update op by op) instead of "
@@ -270,6 +276,7 @@ def _load_checkpoint(path):
 
 def cmd_train(args):
     import retrograd as rg
+    from .rundir import claim
     from .train import fit
 
     (x_train, y_train), (x_test, y_test) = _load_data(args.data, args.seed)
@@ -301,13 +308,14 @@ def cmd_train(args):
           f"on {args.data} ({len(train[0])} train / {len(x_test)} test)")
     t0 = time.perf_counter()
     try:
-        history = fit(model, _loss_fn(args.loss), opt, train,
-                      val if args.early_stopping else (x_test, y_te),
-                      epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
-                      early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
-                      progress=not args.no_progress, meta=config, compile=not args.no_compile,
-                      log=lambda line: print(line.replace("val_", "test_")
-                                             if not args.early_stopping else line))
+        with claim(out, resume=args.resume, overwrite=args.overwrite):    # one run per folder
+            history = fit(model, _loss_fn(args.loss), opt, train,
+                          val if args.early_stopping else (x_test, y_te),
+                          epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
+                          early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
+                          progress=not args.no_progress, meta=config, compile=not args.no_compile,
+                          log=lambda line: print(line.replace("val_", "test_")
+                                                 if not args.early_stopping else line))
     except KeyboardInterrupt as e:          # fit's TrainingInterrupted: say how to go on
         e.resume_command = _resume_command(args)
         raise
@@ -374,6 +382,7 @@ def cmd_predict(args):
                          f"takes {config['sizes'][0]} features")
     out = predict(model, x)
     path = args.output or os.path.splitext(args.input)[0] + ".pred.csv"
+    _refuse_overwriting_inputs(path, {"checkpoint": args.checkpoint, "input": args.input})
     with atomic_write(path, "w") as f:
         if config.get("classes"):
             e = np.exp(out - out.max(axis=1, keepdims=True))
@@ -385,8 +394,31 @@ def cmd_predict(args):
             f.write(",".join(f"y{k}" for k in range(out.shape[1])) + "\n")
             for row in out:
                 f.write(",".join(f"{v:.6g}" for v in row) + "\n")
-    print(f"wrote {len(out)} predictions to {path}")
+    # the table may itself be going to stdout (--output /dev/stdout): the status line not
+    print(f"wrote {len(out)} predictions to {path}", file=sys.stderr if _is_stdout(path) else None)
     return 0
+
+
+def _refuse_overwriting_inputs(path, inputs):
+    """A regular file at ``path`` that is one of ``inputs`` (by inode: through symlinks
+    and hard links too) would be destroyed by writing it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return                             # nothing there yet: it cannot be an input
+    if not stat.S_ISREG(st.st_mode):       # /dev/stdout may be the same tty as stdin
+        return
+    for what, name in inputs.items():
+        with contextlib.suppress(OSError):
+            if os.path.samestat(st, os.stat(name)):
+                raise UsageError(f"retrograd predict: --output {path} is the {what} {name} "
+                                 "itself; writing it would destroy it, choose another file")
+
+
+def _is_stdout(path):
+    with contextlib.suppress(OSError, ValueError):
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    return False
 
 
 def cmd_graph(args):
@@ -489,15 +521,32 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
-        return COMMANDS[args.command](args)
+        # Overflow and NaN are reported by the commands themselves (a non-finite loss
+        # stops training with one line); NumPy's warnings would only add noise.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return COMMANDS[args.command](args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return _broken_pipe()
     except (RetrogradError, OSError) as e:
         print(f"retrograd: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as e:
         return _interrupted(e)
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``retrograd ... | head``): stop quietly with
+    the status of a process killed by SIGPIPE, as cat or grep do. stdout is pointed at
+    /dev/null so that Python's final flush of it does not complain either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + 13                        # 141, as the shell reports SIGPIPE
 
 
 if __name__ == "__main__":

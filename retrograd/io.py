@@ -4,16 +4,20 @@ A checkpoint is an ``.npz`` (a zip of ``.npy`` arrays) holding the arrays of any
 nested structure of dicts, lists, arrays, numbers, strings and None, plus one
 JSON document that describes the structure and carries a format version.
 Loading uses ``allow_pickle=False`` and parses only JSON and raw arrays, so a
-file can never run code. Writes go to a temporary file in the same folder,
-which is fsync'ed and then renamed over the target: a crash at any moment
-leaves either the old file or the new one, never half of one.
+file can never run code; saving refuses anything loading would refuse. Writes go
+to a temporary file in the same folder, which is fsync'ed and then renamed over
+the target: a crash at any moment leaves either the old file or the new one,
+never half of one (devices, FIFOs and stdout are written in place instead).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import stat
+import sys
 import tempfile
 import time
 import zipfile
@@ -32,6 +36,8 @@ _META = "__retrograd__"
 _MAX_HEADER = 10000          # bytes of an .npy header (numpy's own default limit)
 _MAX_DEPTH = 200             # nesting of the stored structure
 _MAX_DEFLATE_RATIO = 1032    # deflate cannot expand data by more than about this
+_MAX_INT_DIGITS = 4300       # Python's default int <-> str limit, which json.loads applies
+_MAX_INT = 10 ** _MAX_INT_DIGITS
 
 
 class CheckpointError(RetrogradError, ValueError):
@@ -65,23 +71,92 @@ def _remove_stale_temps(folder, prefix):
                 os.unlink(full)
 
 
+def _umask_mode():
+    """The mode ``open()`` gives a new file: 0o666 less the umask (read without
+    changing it where /proc shows it; os.umask is the only way elsewhere)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _std_stream(st):
+    """stdout or stderr when ``st`` is the file they write to (``/dev/stdout``, or the
+    file the shell redirected them to), else None."""
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(fd), st):
+                return fd, stream
+    return None
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """An OSError while writing names the user's ``path``, not the hidden temp file
+    (ENOSPC from a write carries no name at all); one naming another file is kept."""
+    try:
+        yield
+    except OSError as e:
+        name = e.filename
+        if e.errno is None or not (name is None or os.path.basename(os.fspath(name))
+                                   .startswith(".tmp-")):
+            raise
+        raise OSError(e.errno, e.strerror, path) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """``with atomic_write(path) as f: ...`` -- the file appears complete or not at all.
-    The data goes to a hidden ``.tmp-<name>-<pid>-*`` file, fsync'ed, then renamed over
-    ``path``; temp files of earlier saves that were killed are cleaned up."""
+
+    A regular file (or a new one) is written as a hidden ``.tmp-<name>-<pid>-*`` file
+    beside it, fsync'ed, then renamed over it; temp files of earlier saves that were
+    killed are cleaned up. Symlinks are resolved first, so a link keeps pointing at its
+    (now updated) target. The new file keeps an existing file's permission bits (and
+    owner, where allowed); a new one gets those the umask allows, as ``open`` would.
+    Anything else is written through in place, never replaced: a device such as
+    ``/dev/null``, a FIFO, and ``/dev/stdout`` or whatever file stdout/stderr go to.
+    """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    prefix = ".tmp-" + os.path.basename(path) + "-"
-    _remove_stale_temps(folder, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)
     try:
-        with os.fdopen(fd, mode) as f:
+        st = os.stat(path)                   # follows symlinks, /dev/stdout's included
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    std = _std_stream(st) if st is not None else None
+    if std is not None:                      # write where our stdout goes, in order
+        with contextlib.suppress(Exception):
+            std[1].flush()
+        with _naming(path), os.fdopen(os.dup(std[0]), mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):      # a device, a FIFO, a socket
+        with _naming(path), open(path, mode) as f:
+            yield f
+        return
+    with _naming(path):
+        real = os.path.realpath(path)
+        folder = os.path.dirname(real)
+        os.makedirs(folder, exist_ok=True)
+        prefix = ".tmp-" + os.path.basename(real) + "-"
+        _remove_stale_temps(folder, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=folder)   # mode 0600
+    try:
+        with _naming(path):
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                if st is not None and hasattr(os, "fchown"):
+                    with contextlib.suppress(OSError):      # only root may give it away
+                        os.fchown(f.fileno(), st.st_uid, st.st_gid)
+                if hasattr(os, "fchmod"):                   # POSIX; Windows has no modes
+                    os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else _umask_mode())
+                os.fsync(f.fileno())
+            os.replace(tmp, real)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -94,8 +169,13 @@ def atomic_write(path, mode="wb"):
             os.close(dfd)
 
 
-def _encode(obj, arrays, where):
-    """Structure -> JSON-able description; arrays are moved into ``arrays``."""
+def _encode(obj, arrays, where, depth=0):
+    """Structure -> JSON-able description; arrays are moved into ``arrays``. Anything
+    ``load`` would refuse (nesting past its limit, an int JSON cannot parse back) is
+    refused here, before the target is touched."""
+    if depth > _MAX_DEPTH:
+        raise RetrogradError(f"save: {where} is nested more than {_MAX_DEPTH} levels deep "
+                             "(or contains itself); rg.load would refuse the file")
     if isinstance(obj, Tensor):
         obj = obj.data
     if isinstance(obj, (np.ndarray, np.generic)):
@@ -106,6 +186,10 @@ def _encode(obj, arrays, where):
         key = f"a{len(arrays)}"
         arrays[key] = arr
         return {"$array": key, "$scalar": isinstance(obj, np.generic)}
+    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= _MAX_INT:
+        raise RetrogradError(f"save: {where} is an integer of more than {_MAX_INT_DIGITS} "
+                             "digits, which JSON cannot read back in Python; store it as a "
+                             "string or an array")
     if obj is None or isinstance(obj, (bool, int, float, str)):
         if isinstance(obj, float) and not np.isfinite(obj):
             return {"$float": repr(obj)}
@@ -116,13 +200,16 @@ def _encode(obj, arrays, where):
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise RetrogradError(f"save: {where} has a key {k!r} of type {type(k).__name__}; "
                                      "only str and int keys can be stored")
-            items.append([k, _encode(v, arrays, f"{where}[{k!r}]")])
+            if isinstance(k, int) and abs(k) >= _MAX_INT:
+                raise RetrogradError(f"save: {where} has an integer key of more than "
+                                     f"{_MAX_INT_DIGITS} digits")
+            items.append([k, _encode(v, arrays, f"{where}[{k!r}]", depth + 1)])
         return {"$dict": items}
     if isinstance(obj, (list, tuple)):
-        enc = [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(obj)]
+        enc = [_encode(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]
         return {"$tuple": enc} if isinstance(obj, tuple) else enc
     if hasattr(obj, "state_dict"):
-        return _encode(obj.state_dict(), arrays, where)
+        return _encode(obj.state_dict(), arrays, where, depth)
     raise RetrogradError(f"save: {where} is a {type(obj).__name__}, which cannot be stored "
                          "without pickle (use dicts, lists, arrays, numbers, strings)")
 

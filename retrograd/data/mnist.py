@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import DataError
 from .idx import read_idx
+from .transforms import check_class_labels
 
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -28,7 +29,7 @@ def _mnist5k_raw():
 
 
 def _to_xy(images, labels):
-    x = images.reshape(len(images), -1).astype(np.float32)
+    x = images.reshape(len(images), int(np.prod(images.shape[1:]))).astype(np.float32)
     x /= 255.0
     return x, labels.astype(np.int64)
 
@@ -68,6 +69,9 @@ def _load_split(folder, split):
     if len(images) != len(labels):
         raise DataError(f"{folder}: {split} has {len(images)} images ({os.path.basename(ipath)}) "
                         f"but {len(labels)} labels ({os.path.basename(lpath)})")
+    if len(images) == 0:
+        raise DataError(f"{ipath}: holds 0 images; the {split} split needs at least one")
+    check_class_labels(labels, lpath, at="index")
     return _to_xy(images, labels)
 
 

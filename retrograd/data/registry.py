@@ -9,6 +9,7 @@ from .csvfile import read_csv
 from .errors import DataError
 from .mnist import load_mnist5k, load_mnist_idx
 from .synthetic import moons, spirals, xor
+from .transforms import check_class_labels
 
 DATASETS = ("mnist5k", "xor", "spirals", "moons")
 _GENERATED = {"spirals": spirals, "moons": moons}
@@ -52,6 +53,7 @@ def load_dataset(name_or_path, seed: int = 0):
         return load_mnist_idx(key)
     if os.path.isfile(key) and key.lower().endswith((".csv", ".csv.gz")):
         X, y = read_csv(key)
+        check_class_labels(y, key, numbered_from_0=True)   # whole numbers are class labels
         try:
             return _split(X, y, seed)
         except DataError as e:

@@ -5,6 +5,8 @@ test set: ``Xtr, m, s = standardize(Xtr); Xte, _, _ = standardize(Xte, m, s)``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..tensor import Tensor
@@ -59,6 +61,55 @@ def one_hot(y, num_classes=None):
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise DataError(f"one_hot: labels must lie in [0, {num_classes}), got values from "
                         f"{y.min()} to {y.max()}")
-    out = np.zeros(y.shape + (num_classes,), np.float32)
+    nbytes = 4 * y.size * num_classes
+    if nbytes > _memory():           # a label of 2**31 - 1 must not ask for terabytes
+        big = int(y.max()) if y.size else num_classes - 1
+        raise DataError(f"one_hot: label {big} makes {num_classes} classes: a "
+                        f"{y.shape + (num_classes,)} float32 array of {nbytes / 1e9:.3g} GB, "
+                        "more than this machine's memory; class labels are 0..k-1")
+    try:
+        out = np.zeros(y.shape + (num_classes,), np.float32)
+    except MemoryError:
+        raise DataError(f"one_hot: not enough memory for {y.shape + (num_classes,)} one-hot "
+                        "rows") from None
     np.put_along_axis(out, y[..., None], 1.0, axis=-1)
     return out
+
+
+def _memory():
+    """Bytes of physical memory (unbounded where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
+
+
+def check_class_labels(y, where, *, numbered_from_0=False, at="data row"):
+    """Raise DataError (naming ``where`` and the label) for integer class labels that
+    cannot be what the file means: a negative label, or one so large that most of
+    its classes could never occur (at least the number of labels, and at least 256:
+    a label of 10**9 would build a billion outputs). ``numbered_from_0``: also refuse
+    labels whose smallest is not 0, as labels 1..k are (they would silently build
+    k + 1 classes, class 0 never seen)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or not y.size:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        i = int(np.argmin(y))
+        raise DataError(f"{where}: label {lo} ({at} {i + 1}) is negative; class labels are "
+                        "0..k-1")
+    limit = max(len(y), 256)
+    if hi >= limit:
+        i = int(np.argmax(y))
+        raise DataError(f"{where}: label {hi} ({at} {i + 1}) would make {hi + 1} classes from "
+                        f"{len(y)} labels; class labels are 0..k-1")
+    if numbered_from_0 and lo > 0:
+        # Shifting 1..k to 0..k-1 silently would make predict and eval answer in
+        # classes one off from the file's own labels; PyTorch's cross-entropy also
+        # refuses a label k with k classes. So say so, with the one-step fix.
+        fix = ("subtract 1 from the label column" if lo == 1 else
+               f"renumber them from 0 (subtract {lo})")
+        raise DataError(f"{where}: the labels run from {lo} to {hi} with no 0; classes are "
+                        f"numbered from 0, so this would build {hi + 1} classes of which "
+                        f"{'class 0' if lo == 1 else f'classes 0..{lo - 1}'} never occur: {fix}")

@@ -13,26 +13,50 @@ __all__ = ["load_history", "plot_history"]
 
 
 def load_history(history_or_path) -> list[dict]:
-    """A list of per-epoch dicts from a History/list, a history.json file, or a run folder."""
+    """A list of per-epoch dicts from a History/list, a history.json file, or a run folder.
+    A file that is not such a list (or whose numbers are not numbers) is a RetrogradError
+    naming it and the first bad entry."""
+    where = "history"
     if isinstance(history_or_path, (str, os.PathLike)):
-        path = os.fspath(history_or_path)
+        path = where = os.fspath(history_or_path)
         if os.path.isdir(path):
-            path = os.path.join(path, "history.json")
+            path = where = os.path.join(path, "history.json")
         if not os.path.exists(path):
             raise RetrogradError(f"{path}: no such file (a run folder written by 'retrograd train' "
                                  "or rg.train.fit(out_dir=...) has a history.json)")
         try:
             with open(path, encoding="utf-8") as f:
                 rows = json.load(f)
-        except ValueError as e:
-            raise RetrogradError(f"{path}: not a valid history file ({e})") from None
+        except (ValueError, RecursionError) as e:
+            what = e if isinstance(e, ValueError) else "nested too deeply"
+            raise RetrogradError(f"{path}: not a valid history file ({what})") from None
     else:
         rows = history_or_path
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise RetrogradError("history: expected a list of per-epoch dicts (epoch, train_loss, ...)")
+        raise RetrogradError(f"{where}: expected a list of per-epoch dicts (epoch, train_loss, "
+                             "...)")
     if not rows:
-        raise RetrogradError("history: it is empty -- no epoch has finished yet")
+        raise RetrogradError(f"{where}: it is empty -- no epoch has finished yet")
+    for i, row in enumerate(rows):
+        for key in _NUMBERS:
+            v = row.get(key)
+            if v is not None and not _is_number(v):
+                raise RetrogradError(f"{where}: entry {i + 1} has {key} = {v!r:.60}, not a "
+                                     "number")
     return rows
+
+
+_NUMBERS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+def _is_number(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)                 # an int of 400 digits is no float
+    except OverflowError:
+        return False
+    return True
 
 
 def _column(rows, key):
