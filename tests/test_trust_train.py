@@ -168,11 +168,17 @@ def test_layer_specs_that_do_not_fit_are_refused(tmp_path, capsys, argv, words):
     assert all(w in line for w in words), line
 
 
-def test_xor_2_2_1_sigmoid_reaches_100_percent_with_the_readme_command(tmp_path, capsys):
-    code, out, err = cli(capsys, "train", "--data", "xor", "--layers", "2-2-1", "--activation",
-                         "sigmoid", "--loss", "sse", "--optimizer", "rprop", "--lr", "0.05",
-                         "--batch-size", "full", "--epochs", "300", "--no-progress",
-                         "--out", tmp_path / "xor")
+XOR_221 = ["train", "--data", "xor", "--layers", "2-2-1", "--activation", "sigmoid", "--loss",
+           "sse", "--batch-size", "full", "--no-progress"]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--lr", "2", "--epochs", "2000"],                                  # the README's command
+    ["--optimizer", "rprop", "--lr", "0.05", "--epochs", "300", "--seed", "1"],
+    ["--optimizer", "quickprop", "--lr", "0.5", "--epochs", "500", "--seed", "2"],
+], ids=["sgd", "rprop", "quickprop"])
+def test_xor_2_2_1_sigmoid_reaches_100_percent_with_the_readme_command(tmp_path, capsys, flags):
+    code, out, err = cli(capsys, *XOR_221, *flags, "--out", tmp_path / "xor")
     assert code == 0, err
     assert "test accuracy 100.00%" in out, out[-400:]
     code, out, err = cli(capsys, "eval", tmp_path / "xor" / "best.npz")
@@ -276,18 +282,21 @@ def test_lr_must_be_a_positive_finite_number(tmp_path, capsys, value):
 
 # ---------------------------------------------------------------- 21: history, --save-every
 
-def test_the_checkpoint_holds_no_history_and_save_every_still_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("at,held", [(6, (2, 1)), (7, (3, 0))])
+def test_the_checkpoint_holds_no_history_and_save_every_still_resumes_exactly(
+        tmp_path, monkeypatch, at, held):
     full, h_full = _good_run(tmp_path / "full", 6)
     assert "history" not in rg.load(tmp_path / "full" / "last.npz")
 
-    # stop at the end of epoch 3 (a SIGINT in its last batch) with --save-every 4
+    # a SIGINT in epoch 3 after batch 1, or at the start of epoch 4, with save_every=4:
+    # the point where it stopped is saved although save_every had not saved epoch 3
     count = [0]
 
     class Loader(DataLoader):
         def __iter__(self):
             for batch in super().__iter__():
                 count[0] += 1
-                if count[0] == 6:
+                if count[0] == at:
                     os.kill(os.getpid(), signal.SIGINT)
                 yield batch
 
@@ -299,7 +308,8 @@ def test_the_checkpoint_holds_no_history_and_save_every_still_resumes_exactly(tm
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y), (x, y),
             epochs=6, batch_size=2, out_dir=tmp_path / "cut", progress=False, log=None,
             save_every=4, compile=False)
-    assert rg.load(tmp_path / "cut" / "last.npz")["epoch"] == 3
+    ck = rg.load(tmp_path / "cut" / "last.npz")
+    assert (ck["epoch"], (ck["partial"] or {"batch": 0})["batch"]) == held
     monkeypatch.undo()
     resumed, h_res = _good_run(tmp_path / "cut", 6, resume=True)
     for (n, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters()):
