@@ -114,7 +114,7 @@ def _positive(kind):
     def parse(text):
         v = kind(text)
         if not (math.isfinite(v) and v > 0):        # nan <= 0 is False: test what is wanted
-            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return v
     return parse
 

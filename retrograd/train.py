@@ -544,10 +544,12 @@ def _check_training_state(ck, path, optimizer):
             isinstance(g, dict) for g in groups):
         raise bad("its optimizer state is malformed")
     for i, (g, mine) in enumerate(zip(groups, optimizer.param_groups)):
+        # every hyperparameter this optimizer's rule reads must be there, of its kind
+        # (extra ones, such as a scheduler's initial_lr, do no harm)
         want = {k: _kind(v) for k, v in mine.items() if k != "params"}
-        got = {k: _kind(v) for k, v in g.items() if k != "params"}
+        got = {k: _kind(g[k]) if k in g else None for k in want}
         if want != got:
-            diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+            diff = sorted(k for k in want if want[k] != got[k])
             raise bad(f"its optimizer's parameter group {i} does not fit this "
                       f"{type(optimizer).__name__} (hyperparameters {', '.join(diff)})")
         if not math.isfinite(g["lr"]) or g["lr"] <= 0:
