@@ -459,7 +459,8 @@ def _show(v):
 def _resumed_config(args, out):
     """--resume: the checkpoint's configuration, with the flags given checked against it.
     A flag that disagrees is refused (training would silently use the checkpoint's value);
-    --lr is the exception: it is applied (returned as the new lr). Returns (config, lr)."""
+    --lr is the exception: it is applied (returned as the new lr). Returns (config, the
+    new lr or None, the lr training goes on with)."""
     from . import io
     path = os.path.join(out, "last.npz")
     ck = io.load(path)
@@ -481,18 +482,23 @@ def _resumed_config(args, out):
             raise UsageError(f"retrograd train --resume: {flag} {_show(new)} disagrees with "
                              f"{path}, trained with {_show(old)}; drop {flag} to continue that "
                              "run, or train into a new --out")
-    groups = ck.get("optimizer", {}).get("param_groups") if isinstance(ck.get("optimizer"), dict) else None
-    current = groups[0].get("lr") if isinstance(groups, list) and groups and isinstance(groups[0], dict) else None
+    # a given --lr is compared with the lr the run was started (or last resumed) with, not
+    # the optimizer's current one: a schedule moves that, and the command printed after an
+    # interruption repeats the original --lr
+    opt_state = ck.get("optimizer")
+    groups = opt_state.get("param_groups") if isinstance(opt_state, dict) else None
+    current = groups[0].get("lr") if isinstance(groups, list) and groups and \
+        isinstance(groups[0], dict) else None
+    config.setdefault("lr", current if _TRAINING["lr"](current) else None)
     lr = None
-    if "lr" in given and args.lr != current:
+    if "lr" in given and args.lr != config["lr"]:
         if config["schedule"] != "none":
             raise UsageError(f"retrograd train --resume: --lr {args.lr:g} cannot replace the "
-                             f"learning rate of a run with --schedule {config['schedule']} (its "
-                             "state was built on the old one); train into a new --out")
+                             f"learning rate {_show(config['lr'])} of a run with --schedule "
+                             f"{config['schedule']} (its state was built on the old one); train "
+                             "into a new --out")
         lr = config["lr"] = args.lr
-    elif _TRAINING["lr"](current):
-        config["lr"] = current
-    return config, lr
+    return config, lr, lr if lr is not None else current
 
 
 def _new_config(args):
@@ -512,7 +518,10 @@ def cmd_train(args):
                          "combined with --no-save")
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
     out = args.out or os.path.join("runs", name)
-    config, new_lr = _resumed_config(args, out) if args.resume else (_new_config(args), None)
+    if args.resume:
+        config, new_lr, lr_now = _resumed_config(args, out)
+    else:
+        config, new_lr, lr_now = _new_config(args), None, None
     data = config["data"]
 
     (x_train, y_train), (x_test, y_test) = _load_data(data, config["seed"])
@@ -546,7 +555,7 @@ def cmd_train(args):
              "no validation split (too few rows): best.npz is chosen on the training loss")
 
     print(f"retrograd train: {_spec(sizes)} {config['activation']} MLP, {config['loss']} loss, "
-          f"{config['optimizer']} (lr {opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} "
+          f"{config['optimizer']} (lr {lr_now or opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} "
           f"epochs on {data} ({len(train[0])} train / {split} / {len(x_test)} test)")
     t0 = time.perf_counter()
     try:

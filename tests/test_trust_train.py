@@ -118,6 +118,21 @@ def test_resume_takes_unset_flags_from_the_checkpoint_and_applies_a_new_lr(tmp_p
     assert [r["lr"] for r in rows] == [0.001, 0.001, 0.01]
 
 
+def test_resume_with_the_original_lr_of_a_scheduled_run_continues_it(tmp_path, capsys):
+    """The command printed after an interruption repeats --lr; a schedule has moved the
+    optimizer's lr since, which is no disagreement."""
+    args = ["train", "--data", "moons", "--no-progress", "--out", tmp_path, "--schedule", "step",
+            "--lr", "0.5"]
+    assert cli(capsys, *args, "--epochs", "3")[0] == 0
+    code, out, err = cli(capsys, *args, "--epochs", "4", "--resume")
+    assert code == 0, err
+    assert "(lr 0.0005)" in out.splitlines()[0]
+    rows = json.loads((tmp_path / "history.json").read_text())
+    assert [r["lr"] for r in rows] == pytest.approx([0.5, 0.05, 0.005, 0.0005])
+    code, out, err = cli(capsys, *args[:-1], "0.2", "--epochs", "5", "--resume")
+    assert code == 2 and "--schedule step" in one_line(err)
+
+
 def test_fit_resume_with_another_optimizer_is_a_checkpoint_error(tmp_path):
     x, y = xor()
     for name, make in (("sgd", lambda p: optim.SGD(p, lr=0.1)), ("adam", lambda p: optim.Adam(p))):
