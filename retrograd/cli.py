@@ -498,6 +498,8 @@ def _resumed_config(args, out):
                              f"{config['schedule']} (its state was built on the old one); train "
                              "into a new --out")
         lr = config["lr"] = args.lr
+    if lr is None and not _TRAINING["lr"](current):
+        current = config["lr"]               # fit refuses that checkpoint with one line
     return config, lr, lr if lr is not None else current
 
 
