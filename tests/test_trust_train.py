@@ -177,6 +177,7 @@ def test_layer_specs_that_do_not_fit_are_refused(tmp_path, capsys, argv, words):
                          "--out", tmp_path / "r")
     if argv[1] == "spirals":            # two classes, sigmoid, SSE: one output is allowed
         assert code == 0, err
+        assert rg.load(tmp_path / "r" / "last.npz")["meta"]["sizes"] == [2, 4, 1]
         return
     assert code == 2, out
     line = one_line(err)
