@@ -1,5 +1,9 @@
 """The fit loop: minibatch training with progress, metrics, early stopping,
-learning-rate schedules, a checkpoint every epoch and exact resume.
+learning-rate schedules, checkpoints (every ``save_every`` epochs) and exact resume.
+
+Model selection and early stopping watch a validation set held out of the training
+data (``validation_split``), never the test set. A NaN or infinite loss or weight
+stops training with ``TrainingDiverged`` before anything of that epoch is saved.
 
 Batch, minibatch and online learning (seed 001 §3.3, seed 002) are the same
 loop with ``batch_size`` = the whole set, k, or 1.
@@ -64,7 +68,8 @@ def _json_safe(value):
 
 
 class History(list):
-    """One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds."""
+    """One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc (on the
+    validation set, when there is one), lr, seconds. In JSON non-finite numbers are null."""
 
     def to_json(self, path):
         """One row a line. fit rewrites the file at every save, so each row is encoded
