@@ -446,10 +446,10 @@ def _load_checkpoint(path, command="eval"):
 
 # ---------------------------------------------------------------- commands
 
-# the flags --resume compares with the checkpoint: argparse dest -> configuration key
-_RESUMED = {"data": "data", "activation": "activation", "loss": "loss", "dropout": "dropout",
-            "optimizer": "optimizer", "weight_decay": "weight_decay", "batch_size": "batch_size",
-            "schedule": "schedule", "seed": "seed", "early_stopping": "early_stopping"}
+# the flags --resume compares with the checkpoint (argparse dest = configuration key);
+# --layers and --lr have rules of their own
+_RESUMED = ("data", "activation", "loss", "dropout", "optimizer", "weight_decay", "batch_size",
+            "schedule", "seed", "early_stopping")
 
 
 def _show(v):
@@ -471,14 +471,14 @@ def _resumed_config(args, out):
     _check_config(config, path, "train", training=True)
     given = getattr(args, "given", frozenset())
     config = {**config}
-    for dest, key in _RESUMED.items():
-        if dest not in given:
+    for key in _RESUMED:
+        if key not in given:
             if key not in config:           # a checkpoint of an older version: the default
-                config[key] = getattr(args, dest)
+                config[key] = getattr(args, key)
             continue
-        new, old = getattr(args, dest), config.get(key, "not recorded")
+        new, old = getattr(args, key), config.get(key, "not recorded")
         if new != old:
-            flag = "--" + dest.replace("_", "-")
+            flag = "--" + key.replace("_", "-")
             raise UsageError(f"retrograd train --resume: {flag} {_show(new)} disagrees with "
                              f"{path}, trained with {_show(old)}; drop {flag} to continue that "
                              "run, or train into a new --out")
@@ -646,7 +646,7 @@ def cmd_predict(args):
     from .data import read_csv
     from .io import atomic_write
     from .train import predict
-    model, config = _load_checkpoint(args.checkpoint)
+    model, config = _load_checkpoint(args.checkpoint, "predict")
     x, _ = read_csv(args.input, label_column=None)
     if x.shape[1] != config["sizes"][0]:
         raise UsageError(f"retrograd predict: {args.input} has {x.shape[1]} columns but the model "
