@@ -448,6 +448,14 @@ def test_a_malformed_history_json_on_resume_is_one_line(xor_run, tmp_path, capsy
     code, out, err = cli(capsys, "train", "--data", "xor", "--epochs", "3", "--no-progress",
                          "--out", run, "--resume")
     assert code == 2 and "history.json" in one_line(err)
+    # a checkpoint of an older version kept its history inside: checked the same way
+    (run / "history.json").unlink()
+    ck = rg.load(xor_run / "last.npz")
+    ck["history"] = "x"
+    rg.save(ck, run / "last.npz")
+    code, out, err = cli(capsys, "train", "--data", "xor", "--epochs", "3", "--no-progress",
+                         "--out", run, "--resume")
+    assert code == 2 and "history" in one_line(err)
 
 
 @pytest.mark.parametrize("argv,word", [
