@@ -10,11 +10,16 @@ writes ``last.npz`` at that exact point and prints one line saying so, with the
 command that continues the run (``--resume``). The exit code is 128 + the
 signal's number, as a shell reports a process killed by it: 130 for SIGINT, 143
 for SIGTERM.
+
+A run whose loss, validation loss or weights become NaN or infinite stops before
+saving anything of that epoch (the checkpoints on disk stay the last finite ones)
+with one line on stderr and exit code 3.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shlex
 import stat
@@ -27,6 +32,7 @@ import numpy as np
 from .errors import RetrogradError
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3            # training diverged (NaN/inf); the last finite checkpoint is kept
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rprop", "quickprop", "adam", "adamw", "rmsprop",
               "adagrad")
@@ -39,9 +45,32 @@ class UsageError(Exception):
     """A mistake in the command line: reported in one line, exit code 2."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after each option's help, except where there is no value to
+    show (None, a flag that is off): those say their default in words."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):                      # one line, not usage + error
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was on the command line: --resume
+    compares only the flags a user gave with the checkpoint's (the others come from it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", frozenset()) | {self.dest}
 
 
 def _batch_size(text):
@@ -56,15 +85,24 @@ def _batch_size(text):
     return n
 
 
+class _Layers(list):
+    """Layer widths; ``full`` when written input-to-output with dashes (784-100-10)."""
+    full = False
+
+
 def _sizes(text):
-    if text.strip() in ("", "none"):
-        return []
-    try:
-        sizes = [int(s) for s in text.replace("-", ",").split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be sizes like 100 or 128,64 or 784-100-10, got {text!r}")
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    """'100' or '128,64': hidden widths; '784-100-10': every width, input to output.
+    Each width is a positive integer as written ('-5' is not 5, '2--3' is not 2-3)."""
+    text = text.strip()
+    if text in ("", "none"):
+        return _Layers()
+    sep = "-" if "-" in text else ","
+    parts = [s.strip() for s in text.split(sep)]
+    if not all(s.isdigit() for s in parts) or any(int(s) == 0 for s in parts):
+        raise argparse.ArgumentTypeError(f"must be positive integer widths like 100, 128,64 or "
+                                         f"784-100-10, got {text!r}")
+    sizes = _Layers(int(s) for s in parts)
+    sizes.full = sep == "-"
     return sizes
 
 
@@ -78,10 +116,24 @@ def _unit_interval(text):
 def _positive(kind):
     def parse(text):
         v = kind(text)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not (math.isfinite(v) and v > 0):        # nan <= 0 is False: test what is wanted
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return v
     return parse
+
+
+def _non_negative(text):
+    v = float(text)
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
+def _seed(text):
+    v = int(text)
+    if v < 0:                                      # NumPy's generators take seeds >= 0
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,36 +142,58 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
     t = sub.add_parser("train", help="train an MLP (default: 784-100-10 tanh on bundled MNIST)",
-                       epilog="Ctrl-C (SIGINT) or SIGTERM stops after the current batch, saves "
-                              "that exact point in OUT/last.npz and prints the command that "
-                              "continues (--resume) to the same result; exit code 130 for "
-                              "SIGINT, 143 for SIGTERM.")
-    t.add_argument("--data", default="mnist5k",
-                   help="mnist5k (default), xor, spirals, moons, a CSV file or a folder of IDX files")
-    t.add_argument("--layers", type=_sizes, default=None,
-                   help="hidden layer sizes, e.g. 100 (default) or 128,64; a full spec such as "
-                        "784-100-10 is accepted when its ends match the data")
-    t.add_argument("--activation", default="tanh", choices=["tanh", "sigmoid", "relu", "leaky_relu"])
-    t.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse", "sse"])
-    t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
-    t.add_argument("--lr", type=_positive(float), default=None,
+                       epilog="10 % of the training data is held out for validation (the "
+                              "choice of best.npz, early stopping); the test split is used only "
+                              "for the final line. Ctrl-C (SIGINT) or SIGTERM stops after the "
+                              "current batch, saves that exact point in OUT/last.npz and prints "
+                              "the command that continues (--resume) to the same result; exit "
+                              "code 130 for SIGINT, 143 for SIGTERM. A diverging run (NaN or "
+                              "infinite loss or weights) stops with exit code 3, keeping the "
+                              "last finite checkpoint. --resume takes every flag not given from "
+                              "the checkpoint and refuses one that disagrees with it, except "
+                              "--lr (applied) and --epochs.")
+    g_ = dict(action=_Given)          # flags --resume compares with the checkpoint
+    t.add_argument("--data", default="mnist5k", **g_,
+                   help="mnist5k, xor, spirals, moons, a CSV file or a folder of IDX files")
+    t.add_argument("--layers", type=_sizes, default=None, **g_,
+                   help="hidden widths, e.g. 100 (the default) or 128,64; or every width "
+                        "input to output, e.g. 784-100-10 or, for two classes with a sigmoid "
+                        "output and sse/mse/bce, 2-2-1")
+    t.add_argument("--activation", default="tanh", choices=["tanh", "sigmoid", "relu", "leaky_relu"],
+                   **g_, help="activation of the hidden units")
+    t.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse", "sse", "bce"],
+                   **g_, help="bce: binary cross-entropy, for one sigmoid output")
+    t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, **g_, help="update rule")
+    t.add_argument("--lr", type=_positive(float), default=None, **g_,
                    help="learning rate (default depends on the optimizer: sgd 0.1, adam 0.001, ...)")
-    t.add_argument("--batch-size", type=_batch_size, default=32,
-                   help="1 = online learning, N = minibatch, 'full' = batch learning (default 32)")
-    t.add_argument("--epochs", type=_positive(int), default=20)
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--dropout", type=_unit_interval, default=0.0)
-    t.add_argument("--schedule", default="none", choices=SCHEDULES, help="learning-rate schedule")
-    t.add_argument("--early-stopping", type=_positive(int), default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation loss "
-                        "(a validation split of 10%% is then held out of the training data)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=_batch_size, default=32, **g_,
+                   help="1 = online learning, N = minibatch, 'full' = batch learning")
+    t.add_argument("--epochs", type=_positive(int), default=20, help="epochs to train (on "
+                   "--resume: the total, counting those already done)")
+    t.add_argument("--weight-decay", type=_non_negative, default=0.0, **g_,
+                   help="L2 penalty on the weights")
+    t.add_argument("--dropout", type=_unit_interval, default=0.0, **g_,
+                   help="drop probability of the hidden units")
+    t.add_argument("--schedule", default="none", choices=SCHEDULES, **g_, help="learning-rate schedule")
+    t.add_argument("--early-stopping", type=_positive(int), default=None, metavar="PATIENCE", **g_,
+                   help="stop after PATIENCE epochs without a better validation loss (default: "
+                        "train all epochs)")
+    t.add_argument("--seed", type=_seed, default=0, **g_,
+                   help="seed of the weights, the shuffling and the splits")
     t.add_argument("--out", default=None, help="run folder (default: runs/<data>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a rerun "
                         "into a folder holding a run is refused)")
+    t.add_argument("--save-every", type=_positive(int), default=None, metavar="N",
+                   help="write last.npz, best.npz and history.json every N epochs (default: "
+                        "every epoch, but at most once a second); always after the last one "
+                        "and when interrupted")
+    t.add_argument("--no-save", action="store_true", help="write no files at all")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-compile", action="store_true",
                    help="run each step eagerly (forward, backward, update op by op) instead of "
@@ -136,13 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("graph", help="draw the computational graph of a small MLP's loss, with "
                        "each node's gradient norm (DOT, and SVG/PNG when Graphviz is installed)")
-    g.add_argument("--layers", type=_sizes, default=[2, 2, 1],
-                   help="all layer sizes, input to output (default 2-2-1, the notes' XOR net)")
-    g.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu", "leaky_relu"])
-    g.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"])
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--layers", type=_sizes, default="2-2-1",
+                   help="all layer sizes, input to output (2-2-1: the notes' XOR net)")
+    g.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu", "leaky_relu"],
+                   help="activation of every unit (the output too, except with cross_entropy)")
+    g.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"], help="the loss drawn")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the weights")
     g.add_argument("--out", default="graph.dot",
-                   help="graph.dot (default; graph.svg too when Graphviz is installed), "
+                   help="a .dot path (graph.svg too when Graphviz is installed), "
                         "or a .svg/.png/.pdf path (the .dot file is written beside it)")
 
     pl = sub.add_parser("plot", help="training curves (PNG and SVG) from a run folder's history.json")
@@ -183,12 +258,60 @@ def _load_data(name, seed):
     return load_dataset(name, seed=seed)
 
 
-def _model_sizes(layers, n_in, n_out):
+def _spec(sizes):
+    return "-".join(map(str, sizes))
+
+
+def _model_sizes(layers, n_in, n_out, classify, data):
+    """Every width from --layers: hidden widths get the data's ends added; a full spec
+    (784-100-10) is taken as written and must start with the data's features and end
+    with its outputs (or 1 for two classes, checked by _output_unit)."""
     if layers is None:
         layers = [100]
-    if len(layers) >= 2 and layers[0] == n_in and layers[-1] == n_out:
-        return layers
-    return [n_in] + list(layers) + [n_out]
+    if not getattr(layers, "full", False):
+        return [n_in] + list(layers) + [n_out]
+    spec = _spec(layers)
+    if len(layers) < 2:
+        raise UsageError(f"retrograd train: --layers {spec} needs an input and an output width")
+    if layers[0] != n_in:
+        raise UsageError(f"retrograd train: --layers {spec} starts with {layers[0]} but {data} "
+                         f"has {n_in} features")
+    if layers[-1] != n_out and not (classify and layers[-1] == 1 and n_out == 2):
+        what = "classes" if classify else "target columns"
+        raise UsageError(f"retrograd train: --layers {spec} ends with {layers[-1]} but {data} "
+                         f"has {n_out} {what}")
+    return list(layers)
+
+
+def _output_unit(sizes, classes, activation, loss):
+    """The output layer's activation: "sigmoid" for one output unit on two classes (the
+    notes' 2-2-1 net, trained with sse/mse/bce on 0/1 targets), else None (logits or a
+    linear regression output)."""
+    single = classes == 2 and sizes[-1] == 1
+    if single and (activation != "sigmoid" or loss == "cross_entropy"):
+        raise UsageError(f"retrograd train: --layers {_spec(sizes)}: one output for two classes "
+                         f"needs --activation sigmoid and --loss sse, mse or bce (the notes' "
+                         f"2-2-1 net); got {activation} and {loss}")
+    if loss == "bce" and not single:
+        raise UsageError("retrograd train: --loss bce needs one sigmoid output for two classes, "
+                         "e.g. --layers 2-2-1 --activation sigmoid")
+    return "sigmoid" if single else None
+
+
+def _check_size(sizes, command):
+    """Refuse a model that cannot be allocated (before NumPy tries): its weights,
+    gradients and about two optimizer slots, in float32, against the machine's memory."""
+    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = 16 * params
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 1 << 36
+    if need > memory:
+        spec = _spec(sizes) if len(sizes) <= 6 else _spec(sizes[:3]) + "-...-" + str(sizes[-1])
+        raise UsageError(f"retrograd {command}: a {spec[:120]} MLP has {params:,} parameters, "
+                         f"about {need / 2 ** 30:,.0f} GiB to train; too big for this machine's "
+                         f"{memory / 2 ** 30:.0f} GiB")
 
 
 def _problem(y_train):
@@ -198,11 +321,17 @@ def _problem(y_train):
     return (y_train.shape[1] if y_train.ndim == 2 else 1), False
 
 
-def _targets_for(loss, y, n_out):
-    """Cross-entropy takes integer labels; MSE/SSE on a classifier take one-hot rows."""
-    if loss == "cross_entropy" or y.dtype.kind not in "iu":
-        return y
+def _targets_for(config, y):
+    """Cross-entropy takes integer labels; MSE/SSE on a classifier take one-hot rows (or
+    a 0/1 column for one output); regression targets are columns, like the output."""
     from .data import one_hot
+    n_out = config["sizes"][-1]
+    if y.dtype.kind not in "iu":
+        return y.reshape(len(y), -1)
+    if config["loss"] == "cross_entropy":
+        return y
+    if n_out == 1:
+        return y.reshape(-1, 1).astype(np.float32)
     return one_hot(y, n_out).astype(np.float32)
 
 
@@ -232,12 +361,60 @@ def _make_schedule(name, opt, epochs):
 
 def _build_model(config):
     from . import nn
-    return nn.MLP(config["sizes"], config["activation"], dropout=config.get("dropout", 0.0))
+    return nn.MLP(config["sizes"], config["activation"], dropout=config.get("dropout", 0.0),
+                  output_activation=config.get("output"))
 
 
 def _loss_fn(name):
     from . import nn
-    return {"cross_entropy": nn.CrossEntropyLoss(), "mse": nn.MSELoss(), "sse": nn.SSELoss()}[name]
+    return {"cross_entropy": nn.CrossEntropyLoss(), "mse": nn.MSELoss(), "sse": nn.SSELoss(),
+            "bce": nn.BCELoss()}[name]
+
+
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
+LOSSES = ("cross_entropy", "mse", "sse", "bce")
+# what a checkpoint's model configuration must hold, and (for --resume) how it was trained
+_CONFIG = {
+    "sizes": lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s) and s >= 1 for s in v),
+    "activation": lambda v: v in ACTIVATIONS, "loss": lambda v: v in LOSSES,
+    "data": lambda v: isinstance(v, str),
+    "dropout": lambda v: _is_num(v) and 0 <= v < 1, "output": lambda v: v in (None, "sigmoid"),
+    "classes": lambda v: v is None or (_is_int(v) and v >= 1)}
+_TRAINING = {
+    "optimizer": lambda v: v in OPTIMIZERS, "lr": lambda v: _is_num(v) and math.isfinite(v) and v > 0,
+    "weight_decay": lambda v: _is_num(v) and math.isfinite(v) and v >= 0,
+    "batch_size": lambda v: v == "full" or (_is_int(v) and v >= 1),
+    "schedule": lambda v: v in SCHEDULES, "seed": lambda v: _is_int(v) and v >= 0,
+    "early_stopping": lambda v: v is None or (_is_int(v) and v >= 1)}
+_REQUIRED = ("sizes", "activation", "loss", "data")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_config(config, path, command, training=False):
+    """A checkpoint's configuration, checked before it builds anything (it may come
+    from a hostile file: a huge 'sizes' must not allocate)."""
+    from .io import CheckpointError
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its model configuration is {type(config).__name__}, "
+                              "not a dict; not a checkpoint written by 'retrograd train'")
+    rules = {**_CONFIG, **(_TRAINING if training else {})}
+    for key, ok in rules.items():
+        if key not in config:
+            if key in _REQUIRED:
+                raise CheckpointError(f"{path}: its model configuration has no {key!r}; not "
+                                      "a checkpoint written by 'retrograd train'")
+            continue
+        if not ok(config[key]):
+            raise CheckpointError(f"{path}: its model configuration has an invalid {key!r}: "
+                                  f"{config[key]!r:.80}")
+    _check_size(config["sizes"], command)
 
 
 def _confusion(pred, truth, n):
@@ -255,13 +432,14 @@ def _print_confusion(m):
         print(f"{i:>5} " + "".join(f"{v:>{w}}" for v in m[i]))
 
 
-def _load_checkpoint(path):
+def _load_checkpoint(path, command="eval"):
     from . import io
     ck = io.load(path)
     if not isinstance(ck, dict) or "model" not in ck or "meta" not in ck:
         raise io.CheckpointError(f"{path}: not a checkpoint written by 'retrograd train' "
                                  "(no model configuration inside)")
     config = ck["meta"]
+    _check_config(config, path, command)
     try:
         model = _build_model(config)
         model.load_state_dict(ck["model"])
@@ -274,63 +452,156 @@ def _load_checkpoint(path):
 
 # ---------------------------------------------------------------- commands
 
+# the flags --resume compares with the checkpoint (argparse dest = configuration key);
+# --layers and --lr have rules of their own
+_RESUMED = ("data", "activation", "loss", "dropout", "optimizer", "weight_decay", "batch_size",
+            "schedule", "seed", "early_stopping")
+
+
+def _show(v):
+    return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _resumed_config(args, out):
+    """--resume: the checkpoint's configuration, with the flags given checked against it.
+    A flag that disagrees is refused (training would silently use the checkpoint's value);
+    --lr is the exception: it is applied (returned as the new lr). Returns (config, the
+    new lr or None, the lr training goes on with)."""
+    from . import io
+    path = os.path.join(out, "last.npz")
+    ck = io.load(path)
+    if not isinstance(ck, dict) or "meta" not in ck:
+        raise io.CheckpointError(f"{path}: not a checkpoint written by 'retrograd train' (no "
+                                 "model configuration inside)")
+    config = ck["meta"]
+    _check_config(config, path, "train", training=True)
+    given = getattr(args, "given", frozenset())
+    config = {**config}
+    for key in _RESUMED:
+        if key not in given:
+            if key not in config:           # a checkpoint of an older version: the default
+                config[key] = getattr(args, key)
+            continue
+        new, old = getattr(args, key), config.get(key, "not recorded")
+        if new != old:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"retrograd train --resume: {flag} {_show(new)} disagrees with "
+                             f"{path}, trained with {_show(old)}; drop {flag} to continue that "
+                             "run, or train into a new --out")
+    # a given --lr is compared with the lr the run was started (or last resumed) with, not
+    # the optimizer's current one: a schedule moves that, and the command printed after an
+    # interruption repeats the original --lr
+    opt_state = ck.get("optimizer")
+    groups = opt_state.get("param_groups") if isinstance(opt_state, dict) else None
+    current = groups[0].get("lr") if isinstance(groups, list) and groups and \
+        isinstance(groups[0], dict) else None
+    config.setdefault("lr", current if _TRAINING["lr"](current) else None)
+    lr = None
+    if "lr" in given and args.lr != config["lr"]:
+        if config["schedule"] != "none":
+            raise UsageError(f"retrograd train --resume: --lr {args.lr:g} cannot replace the "
+                             f"learning rate {_show(config['lr'])} of a run with --schedule "
+                             f"{config['schedule']} (its state was built on the old one); train "
+                             "into a new --out")
+        lr = config["lr"] = args.lr
+    if lr is None and not _TRAINING["lr"](current):
+        current = config["lr"]               # fit refuses that checkpoint with one line
+    return config, lr, lr if lr is not None else current
+
+
+def _new_config(args):
+    return {"data": args.data, "activation": args.activation, "loss": args.loss,
+            "dropout": args.dropout, "optimizer": args.optimizer,
+            "lr": DEFAULT_LR[args.optimizer] if args.lr is None else args.lr,
+            "weight_decay": args.weight_decay, "batch_size": args.batch_size,
+            "schedule": args.schedule, "seed": args.seed, "early_stopping": args.early_stopping}
+
+
 def cmd_train(args):
     import retrograd as rg
     from .rundir import claim
-    from .train import fit
+    from .train import TrainingDiverged, fit, validation_split
 
-    (x_train, y_train), (x_test, y_test) = _load_data(args.data, args.seed)
-    n_out, classify = _problem(y_train)
-    if args.loss == "cross_entropy" and not classify:
-        raise UsageError(f"retrograd train: --loss cross_entropy needs integer class labels, but "
-                         f"{args.data} has real-valued targets; use --loss mse")
-    sizes = _model_sizes(args.layers, x_train.shape[1], n_out)
+    if args.no_save and args.resume:
+        raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
+                         "combined with --no-save")
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
     out = args.out or os.path.join("runs", name)
-    config = {"sizes": sizes, "activation": args.activation, "loss": args.loss,
-              "dropout": args.dropout, "data": args.data, "classes": n_out if classify else None}
+    if args.resume:
+        config, new_lr, lr_now = _resumed_config(args, out)
+    else:
+        config, new_lr, lr_now = _new_config(args), None, None
+    data = config["data"]
 
-    rg.manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = _load_data(data, config["seed"])
+    n_out, classify = _problem(y_train)
+    if config["loss"] == "cross_entropy" and not classify:
+        raise UsageError(f"retrograd train: --loss cross_entropy needs integer class labels, but "
+                         f"{data} has real-valued targets; use --loss mse")
+    sizes = _model_sizes(args.layers, x_train.shape[1], n_out, classify, data)
+    if args.resume:
+        if "layers" in getattr(args, "given", ()) and sizes != config["sizes"]:
+            raise UsageError(f"retrograd train --resume: --layers {_spec(args.layers)} "
+                             f"({_spec(sizes)}) disagrees with {os.path.join(out, 'last.npz')}, "
+                             f"trained with {_spec(config['sizes'])}; drop --layers to continue "
+                             "that run, or train into a new --out")
+        sizes = config["sizes"]
+    _check_size(sizes, "train")
+    config.update(sizes=sizes, classes=n_out if classify else None,
+                  output=_output_unit(sizes, n_out if classify else None, config["activation"],
+                                      config["loss"]))
+
+    rg.manual_seed(config["seed"])
     model = _build_model(config)
-    opt = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay)
-    schedule = _make_schedule(args.schedule, opt, args.epochs)
-    y_tr, y_te = _targets_for(args.loss, y_train, n_out), _targets_for(args.loss, y_test, n_out)
-    val, train = (x_test, y_te), (x_train, y_tr)
-    if args.early_stopping:          # never stop on the test set: hold out 10% of training data
-        k = max(1, len(x_train) // 10)
-        perm = np.random.default_rng(args.seed).permutation(len(x_train))
-        val = (x_train[perm[:k]], y_tr[perm[:k]])
-        train = (x_train[perm[k:]], y_tr[perm[k:]])
-    bs = len(train[0]) if args.batch_size == "full" else args.batch_size
+    opt = _make_optimizer(config["optimizer"], model.parameters(), config.get("lr"),
+                          config["weight_decay"])
+    schedule = _make_schedule(config["schedule"], opt, args.epochs)
+    y_tr, y_te = _targets_for(config, y_train), _targets_for(config, y_test)
+    # never select or stop on the test set: hold out 10% of the training data
+    train, val = validation_split(x_train, y_tr, seed=config["seed"])
+    bs = len(train[0]) if config["batch_size"] == "full" else config["batch_size"]
+    split = (f"{len(val[0])} validation" if val is not None else
+             "no validation split (too few rows): best.npz is chosen on the training loss")
 
-    print(f"retrograd train: {'-'.join(map(str, sizes))} {args.activation} MLP, {args.loss} loss, "
-          f"{args.optimizer} (lr {opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} epochs "
-          f"on {args.data} ({len(train[0])} train / {len(x_test)} test)")
+    print(f"retrograd train: {_spec(sizes)} {config['activation']} MLP, {config['loss']} loss, "
+          f"{config['optimizer']} (lr {lr_now or opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} "
+          f"epochs on {data} ({len(train[0])} train / {split} / {len(x_test)} test)")
     t0 = time.perf_counter()
     try:
-        with claim(out, resume=args.resume, overwrite=args.overwrite):    # one run per folder
-            history = fit(model, _loss_fn(args.loss), opt, train,
-                          val if args.early_stopping else (x_test, y_te),
-                          epochs=args.epochs, batch_size=bs, seed=args.seed, scheduler=schedule,
-                          early_stopping=args.early_stopping, out_dir=out, resume=args.resume,
+        # one run per folder (nothing is written with --no-save, so nothing to claim)
+        claimed = (contextlib.nullcontext() if args.no_save else
+                   claim(out, resume=args.resume, overwrite=args.overwrite))
+        with claimed:
+            history = fit(model, _loss_fn(config["loss"]), opt, train, val,
+                          epochs=args.epochs, batch_size=bs, seed=config["seed"],
+                          scheduler=schedule, early_stopping=config["early_stopping"],
+                          out_dir=None if args.no_save else out, resume=args.resume,
                           progress=not args.no_progress, meta=config, compile=not args.no_compile,
-                          log=lambda line: print(line.replace("val_", "test_")
-                                                 if not args.early_stopping else line))
+                          save_every=args.save_every or 1,
+                          save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr)
     except KeyboardInterrupt as e:          # fit's TrainingInterrupted: say how to go on
         e.resume_command = _resume_command(args)
         raise
+    except TrainingDiverged as e:
+        print(f"retrograd train: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     seconds = time.perf_counter() - t0
     from .train import evaluate
-    ev = evaluate(model, _loss_fn(args.loss), x_test, y_te)
+    ev = evaluate(model, _loss_fn(config["loss"]), x_test, y_te)
     acc = f", test accuracy {ev['accuracy'] * 100:.2f}%" if ev["accuracy"] is not None else ""
     print(f"done in {seconds:.1f}s ({len(history)} epochs): test loss {ev['loss']:.4f}{acc}")
-    print(f"checkpoint: {os.path.join(out, 'last.npz')}  (history: {os.path.join(out, 'history.json')})")
+    if args.no_save:
+        print("nothing saved (--no-save)")
+    else:
+        print(f"checkpoint: {os.path.join(out, 'last.npz')}  (best: "
+              f"{os.path.join(out, 'best.npz')}; history: {os.path.join(out, 'history.json')})")
     return 0
 
 
 def _resume_command(args):
     """The command line that continues this run: the same arguments plus --resume."""
-    argv = list(getattr(args, "argv", None) or [])
+    # --overwrite started this run afresh; continuing it must not delete it again
+    argv = [a for a in getattr(args, "argv", None) or [] if a != "--overwrite"]
     if "--resume" not in argv:
         argv.append("--resume")
     return shlex.join(["retrograd"] + argv)
@@ -361,21 +632,33 @@ def cmd_eval(args):
     if x.shape[1] != config["sizes"][0]:
         raise UsageError(f"retrograd eval: {data} has {x.shape[1]} features but the model in "
                          f"{args.checkpoint} takes {config['sizes'][0]}")
-    n_out = config["sizes"][-1]
-    ev = evaluate(model, _loss_fn(config["loss"]), x, _targets_for(config["loss"], y, n_out))
+    classes = config.get("classes")
+    if classes and (y.dtype.kind not in "iu" or len(y) and (y.min() < 0 or y.max() >= classes)):
+        raise UsageError(f"retrograd eval: {data} has labels outside the {classes} classes of "
+                         f"the model in {args.checkpoint}")
+    ev = evaluate(model, _loss_fn(config["loss"]), x, _targets_for(config, y))
     print(f"{args.checkpoint} on {data} ({len(x)} test samples): loss {ev['loss']:.4f}"
           + (f", accuracy {ev['accuracy'] * 100:.2f}%" if ev["accuracy"] is not None else ""))
-    if config.get("classes"):
-        pred = predict(model, x).argmax(axis=1)
-        _print_confusion(_confusion(pred, y.astype(np.int64), n_out))
+    if classes:
+        pred = _class_probabilities(predict(model, x)).argmax(axis=1)
+        _print_confusion(_confusion(pred, y.astype(np.int64), classes))
     return 0
+
+
+def _class_probabilities(out):
+    """Rows of class probabilities from a classifier's outputs: softmax of logits, or
+    (1 - p, p) from one sigmoid output."""
+    if out.shape[1] == 1:
+        return np.column_stack([1 - out[:, 0], out[:, 0]])
+    e = np.exp(out - out.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def cmd_predict(args):
     from .data import read_csv
     from .io import atomic_write
     from .train import predict
-    model, config = _load_checkpoint(args.checkpoint)
+    model, config = _load_checkpoint(args.checkpoint, "predict")
     x, _ = read_csv(args.input, label_column=None)
     if x.shape[1] != config["sizes"][0]:
         raise UsageError(f"retrograd predict: {args.input} has {x.shape[1]} columns but the model "
@@ -385,8 +668,7 @@ def cmd_predict(args):
     _refuse_overwriting_inputs(path, {"checkpoint": args.checkpoint, "input": args.input})
     with atomic_write(path, "w") as f:
         if config.get("classes"):
-            e = np.exp(out - out.max(axis=1, keepdims=True))
-            probs = e / e.sum(axis=1, keepdims=True)
+            probs = _class_probabilities(out)
             f.write("prediction," + ",".join(f"p{k}" for k in range(probs.shape[1])) + "\n")
             for c, row in zip(out.argmax(axis=1), probs):
                 f.write(f"{c}," + ",".join(f"{v:.6g}" for v in row) + "\n")
@@ -428,6 +710,7 @@ def cmd_graph(args):
     sizes = args.layers
     if len(sizes) < 2:
         raise UsageError("retrograd graph: --layers needs an input and an output size, e.g. 2-2-1")
+    _check_size(sizes, "graph")
     ext = os.path.splitext(args.out)[1].lower().lstrip(".")
     if ext not in ("dot", "gv", "svg", "png", "pdf"):
         raise UsageError(f"retrograd graph: --out must end in .dot, .svg, .png or .pdf, got {args.out!r}")

@@ -1,5 +1,9 @@
 """The fit loop: minibatch training with progress, metrics, early stopping,
-learning-rate schedules, a checkpoint every epoch and exact resume.
+learning-rate schedules, checkpoints (every ``save_every`` epochs) and exact resume.
+
+Model selection and early stopping watch a validation set held out of the training
+data (``validation_split``), never the test set. A NaN or infinite loss or weight
+stops training with ``TrainingDiverged`` before anything of that epoch is saved.
 
 Batch, minibatch and online learning (seed 001 §3.3, seed 002) are the same
 loop with ``batch_size`` = the whole set, k, or 1.
@@ -26,22 +30,57 @@ import numpy as np
 from . import blas, io
 from .data import ArrayDataset, DataLoader
 from .errors import RetrogradError
-from .tensor import as_tensor, default_generator, no_grad
+from .tensor import Tensor, as_tensor, default_generator, no_grad
 
-__all__ = ["fit", "evaluate", "predict", "accuracy", "History", "TrainingInterrupted"]
+__all__ = ["fit", "evaluate", "predict", "accuracy", "validation_split", "History",
+           "TrainingInterrupted", "TrainingDiverged"]
 
 CHECKPOINT = "last.npz"
 BEST = "best.npz"
 HISTORY = "history.json"
 MIN_IMPROVEMENT = 1e-4   # relative; what counts as a better loss for early stopping
+VALIDATION_FRACTION = 0.1
+
+
+def validation_split(x, y, fraction: float = VALIDATION_FRACTION, seed: int = 0):
+    """``((x_train, y_train), (x_val, y_val))``: ``fraction`` of the rows, drawn by a
+    permutation from ``seed``, held out for validation (model selection and early
+    stopping; the test split is never looked at while training). With too few rows
+    to hold out even one (fewer than 10 at 10 %), the validation part is None."""
+    n = len(x)
+    k = int(n * fraction)
+    if k == 0:
+        return (x, y), None
+    perm = np.random.default_rng(seed).permutation(n)
+    return (x[perm[k:]], y[perm[k:]]), (x[perm[:k]], y[perm[:k]])
+
+
+def _json_safe(value):
+    """NaN and infinities are not JSON: they become null (as Python's json cannot
+    otherwise be read back by strict parsers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 class History(list):
-    """One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds."""
+    """One dict per epoch: epoch, train_loss, train_acc, val_loss, val_acc (on the
+    validation set, when there is one), lr, seconds. In JSON non-finite numbers are null."""
 
     def to_json(self, path):
+        """One row a line. fit rewrites the file at every save, so each row is encoded
+        once and kept (the rewrite is a join, not a re-encoding of the whole run)."""
+        cache = self.__dict__.setdefault("_encoded", [])
+        del cache[next((i for i, (row, _) in enumerate(cache)
+                        if i >= len(self) or row is not self[i]), len(cache)):]
+        for row in self[len(cache):]:
+            cache.append((row, json.dumps(_json_safe(row), allow_nan=False)))
         with io.atomic_write(path, "w") as f:
-            json.dump(list(self), f, indent=1)
+            f.write("[\n" + ",\n".join(text for _, text in cache) + "\n]\n" if cache else "[]\n")
 
     def to_csv(self, path):
         keys = list(self[0]) if self else []
@@ -75,7 +114,11 @@ def _is_classification(target) -> bool:
 
 
 def predict(model, x, batch_size: int = 1000) -> np.ndarray:
-    """Model outputs for ``x`` (eval mode, no graph), as an ndarray."""
+    """Model outputs for ``x`` (eval mode, no graph), as an ndarray of shape (n, k).
+    One unbatched row (shape ``(features,)``) is a batch of one: the result is (1, k)."""
+    x = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
     was = model.training
     model.eval()
     try:
@@ -150,6 +193,25 @@ class TrainingInterrupted(KeyboardInterrupt):
         return f"{head} (stopped at once); {self.checkpoint} holds {held}"
 
 
+class TrainingDiverged(RetrogradError):
+    """The loss, the validation loss or a parameter became NaN or infinite. Nothing of
+    that epoch was saved: ``checkpoint`` (None without out_dir) still holds ``saved``
+    (``(epoch, batch)`` as in TrainingInterrupted, or None); history: the finite epochs."""
+
+    def __init__(self, epoch, what, checkpoint, saved, history):
+        self.epoch, self.checkpoint, self.saved, self.history = epoch, checkpoint, saved, history
+        if checkpoint is None:
+            kept = "nothing was saved (no out_dir)"
+        elif saved is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            e, b = saved
+            kept = f"{checkpoint} holds epoch {e}" if b == 0 else \
+                f"{checkpoint} holds epoch {e + 1} up to batch {b}"
+        super().__init__(f"training diverged in epoch {epoch}: {what}; nothing of it was saved "
+                         f"and {kept}; lower the learning rate or check the data")
+
+
 class _StopSignals:
     """For the duration of ``fit``: SIGINT and SIGTERM set ``received`` instead of
     interrupting, so the loop can stop between steps with a consistent model. A second
@@ -193,39 +255,64 @@ class _StopSignals:
 def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_size=32,
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
-        meta=None, compile: bool = True, blas_threads="auto") -> History:
+        meta=None, compile: bool = True, save_every: int = 1, save_interval: float = 0.0,
+        resume_lr=None, blas_threads="auto") -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
+    val: ``(x, y)`` for model selection (``best.npz``) and early stopping; without it
+        the training loss is monitored. Never the test set (see ``validation_split``).
     early_stopping: stop after this many epochs without a better validation loss
         (training loss when there is no validation set).
-    out_dir: where ``last.npz`` (every epoch), ``best.npz`` and ``history.json`` go.
+    out_dir: where ``last.npz``, ``best.npz`` and ``history.json`` go, every
+        ``save_every`` epochs and after the last one (and at an interruption).
+        The checkpoint holds no history (that is history.json's job), so saving stays
+        cheap however long the run. save_interval: skip a due save when the last one was
+        less than this many seconds ago (fsync costs milliseconds; a run of 2,000 tiny
+        epochs should not spend them all on disk); the last epoch, an interruption and
+        early stopping always save.
     resume: True to continue from ``out_dir/last.npz``, or a checkpoint path. The model,
-        optimizer, scheduler, shuffling and dropout random state, history, early-stopping
+        optimizer, scheduler, shuffling and dropout random state, early-stopping
         state and the position inside an interrupted epoch are restored, so the run ends
-        exactly as an uninterrupted one would.
+        exactly as an uninterrupted one would; the history comes from the history.json
+        beside the checkpoint.
     step: optional ``step(xb, yb) -> (loss, output)`` doing forward, backward and update.
     compile: when no step is given, run each step as one compiled call
         (rg.graph.compile_step; the same numbers as eager up to float rounding), or, with
         False, eagerly: forward, loss.backward(), optimizer.step().
     meta: a JSON-like dict stored in every checkpoint (e.g. the model's configuration).
+    resume_lr: with resume, a new learning rate for every parameter group in place of
+        the checkpoint's (without a scheduler: a schedule's state was built on the old one).
     blas_threads: BLAS threads while training: "auto" (one per 2**26 multiply-adds of the
         largest product, unless RETROGRAD_BLAS_THREADS or OMP/OPENBLAS_NUM_THREADS say
         otherwise; see retrograd.blas), a positive int, or None to leave BLAS as it is.
 
+    A NaN or infinite loss, validation loss or parameter raises ``TrainingDiverged``
+    before anything of that epoch is saved: the checkpoints on disk stay the last finite ones.
     SIGINT (Ctrl-C) or SIGTERM while fit runs in the main thread: training stops at the
     next batch boundary, ``last.npz`` gets that exact point (with out_dir), and
     ``TrainingInterrupted`` (a KeyboardInterrupt) is raised; see its ``describe()``.
     """
     x_train, y_train = train
-    loader = DataLoader(ArrayDataset(x_train, y_train), batch_size=batch_size, shuffle=shuffle,
-                        seed=seed)
+    dataset = ArrayDataset(x_train, y_train)
+    if len(dataset) == 0:
+        raise RetrogradError("fit: the training set is empty (0 rows); there is nothing to "
+                             "learn from")
+    if val is not None and len(ArrayDataset(*val)) == 0:
+        raise RetrogradError("fit: the validation set is empty (0 rows); pass val=None to "
+                             "monitor the training loss instead")
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        raise RetrogradError(f"fit: save_every must be a positive number of epochs, got "
+                             f"{save_every!r}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
     classify = _is_classification(y_train)
     history = History()
     start, best, bad_epochs = 1, math.inf, 0
     partial = None                 # the position inside an interrupted epoch, when resuming
     last_path = os.path.join(out_dir, CHECKPOINT) if out_dir else None
     saved = None                   # (epoch, batch) that last.npz holds; batch 0 = epoch's end
+    best_pending = None            # best.npz's content, written at the next save
+    last_save = time.monotonic()
 
     if resume:
         path = resume if isinstance(resume, (str, os.PathLike)) else last_path
@@ -233,7 +320,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
             raise RetrogradError("fit(resume=True) needs out_dir (or pass the checkpoint path)")
         ck = io.load(path)
         _restore(ck, path, model, optimizer, scheduler, loader)
-        history = History(ck["history"])
+        history = History(_resumed_history(ck, path, log))
         start, best, bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
         partial = ck.get("partial")
         if partial is not None and not 0 < partial["batch"] < len(loader):
@@ -244,6 +331,15 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         if log:
             log(f"resumed from {path} after epoch {ck['epoch']}" + (
                 f" and batch {partial['batch']} of epoch {start}" if partial else ""))
+        if resume_lr is not None:
+            if scheduler is not None:
+                raise RetrogradError("fit: resume_lr cannot replace the learning rate of a run "
+                                     "with a scheduler (its state was built on the old one)")
+            old = optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] = resume_lr
+            if log and resume_lr != old:
+                log(f"learning rate {resume_lr:g} replaces the checkpoint's {old:g}")
 
     def eager_step(xb, yb):
         out = model(xb)
@@ -257,15 +353,20 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         from .graph import compile_step
         step = compile_step(model, loss_fn, optimizer) if compile else eager_step
 
-    def save_last(done_epochs, loader_rng, position):
-        nonlocal saved
+    def save_point(done_epochs, loader_rng, position):
+        nonlocal saved, best_pending, last_save
+        if best_pending is not None:
+            io.save(best_pending, os.path.join(out_dir, BEST))
+            best_pending = None
         io.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "optimizer_type": type(optimizer).__name__,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "epoch": done_epochs, "best": best, "bad_epochs": bad_epochs,
                  "loader_rng": loader_rng, "partial": position,
-                 "global_rng": default_generator().bit_generator.state,
-                 "history": list(history), "meta": meta}, last_path)
+                 "global_rng": default_generator().bit_generator.state, "meta": meta}, last_path)
+        history.to_json(os.path.join(out_dir, HISTORY))
         saved = (done_epochs, position["batch"] if position else 0)
+        last_save = time.monotonic()
 
     stop = _StopSignals()
     epoch, b, bar = start, 0, None
@@ -274,12 +375,19 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         return TrainingInterrupted(stop.received or signal.SIGINT, epoch, b, len(loader),
                                    last_path, saved, exact, history)
 
+    def diverged(what):
+        return TrainingDiverged(epoch, what, last_path, saved, history)
+
     threads = blas.limit(blas_threads,
                          blas.product_work(model, min(loader.batch_size, len(x_train))))
     with stop, threads:
         try:
             for epoch in range(start, epochs + 1):
                 if early_stopping is not None and bad_epochs >= early_stopping:
+                    if log:
+                        log(f"stopped early at epoch {epoch - 1}: no better "
+                            f"{'validation' if val is not None else 'training'} loss for "
+                            f"{bad_epochs} epochs (best {best:.4g})")
                     break
                 t0 = time.perf_counter()
                 model.train()
@@ -296,17 +404,18 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                 bar = _progress(batches, len(loader), f"epoch {epoch}/{epochs}", progress, b)
                 for xb, yb in bar:
                     if stop.received is not None:       # stop between steps, consistently
-                        if out_dir and b > 0:
-                            save_last(epoch - 1, epoch_rng, {
+                        # the start of an epoch is the end of the previous one, which
+                        # save_every may have left unsaved
+                        if out_dir and saved != (epoch - 1, b) and (b > 0 or epoch > 1):
+                            save_point(epoch - 1, epoch_rng, {
                                 "batch": b, "total": total, "seen": seen, "correct": correct,
-                                "seconds": round(time.perf_counter() - t0, 4)})
+                                "seconds": round(time.perf_counter() - t0, 4)} if b else None)
                         raise interrupted(exact=out_dir is not None and saved == (epoch - 1, b))
                     loss, out = step(xb, yb)
                     n = len(xb)
                     lv = float(loss.item())
                     if not math.isfinite(lv):
-                        raise RetrogradError(f"fit: the loss became {lv} in epoch {epoch}; lower "
-                                             "the learning rate or check the data")
+                        raise diverged(f"the loss of batch {b + 1} is {lv}")
                     total += lv * n
                     seen += n
                     if classify:
@@ -318,8 +427,13 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                     bar.close()
                 row = {"epoch": epoch, "train_loss": total / max(seen, 1),
                        "train_acc": (correct / max(seen, 1)) if classify else None}
+                bad = _non_finite_parameter(model)
+                if bad is not None:
+                    raise diverged(f"parameter {bad} is no longer finite")
                 if val is not None:
                     ev = evaluate(model, loss_fn, *val)
+                    if not math.isfinite(ev["loss"]):
+                        raise diverged(f"the validation loss is {ev['loss']}")
                     row["val_loss"], row["val_acc"] = ev["loss"], ev["accuracy"]
                 row["lr"] = optimizer.param_groups[0]["lr"]
                 row["seconds"] = round(time.perf_counter() - t0, 4)
@@ -328,9 +442,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                 monitored = row.get("val_loss", row["train_loss"])
                 if best == math.inf or monitored < best - MIN_IMPROVEMENT * abs(best):   # noise is no progress
                     best, bad_epochs = monitored, 0
-                    if out_dir:
-                        io.save({"model": model.state_dict(), "epoch": epoch, "meta": meta},
-                                os.path.join(out_dir, BEST))
+                    if out_dir:                 # a copy: training goes on changing the weights
+                        best_pending = {"model": {k: np.array(v) for k, v in
+                                                  model.state_dict().items()},
+                                        "epoch": epoch, "meta": meta}
                 else:
                     bad_epochs += 1
                 if scheduler is not None:
@@ -340,14 +455,17 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                         scheduler.step()
                 if log:
                     log(_format_row(row, epochs))
-                if out_dir:
-                    save_last(epoch, loader.generator_state(), None)
-                    history.to_json(os.path.join(out_dir, HISTORY))
+                due = epoch % save_every == 0 and time.monotonic() - last_save >= save_interval
+                if out_dir and (due or epoch == epochs or stop.received is not None):
+                    save_point(epoch, loader.generator_state(), None)
                 if stop.received is not None:
                     b = len(loader)
                     raise interrupted(exact=out_dir is not None)
+            done = history[-1]["epoch"] if history else start - 1
+            if out_dir and history and saved != (done, 0):     # early stopping, save_every
+                save_point(done, loader.generator_state(), None)
             if stop.received is not None:        # arrived as early stopping ended the loop
-                epoch, b = (history[-1]["epoch"] if history else start - 1), len(loader)
+                epoch, b = done, len(loader)
                 raise interrupted(exact=out_dir is not None)
         except TrainingInterrupted:
             raise
@@ -361,15 +479,103 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     return history
 
 
+def _non_finite_parameter(model):
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            return name
+    return None
+
+
+def _resumed_history(ck, path, log):
+    """The epochs up to the checkpoint's, from the history.json beside it (a checkpoint
+    of an older version may still hold them itself)."""
+    hpath = os.path.join(os.path.dirname(os.fspath(path)), HISTORY)
+    if os.path.exists(hpath):
+        try:
+            with open(hpath, encoding="utf-8") as f:
+                rows = json.load(f)
+        except (OSError, ValueError) as e:
+            raise io.CheckpointError(f"{hpath}: not a valid history file ({e}); fix or remove "
+                                     "it to resume without the earlier epochs' history") from None
+    else:
+        rows = ck.get("history")
+        if rows is None:
+            if log and ck["epoch"]:
+                log(f"note: no {hpath}; the history starts at epoch {ck['epoch'] + 1}")
+            return []
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in rows):
+        raise io.CheckpointError(f"{hpath}: not a valid history file (expected a list of "
+                                 "per-epoch dicts with an integer epoch); fix or remove it")
+    return [r for r in rows if r["epoch"] <= ck["epoch"]]
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v):
+    return _is_int(v) or isinstance(v, (float, np.floating))
+
+
+def _kind(v):
+    """What a hyperparameter is, for comparing a checkpoint's with this optimizer's."""
+    if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, str):
+        return type(v).__name__ if not isinstance(v, np.bool_) else "bool"
+    if _is_number(v):
+        return "number"
+    if isinstance(v, (list, tuple)):
+        return ("sequence", tuple(_kind(e) for e in v))
+    return type(v).__name__
+
+
+def _check_training_state(ck, path, optimizer):
+    """The scalars and optimizer groups of a last.npz have the types this run needs
+    (a crafted or foreign file is a CheckpointError, not a crash later on)."""
+    def bad(what):
+        return io.CheckpointError(f"{path}: {what}; not a checkpoint this run can resume from")
+    if not _is_int(ck["epoch"]) or ck["epoch"] < 0:
+        raise bad(f"'epoch' is {ck['epoch']!r}, not a count of epochs")
+    if not _is_int(ck["bad_epochs"]) or ck["bad_epochs"] < 0:
+        raise bad(f"'bad_epochs' is {ck['bad_epochs']!r}, not a count of epochs")
+    if not _is_number(ck["best"]) or math.isnan(ck["best"]):
+        raise bad(f"'best' is {ck['best']!r}, not a loss")
+    p = ck.get("partial")
+    if p is not None and not (isinstance(p, dict) and _is_int(p.get("batch"))
+                              and all(_is_number(p.get(k)) for k in ("total", "seen", "correct",
+                                                                     "seconds"))):
+        raise bad(f"'partial' is {p!r}, not a position inside an epoch")
+    kind = ck.get("optimizer_type")
+    if kind is not None and kind != type(optimizer).__name__:
+        raise bad(f"it was written by a {kind} optimizer, this run uses {type(optimizer).__name__}")
+    saved = ck["optimizer"]
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict) or not all(
+            isinstance(g, dict) for g in groups):
+        raise bad("its optimizer state is malformed")
+    for i, (g, mine) in enumerate(zip(groups, optimizer.param_groups)):
+        # every hyperparameter this optimizer's rule reads must be there, of its kind
+        # (extra ones, such as a scheduler's initial_lr, do no harm)
+        want = {k: _kind(v) for k, v in mine.items() if k != "params"}
+        got = {k: _kind(g[k]) if k in g else None for k in want}
+        if want != got:
+            diff = sorted(k for k in want if want[k] != got[k])
+            raise bad(f"its optimizer's parameter group {i} does not fit this "
+                      f"{type(optimizer).__name__} (hyperparameters {', '.join(diff)})")
+        if not math.isfinite(g["lr"]) or g["lr"] <= 0:
+            raise bad(f"its learning rate is {g['lr']!r}")
+
+
 def _restore(ck, path, model, optimizer, scheduler, loader):
     """Load a last.npz into the objects of a run; a checkpoint that does not fit them
     (another model, optimizer, or not a training checkpoint) is a CheckpointError."""
     missing = [k for k in ("model", "optimizer", "epoch", "best", "bad_epochs", "loader_rng",
-                           "global_rng", "history") if not isinstance(ck, dict) or k not in ck]
+                           "global_rng") if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise io.CheckpointError(f"{path}: not a training checkpoint to resume from (no "
                                  f"{', '.join(missing)}; best.npz holds only the model: resume "
                                  "from last.npz)")
+    _check_training_state(ck, path, optimizer)
     try:
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -377,7 +583,7 @@ def _restore(ck, path, model, optimizer, scheduler, loader):
             scheduler.load_state_dict(ck["scheduler"])
         loader.set_generator_state(ck["loader_rng"])
         default_generator().bit_generator.state = ck["global_rng"]
-    except (KeyError, ValueError, TypeError, IndexError, RetrogradError) as e:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RetrogradError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise io.CheckpointError(f"{path}: does not fit this run (another model, optimizer or "
                                  f"schedule?): {msg}") from None
