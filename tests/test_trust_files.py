@@ -353,3 +353,12 @@ def test_a_full_disk_or_denied_folder_names_the_users_path(tmp_path, capsys, mon
     monkeypatch.undo()
     os.chmod(locked, 0o755)
     assert main(["predict", "nowhere.npz", "x.csv"]) == 2 and one_error_line(capsys)
+
+
+def test_the_resume_command_after_an_overwrite_run_does_not_overwrite_again():
+    # a run started with --overwrite and interrupted is continued with --resume; repeating
+    # --overwrite there would be refused (and would delete the run it means to continue)
+    import argparse
+    from retrograd.cli import _resume_command
+    args = argparse.Namespace(argv=["train", "--data", "xor", "--overwrite", "--out", "r"])
+    assert _resume_command(args) == "retrograd train --data xor --out r --resume"
