@@ -48,7 +48,7 @@ def _smo_vjp(u, out, z, labels):
 
 
 _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
-                              doc="softmax(z) - onehot(labels), rows of z")
+                              reads=((0,), ()), doc="softmax(z) - onehot(labels), rows of z")
 
 
 def softmax_minus_onehot(z, labels):
@@ -60,7 +60,8 @@ def _sce_vjp(g, out, z, labels):
     return softmax_minus_onehot(z, labels) * reshape(g, (-1, 1))
 
 
-_softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None))
+_softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
+                               reads=((0, 1), ()))
 
 
 def _check_labels(op, logits, labels):

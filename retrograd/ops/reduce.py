@@ -55,7 +55,8 @@ def _count(x, axis):
 # ---------------------------------------------------------------- sum
 
 _sum = defop("sum", fsum, (
-    lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),))
+    lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),),
+    reads=((),))
 
 
 def sum(x, axis=None, keepdims=False):
@@ -90,10 +91,9 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * share
 
 
-_max = defop("max", fmax,
-             (_extremum_vjp,))
+_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),))
 _min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-             (_extremum_vjp,))
+             (_extremum_vjp,), reads=((0, "out"),))
 
 
 def max(x, axis=None, keepdims=False):
@@ -152,7 +152,7 @@ def _prod_vjp(g, out, x, axis, keepdims):
 
 
 _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-              (_prod_vjp,))
+              (_prod_vjp,), reads=((0, "out"),))
 
 
 def prod(x, axis=None, keepdims=False):
@@ -190,13 +190,14 @@ def _log_softmax(x, axis):
 
 
 _softmax_op = defop("softmax", _softmax, (
-    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),))
+    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),), reads=(("out",),))
 # d logsumexp / dx = softmax(x), recomputed from x: exp(x - out) would carry out's
 # rounding (one ulp of |x|, 1e-3 at 1e4 in float32) into every entry as relative error
 _logsumexp_op = defop("logsumexp", _logsumexp, (
-    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),))
+    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),),
+    reads=((0,),))
 _log_softmax_op = defop("log_softmax", _log_softmax, (
-    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
+    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),), reads=(("out",),))
 
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -26,7 +26,7 @@ def _astype_vjp(g, out, x, dtype):
     return astype(g, x.dtype) if x.dtype.kind in "fc" else None
 
 
-_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,))
+_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),))
 
 
 def astype(x, dtype):
@@ -43,7 +43,7 @@ def astype(x, dtype):
 # ---------------------------------------------------------------- reshape / transpose
 
 _reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
-                 (lambda g, out, x, shape: reshape(g, x.shape),))
+                 (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),))
 
 
 def reshape(x, *shape):
@@ -67,7 +67,7 @@ def reshape(x, *shape):
 
 
 _transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
-                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),))
+                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),))
 
 
 def transpose(x, axes=None):
@@ -146,8 +146,9 @@ def _sum_to(x, shape):
 
 
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
-                      (lambda g, out, x, shape: sum_to(g, x.shape),))
+                      (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),))
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
+                   reads=((),),
                    doc="sum a broadcast array back down to `shape` (the adjoint of broadcast_to)")
 
 
@@ -189,8 +190,9 @@ def _scatter_add(g, idx, shape):
 
 
 _getitem = defop("getitem", lambda x, idx: x[idx],
-                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),))
+                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),))
 _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
+                 reads=((),),
                  doc="zeros(shape) with g added at idx (the adjoint of getitem)")
 
 
@@ -224,7 +226,8 @@ def _pad_vjp(g, out, x, pad_width, constant_values):
 
 
 _pad = defop("pad", lambda x, pad_width, constant_values:
-             np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,))
+             np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
+             reads=((),))
 
 
 def pad(x, pad_width, constant_values=0):
@@ -252,8 +255,9 @@ def _stack_vjp(g, out, *xs, axis):
 
 
 _concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                     _concat_vjp, variadic=True)
-_stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True)
+                     _concat_vjp, variadic=True, reads=((),))
+_stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True,
+               reads=((),))
 
 
 def _norm_axis(axis, ndim, op):
