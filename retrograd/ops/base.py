@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RetrogradError, ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
 _make = Tensor._make
@@ -135,7 +135,8 @@ def apply(op: Op, *args, **params) -> Tensor:
         out = op.forward(*arrays, **params)
     except (ValueError, IndexError) as e:
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
-        raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
+        kind = AxisError if isinstance(e, IndexError) else ShapeError   # keep `except IndexError`
+        raise kind(f"{op.name}: {e} (operand shapes: {shapes})") from None
     except TypeError as e:
         kinds = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
         raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None

@@ -48,12 +48,22 @@ def _safe_log_base(a):
     return log(where(a == 0, 1, a))
 
 
+def _pow_base_vjp(g, out, a, b):
+    # d(a**b)/da = b·a**(b-1), which is 0·inf = nan at a = b = 0, where PyTorch (and the
+    # limit along b = 0) gives 0. Masked there only: masking all of b = 0 would also cut
+    # the mixed second derivative a**(b-1) there (the inner where keeps 0**-1 out)
+    m = logical_and(a == 0, b == 0)
+    return unbroadcast(where(m, 0, g * b * where(m, 1, a) ** (b - 1)), a)
+
+
 _pow = defop("pow", np.power, (
-    lambda g, out, a, b: unbroadcast(g * b * a ** (b - 1), a),
+    _pow_base_vjp,
     lambda g, out, a, b: unbroadcast(g * out * _safe_log_base(a), b)), reads=((0, 1), (0, "out")))
 
 
 def _pow_scalar_vjp(g, out, x, p):
+    if p == 0:                 # x**0 is constant: 0, not 0·x**-1 (nan at x = 0), as PyTorch
+        return g * 0
     return g * (p * x) if p == 2 else g * (p * pow_scalar(x, p - 1))
 
 

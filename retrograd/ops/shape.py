@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import RetrogradError, ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _unwrap_index, share_version
 from .base import apply, defop
 from .kernels import fsum
@@ -77,6 +77,9 @@ def transpose(x, axes=None):
         if ndim == 2:
             return share_version(apply(_transpose, x, axes=(1, 0)), x)
         axes = tuple(range(ndim - 1, -1, -1))
+    for a in axes:
+        if not -ndim <= int(a) < builtins.max(ndim, 1):
+            raise AxisError(f"transpose: axis {a} is out of range for a {ndim}-d tensor")
     axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
     if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"transpose: axes {axes} are not a permutation of a {ndim}-d tensor's axes")
@@ -87,7 +90,7 @@ def transpose(x, axes=None):
 
 def _check_axis(op, axis, ndim, shape):
     if not -ndim <= axis < ndim:
-        raise ShapeError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
+        raise AxisError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
                          f"{tuple(shape)}")
 
 
@@ -107,7 +110,7 @@ def expand_dims(x, axis):
     nd = len(shape) + len(axes)
     for a in axes:
         if not -nd <= a < nd:
-            raise ShapeError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
+            raise AxisError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
                              f"expanding shape {tuple(shape)}")
     if len({a % nd for a in axes}) != len(axes):
         raise ShapeError(f"expand_dims: repeated axis in {axes}")
@@ -121,7 +124,10 @@ def squeeze(x, axis=None):
     if axis is None:
         axes = {i for i, s in enumerate(shape) if s == 1}
     else:
-        axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = set()
+        for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis):
+            _check_axis("squeeze", a, len(shape), shape)
+            axes.add(a % len(shape))
         bad = [a for a in axes if shape[a] != 1]
         if bad:
             raise ShapeError(f"squeeze: axis {bad[0]} of shape {shape} has size {shape[bad[0]]}, not 1")
@@ -262,7 +268,7 @@ _stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, v
 
 def _norm_axis(axis, ndim, op):
     if not -ndim <= axis < builtins.max(ndim, 1):
-        raise ShapeError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
+        raise AxisError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
     return axis % builtins.max(ndim, 1)
 
 
