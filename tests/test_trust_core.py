@@ -257,7 +257,10 @@ def test_bce_on_a_saturated_sigmoid_stays_finite_as_in_pytorch():
     tp, tt = torch.tensor(p, requires_grad=True), torch.tensor(t, requires_grad=True)
     torch.nn.functional.binary_cross_entropy(tp, tt, reduction="sum").backward()
     np.testing.assert_allclose(xp.grad.numpy(), tp.grad.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(xt.grad.numpy(), tt.grad.numpy(), rtol=1e-5)
+    # the target's gradient is the derivative of the clamped loss, 100 where PyTorch's
+    # (unclamped logs) is inf; elsewhere the two agree
+    np.testing.assert_allclose(xt.grad.numpy()[2:], tt.grad.numpy()[2:], rtol=1e-5)
+    np.testing.assert_allclose(xt.grad.numpy()[:2], [100.0, -100.0])
 
 
 def test_bce_second_order_and_compiled():
