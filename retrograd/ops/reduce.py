@@ -84,7 +84,8 @@ def sum(x, axis=None, keepdims=False, *, dtype=None, out=None):
 
 
 def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
-    x = _numpy_keywords("mean", x, dtype, out)
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("mean", x, dtype, out)
     if _half(x):            # the count too: 1/70000 is 0 in float16
         return astype(mean(astype(x, np.float32), axis, keepdims), np.float16)
     axis = _axes(axis, _ndim(x), "mean")
@@ -95,7 +96,8 @@ def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
 
 def var(x, axis=None, ddof=0, keepdims=False, *, dtype=None, out=None):
     """Variance with NumPy's ``ddof`` (0: population, 1: sample)."""
-    x = _numpy_keywords("var", x, dtype, out)
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("var", x, dtype, out)
     if _half(x):
         return astype(var(astype(x, np.float32), axis, ddof, keepdims), np.float16)
     axis = _axes(axis, _ndim(x), "var")
@@ -154,12 +156,14 @@ def _one_int_axis(axis, x, op):
 
 
 def argmax(x, axis=None, keepdims=False, *, out=None):
-    _numpy_keywords("argmax", x, None, out)
+    if out is not None:
+        _numpy_keywords("argmax", x, None, out)
     return apply(_argmax, x, axis=_one_int_axis(axis, x, "argmax"), keepdims=bool(keepdims))
 
 
 def argmin(x, axis=None, keepdims=False, *, out=None):
-    _numpy_keywords("argmin", x, None, out)
+    if out is not None:
+        _numpy_keywords("argmin", x, None, out)
     return apply(_argmin, x, axis=_one_int_axis(axis, x, "argmin"), keepdims=bool(keepdims))
 
 
@@ -202,7 +206,8 @@ _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=k
 
 def prod(x, axis=None, keepdims=False, *, dtype=None, out=None):
     """Product of entries; its gradient is exact also where entries are zero."""
-    x = _numpy_keywords("prod", x, dtype, out)
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("prod", x, dtype, out)
     return apply(_prod, x, axis=_axes(axis, _ndim(x), "prod"), keepdims=bool(keepdims))
 
 
