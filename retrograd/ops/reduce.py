@@ -65,7 +65,8 @@ def _numpy_keywords(op, x, dtype=None, out=None):
 def _half(x) -> bool:
     # float16 sums overflow past 65,504 (and lose precision long before): accumulate in
     # float32 and round once, as PyTorch and NumPy's mean do
-    return getattr(x, "dtype", None) == np.float16
+    dt = getattr(x, "dtype", None)
+    return dt is not None and dt.itemsize == 2 and dt.kind == "f"
 
 
 # ---------------------------------------------------------------- sum
