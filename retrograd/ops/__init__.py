@@ -87,9 +87,9 @@ def _refuse_views(t, what):
         # the backward), so a view and its base would silently part: PyTorch writes through
         # and rebases the base's gradient; we refuse rather than diverge
         raise RetrogradError(
-            f"in-place operation ({what}) on a tensor that shares its memory with a view "
-            "(a slice, reshape or transpose) of a tensor that requires grad: the write would "
-            "not reach the other; compute it out of place (t = t + x, rg.where, "
+            f"in-place operation ({what}) that autograd records, on a tensor that shares its "
+            "memory with a view (a slice, reshape or transpose; or is one): the write would "
+            "reach only one of them; compute it out of place (t = t + x, rg.where, "
             "rg.concatenate), or change the data under rg.no_grad()")
 
 
