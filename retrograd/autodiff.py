@@ -53,6 +53,8 @@ def _toposort(roots):
             continue
         seen.add(node)
         stack.append((node, True))
+        if node._rec != _tensor._clock and node._inputs is not None:
+            _as_recorded(node)
         inputs = node._inputs
         if inputs is None:
             if node._op is not None:
@@ -64,6 +66,23 @@ def _toposort(roots):
             if isinstance(inp, Tensor) and inp.requires_grad and inp not in seen:
                 stack.append((inp, False))
     return order
+
+
+def _as_recorded(node: Tensor):
+    """Point ``node``'s inputs at the values it was recorded with. A recorded in-place op
+    (``h += x``) makes ``h`` -- the same Python object -- a new node and keeps the old
+    value as a node of its own (``h._prev``, see ops/__init__.py): an op that took ``h``
+    before the change took that old value, as its edge in PyTorch's graph would."""
+    rec, inputs = node._rec, node._inputs
+    for i, inp in enumerate(inputs):
+        prev = getattr(inp, "_prev", None) if isinstance(inp, Tensor) else None
+        if prev is None or prev[0] <= rec:
+            continue
+        while prev is not None and prev[0] > rec:
+            inp = prev[1]
+            prev = getattr(inp, "_prev", None)
+        inputs = inputs[:i] + (inp,) + inputs[i + 1:]
+    node._inputs = inputs
 
 
 def _seed(root: Tensor, g) -> Tensor:
@@ -131,7 +150,7 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
             else:
                 needs = [isinstance(i, Tensor) and i in relevant for i in inputs]
             if node._rec != _tensor._clock:      # something changed in place since it was made
-                _check_versions(node)
+                _check_versions(node, needs)
             if anomaly:
                 cts = _checked_vjps(op, g, node, inputs, needs)
             else:
@@ -149,14 +168,17 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
     return results
 
 
-def _check_versions(node: Tensor):
-    """Refuse to backprop through ``node`` if an input or its own value (which VJPs
-    read) was changed in place after it was recorded."""
-    rec = node._rec
-    for i, inp in enumerate(node._inputs):
+def _check_versions(node: Tensor, needs):
+    """Refuse to backprop through ``node`` if a value that the rules it runs read (an
+    input, or its own output: ``op.reads``) was changed in place after it was recorded.
+    Values they do not read may change, as in PyTorch (``c = a + b; c += 1``)."""
+    rec, inputs = node._rec, node._inputs
+    read = node._op.read_by(needs)
+    for i in (range(len(inputs)) if read is None else sorted(i for i in read if i != "out")):
+        inp = inputs[i]
         if isinstance(inp, Tensor) and inp._vc is not None and inp._vc.epoch > rec:
             _modified(node, f"the input {i}", inp)
-    if node._vc is not None and node._vc.epoch > rec:
+    if (read is None or "out" in read) and node._vc is not None and node._vc.epoch > rec:
         _modified(node, "the output", node)
 
 

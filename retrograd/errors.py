@@ -16,3 +16,8 @@ class GradcheckError(RetrogradError, AssertionError):
 class AnomalyError(RetrogradError):
     """Under ``rg.detect_anomaly()``: an op made NaN or Inf out of finite values, in
     forward or in its VJP; the message names the op and the source line behind it."""
+
+
+class AxisError(ShapeError, IndexError):
+    """An axis or an index is out of range for the tensor's shape: both a ShapeError (so a
+    ValueError) and an IndexError, as NumPy's AxisError, so ``except IndexError`` works."""

@@ -58,7 +58,16 @@ def _prepare(args, argnums, who):
     return args, nums, create
 
 
-def _call(fun, args, has_aux, who):
+def _as_output(res, who):
+    if isinstance(res, (tuple, list)):
+        raise RetrogradError(f"{who}: an output inside the returned {type(res).__name__} is "
+                             "itself a tuple or list; nested output structures are not supported")
+    return res if isinstance(res, Tensor) else Tensor(res)
+
+
+def _call(fun, args, has_aux, who, structured=False):
+    """Run ``fun``; its output is one Tensor or, when ``structured`` (vjp, jvp, jacobian),
+    a tuple or list of them -- a structure, as in JAX, never stacked into one array."""
     with enable_grad():
         res = fun(*args)
     aux = None
@@ -66,23 +75,40 @@ def _call(fun, args, has_aux, who):
         if not (isinstance(res, tuple) and len(res) == 2):
             raise RetrogradError(f"{who}(has_aux=True): the function must return (output, aux)")
         res, aux = res
-    if not isinstance(res, Tensor):
-        res = Tensor(res)
-    return res, aux
+    if isinstance(res, (tuple, list)):
+        if not structured:
+            raise RetrogradError(
+                f"{who}: the function returned a {type(res).__name__} of {len(res)}; it must "
+                "return a single number (for several outputs use rg.vjp, rg.jvp or rg.jacobian)")
+        return type(res)(_as_output(r, who) for r in res), aux
+    return _as_output(res, who), aux
 
 
 def _zeros(like):
     return Tensor._make(np.zeros(like.shape, like.dtype))     # also for graph values
 
 
-def _grads_of(out, inputs, create, seed=None):
-    """d out / d inputs, zeros for inputs the output does not depend on."""
-    if not out.requires_grad:
+def _grads_of(outs, inputs, create, seeds=None):
+    """d outs / d inputs (summed over the outputs, each weighted by its seed), zeros for
+    inputs the outputs do not depend on. ``outs``: a Tensor or a list of them."""
+    if isinstance(outs, Tensor):
+        outs, seeds = [outs], [seeds]
+    elif seeds is None:
+        seeds = [None] * len(outs)
+    live = [(o, s) for o, s in zip(outs, seeds) if o.requires_grad]
+    if not live:
         return tuple(_zeros(x) for x in inputs)
-    gs = autodiff.grad(out, inputs, grad_outputs=seed, retain_graph=True,
-                       create_graph=create, allow_unused=True)
+    gs = autodiff.grad([o for o, _ in live], inputs, grad_outputs=[s for _, s in live],
+                       retain_graph=True, create_graph=create, allow_unused=True)
     return tuple(_zeros(x) if g is None else g
                  for g, x in zip(gs, inputs))
+
+
+def _flat(outs):
+    """(list of the output tensors, a function rebuilding the structure from such a list)."""
+    if isinstance(outs, (tuple, list)):
+        return list(outs), type(outs)
+    return [outs], lambda items: items[0]
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
@@ -120,63 +146,83 @@ def grad(fun, argnums=0, has_aux=False):
 
 
 def vjp(fun, *primals):
-    """``out, vjp_fn = vjp(f, x, y)``; ``vjp_fn(ct)`` gives (ct·∂f/∂x, ct·∂f/∂y)."""
+    """``out, vjp_fn = vjp(f, x, y)``; ``vjp_fn(ct)`` gives (ct·∂f/∂x, ct·∂f/∂y). When f
+    returns a tuple or list, ``out`` is one and ``ct`` must be one of the same length."""
     args, nums, create = _prepare(primals, tuple(range(len(primals))), "vjp")
-    out, _ = _call(fun, args, False, "vjp")
+    outs, _ = _call(fun, args, False, "vjp", structured=True)
+    flat, rebuild = _flat(outs)
     inputs = [args[n] for n in nums]
 
     def vjp_fn(cotangent):
-        ct = cotangent if isinstance(cotangent, Tensor) else Tensor(np.asarray(cotangent, out.dtype))
-        if ct.shape != out.shape:
-            raise RetrogradError(f"vjp: cotangent has shape {ct.shape}, the output {out.shape}")
-        return _grads_of(out, inputs, create or ct.requires_grad, seed=ct)
-    return (out if create else out.detach()), vjp_fn
+        if isinstance(outs, (tuple, list)):
+            if not isinstance(cotangent, (tuple, list)) or len(cotangent) != len(flat):
+                raise RetrogradError(
+                    f"vjp: the function returned a {type(outs).__name__} of {len(flat)} outputs; "
+                    "the cotangent must have the same structure (one array per output)")
+            cts = list(cotangent)
+        else:
+            cts = [cotangent]
+        cts = [ct if isinstance(ct, Tensor) else Tensor(np.asarray(ct, o.dtype))
+               for ct, o in zip(cts, flat)]
+        for i, (ct, o) in enumerate(zip(cts, flat)):
+            if ct.shape != o.shape:
+                which = "" if len(flat) == 1 else f" {i}"
+                raise RetrogradError(f"vjp: cotangent{which} has shape {ct.shape}, the output "
+                                     f"{o.shape}")
+        return _grads_of(flat, inputs, create or any(ct.requires_grad for ct in cts), seeds=cts)
+    return rebuild([o if create else o.detach() for o in flat]), vjp_fn
 
 
 def jvp(fun, primals, tangents):
     """Forward-mode product ``(f(x), J·v)`` by the double-VJP trick: the VJP
-    u -> uᵀJ is linear in u, so differentiating <uᵀJ, v> w.r.t. u gives J·v."""
+    u -> uᵀJ is linear in u, so differentiating <uᵀJ, v> w.r.t. u gives J·v. When f
+    returns a tuple or list, both results are one (a tangent per output)."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise RetrogradError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     args, nums, create = _prepare(primals, tuple(range(len(primals))), "jvp")
-    out, _ = _call(fun, args, False, "jvp")
+    outs, _ = _call(fun, args, False, "jvp", structured=True)
+    flat, rebuild = _flat(outs)
     tans = [t if isinstance(t, Tensor) else Tensor(np.asarray(t, dtype=a.dtype))
             for t, a in zip(tangents, args)]
     for i, (t, a) in enumerate(zip(tans, args)):
         if t.shape != a.shape:
             raise RetrogradError(f"jvp: tangent {i} has shape {t.shape}, primal {a.shape}")
-    if not out.requires_grad:
-        return out, _zeros(out)
-    u = Tensor(np.zeros(out.shape, out.dtype), requires_grad=True)
+    us = [Tensor(np.zeros(o.shape, o.dtype), requires_grad=True) for o in flat]
     with enable_grad():
-        gs = _grads_of(out, args, True, seed=u)
+        gs = _grads_of(flat, args, True, seeds=us)
         inner = sum(gs[0] * tans[0])
         for g, t in zip(gs[1:], tans[1:]):
             inner = inner + sum(g * t)
-    (jv,) = _grads_of(inner, [u], create)
-    return (out if create else out.detach()), jv
+    jvs = _grads_of(inner, us, create)
+    return rebuild([o if create else o.detach() for o in flat]), rebuild(list(jvs))
+
+
+def _jacobian_of(out, inputs, create):
+    rows = [[] for _ in inputs]
+    for k in range(out.size):
+        e = np.zeros(out.size, dtype=out.dtype)
+        e[k] = 1
+        gs = _grads_of(out, inputs, create, seeds=Tensor._make(e.reshape(out.shape)))
+        for r, g in zip(rows, gs):
+            r.append(g)
+    return tuple(reshape(stack(r), out.shape + x.shape) if r else
+                 Tensor._make(np.zeros(out.shape + x.shape, x.dtype))
+                 for r, x in zip(rows, inputs))
 
 
 def jacobian(fun, argnums=0):
-    """``jacobian(f)(x)`` has shape ``f(x).shape + x.shape`` (reverse mode, a row at a time)."""
+    """``jacobian(f)(x)`` has shape ``f(x).shape + x.shape`` (reverse mode, a row at a time).
+    When f returns a tuple or list, the result is one: a Jacobian per output (as JAX's
+    jacrev; with a tuple ``argnums``, a tuple per output)."""
     @functools.wraps(fun)
     def wrapped(*args):
         args, nums, create = _prepare(args, argnums, "jacobian")
-        out, _ = _call(fun, args, False, "jacobian")
+        outs, _ = _call(fun, args, False, "jacobian", structured=True)
+        flat, rebuild = _flat(outs)
         inputs = [args[n] for n in nums]
-        rows = [[] for _ in inputs]
-        flat_n = out.size
-        for k in range(flat_n):
-            e = np.zeros(out.size, dtype=out.dtype)
-            e[k] = 1
-            gs = _grads_of(out, inputs, create, seed=Tensor._make(e.reshape(out.shape)))
-            for r, g in zip(rows, gs):
-                r.append(g)
-        jacs = tuple(reshape(stack(r), out.shape + x.shape) if r else
-                     Tensor._make(np.zeros(out.shape + x.shape, x.dtype))
-                     for r, x in zip(rows, inputs))
-        return jacs[0] if isinstance(argnums, int) else jacs
+        jacs = [_jacobian_of(o, inputs, create) for o in flat]
+        return rebuild([j[0] if isinstance(argnums, int) else j for j in jacs])
     return wrapped
 
 

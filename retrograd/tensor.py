@@ -12,6 +12,7 @@ import collections
 import contextlib
 import functools
 import threading
+import weakref
 
 import numpy as np
 
@@ -117,12 +118,16 @@ class _Version:
     ``share_version``), which all hold the same memory. Writes into the raw ndarray
     (``t.data[...] = v``, ``t.numpy()``) are invisible to it."""
 
-    __slots__ = ("version", "epoch", "recent")
+    __slots__ = ("version", "epoch", "recent", "views")
 
     def __init__(self, continues: "_Version | None" = None):
         self.version = 0 if continues is None else continues.version
         self.epoch = 0 if continues is None else continues.epoch
         self.recent = collections.deque(() if continues is None else continues.recent, maxlen=8)
+        self.views = None       # weak references to the view tensors of this memory
+
+    def live_views(self) -> list:
+        return [] if self.views is None else [v for v in (r() for r in self.views) if v is not None]
 
     def version_at(self, clock: int) -> int | None:
         """The version at the moment the clock read ``clock`` (None if too long ago)."""
@@ -138,9 +143,17 @@ def share_version(view: "Tensor", base) -> "Tensor":
     change through either is seen by a backward that saved the other."""
     if (isinstance(base, Tensor) and not base._symbolic
             and np.may_share_memory(view._data, base._data)):
-        if base._vc is None:
-            base._vc = _Version()
-        view._vc = base._vc
+        vc = base._vc
+        if vc is None:
+            vc = base._vc = _Version()
+        view._vc = vc
+        # remembered (weakly) so that a recorded in-place op, which gives its tensor a new
+        # array, can refuse to split a view from its base (ops/__init__.py)
+        if vc.views is None:
+            vc.views = []
+        elif len(vc.views) >= 16:
+            vc.views = [r for r in vc.views if r() is not None]
+        vc.views.append(weakref.ref(view))
     return view
 
 
@@ -168,9 +181,12 @@ class Tensor:
     """
 
     # _vc: the data's _Version (None until first changed or detached); _rec: the clock
-    # when this node was recorded; _site: where it was made, set only by detect_anomaly
+    # when this node was recorded; _site: where it was made, set only by detect_anomaly;
+    # _prev: (clock, old value node) once a recorded in-place op replaced this tensor's
+    # node (unset until then; autodiff._as_recorded follows it)
     __slots__ = ("_data", "requires_grad", "grad", "_op", "_inputs", "_params",
-                 "_hooks", "_retains_grad", "name", "_vc", "_rec", "_site", "__weakref__")
+                 "_hooks", "_retains_grad", "name", "_vc", "_rec", "_site", "_prev",
+                 "__weakref__")
     __array_priority__ = 1000   # ndarray <op> Tensor -> our reflected operator
     _symbolic = False           # True for graph values (retrograd.graph.Var)
     __array_ufunc__ = None      # numpy must not swallow Tensors into object arrays

@@ -151,6 +151,12 @@ CASES = [
     Case("softmax_minus_onehot", lambda z: rg.softmax_minus_onehot(z, np.array([2, 0, 1, 2])),
          lambda z: z.softmax(dim=1) - _t().nn.functional.one_hot(_t().tensor([2, 0, 1, 2]), 3),
          ((4, 3),)),
+    Case("binary_cross_entropy",
+         lambda a, b: rg.nn.functional.binary_cross_entropy(rg.sigmoid(a), rg.sigmoid(b),
+                                                            reduction="none"),
+         lambda a, b: _t().nn.functional.binary_cross_entropy(a.sigmoid(), b.sigmoid(),
+                                                              reduction="none"),
+         ((3, 4), (3, 4))),
     # ---- composites that matter for training
     Case("mlp_tanh_ce", lambda x, w, b: -(rg.log_softmax(rg.tanh(x @ w + b), axis=1)[np.arange(3), [0, 2, 1]]).mean(),
          lambda x, w, b: _t().nn.functional.cross_entropy(_t().tanh(x @ w + b), _t().tensor([0, 2, 1])),

@@ -340,7 +340,12 @@ class Builder:
 
     def softmax(self):
         a = self.pick(lambda n: len(self.shape(n)) >= 1)
-        op = self.choice(["softmax", "log_softmax", "softmax_cross_entropy"], label="softmax op")
+        op = self.choice(["softmax", "log_softmax", "softmax_cross_entropy",
+                          "binary_cross_entropy"], label="softmax op")
+        if op == "binary_cross_entropy":   # of probabilities: sigmoid(a) against a constant
+            t = self.const(self.rng().uniform(0, 1, self.shape(a)))
+            return self.add(op, f"rg.nn.functional.binary_cross_entropy(rg.sigmoid({a}), {t}, "
+                                "reduction='none')")
         if op == "softmax_cross_entropy":
             s = self.shape(a)
             if len(s) != 2 or s[1] < 2:        # rows of logits: all of a as one row

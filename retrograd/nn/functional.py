@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import RetrogradError, ShapeError
+from ..ops.loss import binary_cross_entropy as _bce
 from ..tensor import as_tensor
 
 
@@ -100,11 +101,10 @@ def nll_loss(log_probs, target, reduction="mean"):
 
 def binary_cross_entropy(input, target, reduction="mean"):
     """-(t·log p + (1 − t)·log(1 − p)) for probabilities p; the logs are clamped at
-    -100 as in PyTorch, so p = 0 or 1 gives a large finite loss, not inf."""
+    -100 as in PyTorch, so p = 0 or 1 gives a large finite loss, not inf, and a finite
+    gradient (ops/loss.py)."""
     t = _float_target(target, input, "binary_cross_entropy")
-    log_p = ops.maximum(ops.log(input), -100.0)
-    log_1p = ops.maximum(ops.log(1 - input), -100.0)
-    return _reduce(-(t * log_p + (1 - t) * log_1p), reduction, "binary_cross_entropy")
+    return _reduce(_bce(input, t), reduction, "binary_cross_entropy")
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):

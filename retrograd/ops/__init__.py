@@ -80,13 +80,32 @@ def _refuse_traced(what, instead):
         f"change would happen once, at trace time, not on every call; {instead}")
 
 
+def _refuse_views(t, what):
+    vc = t._vc
+    if vc is not None and vc.views is not None and vc.live_views():
+        # retrograd gives a recorded in-place result a new array (the old value stays for
+        # the backward), so a view and its base would silently part: PyTorch writes through
+        # and rebases the base's gradient; we refuse rather than diverge
+        raise RetrogradError(
+            f"in-place operation ({what}) that autograd records, on a tensor that shares its "
+            "memory with a view (a slice, reshape or transpose; or is one): the write would "
+            "reach only one of them; compute it out of place (t = t + x, rg.where, "
+            "rg.concatenate), or change the data under rg.no_grad()")
+
+
 def _record_inplace(t, compute, what):
     """Record ``compute(old value of t)`` and make ``t`` the resulting node."""
+    _refuse_views(t, what)
     old = Tensor._make(t._data, t._op, t._inputs, t._params)
-    old.requires_grad, old._vc, old._rec = t.requires_grad, t._vc, t._rec
-    site = getattr(t, "_site", None)       # set by detect_anomaly only
-    if site is not None:
-        old._site = site
+    old.requires_grad, old._rec = t.requires_grad, t._rec
+    for slot in ("_site", "_prev"):        # _site: set by detect_anomaly only
+        value = getattr(t, slot, None)
+        if value is not None:
+            setattr(old, slot, value)
+    # the change counts against the old value, as in PyTorch: nodes recorded before it
+    # that read t refuse to backprop (its own op, recorded after, sees the old value)
+    _bump_version(t)
+    old._vc = t._vc
     new = compute(old)
     if new.shape != old.shape:             # in place, t keeps its shape and dtype
         raise ShapeError(f"{what}: the result has shape {new.shape}, the tensor {old.shape}")
@@ -97,8 +116,9 @@ def _record_inplace(t, compute, what):
         new = astype(new, old.dtype)
     t._data, t._op, t._inputs, t._params = new._data, new._op, new._inputs, new._params
     t.requires_grad = new.requires_grad
-    _bump_version(t, new_array=True)
+    t._vc = _tensor._Version(t._vc)        # a new array: aliases of the old one keep theirs
     t._rec = _tensor._clock
+    t._prev = (_tensor._clock, old)        # for the nodes that took t before the change
     site = getattr(new, "_site", None)
     if site is not None:
         t._site = site

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RetrogradError, ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
 _make = Tensor._make
@@ -25,18 +25,27 @@ class Op:
          runs only if its input needs a gradient; or, for ops with a variable number
          of inputs (``variadic=True``), one rule returning a sequence of cotangents;
          or None for ops with no gradient at all (comparisons, argmax).
+    reads: for each rule, the values it reads -- input positions, and "out" for the
+         op's own output -- as Chainer's retain_inputs/retain_outputs. Shapes and
+         dtypes do not count (an in-place change keeps them). Backward refuses a node
+         only when a value its needed rules read was changed in place since it was
+         recorded (as PyTorch); None (undeclared) counts every input and the output.
     """
 
     __slots__ = ("name", "forward", "vjp", "variadic", "doc", "pure", "writes_out", "elementwise",
-                 "shape")
+                 "shape", "reads")
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
-                 shape=None):
+                 shape=None, reads=None):
         self.name = name
         self.forward = forward
         self.vjp = vjp
         self.variadic = variadic
         self.doc = doc
+        n_rules = 0 if vjp is None else 1 if variadic else len(vjp)
+        if reads is not None and len(reads) != n_rules:
+            raise ValueError(f"op {name!r}: reads= has {len(reads)} entries for {n_rules} rules")
+        self.reads = reads
         # what the graph compiler may do with it: pure ops can be folded and shared (CSE);
         # ops whose forward takes ``out=`` write into preallocated buffers, and elementwise
         # ones may overwrite an input that is no longer needed
@@ -53,6 +62,15 @@ class Op:
     def differentiable(self) -> bool:
         return self.vjp is not None
 
+    def read_by(self, needs) -> set | None:
+        """The values (input positions, "out") read by the rules for the inputs flagged
+        in ``needs``; None: undeclared, so all of them."""
+        if self.reads is None:
+            return None
+        if self.variadic:
+            return set(self.reads[0]) if any(needs) else set()
+        return {v for r, need in zip(self.reads, needs) if need for v in r}
+
     def input_vjps(self, g, out, inputs, params, needs):
         """Cotangents for the inputs flagged in ``needs`` (None elsewhere)."""
         if self.variadic:
@@ -65,10 +83,10 @@ class Op:
 
 
 def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
-          shape=None) -> Op:
+          shape=None, reads=None) -> Op:
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
-    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape)
+    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape, reads)
     return op
 
 
@@ -117,7 +135,8 @@ def apply(op: Op, *args, **params) -> Tensor:
         out = op.forward(*arrays, **params)
     except (ValueError, IndexError) as e:
         shapes = ", ".join(str(np.shape(a)) for a in arrays)
-        raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
+        kind = AxisError if isinstance(e, IndexError) else ShapeError   # keep `except IndexError`
+        raise kind(f"{op.name}: {e} (operand shapes: {shapes})") from None
     except TypeError as e:
         kinds = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
         raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None

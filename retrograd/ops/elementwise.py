@@ -28,19 +28,19 @@ def mask_like(cond: Tensor, like) -> Tensor:
 
 _add = defop("add", np.add, (
     lambda g, out, a, b: unbroadcast(g, a),
-    lambda g, out, a, b: unbroadcast(g, b)))
+    lambda g, out, a, b: unbroadcast(g, b)), reads=((), ()))
 
 _sub = defop("sub", np.subtract, (
     lambda g, out, a, b: unbroadcast(g, a),
-    lambda g, out, a, b: unbroadcast(-g, b)))
+    lambda g, out, a, b: unbroadcast(-g, b)), reads=((), ()))
 
 _mul = defop("mul", np.multiply, (
     lambda g, out, a, b: unbroadcast(g * b, a),
-    lambda g, out, a, b: unbroadcast(g * a, b)))
+    lambda g, out, a, b: unbroadcast(g * a, b)), reads=((1,), (0,)))
 
 _div = defop("div", np.true_divide, (
     lambda g, out, a, b: unbroadcast(g / b, a),
-    lambda g, out, a, b: unbroadcast(-g * out / b, b)))
+    lambda g, out, a, b: unbroadcast(-g * out / b, b)), reads=((1,), (1, "out")))
 
 
 def _safe_log_base(a):
@@ -48,16 +48,26 @@ def _safe_log_base(a):
     return log(where(a == 0, 1, a))
 
 
+def _pow_base_vjp(g, out, a, b):
+    # d(a**b)/da = b·a**(b-1), which is 0·inf = nan at a = b = 0, where PyTorch (and the
+    # limit along b = 0) gives 0. Masked there only: masking all of b = 0 would also cut
+    # the mixed second derivative a**(b-1) there (the inner where keeps 0**-1 out)
+    m = logical_and(a == 0, b == 0)
+    return unbroadcast(where(m, 0, g * b * where(m, 1, a) ** (b - 1)), a)
+
+
 _pow = defop("pow", np.power, (
-    lambda g, out, a, b: unbroadcast(g * b * a ** (b - 1), a),
-    lambda g, out, a, b: unbroadcast(g * out * _safe_log_base(a), b)))
+    _pow_base_vjp,
+    lambda g, out, a, b: unbroadcast(g * out * _safe_log_base(a), b)), reads=((0, 1), (0, "out")))
 
 
 def _pow_scalar_vjp(g, out, x, p):
+    if p == 0:                 # x**0 is constant: 0, not 0·x**-1 (nan at x = 0), as PyTorch
+        return g * 0
     return g * (p * x) if p == 2 else g * (p * pow_scalar(x, p - 1))
 
 
-_pow_scalar = defop("pow_scalar", lambda x, p: np.power(x, p), (_pow_scalar_vjp,),
+_pow_scalar = defop("pow_scalar", lambda x, p: np.power(x, p), (_pow_scalar_vjp,), reads=((0,),),
                     doc="x ** p for a constant Python number p")
 
 
@@ -68,16 +78,16 @@ def _tie_weight(a, b, strict):
 
 _maximum = defop("maximum", np.maximum, (
     lambda g, out, a, b: unbroadcast(g * _tie_weight(a, b, a > b), a),
-    lambda g, out, a, b: unbroadcast(g * _tie_weight(b, a, b > a), b)))
+    lambda g, out, a, b: unbroadcast(g * _tie_weight(b, a, b > a), b)), reads=((0, 1), (0, 1)))
 
 _minimum = defop("minimum", np.minimum, (
     lambda g, out, a, b: unbroadcast(g * _tie_weight(a, b, a < b), a),
-    lambda g, out, a, b: unbroadcast(g * _tie_weight(b, a, b < a), b)))
+    lambda g, out, a, b: unbroadcast(g * _tie_weight(b, a, b < a), b)), reads=((0, 1), (0, 1)))
 
 _where = defop("where", np.where, (
     None,
     lambda g, out, c, a, b: unbroadcast(where(c, g, 0), a),
-    lambda g, out, c, a, b: unbroadcast(where(c, 0, g), b)))
+    lambda g, out, c, a, b: unbroadcast(where(c, 0, g), b)), reads=((), (0,), (0,)))
 
 
 def add(a, b):
@@ -149,24 +159,27 @@ def _clip_mask(x, lo, hi):
     return m
 
 
-_neg = defop("neg", np.negative, (lambda g, out, x: -g,))
-_exp = defop("exp", np.exp, (lambda g, out, x: g * out,))
-_log = defop("log", np.log, (lambda g, out, x: g / x,))
-_sqrt = defop("sqrt", np.sqrt, (lambda g, out, x: g / (out * 2),))
-_abs = defop("abs", np.abs, (lambda g, out, x: g * sign(x),))
-_sin = defop("sin", np.sin, (lambda g, out, x: g * cos(x),))
-_cos = defop("cos", np.cos, (lambda g, out, x: -g * sin(x),))
-_tanh = defop("tanh", np.tanh, (lambda g, out, x: g * (1 - out * out),))
-_sigmoid_op = defop("sigmoid", _sigmoid, (lambda g, out, x: g * (out * (1 - out)),))
+_X, _OUT, _NOTHING = ((0,),), (("out",),), ((),)      # what a unary op's rule reads
+
+_neg = defop("neg", np.negative, (lambda g, out, x: -g,), reads=_NOTHING)
+_exp = defop("exp", np.exp, (lambda g, out, x: g * out,), reads=_OUT)
+_log = defop("log", np.log, (lambda g, out, x: g / x,), reads=_X)
+_sqrt = defop("sqrt", np.sqrt, (lambda g, out, x: g / (out * 2),), reads=_OUT)
+_abs = defop("abs", np.abs, (lambda g, out, x: g * sign(x),), reads=_X)
+_sin = defop("sin", np.sin, (lambda g, out, x: g * cos(x),), reads=_X)
+_cos = defop("cos", np.cos, (lambda g, out, x: -g * sin(x),), reads=_X)
+_tanh = defop("tanh", np.tanh, (lambda g, out, x: g * (1 - out * out),), reads=_OUT)
+_sigmoid_op = defop("sigmoid", _sigmoid, (lambda g, out, x: g * (out * (1 - out)),), reads=_OUT)
 # relu'(x) = [x > 0] (0 at the kink). Multiplying by the mask is branch-free and ~15x
 # faster than np.where on large arrays; the one difference, a NaN or inf gradient
 # arriving where x <= 0, means training has already diverged.
-_relu = defop("relu", lambda x: np.maximum(x, 0), (lambda g, out, x: g * (out > 0),))
+_relu = defop("relu", lambda x: np.maximum(x, 0), (lambda g, out, x: g * (out > 0),), reads=_OUT)
 _leaky = defop("leaky_relu", _leaky_relu, (
-    lambda g, out, x, negative_slope: where(x > 0, g, g * negative_slope),))
-_softplus = defop("softplus", lambda x: np.logaddexp(0, x), (lambda g, out, x: g * sigmoid(x),))
+    lambda g, out, x, negative_slope: where(x > 0, g, g * negative_slope),), reads=_X)
+_softplus = defop("softplus", lambda x: np.logaddexp(0, x), (lambda g, out, x: g * sigmoid(x),), reads=_X)
 _clip_op = defop("clip", _clip, (
-    lambda g, out, x, lo, hi: g if lo is None and hi is None else g * _clip_mask(x, lo, hi),))
+    lambda g, out, x, lo, hi: g if lo is None and hi is None else g * _clip_mask(x, lo, hi),),
+    reads=_X)
 
 # no gradient: the derivative is zero almost everywhere
 _sign = defop("sign", np.sign)

@@ -43,7 +43,8 @@ def _matmul_shape(a, b):
     return batch + core, np.result_type(a.dtype, b.dtype)
 
 
-_matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape)
+_matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape,
+                reads=((1,), (0,)))
 
 
 def _shape(x):

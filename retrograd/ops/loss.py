@@ -14,6 +14,7 @@ from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
+from .elementwise import log, maximum, where
 from .reduce import softmax, sum
 from .shape import reshape
 
@@ -48,7 +49,7 @@ def _smo_vjp(u, out, z, labels):
 
 
 _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
-                              doc="softmax(z) - onehot(labels), rows of z")
+                              reads=((0,), ()), doc="softmax(z) - onehot(labels), rows of z")
 
 
 def softmax_minus_onehot(z, labels):
@@ -60,7 +61,8 @@ def _sce_vjp(g, out, z, labels):
     return softmax_minus_onehot(z, labels) * reshape(g, (-1, 1))
 
 
-_softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None))
+_softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
+                               reads=((0, 1), ()))
 
 
 def _check_labels(op, logits, labels):
@@ -78,3 +80,31 @@ def softmax_cross_entropy(logits, labels):
     if not getattr(labels, "_symbolic", False):
         _check_labels("softmax_cross_entropy", logits, labels)
     return apply(_softmax_cross_entropy, logits, labels)
+
+
+# Binary cross-entropy of probabilities, PyTorch's way: the logs are clamped at -100, so
+# p = 0 or 1 gives a large finite loss, and the gradient's denominator p(1 - p) at 1e-12,
+# so a saturated sigmoid (p rounded to 0 or 1) gets a finite gradient -- the derivative of
+# the clamped logs (0 · 1/0) would be nan there.
+_BCE_EPS = 1e-12
+
+
+def _bce_forward(p, t):
+    with np.errstate(divide="ignore"):
+        return -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
+
+
+def _clamped_log(x):
+    """max(log x, -100) as ops, finite (and warning-free) at x = 0."""
+    pos = x > 0
+    return where(pos, maximum(log(where(pos, x, 1)), -100.0), -100.0)
+
+
+_bce = defop("binary_cross_entropy", _bce_forward, (
+    lambda g, out, p, t: g * (p - t) / maximum(p * (1 - p), _BCE_EPS),
+    lambda g, out, p, t: g * (_clamped_log(1 - p) - _clamped_log(p))), reads=((0, 1), (0,)))
+
+
+def binary_cross_entropy(p, t):
+    """Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch)."""
+    return apply(_bce, p, t)

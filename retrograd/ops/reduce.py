@@ -10,12 +10,12 @@ import builtins
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
 from .elementwise import exp, mask_like, sqrt, where
-from .shape import broadcast_to, getitem, reshape, transpose
+from .shape import astype, broadcast_to, getitem, reshape, transpose
 
 
 def _axes(axis, ndim, op):
@@ -26,7 +26,7 @@ def _axes(axis, ndim, op):
     out = []
     for a in axes:
         if not -ndim <= a < builtins.max(ndim, 1):
-            raise ShapeError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
+            raise AxisError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
         out.append(int(a) % builtins.max(ndim, 1))
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axis}")
@@ -52,33 +52,68 @@ def _count(x, axis):
     return x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
 
 
+def _numpy_keywords(op, x, dtype=None, out=None):
+    """np.sum(t), np.mean(t), ... call the Tensor's method with NumPy's ``dtype=`` and
+    ``out=``: ``dtype`` casts first (NumPy accumulates and returns in it); a result cannot
+    be written into a given array, so a real ``out=`` is refused."""
+    if out is not None:
+        raise RetrogradError(f"{op}: out= is not supported for a Tensor (it cannot write into "
+                             f"the given {type(out).__name__}); use the returned Tensor")
+    return x if dtype is None else astype(x, dtype)
+
+
+def _half(x) -> bool:
+    # float16 sums overflow past 65,504 (and lose precision long before): accumulate in
+    # float32 and round once, as PyTorch and NumPy's mean do
+    dt = getattr(x, "dtype", None)
+    return dt is not None and dt.itemsize == 2 and dt.kind == "f"
+
+
 # ---------------------------------------------------------------- sum
 
 _sum = defop("sum", fsum, (
-    lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),))
+    lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),),
+    reads=((),))
 
 
-def sum(x, axis=None, keepdims=False):
+def sum(x, axis=None, keepdims=False, *, dtype=None, out=None):
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("sum", x, dtype, out)
+    if _half(x):
+        return astype(sum(astype(x, np.float32), axis, keepdims), np.float16)
     return apply(_sum, x, axis=_axes(axis, _ndim(x), "sum"), keepdims=bool(keepdims))
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("mean", x, dtype, out)
+    if _half(x):            # the count too: 1/70000 is 0 in float16
+        return astype(mean(astype(x, np.float32), axis, keepdims), np.float16)
     axis = _axes(axis, _ndim(x), "mean")
     s = sum(x, axis, keepdims)
     n = _count(x if isinstance(x, Tensor) else np.asarray(x), axis)
     return s / n
 
 
-def var(x, axis=None, ddof=0, keepdims=False):
+def var(x, axis=None, ddof=0, keepdims=False, *, dtype=None, out=None):
     """Variance with NumPy's ``ddof`` (0: population, 1: sample)."""
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("var", x, dtype, out)
+    if _half(x):
+        return astype(var(astype(x, np.float32), axis, ddof, keepdims), np.float16)
     axis = _axes(axis, _ndim(x), "var")
     d = x - mean(x, axis, keepdims=True)
     n = _count(d, axis)
     return sum(d * d, axis, keepdims) / builtins.max(n - ddof, 0)
 
 
-def std(x, axis=None, ddof=0, keepdims=False):
-    return sqrt(var(x, axis, ddof, keepdims))
+def std(x, axis=None, ddof=0, keepdims=False, *, dtype=None, out=None):
+    """Standard deviation; its gradient is 0 where it is 0 (one element, or all equal),
+    as PyTorch's -- sqrt'(0) is inf and the variance's gradient 0 there, so the plain
+    chain rule would give nan."""
+    v = var(x, axis, ddof, keepdims, dtype=dtype, out=out)
+    zero = v == 0
+    return where(zero, 0, sqrt(where(zero, 1, v)))
 
 
 # ---------------------------------------------------------------- max / min
@@ -90,19 +125,22 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * share
 
 
-_max = defop("max", fmax,
-             (_extremum_vjp,))
+_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),))
 _min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-             (_extremum_vjp,))
+             (_extremum_vjp,), reads=((0, "out"),))
 
 
-def max(x, axis=None, keepdims=False):
+def max(x, axis=None, keepdims=False, *, out=None):
     """Largest value (values only, as NumPy); tied maxima share the gradient."""
+    if out is not None:
+        _numpy_keywords("max", x, None, out)
     return apply(_max, x, axis=_axes(axis, _ndim(x), "max"), keepdims=bool(keepdims))
 
 
-def min(x, axis=None, keepdims=False):
+def min(x, axis=None, keepdims=False, *, out=None):
     """Smallest value (values only, as NumPy); tied minima share the gradient."""
+    if out is not None:
+        _numpy_keywords("min", x, None, out)
     return apply(_min, x, axis=_axes(axis, _ndim(x), "min"), keepdims=bool(keepdims))
 
 
@@ -110,12 +148,24 @@ _argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keep
 _argmin = defop("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
 
 
-def argmax(x, axis=None, keepdims=False):
-    return apply(_argmax, x, axis=axis, keepdims=bool(keepdims))
+def _one_int_axis(axis, x, op):
+    if axis is None:
+        return None
+    if not isinstance(axis, (int, np.integer)):
+        raise ShapeError(f"{op}: axis must be an int or None, got {axis!r}")
+    return _axes(axis, _ndim(x), op)[0]
 
 
-def argmin(x, axis=None, keepdims=False):
-    return apply(_argmin, x, axis=axis, keepdims=bool(keepdims))
+def argmax(x, axis=None, keepdims=False, *, out=None):
+    if out is not None:
+        _numpy_keywords("argmax", x, None, out)
+    return apply(_argmax, x, axis=_one_int_axis(axis, x, "argmax"), keepdims=bool(keepdims))
+
+
+def argmin(x, axis=None, keepdims=False, *, out=None):
+    if out is not None:
+        _numpy_keywords("argmin", x, None, out)
+    return apply(_argmin, x, axis=_one_int_axis(axis, x, "argmin"), keepdims=bool(keepdims))
 
 
 # ---------------------------------------------------------------- prod
@@ -152,11 +202,13 @@ def _prod_vjp(g, out, x, axis, keepdims):
 
 
 _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-              (_prod_vjp,))
+              (_prod_vjp,), reads=((0, "out"),))
 
 
-def prod(x, axis=None, keepdims=False):
+def prod(x, axis=None, keepdims=False, *, dtype=None, out=None):
     """Product of entries; its gradient is exact also where entries are zero."""
+    if dtype is not None or out is not None:
+        x = _numpy_keywords("prod", x, dtype, out)
     return apply(_prod, x, axis=_axes(axis, _ndim(x), "prod"), keepdims=bool(keepdims))
 
 
@@ -190,13 +242,14 @@ def _log_softmax(x, axis):
 
 
 _softmax_op = defop("softmax", _softmax, (
-    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),))
+    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),), reads=(("out",),))
 # d logsumexp / dx = softmax(x), recomputed from x: exp(x - out) would carry out's
 # rounding (one ulp of |x|, 1e-3 at 1e4 in float32) into every entry as relative error
 _logsumexp_op = defop("logsumexp", _logsumexp, (
-    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),))
+    lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),),
+    reads=((0,),))
 _log_softmax_op = defop("log_softmax", _log_softmax, (
-    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
+    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),), reads=(("out",),))
 
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import RetrogradError, ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _unwrap_index, share_version
 from .base import apply, defop
 from .kernels import fsum
@@ -26,7 +26,7 @@ def _astype_vjp(g, out, x, dtype):
     return astype(g, x.dtype) if x.dtype.kind in "fc" else None
 
 
-_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,))
+_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),))
 
 
 def astype(x, dtype):
@@ -43,7 +43,7 @@ def astype(x, dtype):
 # ---------------------------------------------------------------- reshape / transpose
 
 _reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
-                 (lambda g, out, x, shape: reshape(g, x.shape),))
+                 (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),))
 
 
 def reshape(x, *shape):
@@ -67,7 +67,7 @@ def reshape(x, *shape):
 
 
 _transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
-                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),))
+                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),))
 
 
 def transpose(x, axes=None):
@@ -77,6 +77,9 @@ def transpose(x, axes=None):
         if ndim == 2:
             return share_version(apply(_transpose, x, axes=(1, 0)), x)
         axes = tuple(range(ndim - 1, -1, -1))
+    for a in axes:
+        if not -ndim <= int(a) < builtins.max(ndim, 1):
+            raise AxisError(f"transpose: axis {a} is out of range for a {ndim}-d tensor")
     axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
     if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"transpose: axes {axes} are not a permutation of a {ndim}-d tensor's axes")
@@ -87,7 +90,7 @@ def transpose(x, axes=None):
 
 def _check_axis(op, axis, ndim, shape):
     if not -ndim <= axis < ndim:
-        raise ShapeError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
+        raise AxisError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
                          f"{tuple(shape)}")
 
 
@@ -107,7 +110,7 @@ def expand_dims(x, axis):
     nd = len(shape) + len(axes)
     for a in axes:
         if not -nd <= a < nd:
-            raise ShapeError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
+            raise AxisError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
                              f"expanding shape {tuple(shape)}")
     if len({a % nd for a in axes}) != len(axes):
         raise ShapeError(f"expand_dims: repeated axis in {axes}")
@@ -121,7 +124,10 @@ def squeeze(x, axis=None):
     if axis is None:
         axes = {i for i, s in enumerate(shape) if s == 1}
     else:
-        axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = set()
+        for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis):
+            _check_axis("squeeze", a, len(shape), shape)
+            axes.add(a % len(shape))
         bad = [a for a in axes if shape[a] != 1]
         if bad:
             raise ShapeError(f"squeeze: axis {bad[0]} of shape {shape} has size {shape[bad[0]]}, not 1")
@@ -146,8 +152,9 @@ def _sum_to(x, shape):
 
 
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
-                      (lambda g, out, x, shape: sum_to(g, x.shape),))
+                      (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),))
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
+                   reads=((),),
                    doc="sum a broadcast array back down to `shape` (the adjoint of broadcast_to)")
 
 
@@ -189,8 +196,9 @@ def _scatter_add(g, idx, shape):
 
 
 _getitem = defop("getitem", lambda x, idx: x[idx],
-                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),))
+                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),))
 _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
+                 reads=((),),
                  doc="zeros(shape) with g added at idx (the adjoint of getitem)")
 
 
@@ -224,7 +232,8 @@ def _pad_vjp(g, out, x, pad_width, constant_values):
 
 
 _pad = defop("pad", lambda x, pad_width, constant_values:
-             np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,))
+             np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
+             reads=((),))
 
 
 def pad(x, pad_width, constant_values=0):
@@ -252,13 +261,14 @@ def _stack_vjp(g, out, *xs, axis):
 
 
 _concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                     _concat_vjp, variadic=True)
-_stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True)
+                     _concat_vjp, variadic=True, reads=((),))
+_stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True,
+               reads=((),))
 
 
 def _norm_axis(axis, ndim, op):
     if not -ndim <= axis < builtins.max(ndim, 1):
-        raise ShapeError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
+        raise AxisError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
     return axis % builtins.max(ndim, 1)
 
 
