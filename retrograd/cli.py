@@ -790,19 +790,7 @@ def cmd_graph(args):
                    output_activation=None if args.loss == "cross_entropy" else args.activation)
     for i, layer in enumerate(l for l in model if isinstance(l, nn.Linear)):
         layer.weight.name, layer.bias.name = f"W{i + 1}", f"b{i + 1}"
-    rng = np.random.default_rng(args.seed)
-    if n_in == 2:                                  # the four XOR patterns, as in the notes
-        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
-        labels = np.array([0, 1, 1, 0]) % n_out if n_out > 1 else np.array([0, 1, 1, 0])
-    else:
-        x = rng.standard_normal((4, n_in)).astype(np.float32)
-        labels = rng.integers(0, max(n_out, 2), 4) % max(n_out, 2)
-    if args.loss == "cross_entropy":
-        target = labels
-    elif n_out == 1:
-        target = labels.reshape(4, 1).astype(np.float32)
-    else:
-        target = np.eye(n_out, dtype=np.float32)[labels]
+    x, target = _graph_batch(n_in, n_out, args.loss, args.seed)
     loss = _loss_fn(args.loss)(model(rg.tensor(x, name="x")), rg.tensor(target, name="target"))
     trace = trace_gradients(loss)
 
@@ -820,6 +808,23 @@ def cmd_graph(args):
     if not formats and not graphviz_available():
         print(f"retrograd graph: note: {GraphvizNotFound(written[0], ('svg',))}", file=sys.stderr)
     return 0
+
+
+def _graph_batch(n_in, n_out, loss, seed):
+    """Four patterns and their targets for the loss: XOR's for two inputs, as in the
+    notes, else random ones."""
+    rng = np.random.default_rng(seed)
+    if n_in == 2:
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+        labels = np.array([0, 1, 1, 0]) % n_out if n_out > 1 else np.array([0, 1, 1, 0])
+    else:
+        x = rng.standard_normal((4, n_in)).astype(np.float32)
+        labels = rng.integers(0, max(n_out, 2), 4) % max(n_out, 2)
+    if loss == "cross_entropy":
+        return x, labels
+    if n_out == 1:
+        return x, labels.reshape(4, 1).astype(np.float32)
+    return x, np.eye(n_out, dtype=np.float32)[labels]
 
 
 def cmd_plot(args):

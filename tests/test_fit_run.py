@@ -13,7 +13,7 @@ import retrograd as rg
 from retrograd import cli, explain, nn, optim, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCREEN = 60          # lines: what reads in one screen
+SCREEN = 50          # lines of code (no docstring): what reads in one screen
 
 
 def _functions(module):
