@@ -58,7 +58,6 @@ SCHEDULES = tuple(_SCHEDULES)
 # --loss of train: the names of nn.LOSSES whose model (logits, or one sigmoid output for
 # bce) and targets (labels, one-hot rows, columns: _targets_for) the command builds
 LOSSES = ("cross_entropy", "mse", "sse", "bce")
-ACTIVATIONS = HIDDEN_ACTIVATIONS
 
 
 class UsageError(Exception):
@@ -404,7 +403,7 @@ def _loss_fn(name):
 # what a checkpoint's model configuration must hold, and (for --resume) how it was trained
 _CONFIG = {
     "sizes": lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s) and s >= 1 for s in v),
-    "activation": lambda v: v in ACTIVATIONS, "loss": lambda v: v in LOSSES,
+    "activation": lambda v: v in HIDDEN_ACTIVATIONS, "loss": lambda v: v in LOSSES,
     "data": lambda v: isinstance(v, str),
     "dropout": lambda v: _is_num(v) and 0 <= v < 1, "output": lambda v: v in (None, "sigmoid"),
     "classes": lambda v: v is None or (_is_int(v) and v >= 1)}

@@ -348,8 +348,9 @@ class _Run:
 
     def __init__(self, model, loss_fn, optimizer, scheduler, loader, val, classify, *, epochs,
                  early_stopping, out_dir, progress, log, meta, save_every, save_interval):
-        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
-        self.loader, self.val, self.epochs, self.early_stopping = loader, val, epochs, early_stopping
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.scheduler, self.loader, self.val, self.epochs = scheduler, loader, val, epochs
+        self.early_stopping = early_stopping
         self.out_dir, self.progress, self.log, self.meta = out_dir, progress, log, meta
         self.save_every, self.save_interval = save_every, save_interval
         self.classify = classify
@@ -520,7 +521,8 @@ class _Run:
     def _select(self, monitored):
         """Early-stopping state, and best.npz's content when this epoch is the best."""
         best = self.best
-        if best == math.inf or monitored < best - MIN_IMPROVEMENT * abs(best):   # noise is no progress
+        # noise is no progress
+        if best == math.inf or monitored < best - MIN_IMPROVEMENT * abs(best):
             self.best, self.bad_epochs = monitored, 0
             if self.out_dir:                 # a copy: training goes on changing the weights
                 self.best_pending = {"model": {k: np.array(v) for k, v in
