@@ -30,15 +30,34 @@ import warnings
 import numpy as np
 
 from .errors import RetrogradError
+from .nn.layers import HIDDEN_ACTIVATIONS
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3            # training diverged (NaN/inf); the last finite checkpoint is kept
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rprop", "quickprop", "adam", "adamw", "rmsprop",
-              "adagrad")
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "rprop": 0.001, "quickprop": 0.05,
-              "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.05}
-SCHEDULES = ("none", "step", "exp", "cosine", "plateau")
+# One table per vocabulary: each choice list below is read from the table that defines
+# its names (activations: nn.layers.HIDDEN_ACTIVATIONS; losses: nn.LOSSES, of which
+# LOSSES are those the train command builds a model and targets for; explain's: explain).
+
+# --optimizer: name -> (the retrograd.optim class, its arguments, the default lr)
+_OPTIMIZERS = {"sgd": ("SGD", {}, 0.1), "momentum": ("SGD", {"momentum": 0.9}, 0.02),
+               "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, 0.02),
+               "rprop": ("Rprop", {}, 0.001), "quickprop": ("Quickprop", {}, 0.05),
+               "adam": ("Adam", {}, 1e-3), "adamw": ("AdamW", {}, 1e-3),
+               "rmsprop": ("RMSprop", {}, 1e-3), "adagrad": ("Adagrad", {}, 0.05)}
+OPTIMIZERS = tuple(_OPTIMIZERS)
+DEFAULT_LR = {name: lr for name, (_, _, lr) in _OPTIMIZERS.items()}
+# --schedule: name -> (the retrograd.optim.lr_scheduler class, its arguments for a run of
+# so many epochs), or None
+_SCHEDULES = {"none": None,
+              "step": ("StepLR", lambda epochs: {"step_size": max(1, epochs // 3), "gamma": 0.1}),
+              "exp": ("ExponentialLR", lambda epochs: {"gamma": 0.95}),
+              "cosine": ("CosineAnnealingLR", lambda epochs: {"T_max": epochs}),
+              "plateau": ("ReduceLROnPlateau", lambda epochs: {"factor": 0.5, "patience": 2})}
+SCHEDULES = tuple(_SCHEDULES)
+# --loss of train: the names of nn.LOSSES whose model (logits, or one sigmoid output for
+# bce) and targets (labels, one-hot rows, columns: _targets_for) the command builds
+LOSSES = ("cross_entropy", "mse", "sse", "bce")
 
 
 class UsageError(Exception):
@@ -144,7 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import __version__
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_run_flags(_add_train(sub))
+    _add_eval_predict(sub)
+    _add_graph(sub)
+    _add_plot(sub)
+    _add_explain(sub)
+    return p
 
+
+def _add_train(sub):
     t = sub.add_parser("train", help="train an MLP (default: 784-100-10 tanh on bundled MNIST)",
                        epilog="10 % of the training data is held out for validation (the "
                               "choice of best.npz, early stopping); the test split is used only "
@@ -163,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden widths, e.g. 100 (the default) or 128,64; or every width "
                         "input to output, e.g. 784-100-10 or, for two classes with a sigmoid "
                         "output and sse/mse/bce, 2-2-1")
-    t.add_argument("--activation", default="tanh", choices=["tanh", "sigmoid", "relu", "leaky_relu"],
+    t.add_argument("--activation", default="tanh", choices=HIDDEN_ACTIVATIONS,
                    **g_, help="activation of the hidden units")
-    t.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse", "sse", "bce"],
+    t.add_argument("--loss", default="cross_entropy", choices=LOSSES,
                    **g_, help="bce: binary cross-entropy, for one sigmoid output")
     t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, **g_, help="update rule")
     t.add_argument("--lr", type=_positive(float), default=None, **g_,
@@ -184,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "train all epochs)")
     t.add_argument("--seed", type=_seed, default=0, **g_,
                    help="seed of the weights, the shuffling and the splits")
+    return t
+
+
+def _add_run_flags(t):
+    """Where a run goes and how it is saved: --out, --resume, --save-every, ..."""
     t.add_argument("--out", default=None, help="run folder (default: runs/<data>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--overwrite", action="store_true",
@@ -199,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run each step eagerly (forward, backward, update op by op) instead of "
                         "as one compiled call; the results are the same up to float rounding")
 
+
+def _add_eval_predict(sub):
     e = sub.add_parser("eval", help="metrics and confusion matrix of a checkpoint")
     e.add_argument("checkpoint")
     e.add_argument("--data", default=None, help="data set to evaluate on (default: the training one)")
@@ -208,34 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="CSV file of feature rows (no label column)")
     r.add_argument("--output", default=None, help="where to write (default: INPUT.pred.csv)")
 
+
+def _add_graph(sub):
     g = sub.add_parser("graph", help="draw the computational graph of a small MLP's loss, with "
                        "each node's gradient norm (DOT, and SVG/PNG when Graphviz is installed)")
     g.add_argument("--layers", type=_sizes, default="2-2-1",
                    help="all layer sizes, input to output (2-2-1: the notes' XOR net)")
-    g.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu", "leaky_relu"],
+    g.add_argument("--activation", default="sigmoid", choices=HIDDEN_ACTIVATIONS,
                    help="activation of every unit (the output too, except with cross_entropy)")
-    g.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"], help="the loss drawn")
+    # not bce: it needs one sigmoid output, which --activation need not give
+    g.add_argument("--loss", default="sse", choices=[n for n in LOSSES if n != "bce"],
+                   help="the loss drawn")
     g.add_argument("--seed", type=_seed, default=0, help="seed of the weights")
     g.add_argument("--out", default="graph.dot",
                    help="a .dot path (graph.svg too when Graphviz is installed), "
                         "or a .svg/.png/.pdf path (the .dot file is written beside it)")
 
+
+def _add_plot(sub):
     pl = sub.add_parser("plot", help="training curves (PNG and SVG) from a run folder's history.json")
     pl.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'retrograd train' "
                     "(or its history.json)")
     pl.add_argument("--out", default=None, help="folder for the pictures (default: RUN_DIR)")
 
+
+def _add_explain(sub):
+    from .explain import HIDDEN_ACTIVATIONS as HIDDEN, NET_LOSSES, OUTPUT_ACTIVATIONS
     x = sub.add_parser("explain", help="one step of backprop printed in the notes' words (default: "
                        "the 2-2-1 net), or the adjoints of an expression with --expr")
     x.add_argument("--layers", type=_sizes, default=None,
                    help="all layer sizes, input to output, e.g. 2-2-1 (default) or 2-3-2")
-    x.add_argument("--activation", default=None, choices=["sigmoid", "tanh", "relu", "identity"],
+    x.add_argument("--activation", default=None, choices=HIDDEN,
                    help="f of the hidden units (default sigmoid)")
-    x.add_argument("--output", default=None,
-                   choices=["sigmoid", "tanh", "relu", "identity", "softmax"],
+    x.add_argument("--output", default=None, choices=OUTPUT_ACTIVATIONS,
                    help="f of the output units (default: as --activation; softmax or sigmoid "
                         "for cross_entropy)")
-    x.add_argument("--loss", default=None, choices=["sse", "mse", "cross_entropy"],
+    x.add_argument("--loss", default=None, choices=NET_LOSSES,
                    help="sse (default: E = ½ Σ (d − o)²), mse or cross_entropy")
     x.add_argument("--seed", type=int, default=None, help="seed of the weights (default 0)")
     x.add_argument("--lr", type=_positive(float), default=None, help="learning rate η (default 0.5)")
@@ -247,8 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explain reverse-mode autodiff of an expression instead, e.g. "
                         "\"sin(x1) + x1*x2\"")
     x.add_argument("--at", default=None, help="the point for --expr, e.g. x1=2,x2=5")
-
-    return p
 
 
 # ---------------------------------------------------------------- helpers
@@ -337,26 +377,17 @@ def _targets_for(config, y):
 
 def _make_optimizer(name, params, lr, weight_decay):
     from . import optim
-    lr = DEFAULT_LR[name] if lr is None else lr
-    wd = dict(weight_decay=weight_decay)
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, **wd)
-    if name == "momentum":
-        return optim.SGD(params, lr=lr, momentum=0.9, **wd)
-    if name == "nesterov":
-        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, **wd)
-    cls = {"rprop": optim.Rprop, "quickprop": optim.Quickprop, "adam": optim.Adam,
-           "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}[name]
-    return cls(params, lr=lr, **wd)
+    cls, kwargs, default_lr = _OPTIMIZERS[name]
+    return getattr(optim, cls)(params, lr=default_lr if lr is None else lr, **kwargs,
+                               weight_decay=weight_decay)
 
 
 def _make_schedule(name, opt, epochs):
-    from .optim import lr_scheduler as s
-    return {"none": lambda: None,
-            "step": lambda: s.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1),
-            "exp": lambda: s.ExponentialLR(opt, gamma=0.95),
-            "cosine": lambda: s.CosineAnnealingLR(opt, T_max=epochs),
-            "plateau": lambda: s.ReduceLROnPlateau(opt, factor=0.5, patience=2)}[name]()
+    from .optim import lr_scheduler
+    if _SCHEDULES[name] is None:
+        return None
+    cls, kwargs = _SCHEDULES[name]
+    return getattr(lr_scheduler, cls)(opt, **kwargs(epochs))
 
 
 def _build_model(config):
@@ -367,16 +398,12 @@ def _build_model(config):
 
 def _loss_fn(name):
     from . import nn
-    return {"cross_entropy": nn.CrossEntropyLoss(), "mse": nn.MSELoss(), "sse": nn.SSELoss(),
-            "bce": nn.BCELoss()}[name]
+    return nn.LOSSES[name]()
 
-
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
-LOSSES = ("cross_entropy", "mse", "sse", "bce")
 # what a checkpoint's model configuration must hold, and (for --resume) how it was trained
 _CONFIG = {
     "sizes": lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s) and s >= 1 for s in v),
-    "activation": lambda v: v in ACTIVATIONS, "loss": lambda v: v in LOSSES,
+    "activation": lambda v: v in HIDDEN_ACTIVATIONS, "loss": lambda v: v in LOSSES,
     "data": lambda v: isinstance(v, str),
     "dropout": lambda v: _is_num(v) and 0 <= v < 1, "output": lambda v: v in (None, "sigmoid"),
     "classes": lambda v: v is None or (_is_int(v) and v >= 1)}
@@ -467,16 +494,27 @@ def _resumed_config(args, out):
     A flag that disagrees is refused (training would silently use the checkpoint's value);
     --lr is the exception: it is applied (returned as the new lr). Returns (config, the
     new lr or None, the lr training goes on with)."""
-    from . import io
     path = os.path.join(out, "last.npz")
+    ck = _training_checkpoint(path)
+    config = _with_given_flags(args, {**ck["meta"]}, path)
+    return _resumed_lr(args, ck, config)
+
+
+def _training_checkpoint(path):
+    """The last.npz of a run of 'retrograd train', its configuration checked."""
+    from . import io
     ck = io.load(path)
     if not isinstance(ck, dict) or "meta" not in ck:
         raise io.CheckpointError(f"{path}: not a checkpoint written by 'retrograd train' (no "
                                  "model configuration inside)")
-    config = ck["meta"]
-    _check_config(config, path, "train", training=True)
+    _check_config(ck["meta"], path, "train", training=True)
+    return ck
+
+
+def _with_given_flags(args, config, path):
+    """``config`` with the defaults of what an older checkpoint did not record; a flag
+    given that disagrees with the checkpoint is a UsageError."""
     given = getattr(args, "given", frozenset())
-    config = {**config}
     for key in _RESUMED:
         if key not in given:
             if key not in config:           # a checkpoint of an older version: the default
@@ -488,6 +526,11 @@ def _resumed_config(args, out):
             raise UsageError(f"retrograd train --resume: {flag} {_show(new)} disagrees with "
                              f"{path}, trained with {_show(old)}; drop {flag} to continue that "
                              "run, or train into a new --out")
+    return config
+
+
+def _resumed_lr(args, ck, config):
+    """(config, the new lr or None, the lr training goes on with) for a given --lr."""
     # a given --lr is compared with the lr the run was started (or last resumed) with, not
     # the optimizer's current one: a schedule moves that, and the command printed after an
     # interruption repeats the original --lr
@@ -497,7 +540,7 @@ def _resumed_config(args, out):
         isinstance(groups[0], dict) else None
     config.setdefault("lr", current if _TRAINING["lr"](current) else None)
     lr = None
-    if "lr" in given and args.lr != config["lr"]:
+    if "lr" in getattr(args, "given", frozenset()) and args.lr != config["lr"]:
         if config["schedule"] != "none":
             raise UsageError(f"retrograd train --resume: --lr {args.lr:g} cannot replace the "
                              f"learning rate {_show(config['lr'])} of a run with --schedule "
@@ -518,10 +561,7 @@ def _new_config(args):
 
 
 def cmd_train(args):
-    import retrograd as rg
-    from .rundir import claim
-    from .train import TrainingDiverged, fit, validation_split
-
+    from .train import TrainingDiverged, validation_split
     if args.no_save and args.resume:
         raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
                          "combined with --no-save")
@@ -531,9 +571,32 @@ def cmd_train(args):
         config, new_lr, lr_now = _resumed_config(args, out)
     else:
         config, new_lr, lr_now = _new_config(args), None, None
-    data = config["data"]
+    (x_train, y_train), (x_test, y_test) = _load_data(config["data"], config["seed"])
+    _complete_config(args, config, out, x_train, y_train)
+    model, opt, schedule = _training_objects(config, args.epochs)
+    y_tr, y_te = _targets_for(config, y_train), _targets_for(config, y_test)
+    # never select or stop on the test set: hold out 10% of the training data
+    train, val = validation_split(x_train, y_tr, seed=config["seed"])
+    bs = len(train[0]) if config["batch_size"] == "full" else config["batch_size"]
+    _print_plan(config, lr_now or opt.param_groups[0]["lr"], bs, args.epochs, train, val,
+                len(x_test))
+    t0 = time.perf_counter()
+    try:
+        history = _fit(args, out, config, (model, opt, schedule), train, val, bs, new_lr)
+    except KeyboardInterrupt as e:          # fit's TrainingInterrupted: say how to go on
+        e.resume_command = _resume_command(args)
+        raise
+    except TrainingDiverged as e:
+        print(f"retrograd train: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    _print_result(args, out, config, model, history, time.perf_counter() - t0, x_test, y_te)
+    return 0
 
-    (x_train, y_train), (x_test, y_test) = _load_data(data, config["seed"])
+
+def _complete_config(args, config, out, x_train, y_train):
+    """Add the model's widths, classes and output unit, from the data and --layers (on
+    --resume, the checkpoint's, which a given --layers must match)."""
+    data = config["data"]
     n_out, classify = _problem(y_train)
     if config["loss"] == "cross_entropy" and not classify:
         raise UsageError(f"retrograd train: --loss cross_entropy needs integer class labels, but "
@@ -551,43 +614,46 @@ def cmd_train(args):
                   output=_output_unit(sizes, n_out if classify else None, config["activation"],
                                       config["loss"]))
 
+
+def _training_objects(config, epochs):
+    """(model, optimizer, schedule) of a configuration, the weights drawn from its seed."""
+    import retrograd as rg
     rg.manual_seed(config["seed"])
     model = _build_model(config)
     opt = _make_optimizer(config["optimizer"], model.parameters(), config.get("lr"),
                           config["weight_decay"])
-    schedule = _make_schedule(config["schedule"], opt, args.epochs)
-    y_tr, y_te = _targets_for(config, y_train), _targets_for(config, y_test)
-    # never select or stop on the test set: hold out 10% of the training data
-    train, val = validation_split(x_train, y_tr, seed=config["seed"])
-    bs = len(train[0]) if config["batch_size"] == "full" else config["batch_size"]
+    return model, opt, _make_schedule(config["schedule"], opt, epochs)
+
+
+def _print_plan(config, lr, bs, epochs, train, val, n_test):
     split = (f"{len(val[0])} validation" if val is not None else
              "no validation split (too few rows): best.npz is chosen on the training loss")
+    print(f"retrograd train: {_spec(config['sizes'])} {config['activation']} MLP, "
+          f"{config['loss']} loss, {config['optimizer']} (lr {lr:g}), batch {bs}, {epochs} "
+          f"epochs on {config['data']} ({len(train[0])} train / {split} / {n_test} test)")
 
-    print(f"retrograd train: {_spec(sizes)} {config['activation']} MLP, {config['loss']} loss, "
-          f"{config['optimizer']} (lr {lr_now or opt.param_groups[0]['lr']:g}), batch {bs}, {args.epochs} "
-          f"epochs on {data} ({len(train[0])} train / {split} / {len(x_test)} test)")
-    t0 = time.perf_counter()
-    try:
-        # one run per folder (nothing is written with --no-save, so nothing to claim)
-        claimed = (contextlib.nullcontext() if args.no_save else
-                   claim(out, resume=args.resume, overwrite=args.overwrite))
-        with claimed:
-            history = fit(model, _loss_fn(config["loss"]), opt, train, val,
-                          epochs=args.epochs, batch_size=bs, seed=config["seed"],
-                          scheduler=schedule, early_stopping=config["early_stopping"],
-                          out_dir=None if args.no_save else out, resume=args.resume,
-                          progress=not args.no_progress, meta=config, compile=not args.no_compile,
-                          save_every=args.save_every or 1,
-                          save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr)
-    except KeyboardInterrupt as e:          # fit's TrainingInterrupted: say how to go on
-        e.resume_command = _resume_command(args)
-        raise
-    except TrainingDiverged as e:
-        print(f"retrograd train: {e}", file=sys.stderr)
-        return EXIT_DIVERGED
-    seconds = time.perf_counter() - t0
+
+def _fit(args, out, config, objects, train, val, bs, new_lr):
+    """train.fit with the command's options, in the run folder claimed for it."""
+    from .rundir import claim
+    from .train import fit
+    model, opt, schedule = objects
+    # one run per folder (nothing is written with --no-save, so nothing to claim)
+    claimed = (contextlib.nullcontext() if args.no_save else
+               claim(out, resume=args.resume, overwrite=args.overwrite))
+    with claimed:
+        return fit(model, _loss_fn(config["loss"]), opt, train, val,
+                   epochs=args.epochs, batch_size=bs, seed=config["seed"],
+                   scheduler=schedule, early_stopping=config["early_stopping"],
+                   out_dir=None if args.no_save else out, resume=args.resume,
+                   progress=not args.no_progress, meta=config, compile=not args.no_compile,
+                   save_every=args.save_every or 1,
+                   save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr)
+
+
+def _print_result(args, out, config, model, history, seconds, x_test, y_test):
     from .train import evaluate
-    ev = evaluate(model, _loss_fn(config["loss"]), x_test, y_te)
+    ev = evaluate(model, _loss_fn(config["loss"]), x_test, y_test)
     acc = f", test accuracy {ev['accuracy'] * 100:.2f}%" if ev["accuracy"] is not None else ""
     print(f"done in {seconds:.1f}s ({len(history)} epochs): test loss {ev['loss']:.4f}{acc}")
     if args.no_save:
@@ -595,7 +661,6 @@ def cmd_train(args):
     else:
         print(f"checkpoint: {os.path.join(out, 'last.npz')}  (best: "
               f"{os.path.join(out, 'best.npz')}; history: {os.path.join(out, 'history.json')})")
-    return 0
 
 
 def _resume_command(args):
@@ -650,8 +715,8 @@ def _class_probabilities(out):
     (1 - p, p) from one sigmoid output."""
     if out.shape[1] == 1:
         return np.column_stack([1 - out[:, 0], out[:, 0]])
-    e = np.exp(out - out.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    import retrograd as rg
+    return rg.softmax(rg.tensor(out), axis=1).numpy()
 
 
 def cmd_predict(args):
@@ -670,7 +735,8 @@ def cmd_predict(args):
         if config.get("classes"):
             probs = _class_probabilities(out)
             f.write("prediction," + ",".join(f"p{k}" for k in range(probs.shape[1])) + "\n")
-            for c, row in zip(out.argmax(axis=1), probs):
+            # the likelier class, also of one sigmoid output (argmax over its one column was 0)
+            for c, row in zip(probs.argmax(axis=1), probs):
                 f.write(f"{c}," + ",".join(f"{v:.6g}" for v in row) + "\n")
         else:
             f.write(",".join(f"y{k}" for k in range(out.shape[1])) + "\n")
@@ -723,19 +789,7 @@ def cmd_graph(args):
                    output_activation=None if args.loss == "cross_entropy" else args.activation)
     for i, layer in enumerate(l for l in model if isinstance(l, nn.Linear)):
         layer.weight.name, layer.bias.name = f"W{i + 1}", f"b{i + 1}"
-    rng = np.random.default_rng(args.seed)
-    if n_in == 2:                                  # the four XOR patterns, as in the notes
-        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
-        labels = np.array([0, 1, 1, 0]) % n_out if n_out > 1 else np.array([0, 1, 1, 0])
-    else:
-        x = rng.standard_normal((4, n_in)).astype(np.float32)
-        labels = rng.integers(0, max(n_out, 2), 4) % max(n_out, 2)
-    if args.loss == "cross_entropy":
-        target = labels
-    elif n_out == 1:
-        target = labels.reshape(4, 1).astype(np.float32)
-    else:
-        target = np.eye(n_out, dtype=np.float32)[labels]
+    x, target = _graph_batch(n_in, n_out, args.loss, args.seed)
     loss = _loss_fn(args.loss)(model(rg.tensor(x, name="x")), rg.tensor(target, name="target"))
     trace = trace_gradients(loss)
 
@@ -753,6 +807,23 @@ def cmd_graph(args):
     if not formats and not graphviz_available():
         print(f"retrograd graph: note: {GraphvizNotFound(written[0], ('svg',))}", file=sys.stderr)
     return 0
+
+
+def _graph_batch(n_in, n_out, loss, seed):
+    """Four patterns and their targets for the loss: XOR's for two inputs, as in the
+    notes, else random ones."""
+    rng = np.random.default_rng(seed)
+    if n_in == 2:
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+        labels = np.array([0, 1, 1, 0]) % n_out if n_out > 1 else np.array([0, 1, 1, 0])
+    else:
+        x = rng.standard_normal((4, n_in)).astype(np.float32)
+        labels = rng.integers(0, max(n_out, 2), 4) % max(n_out, 2)
+    if loss == "cross_entropy":
+        return x, labels
+    if n_out == 1:
+        return x, labels.reshape(4, 1).astype(np.float32)
+    return x, np.eye(n_out, dtype=np.float32)[labels]
 
 
 def cmd_plot(args):

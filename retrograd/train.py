@@ -294,7 +294,40 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     ``TrainingInterrupted`` (a KeyboardInterrupt) is raised; see its ``describe()``.
     """
     x_train, y_train = train
-    dataset = ArrayDataset(x_train, y_train)
+    dataset = _checked_data(train, val, save_every)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    run = _Run(model, loss_fn, optimizer, scheduler, loader, val, _is_classification(y_train),
+               epochs=epochs, early_stopping=early_stopping, out_dir=out_dir,
+               progress=progress, log=log, meta=meta, save_every=save_every,
+               save_interval=save_interval)
+    if resume:
+        run.resume(resume, resume_lr)
+    run.choose_step(step, compile)
+    stop = run.stop = _StopSignals()
+    threads = blas.limit(blas_threads,
+                         blas.product_work(model, min(loader.batch_size, len(x_train))))
+    with stop, threads:
+        try:
+            for run.epoch in range(run.start, epochs + 1):
+                if run.patience_spent():
+                    break
+                run.run_epoch()
+                run.end_epoch()
+            run.finish()
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:            # a second signal, or Ctrl-C outside the handler
+            if stop.received is None:
+                stop.received = signal.SIGINT
+            raise run.interrupted(exact=False) from None
+        finally:
+            run.close_bar()
+    return run.history
+
+
+def _checked_data(train, val, save_every):
+    """The training set as an ArrayDataset, after refusing what fit cannot train on."""
+    dataset = ArrayDataset(*train)
     if len(dataset) == 0:
         raise RetrogradError("fit: the training set is empty (0 rows); there is nothing to "
                              "learn from")
@@ -304,179 +337,240 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
         raise RetrogradError(f"fit: save_every must be a positive number of epochs, got "
                              f"{save_every!r}")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
-    classify = _is_classification(y_train)
-    history = History()
-    start, best, bad_epochs = 1, math.inf, 0
-    partial = None                 # the position inside an interrupted epoch, when resuming
-    last_path = os.path.join(out_dir, CHECKPOINT) if out_dir else None
-    saved = None                   # (epoch, batch) that last.npz holds; batch 0 = epoch's end
-    best_pending = None            # best.npz's content, written at the next save
-    last_save = time.monotonic()
+    return dataset
 
-    if resume:
-        path = resume if isinstance(resume, (str, os.PathLike)) else last_path
+
+class _Run:
+    """The state of one ``fit``: where training is (epoch, batch b and the sums of the
+    epoch so far), the early-stopping state, and what ``last.npz`` holds (``saved``).
+    ``fit`` drives it: resume, then per epoch ``run_epoch`` (the batches) and
+    ``end_epoch`` (validation, history, best, schedule, saving), then ``finish``."""
+
+    def __init__(self, model, loss_fn, optimizer, scheduler, loader, val, classify, *, epochs,
+                 early_stopping, out_dir, progress, log, meta, save_every, save_interval):
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.scheduler, self.loader, self.val, self.epochs = scheduler, loader, val, epochs
+        self.early_stopping = early_stopping
+        self.out_dir, self.progress, self.log, self.meta = out_dir, progress, log, meta
+        self.save_every, self.save_interval = save_every, save_interval
+        self.classify = classify
+        self.history = History()
+        self.start, self.best, self.bad_epochs = 1, math.inf, 0
+        self.partial = None        # the position inside an interrupted epoch, when resuming
+        self.last_path = os.path.join(out_dir, CHECKPOINT) if out_dir else None
+        self.saved = None          # (epoch, batch) that last.npz holds; batch 0 = epoch's end
+        self.best_pending = None   # best.npz's content, written at the next save
+        self.last_save = time.monotonic()
+        self.epoch, self.b, self.bar, self.stop, self.step = 1, 0, None, None, None
+        self.t0 = self.epoch_rng = None
+        self.total, self.seen, self.correct = 0.0, 0, 0
+
+    # ------------------------------------------------------------ before the loop
+    def resume(self, resume, resume_lr):
+        """Restore the run from ``resume`` (True: out_dir/last.npz, or a path)."""
+        path = resume if isinstance(resume, (str, os.PathLike)) else self.last_path
         if path is None:
             raise RetrogradError("fit(resume=True) needs out_dir (or pass the checkpoint path)")
         ck = io.load(path)
-        _restore(ck, path, model, optimizer, scheduler, loader)
-        history = History(_resumed_history(ck, path, log))
-        start, best, bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
-        partial = ck.get("partial")
-        if partial is not None and not 0 < partial["batch"] < len(loader):
+        _restore(ck, path, self.model, self.optimizer, self.scheduler, self.loader)
+        self.history = History(_resumed_history(ck, path, self.log))
+        self.start, self.best, self.bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
+        self.epoch = self.start
+        partial = self.partial = ck.get("partial")
+        if partial is not None and not 0 < partial["batch"] < len(self.loader):
             raise io.CheckpointError(
-                f"{path}: was written after batch {partial['batch']} of epoch {start}, but an "
-                f"epoch now has {len(loader)} batches; resume with the same data and batch size")
-        saved = (ck["epoch"], partial["batch"] if partial else 0)
-        if log:
-            log(f"resumed from {path} after epoch {ck['epoch']}" + (
-                f" and batch {partial['batch']} of epoch {start}" if partial else ""))
+                f"{path}: was written after batch {partial['batch']} of epoch {self.start}, but "
+                f"an epoch now has {len(self.loader)} batches; resume with the same data and "
+                "batch size")
+        self.saved = (ck["epoch"], partial["batch"] if partial else 0)
+        if self.log:
+            self.log(f"resumed from {path} after epoch {ck['epoch']}" + (
+                f" and batch {partial['batch']} of epoch {self.start}" if partial else ""))
         if resume_lr is not None:
-            if scheduler is not None:
-                raise RetrogradError("fit: resume_lr cannot replace the learning rate of a run "
-                                     "with a scheduler (its state was built on the old one)")
-            old = optimizer.param_groups[0]["lr"]
-            for group in optimizer.param_groups:
-                group["lr"] = resume_lr
-            if log and resume_lr != old:
-                log(f"learning rate {resume_lr:g} replaces the checkpoint's {old:g}")
+            self._replace_lr(resume_lr)
 
-    def eager_step(xb, yb):
-        out = model(xb)
-        loss = loss_fn(out, yb)
-        optimizer.zero_grad()
+    def _replace_lr(self, lr):
+        if self.scheduler is not None:
+            raise RetrogradError("fit: resume_lr cannot replace the learning rate of a run "
+                                 "with a scheduler (its state was built on the old one)")
+        old = self.optimizer.param_groups[0]["lr"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.log and lr != old:
+            self.log(f"learning rate {lr:g} replaces the checkpoint's {old:g}")
+
+    def choose_step(self, step, compile):
+        if step is None:
+            from .graph import compile_step
+            step = compile_step(self.model, self.loss_fn, self.optimizer) if compile \
+                else self._eager_step
+        self.step = step
+
+    def _eager_step(self, xb, yb):
+        out = self.model(xb)
+        loss = self.loss_fn(out, yb)
+        self.optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         return loss, out
 
-    if step is None:
-        from .graph import compile_step
-        step = compile_step(model, loss_fn, optimizer) if compile else eager_step
+    # ------------------------------------------------------------ one epoch
+    def patience_spent(self) -> bool:
+        """Early stopping: True (after saying so) when the patience has run out."""
+        if self.early_stopping is None or self.bad_epochs < self.early_stopping:
+            return False
+        if self.log:
+            self.log(f"stopped early at epoch {self.epoch - 1}: no better "
+                     f"{'validation' if self.val is not None else 'training'} loss for "
+                     f"{self.bad_epochs} epochs (best {self.best:.4g})")
+        return True
 
-    def save_point(done_epochs, loader_rng, position):
-        nonlocal saved, best_pending, last_save
-        if best_pending is not None:
-            io.save(best_pending, os.path.join(out_dir, BEST))
-            best_pending = None
-        io.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "optimizer_type": type(optimizer).__name__,
-                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                 "epoch": done_epochs, "best": best, "bad_epochs": bad_epochs,
+    def run_epoch(self):
+        """The batches of ``self.epoch`` (those after an interruption point, on resume)."""
+        self.t0 = time.perf_counter()
+        self.model.train()
+        self.epoch_rng = self.loader.generator_state()   # this epoch's order is drawn from it
+        self.total, self.seen, self.correct, self.b = 0.0, 0, 0, 0
+        batches = iter(self.loader)
+        if self.partial is not None:
+            self._skip_done(batches)
+        bar = self.bar = _progress(batches, len(self.loader), f"epoch {self.epoch}/{self.epochs}",
+                                   self.progress, self.b)
+        for xb, yb in bar:
+            if self.stop.received is not None:       # stop between steps, consistently
+                self._stop_in_epoch()
+            self._batch(xb, yb)
+            if bar is not batches and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{self.total / self.seen:.4f}", refresh=False)
+        if hasattr(bar, "close"):
+            bar.close()
+
+    def _skip_done(self, batches):
+        """Resuming inside an epoch: skip what ran before the interruption."""
+        p, self.partial = self.partial, None
+        self.b = p["batch"]
+        self.total, self.seen, self.correct = p["total"], p["seen"], p["correct"]
+        self.t0 -= p["seconds"]
+        for _ in range(self.b):
+            next(batches)
+
+    def _batch(self, xb, yb):
+        loss, out = self.step(xb, yb)
+        n = len(xb)
+        lv = float(loss.item())
+        if not math.isfinite(lv):
+            raise self.diverged(f"the loss of batch {self.b + 1} is {lv}")
+        self.total += lv * n
+        self.seen += n
+        if self.classify:
+            self.correct += accuracy(out.numpy(), yb.numpy()) * n
+        self.b += 1
+
+    def _stop_in_epoch(self):
+        """A signal arrived: save the point before batch ``b`` and raise."""
+        epoch, b = self.epoch, self.b
+        # the start of an epoch is the end of the previous one, which save_every may
+        # have left unsaved
+        if self.out_dir and self.saved != (epoch - 1, b) and (b > 0 or epoch > 1):
+            self.save(epoch - 1, self.epoch_rng, {
+                "batch": b, "total": self.total, "seen": self.seen, "correct": self.correct,
+                "seconds": round(time.perf_counter() - self.t0, 4)} if b else None)
+        raise self.interrupted(exact=self.out_dir is not None and self.saved == (epoch - 1, b))
+
+    # ------------------------------------------------------------ the end of an epoch
+    def end_epoch(self):
+        """Validation, the history row, best/last selection, the schedule, the log line,
+        saving when due, and stopping here when a signal arrived during the epoch."""
+        row = self._row()
+        self.history.append(row)
+        monitored = row.get("val_loss", row["train_loss"])
+        self._select(monitored)
+        if self.scheduler is not None:
+            if hasattr(self.scheduler, "best"):      # ReduceLROnPlateau watches the metric
+                self.scheduler.step(monitored)
+            else:
+                self.scheduler.step()
+        if self.log:
+            self.log(_format_row(row, self.epochs))
+        epoch, signalled = self.epoch, self.stop.received is not None
+        due = epoch % self.save_every == 0 and \
+            time.monotonic() - self.last_save >= self.save_interval
+        if self.out_dir and (due or epoch == self.epochs or signalled):
+            self.save(epoch, self.loader.generator_state(), None)
+        if signalled:
+            self.b = len(self.loader)
+            raise self.interrupted(exact=self.out_dir is not None)
+
+    def _row(self):
+        """This epoch's history row; TrainingDiverged for a non-finite weight or val loss."""
+        seen = max(self.seen, 1)
+        row = {"epoch": self.epoch, "train_loss": self.total / seen,
+               "train_acc": (self.correct / seen) if self.classify else None}
+        bad = _non_finite_parameter(self.model)
+        if bad is not None:
+            raise self.diverged(f"parameter {bad} is no longer finite")
+        if self.val is not None:
+            ev = evaluate(self.model, self.loss_fn, *self.val)
+            if not math.isfinite(ev["loss"]):
+                raise self.diverged(f"the validation loss is {ev['loss']}")
+            row["val_loss"], row["val_acc"] = ev["loss"], ev["accuracy"]
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["seconds"] = round(time.perf_counter() - self.t0, 4)
+        return row
+
+    def _select(self, monitored):
+        """Early-stopping state, and best.npz's content when this epoch is the best."""
+        best = self.best
+        # noise is no progress
+        if best == math.inf or monitored < best - MIN_IMPROVEMENT * abs(best):
+            self.best, self.bad_epochs = monitored, 0
+            if self.out_dir:                 # a copy: training goes on changing the weights
+                self.best_pending = {"model": {k: np.array(v) for k, v in
+                                               self.model.state_dict().items()},
+                                     "epoch": self.epoch, "meta": self.meta}
+        else:
+            self.bad_epochs += 1
+
+    def finish(self):
+        """After the loop: save what early stopping or save_every left unsaved, and stop
+        with TrainingInterrupted when a signal arrived as early stopping ended the loop."""
+        done = self.history[-1]["epoch"] if self.history else self.start - 1
+        if self.out_dir and self.history and self.saved != (done, 0):
+            self.save(done, self.loader.generator_state(), None)
+        if self.stop.received is not None:
+            self.epoch, self.b = done, len(self.loader)
+            raise self.interrupted(exact=self.out_dir is not None)
+
+    # ------------------------------------------------------------ saving, stopping
+    def save(self, done_epochs, loader_rng, position):
+        """best.npz when pending, then last.npz at ``done_epochs`` (+ ``position`` inside
+        the next epoch), then history.json."""
+        if self.best_pending is not None:
+            io.save(self.best_pending, os.path.join(self.out_dir, BEST))
+            self.best_pending = None
+        opt, sched = self.optimizer, self.scheduler
+        io.save({"model": self.model.state_dict(), "optimizer": opt.state_dict(),
+                 "optimizer_type": type(opt).__name__,
+                 "scheduler": sched.state_dict() if sched is not None else None,
+                 "epoch": done_epochs, "best": self.best, "bad_epochs": self.bad_epochs,
                  "loader_rng": loader_rng, "partial": position,
-                 "global_rng": default_generator().bit_generator.state, "meta": meta}, last_path)
-        history.to_json(os.path.join(out_dir, HISTORY))
-        saved = (done_epochs, position["batch"] if position else 0)
-        last_save = time.monotonic()
+                 "global_rng": default_generator().bit_generator.state, "meta": self.meta},
+                self.last_path)
+        self.history.to_json(os.path.join(self.out_dir, HISTORY))
+        self.saved = (done_epochs, position["batch"] if position else 0)
+        self.last_save = time.monotonic()
 
-    stop = _StopSignals()
-    epoch, b, bar = start, 0, None
+    def interrupted(self, exact):
+        return TrainingInterrupted(self.stop.received or signal.SIGINT, self.epoch, self.b,
+                                   len(self.loader), self.last_path, self.saved, exact,
+                                   self.history)
 
-    def interrupted(exact):
-        return TrainingInterrupted(stop.received or signal.SIGINT, epoch, b, len(loader),
-                                   last_path, saved, exact, history)
+    def diverged(self, what):
+        return TrainingDiverged(self.epoch, what, self.last_path, self.saved, self.history)
 
-    def diverged(what):
-        return TrainingDiverged(epoch, what, last_path, saved, history)
-
-    threads = blas.limit(blas_threads,
-                         blas.product_work(model, min(loader.batch_size, len(x_train))))
-    with stop, threads:
-        try:
-            for epoch in range(start, epochs + 1):
-                if early_stopping is not None and bad_epochs >= early_stopping:
-                    if log:
-                        log(f"stopped early at epoch {epoch - 1}: no better "
-                            f"{'validation' if val is not None else 'training'} loss for "
-                            f"{bad_epochs} epochs (best {best:.4g})")
-                    break
-                t0 = time.perf_counter()
-                model.train()
-                epoch_rng = loader.generator_state()     # this epoch's order is drawn from it
-                total, seen, correct, b = 0.0, 0, 0, 0
-                batches = iter(loader)
-                if partial is not None:                  # skip what ran before the interruption
-                    b = partial["batch"]
-                    total, seen, correct = partial["total"], partial["seen"], partial["correct"]
-                    t0 -= partial["seconds"]
-                    for _ in range(b):
-                        next(batches)
-                    partial = None
-                bar = _progress(batches, len(loader), f"epoch {epoch}/{epochs}", progress, b)
-                for xb, yb in bar:
-                    if stop.received is not None:       # stop between steps, consistently
-                        # the start of an epoch is the end of the previous one, which
-                        # save_every may have left unsaved
-                        if out_dir and saved != (epoch - 1, b) and (b > 0 or epoch > 1):
-                            save_point(epoch - 1, epoch_rng, {
-                                "batch": b, "total": total, "seen": seen, "correct": correct,
-                                "seconds": round(time.perf_counter() - t0, 4)} if b else None)
-                        raise interrupted(exact=out_dir is not None and saved == (epoch - 1, b))
-                    loss, out = step(xb, yb)
-                    n = len(xb)
-                    lv = float(loss.item())
-                    if not math.isfinite(lv):
-                        raise diverged(f"the loss of batch {b + 1} is {lv}")
-                    total += lv * n
-                    seen += n
-                    if classify:
-                        correct += accuracy(out.numpy(), yb.numpy()) * n
-                    b += 1
-                    if bar is not batches and hasattr(bar, "set_postfix"):
-                        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-                if hasattr(bar, "close"):
-                    bar.close()
-                row = {"epoch": epoch, "train_loss": total / max(seen, 1),
-                       "train_acc": (correct / max(seen, 1)) if classify else None}
-                bad = _non_finite_parameter(model)
-                if bad is not None:
-                    raise diverged(f"parameter {bad} is no longer finite")
-                if val is not None:
-                    ev = evaluate(model, loss_fn, *val)
-                    if not math.isfinite(ev["loss"]):
-                        raise diverged(f"the validation loss is {ev['loss']}")
-                    row["val_loss"], row["val_acc"] = ev["loss"], ev["accuracy"]
-                row["lr"] = optimizer.param_groups[0]["lr"]
-                row["seconds"] = round(time.perf_counter() - t0, 4)
-                history.append(row)
-
-                monitored = row.get("val_loss", row["train_loss"])
-                if best == math.inf or monitored < best - MIN_IMPROVEMENT * abs(best):   # noise is no progress
-                    best, bad_epochs = monitored, 0
-                    if out_dir:                 # a copy: training goes on changing the weights
-                        best_pending = {"model": {k: np.array(v) for k, v in
-                                                  model.state_dict().items()},
-                                        "epoch": epoch, "meta": meta}
-                else:
-                    bad_epochs += 1
-                if scheduler is not None:
-                    if hasattr(scheduler, "best"):         # ReduceLROnPlateau watches the metric
-                        scheduler.step(monitored)
-                    else:
-                        scheduler.step()
-                if log:
-                    log(_format_row(row, epochs))
-                due = epoch % save_every == 0 and time.monotonic() - last_save >= save_interval
-                if out_dir and (due or epoch == epochs or stop.received is not None):
-                    save_point(epoch, loader.generator_state(), None)
-                if stop.received is not None:
-                    b = len(loader)
-                    raise interrupted(exact=out_dir is not None)
-            done = history[-1]["epoch"] if history else start - 1
-            if out_dir and history and saved != (done, 0):     # early stopping, save_every
-                save_point(done, loader.generator_state(), None)
-            if stop.received is not None:        # arrived as early stopping ended the loop
-                epoch, b = done, len(loader)
-                raise interrupted(exact=out_dir is not None)
-        except TrainingInterrupted:
-            raise
-        except KeyboardInterrupt:            # a second signal, or Ctrl-C outside the handler
-            if stop.received is None:
-                stop.received = signal.SIGINT
-            raise interrupted(exact=False) from None
-        finally:
-            if bar is not None and hasattr(bar, "close"):
-                bar.close()
-    return history
+    def close_bar(self):
+        if self.bar is not None and hasattr(self.bar, "close"):
+            self.bar.close()
 
 
 def _non_finite_parameter(model):

@@ -89,6 +89,9 @@ class LogSoftmax(Softmax):
 ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "leaky_relu": LeakyReLU,
                "identity": Identity, "linear": Identity, "softmax": Softmax,
                "log_softmax": LogSoftmax}
+# the nonlinearities of a hidden layer (identity would make the net linear, softmax mixes
+# the units of a layer): the choices of `retrograd train/graph --activation`
+HIDDEN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
 
 
 def activation(name: str) -> Module:
