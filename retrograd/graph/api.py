@@ -46,7 +46,7 @@ class Graph:
         g = Graph()
         x = g.input("x", shape=(500, 784)); w1 = g.param("w1", shape=(784, 100))
         cost = ...rg ops on x, w1...
-        g.forward({x: X})        # -> value of the last node (the cost)
+        g.forward({x: X})        # -> value of the cost (the last node the user built)
         g.backward(cost)         # -> fills w1.grad
     """
 
@@ -55,11 +55,24 @@ class Graph:
         self.vars: list[Var] = []
         self._feeds = None
         self._cache = {}
+        self._last = None            # the last node the user built (not a gradient node)
+        self._cost = None            # the node last passed to backward
+        self._building_grads = False
 
     def _register(self, v):
         self.vars.append(v)
         self._cache.clear()          # the graph changed
+        if not self._building_grads:
+            self._last = v
         return len(self.vars) - 1
+
+    def _default_output(self):
+        """What forward returns by default: the cost given to backward, else the last node
+        the user built -- never a gradient node that backward added after it."""
+        out = self._cost if self._cost is not None else self._last
+        if out is None:
+            raise RetrogradError("Graph.forward: the graph is empty")
+        return out
 
     def input(self, name: str, shape, dtype=np.float32) -> Var:
         return Var(self, "input", shape, dtype, name=name)
@@ -128,10 +141,11 @@ class Graph:
 
     def forward(self, feeds=None, outputs=None):
         """Evaluate the graph. Returns the value of ``outputs`` (a Var or a list of Vars) or,
-        by default, of the last node created (the cost), as ndarrays."""
+        by default, of the cost (the node last passed to ``backward``, else the last node
+        built, gradients not counted), as ndarrays."""
         self._feeds = feeds if feeds is not None else self._feeds
         single = outputs is None or isinstance(outputs, Var)
-        outs = [self.vars[-1]] if outputs is None else ([outputs] if single else list(outputs))
+        outs = [self._default_output()] if outputs is None else ([outputs] if single else list(outputs))
         values = self._run(outs, self._feeds)
         return values[0] if single else values
 
@@ -145,9 +159,12 @@ class Graph:
         wrt = self.params if wrt is None else list(wrt)
         key = ("grads", id(cost), tuple(id(w) for w in wrt))
         if key not in self._cache:
-            _fuse_log_softmax(cost)
-            with enable_grad():
-                gs = autodiff.grad(cost, wrt, create_graph=True, allow_unused=True)
+            self._building_grads = True
+            try:
+                with enable_grad():
+                    gs = autodiff.grad(cost, wrt, create_graph=True, allow_unused=True)
+            finally:
+                self._building_grads = False
             self._cache[key] = [g if g is not None else Tensor._make(np.zeros(w.shape, w.dtype))
                                 for g, w in zip(gs, wrt)]
         return self._cache[key]
@@ -156,6 +173,7 @@ class Graph:
         """Run forward and backward for ``cost`` with ``feeds`` (default: the last ones
         given to forward); each parameter's ``.grad`` becomes an ndarray. Returns the cost."""
         self._feeds = feeds if feeds is not None else self._feeds
+        self._cost = cost
         grads = self.gradients(cost)
         values = self._run([cost] + grads, self._feeds)
         for p, g in zip(self.params, values[1:]):
@@ -165,7 +183,7 @@ class Graph:
     # ---- looking at it
     def program(self, outputs=None, optimized=True):
         """The lowered (and by default optimised) Program for ``outputs``."""
-        outs = [self.vars[-1]] if outputs is None else (
+        outs = [self._default_output()] if outputs is None else (
             [outputs] if isinstance(outputs, Var) else list(outputs))
         prog = lower(outs, self.inputs + self.params)
         return optimize(prog) if optimized else prog
@@ -195,19 +213,6 @@ class Graph:
                     out.append(f"  n{a.index} -> n{v.index};")
         out.append("}")
         return "\n".join(out)
-
-
-def _fuse_log_softmax(cost):
-    """Rewrite log(softmax(z)) as log_softmax(z) before differentiating: the same value,
-    finite where softmax underflows, and its gradient is the fused g - softmax·Σg
-    (softmax - onehot for one-hot targets) instead of a division by softmax."""
-    from ..ops import REGISTRY
-    for v in autodiff._toposort([cost]):
-        if (isinstance(v, Var) and v._op is not None and v._op.name == "log"
-                and isinstance(v._inputs[0], Var) and v._inputs[0]._op is not None
-                and v._inputs[0]._op.name == "softmax"):
-            s = v._inputs[0]
-            v._op, v._inputs, v._params = REGISTRY["log_softmax"], s._inputs, dict(s._params)
 
 
 # ---------------------------------------------------------------- tracing

@@ -304,11 +304,6 @@ def _rewrite(n):
     if name == "reshape" and ins[0].kind == "op" and ins[0].op.name == "reshape":
         n.inputs = (ins[0].inputs[0],)
         return True
-    # log(softmax(x)) -> log_softmax(x): finite where softmax underflows, and its gradient
-    # is the fused g - softmax·Σg (with one-hot targets: softmax - onehot)
-    if name == "log" and ins[0].kind == "op" and ins[0].op.name == "softmax":
-        n.op, n.inputs, n.params = REGISTRY["log_softmax"], ins[0].inputs, dict(ins[0].params)
-        return True
     # x * -1 -> -x ; 0 - x -> -x
     if name == "mul" and _is_const(ins[1], -1) and _same_type(n, ins[0]):
         n.op, n.inputs, n.params = REGISTRY["neg"], (ins[0],), {}

@@ -25,10 +25,13 @@ class Op:
          runs only if its input needs a gradient; or, for ops with a variable number
          of inputs (``variadic=True``), one rule returning a sequence of cotangents;
          or None for ops with no gradient at all (comparisons, argmax).
+    rewrite: ``rewrite(*args, **params)`` -> (op, args, params) to record instead, or None:
+         an exact, better-conditioned form chosen when the node is recorded, so eager,
+         Graph and rg.compile all compute (and differentiate) the same thing.
     """
 
     __slots__ = ("name", "forward", "vjp", "variadic", "doc", "pure", "writes_out", "elementwise",
-                 "shape")
+                 "shape", "rewrite")
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
                  shape=None):
@@ -48,6 +51,7 @@ class Op:
         # (needed by impure ops, whose forward must not run at trace time); by default the
         # tracer runs forward on zero-filled stand-ins
         self.shape = shape
+        self.rewrite = None
 
     @property
     def differentiable(self) -> bool:
@@ -94,6 +98,10 @@ def apply(op: Op, *args, **params) -> Tensor:
     ``float32_tensor * 0.5`` is float32. Arrays become constant Tensors. This is the
     hot path of eager mode, hence the single loop and the inlined Tensor construction.
     """
+    if op.rewrite is not None:
+        new = op.rewrite(*args, **params)
+        if new is not None:
+            op, args, params = new
     arrays = []
     record = symbolic = False
     has_tensor = False

@@ -14,7 +14,7 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
-from .elementwise import exp, mask_like, sqrt, where
+from .elementwise import _log, exp, mask_like, sqrt, where
 from .shape import broadcast_to, getitem, reshape, transpose
 
 
@@ -197,6 +197,21 @@ _logsumexp_op = defop("logsumexp", _logsumexp, (
     lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),))
 _log_softmax_op = defop("log_softmax", _log_softmax, (
     lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
+
+
+
+def _log_of_softmax(x):
+    """log(softmax(z)) is log_softmax(z): finite where softmax underflows to 0, with the
+    fused gradient g - softmax·Σg instead of a division by softmax. Only for a softmax
+    output still holding the value its node computed (not changed in place since)."""
+    if (isinstance(x, Tensor) and x._op is _softmax_op
+            and (x._vc is None or x._vc.version == 0)):
+        return _log_softmax_op, x._inputs, x._params
+    return None
+
+
+# a fact of log's record, set here beside the two ops it names (log is defined first)
+_log.rewrite = _log_of_softmax
 
 
 def logsumexp(x, axis=None, keepdims=False):
