@@ -151,6 +151,10 @@ CASES = [
     Case("softmax_minus_onehot", lambda z: rg.softmax_minus_onehot(z, np.array([2, 0, 1, 2])),
          lambda z: z.softmax(dim=1) - _t().nn.functional.one_hot(_t().tensor([2, 0, 1, 2]), 3),
          ((4, 3),)),
+    # (times w, so that the gradient's own op, nll_loss_vjp, gets a cotangent that needs grad)
+    Case("nll_loss", lambda z, w: rg.nn.functional.nll_loss(z, np.array([2, 0, 1, 2]), reduction="none") * w,
+         lambda z, w: _t().nn.functional.nll_loss(z, _t().tensor([2, 0, 1, 2]), reduction="none") * w,
+         ((4, 3), (4,))),
     # ---- composites that matter for training
     Case("mlp_tanh_ce", lambda x, w, b: -(rg.log_softmax(rg.tanh(x @ w + b), axis=1)[np.arange(3), [0, 2, 1]]).mean(),
          lambda x, w, b: _t().nn.functional.cross_entropy(_t().tanh(x @ w + b), _t().tensor([0, 2, 1])),

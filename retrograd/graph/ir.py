@@ -89,6 +89,18 @@ class Var(Tensor):
     __array__ = _concrete_needed("converting to a NumPy array")
     __iter__ = _concrete_needed("iterating")
 
+    @property
+    def data(self):
+        raise TraceError(
+            f".data of a traced value ({self.describe()}): it has no array while the graph "
+            "is being built. Compute with rg ops on the tensor itself, or run this function "
+            "eagerly (rg.compile(fn, fallback='eager'))")
+
+    @data.setter
+    def data(self, value):
+        raise TraceError(f"setting .data of a traced value ({self.describe()}): graph values "
+                         "cannot change")
+
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
