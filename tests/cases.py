@@ -174,6 +174,8 @@ NONDIFF = {
     "bernoulli_mask": (lambda a: rg.bernoulli_mask(a, 0.3, np.random.default_rng(0)),
                        lambda a: (np.random.default_rng(0).random(a.shape) >= 0.3) / 0.7),
     "isfinite": (rg.isfinite, np.isfinite), "floor": (rg.floor, np.floor), "round": (rg.round, np.round),
+    "class_labels": (lambda a: rg.ops.apply(rg.ops.REGISTRY["class_labels"], rg.argmax(a, axis=1),
+                                            classes=4, who="t"), lambda a: np.argmax(a, axis=1)),
 }
 
 
