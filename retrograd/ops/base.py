@@ -6,6 +6,8 @@ itself a graph and can be differentiated again (seed 004: symbol-to-symbol).
 """
 from __future__ import annotations
 
+from threading import get_ident
+
 import numpy as np
 
 from ..errors import RetrogradError, ShapeError
@@ -119,7 +121,7 @@ def apply(op: Op, *args, **params) -> Tensor:
             return _apply_lifted(op, args, params)
     if not has_tensor:
         return _apply_lifted(op, args, params)
-    if symbolic or (record and tracer is not None):
+    if symbolic or (record and tracer is not None and tracer.thread == get_ident()):
         return trace_hook(op, args, params)
     try:
         out = op.forward(*arrays, **params)
