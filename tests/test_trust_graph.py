@@ -315,3 +315,11 @@ def test_a_compiled_step_can_move_to_another_thread():
         runs.append([p.data.copy() for p in model.parameters()])
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_log_of_a_softmax_whose_input_changed_in_place_is_not_rewritten():
+    z = rg.tensor(np.array([0.0, 0.0]), requires_grad=True)
+    s = rg.softmax(z, axis=0)
+    with rg.no_grad():
+        z += np.array([0.0, 1.0])          # after s was computed: s keeps the old value
+    np.testing.assert_allclose(rg.log(s).data, np.log([0.5, 0.5]))

@@ -4,11 +4,9 @@ Each loss takes ``reduction`` = "mean" (over the batch), "sum" or "none".
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import ops
-from ..ops.loss import nll
 from ..errors import RetrogradError, ShapeError
+from ..ops.loss import nll
 from ..tensor import as_tensor
 
 

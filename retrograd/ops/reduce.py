@@ -11,6 +11,7 @@ import builtins
 import numpy as np
 
 from ..errors import ShapeError
+from .. import tensor as _tensor
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
@@ -199,13 +200,13 @@ _log_softmax_op = defop("log_softmax", _log_softmax, (
     lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),))
 
 
-
 def _log_of_softmax(x):
     """log(softmax(z)) is log_softmax(z): finite where softmax underflows to 0, with the
-    fused gradient g - softmax·Σg instead of a division by softmax. Only for a softmax
-    output still holding the value its node computed (not changed in place since)."""
-    if (isinstance(x, Tensor) and x._op is _softmax_op
-            and (x._vc is None or x._vc.version == 0)):
+    fused gradient g - softmax·Σg instead of a division by softmax. Only while neither
+    the softmax output nor z has changed in place since the softmax was computed."""
+    if isinstance(x, Tensor) and x._op is _softmax_op and (
+            x._symbolic or x._rec == _tensor._clock or builtins.all(
+                t._vc is None or t._vc.epoch <= x._rec for t in (x, *x._inputs))):
         return _log_softmax_op, x._inputs, x._params
     return None
 
