@@ -157,6 +157,10 @@ CASES = [
          lambda a, b: _t().nn.functional.binary_cross_entropy(a.sigmoid(), b.sigmoid(),
                                                               reduction="none"),
          ((3, 4), (3, 4))),
+    # (times w, so that the gradient's own op, nll_loss_vjp, gets a cotangent that needs grad)
+    Case("nll_loss", lambda z, w: rg.nn.functional.nll_loss(z, np.array([2, 0, 1, 2]), reduction="none") * w,
+         lambda z, w: _t().nn.functional.nll_loss(z, _t().tensor([2, 0, 1, 2]), reduction="none") * w,
+         ((4, 3), (4,))),
     # ---- composites that matter for training
     Case("mlp_tanh_ce", lambda x, w, b: -(rg.log_softmax(rg.tanh(x @ w + b), axis=1)[np.arange(3), [0, 2, 1]]).mean(),
          lambda x, w, b: _t().nn.functional.cross_entropy(_t().tanh(x @ w + b), _t().tensor([0, 2, 1])),
@@ -176,6 +180,8 @@ NONDIFF = {
     "bernoulli_mask": (lambda a: rg.bernoulli_mask(a, 0.3, np.random.default_rng(0)),
                        lambda a: (np.random.default_rng(0).random(a.shape) >= 0.3) / 0.7),
     "isfinite": (rg.isfinite, np.isfinite), "floor": (rg.floor, np.floor), "round": (rg.round, np.round),
+    "class_labels": (lambda a: rg.ops.apply(rg.ops.REGISTRY["class_labels"], rg.argmax(a, axis=1),
+                                            classes=4, who="t"), lambda a: np.argmax(a, axis=1)),
 }
 
 

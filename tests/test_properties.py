@@ -340,19 +340,21 @@ class Builder:
 
     def softmax(self):
         a = self.pick(lambda n: len(self.shape(n)) >= 1)
-        op = self.choice(["softmax", "log_softmax", "softmax_cross_entropy",
+        op = self.choice(["softmax", "log_softmax", "softmax_cross_entropy", "nll_loss",
                           "binary_cross_entropy"], label="softmax op")
         if op == "binary_cross_entropy":   # of probabilities: sigmoid(a) against a constant
             t = self.const(self.rng().uniform(0, 1, self.shape(a)))
             return self.add(op, f"rg.nn.functional.binary_cross_entropy(rg.sigmoid({a}), {t}, "
                                 "reduction='none')")
-        if op == "softmax_cross_entropy":
+        if op in ("softmax_cross_entropy", "nll_loss"):
             s = self.shape(a)
             if len(s) != 2 or s[1] < 2:        # rows of logits: all of a as one row
                 if math.prod(s) < 2:
                     raise Skip
                 a, s = f"rg.reshape({a}, (1, -1))", (1, math.prod(s))
             labels = self.const(self.rng().integers(0, s[1], s[0]))
+            if op == "nll_loss":
+                return self.add(op, f"rg.nn.functional.nll_loss({a}, {labels}, reduction='none')")
             return self.add(op, f"rg.softmax_cross_entropy({a}, {labels})")
         nd = len(self.shape(a))
         return self.add(op, f"rg.{op}({a}, axis={self.integer(-nd, nd - 1, label='axis')})")

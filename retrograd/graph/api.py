@@ -12,7 +12,9 @@ optimizer's in-place update.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 import warnings
 
 import numpy as np
@@ -46,7 +48,7 @@ class Graph:
         g = Graph()
         x = g.input("x", shape=(500, 784)); w1 = g.param("w1", shape=(784, 100))
         cost = ...rg ops on x, w1...
-        g.forward({x: X})        # -> value of the last node (the cost)
+        g.forward({x: X})        # -> value of the cost (the last node the user built)
         g.backward(cost)         # -> fills w1.grad
     """
 
@@ -55,11 +57,24 @@ class Graph:
         self.vars: list[Var] = []
         self._feeds = None
         self._cache = {}
+        self._last = None            # the last node the user built (not a gradient node)
+        self._cost = None            # the node last passed to backward
+        self._building_grads = False
 
     def _register(self, v):
         self.vars.append(v)
         self._cache.clear()          # the graph changed
+        if not self._building_grads:
+            self._last = v
         return len(self.vars) - 1
+
+    def _default_output(self):
+        """What forward returns by default: the cost given to backward, else the last node
+        the user built -- never a gradient node that backward added after it."""
+        out = self._cost if self._cost is not None else self._last
+        if out is None:
+            raise RetrogradError("Graph.forward: the graph is empty")
+        return out
 
     def input(self, name: str, shape, dtype=np.float32) -> Var:
         return Var(self, "input", shape, dtype, name=name)
@@ -128,10 +143,11 @@ class Graph:
 
     def forward(self, feeds=None, outputs=None):
         """Evaluate the graph. Returns the value of ``outputs`` (a Var or a list of Vars) or,
-        by default, of the last node created (the cost), as ndarrays."""
+        by default, of the cost (the node last passed to ``backward``, else the last node
+        built, gradients not counted), as ndarrays."""
         self._feeds = feeds if feeds is not None else self._feeds
         single = outputs is None or isinstance(outputs, Var)
-        outs = [self.vars[-1]] if outputs is None else ([outputs] if single else list(outputs))
+        outs = [self._default_output()] if outputs is None else ([outputs] if single else list(outputs))
         values = self._run(outs, self._feeds)
         return values[0] if single else values
 
@@ -145,9 +161,12 @@ class Graph:
         wrt = self.params if wrt is None else list(wrt)
         key = ("grads", id(cost), tuple(id(w) for w in wrt))
         if key not in self._cache:
-            _fuse_log_softmax(cost)
-            with enable_grad():
-                gs = autodiff.grad(cost, wrt, create_graph=True, allow_unused=True)
+            self._building_grads = True
+            try:
+                with enable_grad():
+                    gs = autodiff.grad(cost, wrt, create_graph=True, allow_unused=True)
+            finally:
+                self._building_grads = False
             self._cache[key] = [g if g is not None else Tensor._make(np.zeros(w.shape, w.dtype))
                                 for g, w in zip(gs, wrt)]
         return self._cache[key]
@@ -156,6 +175,7 @@ class Graph:
         """Run forward and backward for ``cost`` with ``feeds`` (default: the last ones
         given to forward); each parameter's ``.grad`` becomes an ndarray. Returns the cost."""
         self._feeds = feeds if feeds is not None else self._feeds
+        self._cost = cost
         grads = self.gradients(cost)
         values = self._run([cost] + grads, self._feeds)
         for p, g in zip(self.params, values[1:]):
@@ -165,7 +185,7 @@ class Graph:
     # ---- looking at it
     def program(self, outputs=None, optimized=True):
         """The lowered (and by default optimised) Program for ``outputs``."""
-        outs = [self.vars[-1]] if outputs is None else (
+        outs = [self._default_output()] if outputs is None else (
             [outputs] if isinstance(outputs, Var) else list(outputs))
         prog = lower(outs, self.inputs + self.params)
         return optimize(prog) if optimized else prog
@@ -197,19 +217,6 @@ class Graph:
         return "\n".join(out)
 
 
-def _fuse_log_softmax(cost):
-    """Rewrite log(softmax(z)) as log_softmax(z) before differentiating: the same value,
-    finite where softmax underflows, and its gradient is the fused g - softmax·Σg
-    (softmax - onehot for one-hot targets) instead of a division by softmax."""
-    from ..ops import REGISTRY
-    for v in autodiff._toposort([cost]):
-        if (isinstance(v, Var) and v._op is not None and v._op.name == "log"
-                and isinstance(v._inputs[0], Var) and v._inputs[0]._op is not None
-                and v._inputs[0]._op.name == "softmax"):
-            s = v._inputs[0]
-            v._op, v._inputs, v._params = REGISTRY["log_softmax"], s._inputs, dict(s._params)
-
-
 # ---------------------------------------------------------------- tracing
 
 def _flatten(obj, leaves):
@@ -237,83 +244,161 @@ def _unflatten(tree, values):
     return kind(_unflatten(v, values) for v in body)
 
 
-def _signature(args):
-    sig = []
-    for a in args:
-        if isinstance(a, (Tensor, np.ndarray)):
-            arr = a.data if isinstance(a, Tensor) else a
-            sig.append(("array", arr.shape, arr.dtype.str))
-        elif isinstance(a, (int, float, bool, str, type(None))):
-            sig.append(("value", type(a), a))
-        else:
-            raise TraceError(f"rg.compile: cannot pass a {type(a).__name__} to a compiled "
-                             "function; pass tensors, arrays or Python numbers")
-    return tuple(sig)
+_TRACE_LOCK = threading.RLock()     # the trace hooks are process-wide: one trace at a time
+CACHE_SIZE = 64                     # traces kept per compiled function (least recently used go)
+RETRACE_WARNING = 8                 # traces of one function before a warning says why
+
+
+def _static_key(i, a):
+    """A cache key for a static argument's value (NaN and -0.0 keyed by their bits)."""
+    if isinstance(a, float):
+        return (float, a.hex())
+    if isinstance(a, (Tensor, np.ndarray)):
+        raise ValueError(f"rg.compile: static_argnums {i} is an array; static arguments are "
+                         "Python values (hashable)")
+    try:
+        hash(a)
+    except TypeError:
+        raise TraceError(f"rg.compile: static argument {i} ({type(a).__name__}) must be "
+                         "hashable") from None
+    return (type(a), a)
 
 
 class Compiled:
     """A traced-and-compiled function (see ``compile``)."""
 
-    def __init__(self, fn, passes=PASSES, fallback=None, persistent_outputs=False):
+    def __init__(self, fn, passes=PASSES, fallback=None, persistent_outputs=False,
+                 static_argnums=(), cache_size=CACHE_SIZE):
         if fallback not in (None, "eager"):
             raise ValueError("rg.compile: fallback must be None or 'eager'")
+        static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        if not all(isinstance(i, int) for i in static):
+            raise ValueError(f"rg.compile: static_argnums must be ints, got {static_argnums!r}")
+        if not (isinstance(cache_size, int) and cache_size >= 1):
+            raise ValueError(f"rg.compile: cache_size must be a positive int, got {cache_size!r}")
         self.fn, self.passes, self.fallback = fn, passes, fallback
         self.persistent_outputs = persistent_outputs
-        self.cache = {}
+        self.static, self.cache_size = frozenset(static), cache_size
+        self.cache = collections.OrderedDict()   # signature -> entry, least recently used first
+        self.traces = 0
+        self._lock = threading.RLock()           # the cache's bookkeeping, across threads
         functools.update_wrapper(self, fn)
+
+    def signature(self, args):
+        """The cache key of a call: shapes and dtypes of arrays, the type of a Python
+        float (a traced input), the value of anything else (static). None: ``args``
+        hold traced values (a call inside another trace, which then runs inline)."""
+        sig = []
+        static, n = self.static, len(args)
+        for i, a in enumerate(args):
+            if static and (i in static or i - n in static):
+                sig.append(_static_key(i, a))
+            elif isinstance(a, Tensor):
+                if a._symbolic:
+                    return None
+                sig.append((a._data.shape, a._data.dtype))
+            elif isinstance(a, (np.ndarray, np.generic)):    # (np.float64 is strong: an array)
+                sig.append((a.shape, a.dtype))
+            elif type(a) is float:
+                sig.append(float)
+            elif isinstance(a, (int, bool, str, type(None), float)):
+                sig.append(_static_key(i, a))
+            else:
+                raise TraceError(f"rg.compile: cannot pass a {type(a).__name__} to a compiled "
+                                 "function; pass tensors, arrays or Python numbers")
+        return tuple(sig)
+
+    def _is_input(self, i, a, n):
+        return not (self.static and (i in self.static or i - n in self.static)) and (
+            isinstance(a, (Tensor, np.ndarray, np.generic)) or type(a) is float)
 
     def trace(self, *args):
         """Trace ``fn`` for these arguments' signature; returns the cache entry."""
+        for i in self.static:
+            if not -len(args) <= i < len(args):
+                raise ValueError(f"rg.compile: static_argnums {i} is out of range for "
+                                 f"{len(args)} arguments")
         g = Graph(name=getattr(self.fn, "__name__", "fn"))
-        sym = []
+        sym, positions = [], []
         for i, a in enumerate(args):
-            if isinstance(a, (Tensor, np.ndarray)):
-                arr = a.data if isinstance(a, Tensor) else a
-                sym.append(g.input(f"arg{i}", arr.shape, arr.dtype))
-            else:
+            if not self._is_input(i, a, len(args)):
                 sym.append(a)
-        try:
-            with enable_grad(), Tracer(g):
-                result = self.fn(*sym)
-        finally:
-            _dummies.clear()            # the stand-ins are only needed while tracing
+                continue
+            positions.append(i)
+            if type(a) is float:
+                sym.append(Var(g, "input", (), np.float64, name=f"arg{i}", weak=True))
+            else:
+                arr = a._data if isinstance(a, Tensor) else np.asarray(a)
+                sym.append(g.input(f"arg{i}", arr.shape, arr.dtype))
+        with _TRACE_LOCK:
+            try:
+                with enable_grad(), Tracer(g):
+                    result = self.fn(*sym)
+            finally:
+                _dummies.clear()            # the stand-ins are only needed while tracing
         leaves = []
         tree = _flatten(result, leaves)
-        inputs = [s for s in sym if isinstance(s, Var)]
+        if not leaves:
+            raise TraceError(
+                f"rg.compile: {getattr(self.fn, '__name__', 'the function')} returned no tensor "
+                f"({type(result).__name__}): traced code has no side effects, so a compiled "
+                "function must return the tensors it computes")
+        inputs = [sym[i] for i in positions]
         exe = _compile_program(leaves, inputs, self.passes, self.persistent_outputs,
                                name=g.name if g.name.isidentifier() else "fn")
-        return {"graph": g, "exe": exe, "tree": tree, "n_inputs": len(inputs)}
+        return {"graph": g, "exe": exe, "tree": tree, "n_inputs": len(inputs),
+                "positions": tuple(positions), "captured": _captured_tensors(exe)}
+
+    def _entry(self, key, args):
+        """The cache entry for ``key``, tracing on a miss (bounded LRU, warning on retraces)."""
+        with self._lock:
+            return self._entry_locked(key, args)
+
+    def _entry_locked(self, key, args):
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.cache.move_to_end(key)
+            return entry
+        try:
+            entry = self.trace(*args)
+        except TraceError as e:
+            if self.fallback != "eager":
+                raise
+            warnings.warn(f"rg.compile: running {self.__name__} eagerly: {e}", stacklevel=4)
+            entry = {"eager": True}
+        self.cache[key] = entry
+        self.traces += 1
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        if self.traces == RETRACE_WARNING:      # once, as torch.compile's recompile warning
+            warnings.warn(
+                f"rg.compile: {self.__name__} has been traced {self.traces} times (keeping the "
+                f"last {self.cache_size}); each new shape, dtype or static value (Python ints, "
+                f"bools, strings, static_argnums) costs a trace -- pass values that change as "
+                f"arrays or Python floats, which are traced inputs", stacklevel=4)
+        return entry
 
     def __call__(self, *args):
-        key = _signature(args)
+        key = self.signature(args)
+        if key is None:                           # inside another trace: trace through fn
+            return self.fn(*args)
         entry = self.cache.get(key)
-        if entry is None:
-            try:
-                entry = self.cache[key] = self.trace(*args)
-            except TraceError as e:
-                if self.fallback != "eager":
-                    raise
-                warnings.warn(f"rg.compile: running {self.__name__} eagerly: {e}", stacklevel=2)
-                entry = self.cache[key] = {"eager": True}
-        if entry.get("eager"):
+        if entry is None or len(self.cache) > 1:
+            entry = self._entry(key, args)
+        if "eager" in entry:
             return self.fn(*(Tensor(a) if isinstance(a, np.ndarray) else a for a in args))
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args
-                  if isinstance(a, (Tensor, np.ndarray))]
-        exe = entry["exe"]
-        values = exe(*arrays, *_captured(exe))
+        arrays = [a._data if isinstance(a, Tensor) else a for a in map(args.__getitem__,
+                                                                        entry["positions"])]
+        values = entry["exe"](*arrays, *[t._data for t in entry["captured"]])
         return _unflatten(entry["tree"], values)
 
     def program(self, *args):
         """The optimised Program this function compiles to for these arguments."""
-        key = _signature(args)
-        if key not in self.cache:
-            self.cache[key] = self.trace(*args)
-        return self.cache[key]["exe"].program
+        return self._entry(self.signature(args), args)["exe"].program
 
     def source(self, *args):
         """The generated Python source for these arguments."""
-        self.program(*args)
-        return self.cache[_signature(args)]["exe"].source
+        return self._entry(self.signature(args), args)["exe"].source
 
 
 def _captured_tensors(exe):
@@ -327,18 +412,30 @@ def _captured(exe):
     return [t._data for t in _captured_tensors(exe)]
 
 
-def compile(fn=None, *, passes=PASSES, fallback=None):
-    """Trace ``fn`` into a graph once per input signature (shapes, dtypes, Python
-    values), optimise it, and run the generated code on later calls.
+def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_size=CACHE_SIZE):
+    """Trace ``fn`` into a graph once per input signature, optimise it, and run the
+    generated code on later calls.
+
+    Arguments: tensors, arrays and Python floats are traced inputs (a float keeps
+    Python's weak promotion: ``float32 * s`` stays float32); the signature is their
+    shapes and dtypes. Python ints, bools, strings and None, and the arguments listed in
+    ``static_argnums`` (as in jax.jit), are static: their values are baked into the
+    trace, and each new value traces again. The last ``cache_size`` traces are kept
+    (least recently used dropped); a function traced 8 times gets a warning.
 
     It composes with the function transforms: ``rg.compile(rg.value_and_grad(loss))``
     compiles loss and gradient together. Tensors the function captures that require
-    grad (model parameters) are read afresh on every call; other captured tensors are
-    constants, fixed at trace time. Python control flow on traced values cannot be
-    traced: it raises a TraceError, or with ``fallback='eager'`` runs ``fn`` eagerly."""
-    if fn is None:
-        return lambda f: Compiled(f, passes, fallback)
-    return Compiled(fn, passes, fallback)
+    grad (model parameters) are read afresh on every call; every other captured tensor
+    or array is a constant, copied at trace time (as in JAX): changing it in place later
+    does not change the compiled function -- pass it as an argument instead. Python
+    control flow on traced values cannot be traced: it raises a TraceError, or with
+    ``fallback='eager'`` runs ``fn`` eagerly.
+
+    A compiled function may be called from several threads (its buffers are used by one
+    call at a time); traces are made one at a time and see only their own thread's ops."""
+    def make(f):
+        return Compiled(f, passes, fallback, static_argnums=static_argnums, cache_size=cache_size)
+    return make if fn is None else make(fn)
 
 
 def compile_step(model, loss_fn, optimizer, passes=PASSES):
@@ -350,7 +447,9 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
     live in one flat array per parameter group (optim.fused): the generated code writes
     every gradient straight into its slice, and the whole update is one call of the
     optimizer's own rule. ``optimizer.state`` and ``p.grad`` stay per parameter, as after
-    an eager step. Gives the same numbers as the eager step up to float rounding."""
+    an eager step. Gives the same numbers as the eager step up to float rounding.
+    One training loop's step: not for concurrent calls from several threads (the
+    optimizer's update and the returned gradients are shared)."""
     from ..optim.fused import FusedUpdate, can_fuse
     params = [p for p in model.parameters() if p.requires_grad]
     fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
@@ -366,8 +465,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
     fast = {}          # signature -> (generated function, captured tensors, copies): the hot path
 
     def prepare(xd, yd):
-        compiled.program(xd, yd)                    # trace and compile; runs nothing
-        exe = compiled.cache[_signature((xd, yd))]["exe"]
+        exe = compiled._entry(compiled.signature((xd, yd)), (xd, yd))["exe"]   # runs nothing
         copies = []     # gradients the code cannot write into the flat array directly
         if fused is not None:
             for i, g in enumerate(fused.grad_arrays, start=2):
@@ -381,6 +479,8 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         key = (xd.shape, xd.dtype, yd.shape, yd.dtype)
         hit = fast.get(key)
         if hit is None or (fused is not None and fused.sync_layout() != hit[3]):
+            if len(fast) >= CACHE_SIZE:
+                fast.pop(next(iter(fast)))          # bounded, as Compiled's own cache
             hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
         exe, captured, copies, _ = hit
         outs = exe(xd, yd, *[t._data for t in captured])

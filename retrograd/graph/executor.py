@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
+from threading import get_ident
 
 import numpy as np
 
@@ -51,6 +53,8 @@ def select_kernel(n):
     """The cheapest way to compute op node ``n``: a specialised NumPy expression for
     the hot cases of backprop, else a call of the op's own forward."""
     name, p, ins = n.op.name, n.params, n.inputs
+    if n.weak:      # arithmetic on Python-float arguments stays a Python float, as in eager
+        return Kernel(lambda a, o, f=f"f{n.id}": f"float({f}({', '.join(a)}))")
     if name == "transpose" and p["axes"] == (1, 0):
         return Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
     if name == "reshape":
@@ -186,7 +190,8 @@ def generate(prog, plan, kernels, name="compiled"):
         lines.append(f"    {v} = {k.emit([names[i] for i in n.inputs], out)}  # {n.op.name}")
     outs = ", ".join(f"np.array({names[o]}, copy=True)" if o in plan.copy_outputs else names[o]
                      for o in prog.outputs)
-    src = f"def {name}({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
+    src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
+           + f"    return ({outs}{',' if outs else ''})\n")
     for b, (shape, dtype) in enumerate(plan.buffers):
         ns[f"b{b}"] = np.empty(shape, dtype)
     return src, ns
@@ -200,9 +205,33 @@ class Executable:
         kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
         self.plan = plan_memory(prog, reuse, persistent_outputs, kernels)
         self.source, ns = generate(prog, self.plan, kernels, name)
-        exec(compile(self.source, f"<retrograd {name}>", "exec"), ns)   # our own generated code
-        self._fn = ns[name]
+        self._code = compile(self.source, f"<retrograd {name}>", "exec")
+        exec(self._code, ns)                                            # our own generated code
+        self._name, self._fn = name, ns[name]
         self._const_outputs = [o for o in prog.outputs if o.kind == "const"]
+        # Threads: the planned buffers belong to the thread that made this; any other thread
+        # runs its own copy of the function with buffers of its own (made on its first call),
+        # so concurrent calls neither wait nor mix values. The making thread pays one
+        # get_ident() per call (~0.1 us); a lock would cost ~1 us and serialise the calls.
+        # Persistent output buffers (compile_step's gradients) stay shared: such a step is
+        # one training loop's, called by one thread at a time.
+        self._owner = get_ident()
+        self._local = threading.local()
+        self._bindings = 0                   # bind_output calls, for the threads' copies
+        self._outputs_own = {f"b{self.plan.out_buffer[o]}" for o in prog.outputs
+                             if o in self.plan.out_buffer}
+
+    def _thread_fn(self):
+        """This thread's copy of the generated function, with buffers of its own."""
+        local = self._local
+        if getattr(local, "bindings", None) != self._bindings:
+            ns = dict(self._fn.__globals__)
+            for b, (shape, dtype) in enumerate(self.plan.buffers):
+                if f"b{b}" not in self._outputs_own:
+                    ns[f"b{b}"] = np.empty(shape, dtype)
+            exec(self._code, ns)
+            local.fn, local.bindings = ns[self._name], self._bindings
+        return local.fn
 
     def _located(self, e):
         """The error ``e`` raised inside the generated code, as eager ``apply`` would word
@@ -235,11 +264,13 @@ class Executable:
                 or array.dtype != n.dtype):
             return False
         self._fn.__globals__[f"b{b}"] = array
+        self._bindings += 1                  # other threads' copies must see it too
         return True
 
     def __call__(self, *arrays):
+        fn = self._fn if get_ident() == self._owner else self._thread_fn()
         try:
-            outs = self._fn(*arrays)
+            outs = fn(*arrays)
         except (ValueError, IndexError, TypeError) as e:
             raise self._located(e) from None
         if self._const_outputs:   # never hand out our constants themselves

@@ -12,6 +12,7 @@ using the very same VJP rules.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -50,25 +51,30 @@ def _concrete_needed(what):
         raise TraceError(
             f"{what} of a traced value ({self.describe()}): its value is unknown while the graph "
             "is being built, so Python code cannot branch on it. Use rg.where for "
-            "data-dependent choices, or run this function eagerly (rg.compile(fn, "
-            "fallback='eager'))")
+            "data-dependent choices, list Python-number arguments that steer control flow "
+            "in rg.compile(fn, static_argnums=...), or run this function eagerly "
+            "(rg.compile(fn, fallback='eager'))")
     return refuse
 
 
 class Var(Tensor):
     """A symbolic tensor in a graph: an input, a parameter, or an op's output."""
 
-    __slots__ = ("graph", "kind", "index", "value")
+    __slots__ = ("graph", "kind", "index", "value", "weak")
     _symbolic = True
 
-    def __init__(self, graph, kind, shape, dtype, name=None, value=None):
+    def __init__(self, graph, kind, shape, dtype, name=None, value=None, weak=False):
         super().__init__(np.zeros(0))      # placeholder, replaced below
         self._data = ShapeDtype(shape, dtype)
         self.graph = graph
         self.kind = kind                    # "input" | "param" | "op"
         self.name = name
         self.value = value                  # a parameter's ndarray
-        self.requires_grad = self._data.dtype.kind in "fc"
+        # weak: a Python float argument of rg.compile (or a result of ops on those only),
+        # promoting as a Python float does -- float32 * weak stays float32 -- and, like
+        # one in eager code, not a tensor to differentiate
+        self.weak = weak
+        self.requires_grad = self._data.dtype.kind in "fc" and not weak
         self.index = graph._register(self) if graph is not None else -1
 
     def describe(self):
@@ -89,6 +95,18 @@ class Var(Tensor):
     __array__ = _concrete_needed("converting to a NumPy array")
     __iter__ = _concrete_needed("iterating")
 
+    @property
+    def data(self):
+        raise TraceError(
+            f".data of a traced value ({self.describe()}): it has no array while the graph "
+            "is being built. Compute with rg ops on the tensor itself, or run this function "
+            "eagerly (rg.compile(fn, fallback='eager'))")
+
+    @data.setter
+    def data(self, value):
+        raise TraceError(f"setting .data of a traced value ({self.describe()}): graph values "
+                         "cannot change")
+
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
@@ -106,6 +124,8 @@ _dummies: dict = {}          # zero stand-ins by (shape, dtype), for one trace a
 def _dummy(x):
     """A stand-in array with x's shape and dtype, for working out output shapes."""
     if isinstance(x, Var):
+        if x.weak:
+            return 0.0
         key = (x.shape, x.dtype)
         arr = _dummies.get(key)
         if arr is None:
@@ -122,6 +142,7 @@ class Tracer:
     def __init__(self, graph):
         self.graph = graph
         self.lifted = {}                     # id(tensor) -> (tensor, Var)
+        self.thread = threading.get_ident()  # eager code in other threads is not traced
 
     def lift(self, t):
         if isinstance(t, Var) or not isinstance(t, Tensor) or not t.requires_grad:
@@ -141,9 +162,15 @@ class Tracer:
         return False
 
 
+def active_tracer():
+    """The trace in progress in this thread, or None (rg.compile traces one at a time)."""
+    tr = base.tracer
+    return tr if tr is not None and tr.thread == threading.get_ident() else None
+
+
 def lifted(t):
     """``t`` itself, or its graph stand-in if the active trace captured it."""
-    tr = base.tracer
+    tr = active_tracer()
     if tr is None or isinstance(t, Var):
         return t
     hit = tr.lifted.get(id(t))
@@ -153,8 +180,9 @@ def lifted(t):
 def record(op, args, params):
     """``apply`` for symbolic inputs: shape inference by running the NumPy forward on
     zero stand-ins (once, at trace time), then a new Var node."""
-    if base.tracer is not None:
-        args = tuple(base.tracer.lift(a) for a in args)
+    tr = active_tracer()
+    if tr is not None:
+        args = tuple(tr.lift(a) for a in args)
     graph = next(a.graph for a in args if isinstance(a, Var))
     for a in args:
         if isinstance(a, Var) and a.graph is not graph:
@@ -171,7 +199,8 @@ def record(op, args, params):
             shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
             raise ShapeError(f"{op.name}: operands could not be broadcast together "
                              f"(operand shapes: {shapes})") from None
-        tiny = [np.zeros((1,) * a.ndim, a.dtype) if isinstance(a, Tensor) else a for a in args]
+        tiny = [_dummy(a) if isinstance(a, Var) and a.weak else
+                np.zeros((1,) * a.ndim, a.dtype) if isinstance(a, Tensor) else a for a in args]
         with np.errstate(all="ignore"):
             dtype = np.asarray(op.forward(*tiny, **params)).dtype
     else:
@@ -183,7 +212,10 @@ def record(op, args, params):
             shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
             raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
         shape, dtype = out.shape, out.dtype
-    v = Var(graph, "op", shape, dtype)
+    # ops on weak scalars only (s * 2) give a weak scalar, as Python arithmetic would
+    weak = np.dtype(dtype).kind == "f" and tuple(shape) == () and all(
+        isinstance(a, Var) and a.weak for a in args if isinstance(a, Tensor))
+    v = Var(graph, "op", shape, dtype, weak=weak)
     v._op, v._inputs, v._params = op, tuple(args), params
     if op.vjp is None:                  # (Var() already refuses grad to int/bool results)
         v.requires_grad = False

@@ -26,7 +26,8 @@ from .ir import Var
 
 
 class Node:
-    __slots__ = ("kind", "op", "inputs", "params", "shape", "dtype", "value", "source", "name", "id")
+    __slots__ = ("kind", "op", "inputs", "params", "shape", "dtype", "value", "source", "name", "id",
+                 "weak")
 
     def __init__(self, kind, shape, dtype, op=None, inputs=(), params=None, value=None,
                  source=None, name=None):
@@ -35,6 +36,7 @@ class Node:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype) if dtype is not None else None
         self.value, self.source, self.name = value, source, name
         self.id = -1
+        self.weak = False         # a Python float at run time (see ir.Var.weak)
 
     @property
     def is_scalar_const(self):
@@ -158,10 +160,13 @@ def lower(outputs, externals=()):
                 return ext(v, v.name or v.kind)
             inputs = [memo[id(i)] if isinstance(i, Tensor) else add(scalar(i)) for i in v._inputs]
             n = Node("op", v.shape, v.dtype, op=v._op, inputs=inputs, params=v._params)
+            n.weak = v.weak
         elif v.requires_grad:                    # live: a parameter the optimizer updates
             return ext(v, v.name or "param")
-        else:                                    # a constant, snapshotted now (as in JAX)
-            n = Node("const", v.shape, v.dtype, value=v._data)
+        else:
+            # a constant, frozen now by a copy (as in JAX): with the live array, the
+            # folded parts would keep the old values and the rest read the new ones
+            n = Node("const", v.shape, v.dtype, value=np.array(v._data, copy=True))
         nodes.append(n)
         return n
 
@@ -303,11 +308,6 @@ def _rewrite(n):
     # reshape of a reshape: one reshape
     if name == "reshape" and ins[0].kind == "op" and ins[0].op.name == "reshape":
         n.inputs = (ins[0].inputs[0],)
-        return True
-    # log(softmax(x)) -> log_softmax(x): finite where softmax underflows, and its gradient
-    # is the fused g - softmax·Σg (with one-hot targets: softmax - onehot)
-    if name == "log" and ins[0].kind == "op" and ins[0].op.name == "softmax":
-        n.op, n.inputs, n.params = REGISTRY["log_softmax"], ins[0].inputs, dict(ins[0].params)
         return True
     # x * -1 -> -x ; 0 - x -> -x
     if name == "mul" and _is_const(ins[1], -1) and _same_type(n, ins[0]):

@@ -6,6 +6,8 @@ itself a graph and can be differentiated again (seed 004: symbol-to-symbol).
 """
 from __future__ import annotations
 
+from threading import get_ident
+
 import numpy as np
 
 from ..errors import AxisError, RetrogradError, ShapeError
@@ -30,10 +32,13 @@ class Op:
          dtypes do not count (an in-place change keeps them). Backward refuses a node
          only when a value its needed rules read was changed in place since it was
          recorded (as PyTorch); None (undeclared) counts every input and the output.
+    rewrite: ``rewrite(*args, **params)`` -> (op, args, params) to record instead, or None:
+         an exact, better-conditioned form chosen when the node is recorded, so eager,
+         Graph and rg.compile all compute (and differentiate) the same thing.
     """
 
     __slots__ = ("name", "forward", "vjp", "variadic", "doc", "pure", "writes_out", "elementwise",
-                 "shape", "reads")
+                 "shape", "reads", "rewrite")
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
                  shape=None, reads=None):
@@ -57,6 +62,7 @@ class Op:
         # (needed by impure ops, whose forward must not run at trace time); by default the
         # tracer runs forward on zero-filled stand-ins
         self.shape = shape
+        self.rewrite = None
 
     @property
     def differentiable(self) -> bool:
@@ -112,6 +118,10 @@ def apply(op: Op, *args, **params) -> Tensor:
     ``float32_tensor * 0.5`` is float32. Arrays become constant Tensors. This is the
     hot path of eager mode, hence the single loop and the inlined Tensor construction.
     """
+    if op.rewrite is not None:
+        new = op.rewrite(*args, **params)
+        if new is not None:
+            op, args, params = new
     arrays = []
     record = symbolic = False
     has_tensor = False
@@ -129,7 +139,7 @@ def apply(op: Op, *args, **params) -> Tensor:
             return _apply_lifted(op, args, params)
     if not has_tensor:
         return _apply_lifted(op, args, params)
-    if symbolic or (record and tracer is not None):
+    if symbolic or (record and tracer is not None and tracer.thread == get_ident()):
         return trace_hook(op, args, params)
     try:
         out = op.forward(*arrays, **params)

@@ -15,7 +15,7 @@ from .shape import astype, sum_to
 
 def unbroadcast(g, x):
     """Reduce a cotangent ``g`` to the shape of input ``x`` (the one broadcasting helper)."""
-    shape = np.shape(x.data if isinstance(x, Tensor) else x)
+    shape = x.shape if isinstance(x, Tensor) else np.shape(x)
     return g if g.shape == shape else sum_to(g, shape)
 
 

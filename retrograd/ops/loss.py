@@ -28,6 +28,42 @@ def _shifted(z):
     return z - fmax(z, (1,), keepdims=True)
 
 
+# Class labels are checked at run time by an op of their own: in compiled code labels are
+# run-time data, so a check at trace time could not see them; as a graph node the check
+# runs on every call, once per step (the loss and its gradient use the same checked
+# labels, and CSE merges equal checks), and eager and compiled steps refuse the same labels
+# with the same message. (NumPy indexing would wrap a negative label round to the last
+# classes.) Seen as unsigned, a negative label is at least 2**(bits-1), so for the usual
+# class counts one max over the unsigned view checks both ends (~2 us alone, ~4 us in a
+# compiled step on a shared 2-core VM; ufunc call overhead is the floor here).
+_UNSIGNED = {np.dtype(t): (np.dtype(t.replace("int", "uint")) if t[0] == "i" else np.dtype(t),
+                           2 ** (np.dtype(t).itemsize * 8 - (t[0] == "i")))
+             for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")}
+
+
+def _class_labels_forward(labels, classes, who):
+    if labels.size:
+        unsigned, limit = _UNSIGNED[labels.dtype]
+        if classes <= limit:
+            bad = np.maximum.reduce(labels.view(unsigned)) >= classes
+        else:
+            bad = labels.min() < 0 or labels.max() >= classes
+        if bad:
+            t = labels.astype(np.int64) if labels.dtype.kind == "i" else labels   # no int8 overflow
+            raise RetrogradError(f"{who}: label {t[(t < 0) | (t >= classes)][0]} is out of "
+                                 f"range for {classes} classes")
+    return labels
+
+
+_class_labels = defop("class_labels", _class_labels_forward)
+
+
+def _checked(who, logits, labels):
+    """``labels`` after the shape, dtype (now) and value (at run time) checks."""
+    _check_labels(who, logits, labels)
+    return apply(_class_labels, labels, classes=int(logits.shape[1]), who=who)
+
+
 def _sce_forward(z, labels):
     s = _shifted(z)                       # log-sum-exp(z) - z[label], from shifted logits
     picked = s[np.arange(len(s)), labels]
@@ -54,32 +90,51 @@ _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, N
 
 def softmax_minus_onehot(z, labels):
     """softmax(z, axis=1) - onehot(labels): the gradient of cross-entropy w.r.t. logits."""
-    return apply(_softmax_minus_onehot, z, labels)
+    return apply(_softmax_minus_onehot, z, _checked("softmax_minus_onehot", z, labels))
 
 
-def _sce_vjp(g, out, z, labels):
-    return softmax_minus_onehot(z, labels) * reshape(g, (-1, 1))
+def _sce_vjp(g, out, z, labels):            # (labels: checked by the forward's caller)
+    return apply(_softmax_minus_onehot, z, labels) * reshape(g, (-1, 1))
 
 
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
                                reads=((0, 1), ()))
 
 
+def _nll_vjp(g, out, x, labels):
+    return apply(_nll_t, g, labels, classes=x.shape[1])
+
+
+def _nll_t_forward(g, labels, classes):
+    out = np.zeros((len(labels), classes), g.dtype)
+    out[np.arange(len(labels)), labels] = -g
+    return out
+
+
+# -x[i, labels[i]] per row and its transpose: each one's VJP is the other, so it is
+# differentiable to any order; labels are data (checked by class_labels), not an index param
+_nll = defop("nll_loss", lambda x, labels: -x[np.arange(len(labels)), labels], (_nll_vjp, None),
+             reads=((1,), ()))
+_nll_t = defop("nll_loss_vjp", _nll_t_forward,
+               (lambda u, out, g, labels, classes: apply(_nll, u, labels), None), reads=((1,), ()))
+
+
 def _check_labels(op, logits, labels):
+    """Shapes and dtype (known while tracing too); the values are checked by class_labels."""
     z = getattr(logits, "shape", np.shape(logits))
-    t = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
-    if len(z) != 2 or t.shape != z[:1]:
+    shape, dtype = (labels.shape, labels.dtype) if isinstance(labels, Tensor) else (
+        np.shape(labels), np.asarray(labels).dtype)
+    if dtype.kind not in "iu":
+        raise RetrogradError(f"{op}: labels must be integers, got dtype {dtype}")
+    if len(z) != 2 or shape != z[:1]:
         raise ShapeError(f"{op}: needs logits (N, C) and integer labels (N,), got shapes "
-                         f"{tuple(z)} and {t.shape}")
-    if t.dtype.kind not in "iu":
-        raise RetrogradError(f"{op}: labels must be integers, got dtype {t.dtype}")
+                         f"{tuple(z)} and {shape}")
 
 
 def softmax_cross_entropy(logits, labels):
     """Per-row cross-entropy of softmax(logits) (N, C) against integer labels (N,)."""
-    if not getattr(labels, "_symbolic", False):
-        _check_labels("softmax_cross_entropy", logits, labels)
-    return apply(_softmax_cross_entropy, logits, labels)
+    return apply(_softmax_cross_entropy, logits, _checked("softmax_cross_entropy", logits, labels))
+
 
 
 # Binary cross-entropy of probabilities, PyTorch's way: the logs are clamped at -100, so
@@ -108,3 +163,8 @@ _bce = defop("binary_cross_entropy", _bce_forward, (
 def binary_cross_entropy(p, t):
     """Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch)."""
     return apply(_bce, p, t)
+
+
+def nll(log_probs, labels):
+    """-log_probs[i, labels[i]] per row: log-probabilities (N, C), integer labels (N,)."""
+    return apply(_nll, log_probs, _checked("nll_loss", log_probs, labels))

@@ -10,11 +10,12 @@ import builtins
 
 import numpy as np
 
+from .. import tensor as _tensor
 from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
-from .elementwise import exp, mask_like, sqrt, where
+from .elementwise import _log, exp, mask_like, sqrt, where
 from .shape import astype, broadcast_to, getitem, reshape, transpose
 
 
@@ -250,6 +251,22 @@ _logsumexp_op = defop("logsumexp", _logsumexp, (
     reads=((0,),))
 _log_softmax_op = defop("log_softmax", _log_softmax, (
     lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),), reads=(("out",),))
+
+
+def _log_of_softmax(x):
+    """log(softmax(z)) is log_softmax(z): finite where softmax underflows to 0, with the
+    fused gradient g - softmax·Σg instead of a division by softmax. Only while neither
+    the softmax output nor z has changed in place since the softmax was computed, and
+    while the softmax node still holds z (a backward without retain_graph frees it)."""
+    if isinstance(x, Tensor) and x._op is _softmax_op and x._inputs is not None and (
+            x._symbolic or x._rec == _tensor._clock or builtins.all(
+                t._vc is None or t._vc.epoch <= x._rec for t in (x, *x._inputs))):
+        return _log_softmax_op, x._inputs, x._params
+    return None
+
+
+# a fact of log's record, set here beside the two ops it names (log is defined first)
+_log.rewrite = _log_of_softmax
 
 
 def logsumexp(x, axis=None, keepdims=False):
