@@ -323,3 +323,35 @@ def test_log_of_a_softmax_whose_input_changed_in_place_is_not_rewritten():
     with rg.no_grad():
         z += np.array([0.0, 1.0])          # after s was computed: s keeps the old value
     np.testing.assert_allclose(rg.log(s).data, np.log([0.5, 0.5]))
+
+
+def test_log_of_a_softmax_whose_graph_was_freed_is_plain_log():
+    # backward without retain_graph frees the softmax node's inputs: the log(softmax)
+    # rewrite cannot reach z any more and must fall back to log (it raised TypeError)
+    z = rg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    s = rg.softmax(z, axis=0)
+    (s * s).sum().backward()
+    np.testing.assert_allclose(rg.log(s).numpy(), np.log(s.numpy()), rtol=1e-6)
+
+
+def test_an_in_place_op_in_another_thread_is_not_refused_by_a_trace_in_progress():
+    import threading
+    started, release = threading.Event(), threading.Event()
+
+    def slow(a):
+        started.set()
+        release.wait(10)
+        return (a * 2).sum()
+
+    f = rg.compile(slow)
+    t = threading.Thread(target=f, args=(rg.tensor([1.0, 2.0]),))
+    t.start()
+    assert started.wait(10)
+    try:
+        h = rg.tensor([1.0, 2.0], requires_grad=True) * 1     # eager, in this thread
+        h += 1                                                 # recorded in place: allowed
+        h.sum().backward()
+    finally:
+        release.set()
+        t.join()
+    assert h.shape == (2,)

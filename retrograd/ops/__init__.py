@@ -131,7 +131,7 @@ def _inplace(fn, ufunc, symbol, name):
         if self._symbolic or other_symbolic:
             return fn(self, other)
         other_rg = isinstance(other, Tensor) and other.requires_grad
-        if _base.tracer is not None and (self.requires_grad or other_rg):
+        if _base.tracing() and (self.requires_grad or other_rg):
             if self.requires_grad:
                 _refuse_traced(f"'{symbol}'", f"write t = t {symbol[0]} x instead")
             return fn(self, other)         # a plain tensor plus a traced value: a new value
@@ -179,7 +179,7 @@ def _setitem(self, idx, value):
         raise RetrogradError("t[idx] = v on a graph value: graph values cannot change; "
                              "build the new value with rg.where or rg.concatenate")
     value_rg = isinstance(value, Tensor) and value.requires_grad
-    if _base.tracer is not None and (self.requires_grad or value_rg):
+    if _base.tracing() and (self.requires_grad or value_rg):
         _refuse_traced("t[idx] = v", "build the new value with rg.where")
     if not (_mode.enabled and (self.requires_grad or value_rg)):
         self._data[_canonical_index(idx)] = value._data if isinstance(value, Tensor) else value

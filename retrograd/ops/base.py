@@ -103,6 +103,13 @@ def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None
 trace_hook = None
 tracer = None
 
+def tracing() -> bool:
+    """Whether rg.compile is tracing in this thread (eager code in other threads is not
+    traced: each trace belongs to the thread that runs it)."""
+    tr = tracer
+    return tr is not None and tr.thread == get_ident()
+
+
 # Set by rg.detect_anomaly() (retrograd.autodiff): called with (op, input arrays, result)
 # after every eager op. Off, it costs apply one global test.
 anomaly_hook = None
