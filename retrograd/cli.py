@@ -561,12 +561,22 @@ def _new_config(args):
 
 
 def cmd_train(args):
-    from .train import TrainingDiverged, validation_split
     if args.no_save and args.resume:
         raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
                          "combined with --no-save")
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
     out = args.out or os.path.join("runs", name)
+    from .rundir import claim
+    # one run per folder, claimed before anything is read or printed (nothing is written
+    # with --no-save, so nothing to claim)
+    with (contextlib.nullcontext() if args.no_save else
+          claim(out, resume=args.resume, overwrite=args.overwrite)):
+        return _train(args, out)
+
+
+def _train(args, out):
+    """retrograd train in its claimed run folder ``out``."""
+    from .train import TrainingDiverged, validation_split
     if args.resume:
         config, new_lr, lr_now = _resumed_config(args, out)
     else:
@@ -634,21 +644,16 @@ def _print_plan(config, lr, bs, epochs, train, val, n_test):
 
 
 def _fit(args, out, config, objects, train, val, bs, new_lr):
-    """train.fit with the command's options, in the run folder claimed for it."""
-    from .rundir import claim
+    """train.fit with the command's options."""
     from .train import fit
     model, opt, schedule = objects
-    # one run per folder (nothing is written with --no-save, so nothing to claim)
-    claimed = (contextlib.nullcontext() if args.no_save else
-               claim(out, resume=args.resume, overwrite=args.overwrite))
-    with claimed:
-        return fit(model, _loss_fn(config["loss"]), opt, train, val,
-                   epochs=args.epochs, batch_size=bs, seed=config["seed"],
-                   scheduler=schedule, early_stopping=config["early_stopping"],
-                   out_dir=None if args.no_save else out, resume=args.resume,
-                   progress=not args.no_progress, meta=config, compile=not args.no_compile,
-                   save_every=args.save_every or 1,
-                   save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr)
+    return fit(model, _loss_fn(config["loss"]), opt, train, val,
+               epochs=args.epochs, batch_size=bs, seed=config["seed"],
+               scheduler=schedule, early_stopping=config["early_stopping"],
+               out_dir=None if args.no_save else out, resume=args.resume,
+               progress=not args.no_progress, meta=config, compile=not args.no_compile,
+               save_every=args.save_every or 1,
+               save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr)
 
 
 def _print_result(args, out, config, model, history, seconds, x_test, y_test):
