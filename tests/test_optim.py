@@ -9,12 +9,7 @@ import retrograd as rg
 from retrograd import optim
 from retrograd.optim import lr_scheduler
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
-
-needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py)
+from torch_oracle import torch
 
 SHAPES = [(3, 4), (5,), (2, 2)]
 LRS = (None, None, 0.03)          # the third parameter is a second group with its own lr
@@ -87,7 +82,7 @@ def run(name, kw, ps, gs, two_groups=False, opt=None):
 
 # ---------------------------------------------------------------------- PyTorch oracle
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("two_groups", [False, True], ids=["one-group", "two-groups"])
 @pytest.mark.parametrize("name, kw", TORCH_CASES, ids=ids[:len(TORCH_CASES)])
 def test_matches_torch(name, kw, two_groups):
@@ -248,7 +243,7 @@ def both_optimizers():
     return opt, topt
 
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("name, kw", SCHEDULES, ids=[f"{n}-{kw}" for n, kw in SCHEDULES])
 def test_schedule_matches_torch(name, kw):
     opt, topt = both_optimizers()
@@ -264,7 +259,7 @@ def test_schedule_matches_torch(name, kw):
         assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr()
 
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("kw", PLATEAUS, ids=[str(kw) for kw in PLATEAUS])
 def test_reduce_on_plateau_matches_torch(kw):
     opt, topt = both_optimizers()
