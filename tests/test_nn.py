@@ -6,10 +6,7 @@ import pytest
 import retrograd as rg
 from retrograd import nn
 
-try:
-    import torch
-except ImportError:
-    torch = None
+from torch_oracle import assert_matches_torch, torch
 
 
 def test_module_collects_parameters_in_order_and_prints_a_tree():
@@ -184,12 +181,6 @@ def test_losses_against_pytorch(name, reduction):
         "bce_with_logits": (nn.BCEWithLogitsLoss, F.binary_cross_entropy_with_logits, z, t01),
     }
     ours_cls, theirs_fn, x, t = table[name]
-    xo = rg.tensor(x, requires_grad=True)
-    xt = torch.tensor(x, requires_grad=True)
-    lo = ours_cls(reduction)(xo, t)
-    lt = theirs_fn(xt, torch.tensor(t), reduction=reduction)
-    np.testing.assert_allclose(lo.numpy(), lt.detach().numpy(), rtol=1e-10)
-    ct = rng.standard_normal(lo.shape)
-    (lo * ct).sum().backward()
-    lt.backward(torch.tensor(ct))
-    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    assert_matches_torch(lambda xo: ours_cls(reduction)(xo, t),
+                         lambda xt: theirs_fn(xt, torch.tensor(t), reduction=reduction), [x], rng,
+                         rtol=1e-10, grad_rtol=1e-9, grad_atol=1e-12, what=f"{name} {reduction}")

@@ -10,11 +10,7 @@ import retrograd as rg
 from retrograd.ops import REGISTRY
 
 from cases import CASES, NONDIFF, ops_in_graph
-
-try:
-    import torch
-except ImportError:          # the PyTorch comparisons skip cleanly without it
-    torch = None
+from torch_oracle import assert_matches_torch, leaves, torch
 
 ids = [c.name for c in CASES]
 
@@ -45,17 +41,8 @@ def test_float32_stays_float32(case):
 @pytest.mark.torch
 @pytest.mark.parametrize("case", [c for c in CASES if c.torch_fn], ids=[c.name for c in CASES if c.torch_fn])
 def test_against_pytorch(case):
-    xs = case.inputs(seed=4)
-    ours = [rg.tensor(x, requires_grad=True) for x in xs]
-    theirs = [torch.tensor(x, requires_grad=True) for x in xs]
-    out, ref = case.fn(*ours), case.torch_fn(*theirs)
-    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
-    ct = np.random.default_rng(5).standard_normal(out.shape)
-    (out * ct).sum().backward()
-    ref.backward(torch.tensor(ct))
-    for i, (a, b) in enumerate(zip(ours, theirs)):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=f"{case.name}: gradient of input {i}")
+    assert_matches_torch(case.fn, case.torch_fn, case.inputs(seed=4), np.random.default_rng(5),
+                         rtol=1e-10, atol=1e-12, grad_rtol=1e-9, grad_atol=1e-12, what=case.name)
 
 
 @pytest.mark.torch
@@ -65,8 +52,7 @@ def test_second_order_against_pytorch(case):
     """d/dx of <grad f(x), v>, i.e. a Hessian-vector product, equals PyTorch's double backward."""
     xs = case.inputs(seed=6)
     rng = np.random.default_rng(7)
-    ours = [rg.tensor(x, requires_grad=True) for x in xs]
-    theirs = [torch.tensor(x, requires_grad=True) for x in xs]
+    ours, theirs = leaves(xs)
     out, ref = case.fn(*ours), case.torch_fn(*theirs)
     ct = rng.standard_normal(out.shape)
     g1 = rg.autograd_grad((out * ct).sum(), ours, create_graph=True)

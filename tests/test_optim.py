@@ -9,12 +9,7 @@ import retrograd as rg
 from retrograd import optim
 from retrograd.optim import lr_scheduler
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
-
-needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py)
+from torch_oracle import torch
 
 SHAPES = [(3, 4), (5,), (2, 2)]
 LRS = (None, None, 0.03)          # the third parameter is a second group with its own lr
@@ -87,7 +82,7 @@ def run(name, kw, ps, gs, two_groups=False, opt=None):
 
 # ---------------------------------------------------------------------- PyTorch oracle
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("two_groups", [False, True], ids=["one-group", "two-groups"])
 @pytest.mark.parametrize("name, kw", TORCH_CASES, ids=ids[:len(TORCH_CASES)])
 def test_matches_torch(name, kw, two_groups):
@@ -248,7 +243,7 @@ def both_optimizers():
     return opt, topt
 
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("name, kw", SCHEDULES, ids=[f"{n}-{kw}" for n, kw in SCHEDULES])
 def test_schedule_matches_torch(name, kw):
     opt, topt = both_optimizers()
@@ -264,7 +259,7 @@ def test_schedule_matches_torch(name, kw):
         assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr()
 
 
-@needs_torch
+@pytest.mark.torch
 @pytest.mark.parametrize("kw", PLATEAUS, ids=[str(kw) for kw in PLATEAUS])
 def test_reduce_on_plateau_matches_torch(kw):
     opt, topt = both_optimizers()
@@ -659,3 +654,74 @@ def test_fused_update_follows_eager_steps_taken_in_between():
     assert [opt.state[p]["step"] for p in ps] == [5, 5, 5]
     with pytest.raises(ValueError, match="listed twice"):
         FusedUpdate(opt, [ps[0], ps[0]])
+
+
+def test_fused_update_follows_group_lists_replaced_or_changed_in_place():
+    """A group's parameter list replaced (a parameter moved out, another in) is a new
+    layout, even when the new list reuses the freed old list's id (CPython does), and so
+    is a list changed in place."""
+    ps = params()
+    opt = optim.SGD(ps[:2], lr=0.1)
+    fu = FusedUpdate(opt, ps)
+    g = full_grads(3)
+    fused_run(fu, g[:1])
+    before = [p.data.copy() for p in ps]
+    group = opt.param_groups[0]
+    group["params"] = [ps[0], ps[2]]               # ps[1] out, ps[2] in
+    group["params"] = [ps[0], ps[2]]               # a new list again: CPython gives it the
+                                                   # freed first list's id
+    fused_run(fu, g[1:2])
+    np.testing.assert_array_equal(ps[0].data, before[0] - 0.1 * g[1][0])
+    np.testing.assert_array_equal(ps[1].data, before[1])
+    np.testing.assert_array_equal(ps[2].data, before[2] - 0.1 * g[1][2])
+    before = [p.data.copy() for p in ps]
+    group["params"][1] = ps[1]                     # and back, in place: ps[2] out, ps[1] in
+    fused_run(fu, g[2:])
+    np.testing.assert_array_equal(ps[0].data, before[0] - 0.1 * g[2][0])
+    np.testing.assert_array_equal(ps[1].data, before[1] - 0.1 * g[2][1])
+    np.testing.assert_array_equal(ps[2].data, before[2])
+
+
+def test_compiled_step_follows_every_change_made_between_its_calls():
+    """compile_step under what a training script may do between steps: a new parameter
+    group, an eager step, a loaded checkpoint with rebound p.data, parameters at
+    different step counts: the same numbers as the eager loop doing the same."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    loss_fn = rg.nn.CrossEntropyLoss()
+
+    def eager(model, opt, only=None):
+        opt.zero_grad()
+        loss_fn(model(rg.tensor(X)), Y).backward()
+        for p in model.parameters():
+            if only is not None and all(p is not q for q in only):
+                p.grad = None
+        opt.step()
+
+    def script(compiled):
+        rg.manual_seed(0)
+        model = rg.nn.MLP([4, 6, 3], "relu")
+        ps = list(model.parameters())
+        opt = optim.Adam(ps[:2], lr=0.01)
+        step = rg.graph.compile_step(model, loss_fn, opt) if compiled else None
+        train = (lambda: step(X, Y)) if compiled else (lambda: eager(model, opt))
+        train(); train()
+        opt.add_param_group({"params": ps[2:], "lr": 0.05})
+        train()
+        eager(model, opt)                            # an eager step in between
+        train()
+        sd, data = opt.state_dict(), [p.data.copy() for p in ps]
+        train(); train()
+        opt.load_state_dict(sd)                      # back to the checkpoint
+        for p, d in zip(ps, data):
+            p.data = d.copy()
+        train()
+        eager(model, opt, only=ps[:1])               # one parameter a step ahead
+        train(); train()
+        assert [opt.state[p]["step"] for p in ps] == [9, 8, 6, 6]
+        if compiled:
+            assert sorted(h[3] for h in step.prepared.values()) == [1]
+        return [p.data.copy() for p in ps]
+
+    for a, b in zip(script(True), script(False)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -477,8 +477,9 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         yd = y.data if isinstance(y, Tensor) else np.asarray(y)
         key = (xd.shape, xd.dtype, yd.shape, yd.dtype)
+        layout = fused and fused.sync()             # the flat layout and state still hold?
         hit = fast.get(key)
-        if hit is None or (fused is not None and fused.sync_layout() != hit[3]):
+        if hit is None or hit[3] != layout:
             if len(fast) >= CACHE_SIZE:
                 fast.pop(next(iter(fast)))          # bounded, as Compiled's own cache
             hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
@@ -491,7 +492,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         else:
             for i, g in copies:
                 np.copyto(g, outs[i])
-            fused.step()
+            fused.update()
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
     step.fused = fused

@@ -14,11 +14,14 @@ per-parameter view stays what users and checkpoints see: ``p.data`` is a view
 of the flat array, ``optimizer.state[p]`` holds views of the flat state and the
 same step count, and ``state_dict()`` / ``load_state_dict()`` work as before.
 Anything changed behind its back -- ``p.data`` rebound, a loaded optimizer
-state, a new parameter group -- is noticed at the next ``step()``, which gathers
-the flat arrays afresh (or, when the per-parameter states disagree, e.g.
-different step counts, runs the ordinary per-parameter ``optimizer.step()``).
+state, an eager ``optimizer.step()``, a new parameter group -- is noticed by the
+next ``sync()`` (``step()`` starts with one), which gathers the flat arrays
+afresh (or, when the per-parameter states disagree, e.g. different step counts,
+leaves that group to the ordinary per-parameter ``optimizer.step()``).
 """
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
@@ -55,9 +58,26 @@ class _Bucket:
         self.grads = [Tensor._make(v) for v in _flat_views(self.g, shapes)]
         for p, v in zip(params, self.views):
             p._data = v                  # the same values, now living in the flat array
-        self.state = None                # flat state dict, or None: gather before the next step
+        self.state = None                # the flat state; None: not gathered, or cannot be
         self.pstates = [None] * len(params)   # the per-parameter dicts we last wrote
         self._published = {}             # state name -> the flat array those dicts view
+
+    def sync(self, opt):
+        """Take in what changed behind the bucket's back since its last update, in one
+        pass over its parameters (the common case: nothing). ``p.data`` rebound: its
+        values are copied into its slice. ``opt.state[p]`` not the dict we last wrote,
+        not at our step count or with other entries (an eager ``optimizer.step()``, a
+        loaded or replaced state): the flat state is gathered afresh."""
+        flat, state = self.state, opt.state
+        if flat is not None:
+            n, keys = flat["step"], len(flat)
+        for p, v, s in zip(self.params, self.views, self.pstates):
+            if p._data is not v:
+                self._rebind(p, v)
+            if flat is not None and (state.get(p) is not s or s["step"] != n or len(s) != keys):
+                flat = None
+        if flat is None and self.group is not None:
+            self.gather(opt, opt.param_groups[self.group])
 
     @staticmethod
     def _rebind(p, v):
@@ -69,27 +89,26 @@ class _Bucket:
         v[...] = p._data
         p._data = v
 
-    def gather(self, opt, group) -> bool:
-        """Build the flat state from ``opt.state``; False when it cannot be one array
-        (parameters at different step counts or with different kinds of state)."""
+    def gather(self, opt, group):
+        """Build the flat state from ``opt.state`` and publish it; ``state`` stays None
+        when it cannot be one array (parameters at different step counts or with
+        different kinds of state: ``FusedUpdate.update`` then steps them per parameter)."""
+        self.state, self.pstates, self._published = None, [None] * len(self.params), {}
         states = [opt.state.get(p) for p in self.params]
         if all(s is None for s in states):
             self.state = {"step": 0, **opt._init_state(self.w, group)}
         else:
             if any(s is None for s in states):
-                return False
+                return
             keys = set(states[0])
             if (any(set(s) != keys or s.get("step") != states[0].get("step") for s in states)
                     or not all(isinstance(states[0][k], np.ndarray) for k in keys - {"step"})):
-                return False
+                return
             self.state = {k: (states[0][k] if k == "step" else
                               np.concatenate([s[k].ravel() for s in states]).astype(
                                   self.w.dtype, copy=False))
                           for k in keys}
-        self.pstates = [None] * len(self.params)
-        self._published = {}
         self.publish(opt)
-        return True
 
     def publish(self, opt):
         """Make ``opt.state[p]`` views of the flat state arrays (new ones the update
@@ -106,10 +125,11 @@ class _Bucket:
             for k, vs in views.items():
                 s[k] = vs[i]
 
-    def _update(self, opt, group):
+    def _update(self, opt, group) -> bool:
         """``opt._update`` over the flat arrays, a chunk at a time: the temporaries of an
         update rule are then chunk-sized (cache-resident, and no peak of a whole
-        model's size). State arrays the rule creates or replaces are stitched back."""
+        model's size). State arrays the rule creates or replaces are stitched back;
+        returns whether there were any (they need publishing)."""
         flat, n = self.state, self.w.size
         arrays = {k for k, v in flat.items() if isinstance(v, np.ndarray)}
         chunks = {}                       # state name -> its array for each chunk
@@ -120,34 +140,26 @@ class _Bucket:
             for k, v in cs.items():
                 if isinstance(v, np.ndarray):
                     chunks.setdefault(k, []).append(v)
+        new = False
         for k, parts in chunks.items():   # arrays the rule made (SGD's momentum buffer on
             if k not in arrays or any(v.base is not flat[k] for v in parts):   # step one)
                 flat[k] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                new = True
+        return new
 
-    def step(self, opt) -> bool:
-        """Hand out the gradients and run the update once on the flat arrays; False when
-        the per-parameter states could not be gathered (nothing updated)."""
-        state, synced = opt.state, self.state is not None
-        if synced:      # what an eager optimizer.step() in between would have changed
-            n, keys = self.state["step"], len(self.state)
-        for p, v, g, s in zip(self.params, self.views, self.grads, self.pstates):
-            if p._data is not v:
-                self._rebind(p, v)
+    def update(self, opt) -> bool:
+        """Hand out the gradients and run the update once on the flat arrays (``sync``
+        first); False when there is no flat state (nothing updated)."""
+        for p, g in zip(self.params, self.grads):
             p.grad = g
-            if synced and (state.get(p) is not s or s["step"] != n or len(s) != keys):
-                synced = False
         if self.group is None:
             return True
-        group = opt.param_groups[self.group]
-        if not synced and not self.gather(opt, group):
-            self.state = None
+        if self.state is None:
             return False
         flat = self.state
         flat["step"] += 1
-        self._update(opt, group)
-        if any(isinstance(v, np.ndarray) and self._published.get(k) is not v
-               for k, v in flat.items()):
-            self.publish(opt)         # the update made a new state array (SGD's momentum)
+        if self._update(opt, opt.param_groups[self.group]):
+            self.publish(opt)
         step = flat["step"]
         for p, s in zip(self.params, self.pstates):
             s["step"] = step
@@ -167,7 +179,8 @@ def can_fuse(optimizer) -> bool:
 class FusedUpdate:
     """``optimizer``'s update of ``params`` as one call per flat array (see the module
     docstring). ``grads[i]`` is the gradient array of ``params[i]``: write into it,
-    then call ``step()``."""
+    then call ``step()`` -- or, where the gradient arrays must be known to be current
+    before they are written (a compiled step binds them), ``sync()``, write, ``update()``."""
 
     def __init__(self, optimizer, params):
         if not can_fuse(optimizer):
@@ -179,9 +192,6 @@ class FusedUpdate:
         self.generation = 0            # counts layouts: gradient arrays change with each
         self._build()
 
-    def _group_key(self):
-        return [(id(g["params"]), len(g["params"])) for g in self.optimizer.param_groups]
-
     def _build(self):
         opt = self.optimizer
         group_of = {id(p): i for i, g in enumerate(opt.param_groups) for p in g["params"]}
@@ -191,28 +201,41 @@ class FusedUpdate:
         self.buckets = [_Bucket(gi, ps) for (gi, _), ps in members.items()]
         where = {id(p): (b, i) for b in self.buckets for i, p in enumerate(b.params)}
         self.grads = [where[id(p)][0].grads[where[id(p)][1]] for p in self.params]
-        self._layout = self._group_key()
+        # the members of each group the layout follows (not the lists' ids: a new list
+        # may reuse a freed one's, and a list may be changed in place)
+        self._groups = [tuple(g["params"]) for g in opt.param_groups]
+
+    def _same_groups(self) -> bool:
+        groups = self.optimizer.param_groups
+        return len(groups) == len(self._groups) and all(
+            len(g["params"]) == len(ps) and all(map(operator.is_, g["params"], ps))
+            for g, ps in zip(groups, self._groups))
 
     @property
     def grad_arrays(self):
         return [g._data for g in self.grads]
 
-    def sync_layout(self) -> int:
-        """Lay the parameters out anew if the optimizer's groups changed (added or
-        replaced), keeping the gradients written so far; returns ``generation``."""
-        if self._group_key() != self._layout:
+    def sync(self) -> int:
+        """The one place that checks whether the flat layout and state still hold, and
+        repairs them: the optimizer's groups changed (added, replaced, resized) -> lay the
+        parameters out anew, keeping the gradients written so far; then each bucket
+        takes in rebound ``p.data`` and an ``opt.state`` changed behind its back. Cheap
+        when nothing changed. Returns ``generation``, which a new layout advances."""
+        if not self._same_groups():
             grads = [g._data.copy() for g in self.grads]
             self._build()
             for g, new in zip(grads, self.grads):
                 new._data[...] = g
             self.generation += 1
+        for b in self.buckets:
+            b.sync(self.optimizer)
         return self.generation
 
-    def step(self):
-        """Set every ``p.grad`` to its gradient array and update all parameters."""
+    def update(self):
+        """Set every ``p.grad`` to its gradient array and update all parameters, on the
+        layout the last ``sync()`` checked."""
         opt = self.optimizer
-        self.sync_layout()
-        stale = [b for b in self.buckets if not b.step(opt)]
+        stale = [b for b in self.buckets if not b.update(opt)]
         if stale:                      # states disagree: the per-parameter path for those
             done = {id(p) for b in self.buckets if b not in stale for p in b.params}
             saved = {p: p.grad for p in self.params if id(p) in done}
@@ -221,3 +244,8 @@ class FusedUpdate:
             opt.step()
             for p, g in saved.items():
                 p.grad = g
+
+    def step(self):
+        """``sync()`` then ``update()``: take in what changed, then one update."""
+        self.sync()
+        self.update()
