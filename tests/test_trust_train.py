@@ -14,8 +14,9 @@ import retrograd as rg
 from retrograd import io, nn, optim
 from retrograd import train as train_mod
 from retrograd.cli import main
-from retrograd.data import DataLoader, xor
+from retrograd.data import xor
 from retrograd.train import TrainingDiverged, evaluate, fit, predict, validation_split
+from test_signals import _signalling_loader
 
 
 def cli(capsys, *argv):
@@ -306,15 +307,7 @@ def test_the_checkpoint_holds_no_history_and_save_every_still_resumes_exactly(
 
     # a SIGINT in epoch 3 after batch 1, or at the start of epoch 4, with save_every=4:
     # the point where it stopped is saved although save_every had not saved epoch 3
-    count = [0]
-
-    class Loader(DataLoader):
-        def __iter__(self):
-            for batch in super().__iter__():
-                count[0] += 1
-                if count[0] == at:
-                    os.kill(os.getpid(), signal.SIGINT)
-                yield batch
+    Loader = _signalling_loader(at, [signal.SIGINT])
 
     monkeypatch.setattr(train_mod, "DataLoader", Loader)
     x, y = xor()
