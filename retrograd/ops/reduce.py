@@ -7,6 +7,7 @@ broadcasts it over the reduced axes.
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
 from .elementwise import _log, exp, mask_like, sqrt, where
-from .shape import astype, broadcast_to, getitem, norm_axes, pad, reshape, transpose
+from .shape import astype, broadcast_to, getitem, norm_axes, reshape, transpose
 
 
 def _ndim(x):
@@ -159,41 +160,48 @@ def argmin(x, axis=None, keepdims=False, *, out=None):
 
 # ---------------------------------------------------------------- prod
 
-def _exclusive_cumprod(f, n):
-    """Along the last axis (length n) of ``f``: the product of the entries before each
-    (1 for the first), by the doubling steps of a Hillis-Steele scan -- ceil(log2 n)
-    shifted products, multiplications only, so exact where entries are 0."""
-    lead = ((0, 0),) * (f.ndim - 1)
-    before = pad(f, lead + ((1, 0),), constant_values=1)[..., :n]
-    step = 1
-    while step < n:
-        before = before * pad(before, lead + ((step, 0),), constant_values=1)[..., :n]
-        step *= 2
-    return before
-
-
-def _prod_others(x, axis):
-    """For each entry, the product of the other entries reduced with it: the product
-    of those before it times the product of those after it (exclusive scans).
-
-    Written with ops, so it differentiates again, and with no division, so it is
-    exact where entries are 0 (out / x divides by zero there) -- one form for eager
-    values and graph values, O(n log n) for n reduced entries.
-    """
+def _to_last(x, axis):
+    """(perm, lead shape, n): transposing by perm and reshaping to lead + (n,) puts the
+    reduced axes of ``x`` last, flattened (x: an array or a Tensor)."""
     nd = x.ndim
     red = tuple(range(nd)) if axis is None else axis
     keep = tuple(a for a in range(nd) if a not in red)
-    perm = keep + red
-    lead = tuple(x.shape[a] for a in keep)
-    n = _count(x, axis)
-    flat = reshape(transpose(x, perm), lead + (n,))
-    others = _exclusive_cumprod(flat, n) * _exclusive_cumprod(flat[..., ::-1], n)[..., ::-1]
-    others = reshape(others, lead + tuple(x.shape[a] for a in red))
-    return transpose(others, tuple(np.argsort(perm)))
+    return keep + red, tuple(x.shape[a] for a in keep), math.prod(x.shape[a] for a in red)
+
+
+def _others(x, axis):
+    """For each entry, the product of the other entries reduced with it: the product of
+    those before it times the product of those after it (exclusive cumulative products).
+    No division, so exact where entries are 0 (out / x divides by zero there); O(n)."""
+    perm, lead, n = _to_last(x, axis)
+    xt = np.transpose(x, perm)
+    f = xt.reshape(lead + (n,))
+    before, after = np.ones_like(f), np.ones_like(f)
+    before[..., 1:] = np.cumprod(f[..., :-1], axis=-1)
+    after[..., :-1] = np.cumprod(f[..., :0:-1], axis=-1)[..., ::-1]
+    return np.transpose((before * after).reshape(xt.shape), np.argsort(perm))
+
+
+def _others_vjp(g, out, x, axis):
+    # d others_i / d x_j (j != i) is the product of the entries other than i and j: row j
+    # of the n x n stack with x_j set to 1, whose own others give it (O(n^2), second order
+    # only); then the cotangent of x_j sums g_i over i != j
+    perm, lead, n = _to_last(x, axis)
+    flat = reshape(transpose(x, perm), lead + (1, n))
+    eye = np.eye(n, dtype=bool)
+    pair = apply(_others_op, where(eye, 1, flat), axis=(len(lead) + 1,))   # lead + (n, n)
+    gf = reshape(transpose(g, perm), lead + (1, n))
+    ct = sum(where(eye, 0, pair) * gf, axis=len(lead) + 1)                # lead + (n,)
+    return transpose(reshape(ct, transpose(x, perm).shape), tuple(np.argsort(perm)))
+
+
+# the product of the others, as one op: prod's gradient in one form for eager and graph
+# values, exact at zeros (what the gradient needs), differentiable again
+_others_op = defop("prod_others", _others, (_others_vjp,), reads=((0,),))
 
 
 def _prod_vjp(g, out, x, axis, keepdims):
-    return _keep(g, x, axis, keepdims) * _prod_others(x, axis)
+    return _keep(g, x, axis, keepdims) * apply(_others_op, x, axis=axis)
 
 
 _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
