@@ -6,7 +6,9 @@
     y.backward()
     x.grad
 """
-from . import autodiff, classic, data, explain, graph, io, nn, ops, optim, train, viz
+from importlib import import_module as _import_module
+
+from . import autodiff, data, graph, io, nn, ops, optim
 from .graph import compile
 from .io import CheckpointError, load, save
 from .autodiff import grad as autograd_grad
@@ -23,3 +25,17 @@ __version__ = "0.1.0"
 
 float32 = "float32"
 float64 = "float64"
+
+# Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
+# (explain, classic), plotting (viz, which needs matplotlib) and the training loop (train).
+_LAZY = ("classic", "explain", "train", "viz")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return _import_module(f".{name}", __name__)   # binds it as an attribute too
+    raise AttributeError(f"module 'retrograd' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

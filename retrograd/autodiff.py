@@ -284,7 +284,7 @@ def _checked_vjps(op, g, node, inputs, needs):
     """op.input_vjps under detect_anomaly: the cotangents must be finite when the incoming
     gradient and the op's inputs and output are."""
     global _in_vjp
-    if node._symbolic:                  # graph values have no numbers to check
+    if not isinstance(node._data, np.ndarray):      # graph values have no numbers to check
         return op.input_vjps(g, node, inputs, node._params, needs)
     prev, _in_vjp = _in_vjp, True
     try:
@@ -346,9 +346,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None or isinstance(grad_outputs, Tensor):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     inputs_t = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-    if base.tracer is not None:        # inside rg.compile: captured tensors' graph stand-ins
-        from .graph.ir import lifted
-        inputs_t = tuple(lifted(x) for x in inputs_t)
+    capture = base.capturing()
+    if capture is not None:            # inside rg.compile: captured tensors' graph stand-ins
+        inputs_t = tuple(capture.lifted(x) for x in inputs_t)
     for i, x in enumerate(inputs_t):
         if not (isinstance(x, Tensor) and x.requires_grad):
             raise RetrogradError(f"grad: input {i} does not require grad")

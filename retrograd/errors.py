@@ -21,3 +21,8 @@ class AnomalyError(RetrogradError):
 class AxisError(ShapeError, IndexError):
     """An axis or an index is out of range for the tensor's shape: both a ShapeError (so a
     ValueError) and an IndexError, as NumPy's AxisError, so ``except IndexError`` works."""
+
+
+class TraceError(RetrogradError):
+    """Something that needs a concrete value was asked of a symbolic one (a graph value of
+    rg.compile or Graph); ``retrograd.graph.TraceError`` is this class."""

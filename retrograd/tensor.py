@@ -141,7 +141,8 @@ def share_version(view: "Tensor", base) -> "Tensor":
     """``view`` was made by a view op (slicing, reshape, transpose) of ``base``: when its
     data shares memory with base's, both count in-place changes on one counter, so a
     change through either is seen by a backward that saved the other."""
-    if (isinstance(base, Tensor) and not base._symbolic
+    if (isinstance(base, Tensor) and isinstance(base._data, np.ndarray)   # graph values: none
+            and isinstance(view._data, np.ndarray)
             and np.may_share_memory(view._data, base._data)):
         vc = base._vc
         if vc is None:
@@ -188,7 +189,9 @@ class Tensor:
                  "_hooks", "_retains_grad", "name", "_vc", "_rec", "_site", "_prev",
                  "__weakref__")
     __array_priority__ = 1000   # ndarray <op> Tensor -> our reflected operator
-    _symbolic = False           # True for graph values (retrograd.graph.Var)
+    # values that record ops on themselves instead of computing them (retrograd.graph.Var)
+    # set this to ``record(op, args, params)``; ops/base.apply asks the value
+    _record = None
     __array_ufunc__ = None      # numpy must not swallow Tensors into object arrays
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):

@@ -7,7 +7,8 @@ compiled executor.
 """
 from .api import Compiled, Graph, compile, compile_step
 from .executor import Executable, plan_memory
-from .ir import ShapeDtype, TraceError, Var
+from ..errors import TraceError      # (defined with the other errors; the same class)
+from .ir import ShapeDtype, Var
 from .program import Node, Program, cse, dce, fold_constants, lower, optimize, simplify
 
 __all__ = ["Graph", "Var", "compile", "compile_step", "Compiled", "TraceError", "ShapeDtype",

@@ -20,10 +20,10 @@ import warnings
 import numpy as np
 
 from .. import autodiff
-from ..errors import RetrogradError, ShapeError
+from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, enable_grad
 from .executor import Executable
-from .ir import TraceError, Tracer, Var, _dummies
+from .ir import Tracer, Var, _dummies
 from .program import lower, optimize
 
 PASSES = ("fold", "simplify", "cse", "dce")
@@ -244,7 +244,7 @@ def _unflatten(tree, values):
     return kind(_unflatten(v, values) for v in body)
 
 
-_TRACE_LOCK = threading.RLock()     # the trace hooks are process-wide: one trace at a time
+_TRACE_LOCK = threading.RLock()     # traces share the zero stand-ins (ir._dummies): one at a time
 CACHE_SIZE = 64                     # traces kept per compiled function (least recently used go)
 RETRACE_WARNING = 8                 # traces of one function before a warning says why
 
@@ -294,7 +294,7 @@ class Compiled:
             if static and (i in static or i - n in static):
                 sig.append(_static_key(i, a))
             elif isinstance(a, Tensor):
-                if a._symbolic:
+                if isinstance(a, Var):
                     return None
                 sig.append((a._data.shape, a._data.dtype))
             elif isinstance(a, (np.ndarray, np.generic)):    # (np.float64 is strong: an array)

@@ -2,27 +2,24 @@
 
 A ``Var`` is a Tensor whose value is not known, only its shape and dtype
 (``ShapeDtype``, which stands where a Tensor keeps its ndarray). Any op applied
-to a Var goes through the same ``apply`` as eager code; ``apply`` hands it to
-``record`` below, which works out the output's shape and dtype and returns a
-new Var that remembers the op, its inputs and parameters -- exactly the fields
-an eager Tensor keeps. So the eager backward walk, run over Vars with
-``create_graph=True``, *builds* the gradient as more graph nodes (build_grad),
-using the very same VJP rules.
+to a Var goes through the same ``apply`` as eager code; ``apply`` asks the
+value, and a Var records the op itself (``Var._record``, ``record`` below): it
+works out the output's shape and dtype and returns a new Var that remembers the
+op, its inputs and parameters -- exactly the fields an eager Tensor keeps. So
+the eager backward walk, run over Vars with ``create_graph=True``, *builds* the
+gradient as more graph nodes (build_grad), using the very same VJP rules.
 """
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
-from ..errors import RetrogradError
+from ..errors import RetrogradError, ShapeError, TraceError
 from ..ops import base
 from ..tensor import Tensor
 
-
-class TraceError(RetrogradError):
-    """Something that needs a concrete value was asked of a symbolic one."""
+__all__ = ["ShapeDtype", "Var", "Tracer", "TraceError", "record"]
 
 
 class ShapeDtype:
@@ -61,7 +58,6 @@ class Var(Tensor):
     """A symbolic tensor in a graph: an input, a parameter, or an op's output."""
 
     __slots__ = ("graph", "kind", "index", "value", "weak")
-    _symbolic = True
 
     def __init__(self, graph, kind, shape, dtype, name=None, value=None, weak=False):
         super().__init__(np.zeros(0))      # placeholder, replaced below
@@ -112,6 +108,23 @@ class Var(Tensor):
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    # graph values are immutable: ``v += x`` rebinds the name to a new value
+    def __iadd__(self, other):
+        return self + other
+
+    def __isub__(self, other):
+        return self - other
+
+    def __imul__(self, other):
+        return self * other
+
+    def __itruediv__(self, other):
+        return self / other
+
+    def __setitem__(self, idx, value):
+        raise TraceError("t[idx] = v on a graph value: graph values cannot change; "
+                         "build the new value with rg.where or rg.concatenate")
+
     def backward(self, *args, **kwargs):
         raise TraceError("backward() on a graph value: in a Graph use g.backward(cost); in a "
                          "compiled function use rg.grad / rg.value_and_grad, which build the "
@@ -135,52 +148,48 @@ def _dummy(x):
 
 
 class Tracer:
-    """The trace in progress (rg.compile): tensors that require grad but are not graph
-    values (captured model parameters) are lifted into the graph as "captured" Vars
-    the first time an op uses them, so the compiled code reads them on every call."""
+    """The trace in progress (rg.compile), a capture of ops/base: tensors that require
+    grad but are not graph values (captured model parameters) are lifted into the graph
+    as "captured" Vars the first time an op uses them, so the compiled code reads them on
+    every call. ``with Tracer(g):`` makes it this thread's innermost capture."""
 
     def __init__(self, graph):
         self.graph = graph
-        self.lifted = {}                     # id(tensor) -> (tensor, Var)
-        self.thread = threading.get_ident()  # eager code in other threads is not traced
+        self._lifted = {}                    # id(tensor) -> (tensor, Var)
+        self.outer = None                    # the capture around this one (base.push_capture)
 
     def lift(self, t):
         if isinstance(t, Var) or not isinstance(t, Tensor) or not t.requires_grad:
             return t
-        hit = self.lifted.get(id(t))
+        hit = self._lifted.get(id(t))
         if hit is None:
             v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "param", value=t)
-            hit = self.lifted[id(t)] = (t, v)
+            hit = self._lifted[id(t)] = (t, v)
         return hit[1]
 
+    def lifted(self, t):
+        """``t`` itself, or its graph stand-in if this trace captured it."""
+        if isinstance(t, Var):
+            return t
+        hit = self._lifted.get(id(t))
+        return hit[1] if hit is not None else t
+
+    def record(self, op, args, params):
+        return record(op, args, params)
+
     def __enter__(self):
-        self.prev, base.tracer = base.tracer, self
+        base.push_capture(self)
         return self
 
     def __exit__(self, *exc):
-        base.tracer = self.prev
+        base.pop_capture(self)
         return False
-
-
-def active_tracer():
-    """The trace in progress in this thread, or None (rg.compile traces one at a time)."""
-    tr = base.tracer
-    return tr if tr is not None and tr.thread == threading.get_ident() else None
-
-
-def lifted(t):
-    """``t`` itself, or its graph stand-in if the active trace captured it."""
-    tr = active_tracer()
-    if tr is None or isinstance(t, Var):
-        return t
-    hit = tr.lifted.get(id(t))
-    return hit[1] if hit is not None else t
 
 
 def record(op, args, params):
     """``apply`` for symbolic inputs: shape inference by running the NumPy forward on
     zero stand-ins (once, at trace time), then a new Var node."""
-    tr = active_tracer()
+    tr = base.capturing()
     if tr is not None:
         args = tuple(tr.lift(a) for a in args)
     graph = next(a.graph for a in args if isinstance(a, Var))
@@ -195,7 +204,6 @@ def record(op, args, params):
         try:
             shape = np.broadcast_shapes(*[a.shape for a in args if isinstance(a, Tensor)])
         except ValueError:
-            from ..errors import ShapeError
             shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
             raise ShapeError(f"{op.name}: operands could not be broadcast together "
                              f"(operand shapes: {shapes})") from None
@@ -208,7 +216,6 @@ def record(op, args, params):
             with np.errstate(all="ignore"):
                 out = np.asarray(op.forward(*[_dummy(a) for a in args], **params))
         except (ValueError, IndexError) as e:
-            from ..errors import ShapeError
             shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
             raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
         shape, dtype = out.shape, out.dtype
@@ -222,4 +229,5 @@ def record(op, args, params):
     return v
 
 
-base.trace_hook = record
+# a Var records the ops applied to it (ops/base.apply asks the value)
+Var._record = staticmethod(record)

@@ -6,7 +6,7 @@ itself a graph and can be differentiated again (seed 004: symbol-to-symbol).
 """
 from __future__ import annotations
 
-from threading import get_ident
+import threading
 
 import numpy as np
 
@@ -96,18 +96,46 @@ def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None
     return op
 
 
-# Set by retrograd.graph: called instead of ``forward`` when an input is symbolic, so
-# the same op calls that compute eagerly record a graph while tracing. ``tracer`` is
-# the active trace of rg.compile, if any: it also captures ops on tensors that require
-# grad (model parameters), which must be recomputed on every call, not frozen.
-trace_hook = None
-tracer = None
+class _Captures(threading.local):
+    """The captures (rg.compile traces) in progress in this thread, innermost on top:
+    each trace belongs to the thread that runs it, so eager code in other threads runs
+    as usual. A capture also records ops on tensors that require grad but are not graph
+    values (model parameters): they must be recomputed on every call, not frozen."""
+    top = None                # the innermost capture; each keeps the one around it (.outer)
+
+
+_captures = _Captures()
+# captures in progress in all threads: apply's fast test, so that eager code pays a
+# global read, not a thread-local one, while nothing is traced anywhere
+_n_captures = 0
+_count_lock = threading.Lock()
+
+
+def push_capture(capture):
+    global _n_captures
+    capture.outer, _captures.top = _captures.top, capture
+    with _count_lock:
+        _n_captures += 1
+
+
+def pop_capture(capture):
+    global _n_captures
+    if _captures.top is not capture:
+        raise RetrogradError("captures must end in the order they began")
+    _captures.top = capture.outer
+    with _count_lock:
+        _n_captures -= 1
+
+
+def capturing():
+    """The capture in progress in this thread (an object with ``record(op, args, params)``
+    and ``lifted(tensor)``), or None."""
+    return _captures.top
+
 
 def tracing() -> bool:
-    """Whether rg.compile is tracing in this thread (eager code in other threads is not
-    traced: each trace belongs to the thread that runs it)."""
-    tr = tracer
-    return tr is not None and tr.thread == get_ident()
+    """Whether rg.compile is tracing in this thread."""
+    return _captures.top is not None
 
 
 # Set by rg.detect_anomaly() (retrograd.autodiff): called with (op, input arrays, result)
@@ -130,7 +158,8 @@ def apply(op: Op, *args, **params) -> Tensor:
         if new is not None:
             op, args, params = new
     arrays = []
-    record = symbolic = False
+    record = False
+    recorder = None
     has_tensor = False
     for a in args:
         if isinstance(a, Tensor):
@@ -138,16 +167,18 @@ def apply(op: Op, *args, **params) -> Tensor:
             has_tensor = True
             if a.requires_grad:
                 record = True
-            if a._symbolic:
-                symbolic = True
+            if a._record is not None:      # a value that records ops itself (graph.Var)
+                recorder = a._record
         elif isinstance(a, _SCALARS):
             arrays.append(a)
         else:
             return _apply_lifted(op, args, params)
     if not has_tensor:
         return _apply_lifted(op, args, params)
-    if symbolic or (record and tracer is not None and tracer.thread == get_ident()):
-        return trace_hook(op, args, params)
+    if recorder is not None:
+        return recorder(op, args, params)
+    if record and _n_captures and _captures.top is not None:
+        return _captures.top.record(op, args, params)
     try:
         out = op.forward(*arrays, **params)
     except (ValueError, IndexError) as e:

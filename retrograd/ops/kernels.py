@@ -30,7 +30,8 @@ def _plain_axis(axis):
     return axis[0] if axis is not None and len(axis) == 1 else axis
 
 
-def _keep(out, x, axis, keepdims):
+def _keepdims_shaped(out, axis, keepdims):
+    """A one-axis reduction of a matrix (1-d) in the keepdims shape when asked."""
     if not keepdims:
         return out
     return out.reshape((1, -1) if axis[0] == 0 else (-1, 1))
@@ -40,7 +41,7 @@ def fsum(x, axis=None, keepdims=False):
     """np.sum(x, axis, keepdims), via a BLAS matrix-vector product for one matrix axis."""
     if _one_axis_of_matrix(x, axis):
         ones = np.ones(x.shape[axis[0]], x.dtype)
-        return _keep(x @ ones if axis[0] == 1 else ones @ x, x, axis, keepdims)
+        return _keepdims_shaped(x @ ones if axis[0] == 1 else ones @ x, axis, keepdims)
     if isinstance(x, np.ndarray):    # the method: same result, ~2 µs less than np.sum
         return x.sum(axis=_plain_axis(axis), keepdims=keepdims)
     return np.sum(x, axis=_plain_axis(axis), keepdims=keepdims)
@@ -49,7 +50,7 @@ def fsum(x, axis=None, keepdims=False):
 def fmax(x, axis=None, keepdims=False):
     """np.max(x, axis, keepdims); a short last axis is reduced on a transposed copy."""
     if _one_axis_of_matrix(x, axis) and axis[0] == 1 and x.shape[1] <= _SHORT_ROW:
-        return _keep(np.ascontiguousarray(x.T).max(axis=0), x, axis, keepdims)
+        return _keepdims_shaped(np.ascontiguousarray(x.T).max(axis=0), axis, keepdims)
     if isinstance(x, np.ndarray):
         return x.max(axis=_plain_axis(axis), keepdims=keepdims)
     return np.max(x, axis=_plain_axis(axis), keepdims=keepdims)

@@ -7,31 +7,17 @@ broadcasts it over the reduced axes.
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
 from .. import tensor as _tensor
-from ..errors import AxisError, RetrogradError, ShapeError
+from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
 from .elementwise import _log, exp, mask_like, sqrt, where
-from .shape import astype, broadcast_to, getitem, reshape, transpose
-
-
-def _axes(axis, ndim, op):
-    """Canonical axis parameter: None (all) or a sorted tuple of non-negative ints."""
-    if axis is None:
-        return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise AxisError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
-        out.append(int(a) % builtins.max(ndim, 1))
-    if len(set(out)) != len(out):
-        raise ShapeError(f"{op}: repeated axis in {axis}")
-    return tuple(sorted(out))
+from .shape import astype, broadcast_to, getitem, norm_axes, reshape, transpose
 
 
 def _ndim(x):
@@ -82,7 +68,8 @@ def sum(x, axis=None, keepdims=False, *, dtype=None, out=None):
         x = _numpy_keywords("sum", x, dtype, out)
     if _half(x):
         return astype(sum(astype(x, np.float32), axis, keepdims), np.float16)
-    return apply(_sum, x, axis=_axes(axis, _ndim(x), "sum"), keepdims=bool(keepdims))
+    axis = norm_axes(axis, _ndim(x), "sum", sort=True)
+    return apply(_sum, x, axis=axis, keepdims=bool(keepdims))
 
 
 def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
@@ -90,7 +77,7 @@ def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
         x = _numpy_keywords("mean", x, dtype, out)
     if _half(x):            # the count too: 1/70000 is 0 in float16
         return astype(mean(astype(x, np.float32), axis, keepdims), np.float16)
-    axis = _axes(axis, _ndim(x), "mean")
+    axis = norm_axes(axis, _ndim(x), "mean", sort=True)
     s = sum(x, axis, keepdims)
     n = _count(x if isinstance(x, Tensor) else np.asarray(x), axis)
     return s / n
@@ -102,7 +89,7 @@ def var(x, axis=None, ddof=0, keepdims=False, *, dtype=None, out=None):
         x = _numpy_keywords("var", x, dtype, out)
     if _half(x):
         return astype(var(astype(x, np.float32), axis, ddof, keepdims), np.float16)
-    axis = _axes(axis, _ndim(x), "var")
+    axis = norm_axes(axis, _ndim(x), "var", sort=True)
     d = x - mean(x, axis, keepdims=True)
     n = _count(d, axis)
     return sum(d * d, axis, keepdims) / builtins.max(n - ddof, 0)
@@ -135,14 +122,16 @@ def max(x, axis=None, keepdims=False, *, out=None):
     """Largest value (values only, as NumPy); tied maxima share the gradient."""
     if out is not None:
         _numpy_keywords("max", x, None, out)
-    return apply(_max, x, axis=_axes(axis, _ndim(x), "max"), keepdims=bool(keepdims))
+    axis = norm_axes(axis, _ndim(x), "max", sort=True)
+    return apply(_max, x, axis=axis, keepdims=bool(keepdims))
 
 
 def min(x, axis=None, keepdims=False, *, out=None):
     """Smallest value (values only, as NumPy); tied minima share the gradient."""
     if out is not None:
         _numpy_keywords("min", x, None, out)
-    return apply(_min, x, axis=_axes(axis, _ndim(x), "min"), keepdims=bool(keepdims))
+    axis = norm_axes(axis, _ndim(x), "min", sort=True)
+    return apply(_min, x, axis=axis, keepdims=bool(keepdims))
 
 
 _argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
@@ -154,7 +143,7 @@ def _one_int_axis(axis, x, op):
         return None
     if not isinstance(axis, (int, np.integer)):
         raise ShapeError(f"{op}: axis must be an int or None, got {axis!r}")
-    return _axes(axis, _ndim(x), op)[0]
+    return norm_axes(axis, _ndim(x), op, sort=True)[0]
 
 
 def argmax(x, axis=None, keepdims=False, *, out=None):
@@ -171,35 +160,48 @@ def argmin(x, axis=None, keepdims=False, *, out=None):
 
 # ---------------------------------------------------------------- prod
 
-def _prod_others(x, axis):
-    """For each entry, the product of the other entries reduced with it.
-
-    Written with ops so it differentiates again, and exact when entries are 0
-    (where out / x would divide by zero): the reduced axes are flattened to
-    length n, each entry is replaced in turn by 1 (an n x n stack), and the
-    stack is multiplied out.
-    """
+def _to_last(x, axis):
+    """(perm, lead shape, n): transposing by perm and reshaping to lead + (n,) puts the
+    reduced axes of ``x`` last, flattened (x: an array or a Tensor)."""
     nd = x.ndim
     red = tuple(range(nd)) if axis is None else axis
     keep = tuple(a for a in range(nd) if a not in red)
-    perm = keep + red
-    xt = transpose(x, perm)
-    lead = tuple(x.shape[a] for a in keep)
-    n = _count(x, axis)
-    flat = reshape(xt, lead + (1, n))
+    return keep + red, tuple(x.shape[a] for a in keep), math.prod(x.shape[a] for a in red)
+
+
+def _others(x, axis):
+    """For each entry, the product of the other entries reduced with it: the product of
+    those before it times the product of those after it (exclusive cumulative products).
+    No division, so exact where entries are 0 (out / x divides by zero there); O(n)."""
+    perm, lead, n = _to_last(x, axis)
+    xt = np.transpose(x, perm)
+    f = xt.reshape(lead + (n,))
+    before, after = np.ones_like(f), np.ones_like(f)
+    before[..., 1:] = np.cumprod(f[..., :-1], axis=-1)
+    after[..., :-1] = np.cumprod(f[..., :0:-1], axis=-1)[..., ::-1]
+    return np.transpose((before * after).reshape(xt.shape), np.argsort(perm))
+
+
+def _others_vjp(g, out, x, axis):
+    # d others_i / d x_j (j != i) is the product of the entries other than i and j: row j
+    # of the n x n stack with x_j set to 1, whose own others give it (O(n^2), second order
+    # only); then the cotangent of x_j sums g_i over i != j
+    perm, lead, n = _to_last(x, axis)
+    flat = reshape(transpose(x, perm), lead + (1, n))
     eye = np.eye(n, dtype=bool)
-    others = prod(where(eye, 1, flat), axis=len(lead) + 1)          # lead + (n,)
-    others = reshape(others, lead + tuple(x.shape[a] for a in red))
-    return transpose(others, tuple(np.argsort(perm)))
+    pair = apply(_others_op, where(eye, 1, flat), axis=(len(lead) + 1,))   # lead + (n, n)
+    gf = reshape(transpose(g, perm), lead + (1, n))
+    ct = sum(where(eye, 0, pair) * gf, axis=len(lead) + 1)                # lead + (n,)
+    return transpose(reshape(ct, transpose(x, perm).shape), tuple(np.argsort(perm)))
+
+
+# the product of the others, as one op: prod's gradient in one form for eager and graph
+# values, exact at zeros (what the gradient needs), differentiable again
+_others_op = defop("prod_others", _others, (_others_vjp,), reads=((0,),))
 
 
 def _prod_vjp(g, out, x, axis, keepdims):
-    gk = _keep(g, x, axis, keepdims)
-    # out / x is cheaper but divides by zero; a graph value (rg.compile) has no data to
-    # look at, so its gradient must be the exact form, right for inputs with zeros too
-    if not x._symbolic and np.all(x.data != 0):
-        return gk * (_keep(out, x, axis, keepdims) / x)
-    return gk * _prod_others(x, axis)
+    return _keep(g, x, axis, keepdims) * apply(_others_op, x, axis=axis)
 
 
 _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
@@ -210,7 +212,8 @@ def prod(x, axis=None, keepdims=False, *, dtype=None, out=None):
     """Product of entries; its gradient is exact also where entries are zero."""
     if dtype is not None or out is not None:
         x = _numpy_keywords("prod", x, dtype, out)
-    return apply(_prod, x, axis=_axes(axis, _ndim(x), "prod"), keepdims=bool(keepdims))
+    axis = norm_axes(axis, _ndim(x), "prod", sort=True)
+    return apply(_prod, x, axis=axis, keepdims=bool(keepdims))
 
 
 # ---------------------------------------------------------------- logsumexp / softmax
@@ -259,7 +262,7 @@ def _log_of_softmax(x):
     the softmax output nor z has changed in place since the softmax was computed, and
     while the softmax node still holds z (a backward without retain_graph frees it)."""
     if isinstance(x, Tensor) and x._op is _softmax_op and x._inputs is not None and (
-            x._symbolic or x._rec == _tensor._clock or builtins.all(
+            x._rec == _tensor._clock or builtins.all(
                 t._vc is None or t._vc.epoch <= x._rec for t in (x, *x._inputs))):
         return _log_softmax_op, x._inputs, x._params
     return None
@@ -271,13 +274,14 @@ _log.rewrite = _log_of_softmax
 
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), shifted by the max so it never overflows."""
-    return apply(_logsumexp_op, x, axis=_axes(axis, _ndim(x), "logsumexp"), keepdims=bool(keepdims))
+    axis = norm_axes(axis, _ndim(x), "logsumexp", sort=True)
+    return apply(_logsumexp_op, x, axis=axis, keepdims=bool(keepdims))
 
 
 def _one_axis(axis, x, op):
     if axis is None:
         raise ShapeError(f"{op}: give the axis to normalise over (e.g. axis=-1)")
-    return _axes(axis, _ndim(x), op)
+    return norm_axes(axis, _ndim(x), op, sort=True)
 
 
 def softmax(x, axis=-1):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..errors import AxisError, RetrogradError, ShapeError
+from ..errors import AxisError, RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _unwrap_index, share_version
 from .base import apply, defop
 from .kernels import fsum
@@ -18,6 +18,28 @@ from .kernels import fsum
 
 def _shape_of(x):
     return x.shape if isinstance(x, Tensor) else np.shape(x)
+
+
+def norm_axes(axis, ndim, op, *, sort=False, of=None, scalar=True, unique=True):
+    """``axis`` (None, an int or a sequence of ints) as a tuple of axes in 0..ndim-1, in
+    the order given (``sort``: ascending); None stays None (all axes). The one axis
+    normaliser of the ops: an axis out of range raises AxisError (a ShapeError and an
+    IndexError, as NumPy's), a repeated one (``unique``) ShapeError. ``of``: what has the
+    ``ndim`` axes, for the message; ``scalar``: a 0-d tensor has the axis 0 (a reduction
+    over it), as NumPy's reductions allow."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    top = builtins.max(ndim, 1) if scalar else ndim
+    out = []
+    for a in axes:
+        if not -ndim <= a < top:
+            raise AxisError(f"{op}: axis {a} is out of range for "
+                            f"{of or f'a {ndim}-d tensor'}")
+        out.append(int(a) % top)
+    if unique and len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out)) if sort else tuple(out)
 
 
 # ---------------------------------------------------------------- astype
@@ -77,10 +99,7 @@ def transpose(x, axes=None):
         if ndim == 2:
             return share_version(apply(_transpose, x, axes=(1, 0)), x)
         axes = tuple(range(ndim - 1, -1, -1))
-    for a in axes:
-        if not -ndim <= int(a) < builtins.max(ndim, 1):
-            raise AxisError(f"transpose: axis {a} is out of range for a {ndim}-d tensor")
-    axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
+    axes = norm_axes(axes, ndim, "transpose", unique=False)    # (checked as a permutation)
     if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"transpose: axes {axes} are not a permutation of a {ndim}-d tensor's axes")
     if axes == tuple(range(ndim)):
@@ -88,17 +107,15 @@ def transpose(x, axes=None):
     return share_version(apply(_transpose, x, axes=axes), x)
 
 
-def _check_axis(op, axis, ndim, shape):
-    if not -ndim <= axis < ndim:
-        raise AxisError(f"{op}: axis {axis} is out of range for a {ndim}-d tensor of shape "
-                         f"{tuple(shape)}")
+def _of_shape(shape):
+    return f"a {len(shape)}-d tensor of shape {tuple(shape)}"
 
 
 def swapaxes(x, axis1, axis2):
     shape = _shape_of(x)
     ndim = len(shape)
-    _check_axis("swapaxes", axis1, ndim, shape)
-    _check_axis("swapaxes", axis2, ndim, shape)
+    axis1, axis2 = norm_axes((axis1, axis2), ndim, "swapaxes", of=_of_shape(shape),
+                             scalar=False, unique=False)
     axes = list(range(ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
@@ -106,15 +123,9 @@ def swapaxes(x, axis1, axis2):
 
 def expand_dims(x, axis):
     shape = list(_shape_of(x))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    nd = len(shape) + len(axes)
-    for a in axes:
-        if not -nd <= a < nd:
-            raise AxisError(f"expand_dims: axis {a} is out of range for the {nd}-d result of "
-                             f"expanding shape {tuple(shape)}")
-    if len({a % nd for a in axes}) != len(axes):
-        raise ShapeError(f"expand_dims: repeated axis in {axes}")
-    for a in sorted(a % nd for a in axes):
+    nd = len(shape) + (1 if isinstance(axis, (int, np.integer)) else len(axis))
+    for a in norm_axes(axis, nd, "expand_dims", sort=True,
+                       of=f"the {nd}-d result of expanding shape {tuple(shape)}"):
         shape.insert(a, 1)
     return reshape(x, shape)
 
@@ -124,10 +135,8 @@ def squeeze(x, axis=None):
     if axis is None:
         axes = {i for i, s in enumerate(shape) if s == 1}
     else:
-        axes = set()
-        for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis):
-            _check_axis("squeeze", a, len(shape), shape)
-            axes.add(a % len(shape))
+        axes = set(norm_axes(axis, len(shape), "squeeze", of=_of_shape(shape), scalar=False,
+                             unique=False))
         bad = [a for a in axes if shape[a] != 1]
         if bad:
             raise ShapeError(f"squeeze: axis {bad[0]} of shape {shape} has size {shape[bad[0]]}, not 1")
@@ -137,7 +146,7 @@ def squeeze(x, axis=None):
 def flatten(x, start_axis=0):
     shape = _shape_of(x)
     if shape:
-        _check_axis("flatten", start_axis, len(shape), shape)
+        norm_axes(start_axis, len(shape), "flatten", of=_of_shape(shape), scalar=False)
     return reshape(x, tuple(shape[:start_axis]) + (-1,))
 
 
@@ -204,10 +213,10 @@ _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: ge
 
 def _canonical_index(idx):
     items = idx if isinstance(idx, (tuple, list)) else (idx,)
-    traced = next((i for i in items if isinstance(i, Tensor) and i._symbolic), None)
+    # the index is a static parameter of getitem: it cannot be a graph value (no array)
+    traced = next((i for i in items if isinstance(i, Tensor)
+                   and not isinstance(i._data, np.ndarray)), None)
     if traced is not None:
-        # the index is a static parameter of getitem: it cannot come from the graph itself
-        from ..graph.ir import TraceError
         raise TraceError(f"indexing with a traced value ({traced.describe()}): an index must "
                          "be known when the graph is built (a constant array, a slice or an "
                          "int); use rg.where to select by a condition, or run this function "
@@ -267,9 +276,7 @@ _stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, v
 
 
 def _norm_axis(axis, ndim, op):
-    if not -ndim <= axis < builtins.max(ndim, 1):
-        raise AxisError(f"{op}: axis {axis} is out of range for {ndim}-d inputs")
-    return axis % builtins.max(ndim, 1)
+    return norm_axes(axis, ndim, op, of=f"{ndim}-d inputs")[0]
 
 
 def concatenate(xs, axis=0):
