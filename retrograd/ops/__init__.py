@@ -9,7 +9,7 @@ from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, _bump_version, _mode
 from . import base as _base
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, exp, floor, greater, greater_equal,
+from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor, greater, greater_equal,
                           isfinite, leaky_relu, less, less_equal, log, logical_and, logical_not,
                           logical_or, maximum, minimum, mul, neg, not_equal, pow, pow_scalar, relu,
                           round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
@@ -25,7 +25,7 @@ from .shape import (_canonical_index, astype, broadcast_to, concatenate, expand_
 __all__ = [
     "REGISTRY", "Op", "apply", "defop", "unbroadcast",
     "add", "sub", "mul", "div", "neg", "pow", "pow_scalar", "square", "exp", "log", "sqrt", "abs",
-    "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "softplus", "maximum", "minimum",
+    "sin", "cos", "tanh", "erf", "sigmoid", "relu", "leaky_relu", "softplus", "maximum", "minimum",
     "clip", "where", "sign", "floor", "round", "isfinite", "equal", "not_equal", "less",
     "less_equal", "greater", "greater_equal", "logical_and", "logical_or", "logical_not",
     "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
@@ -37,7 +37,20 @@ __all__ = [
 
 
 def _swap(f):
+    if isinstance(f, Op):
+        return lambda self, other: apply(f, other, self)
     return lambda self, other: f(other, self)
+
+
+def _method(f):
+    """A Tensor method for ``f``; an op becomes a plain function that applies it (as fast
+    as the method call of a function: an Op instance would bind through Op.__get__)."""
+    if not isinstance(f, Op):
+        return f
+    n = len(f.__signature__.parameters)
+    m = (lambda self: apply(f, self)) if n == 1 else (lambda self, other: apply(f, self, other))
+    m.__name__, m.__qualname__, m.__doc__ = f.name, f"Tensor.{f.name}", f.__doc__
+    return m
 
 
 def _T(self):
@@ -210,7 +223,7 @@ _methods = {
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max, "min": min, "prod": prod,
     "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax,
-    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
+    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh, "erf": erf,
     "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "softplus": softplus,
     "clip": clip, "sign": sign, "square": square, "pow": pow, "matmul": matmul, "dot": dot,
     "astype": astype, "broadcast_to": broadcast_to, "expand_dims": expand_dims,
@@ -219,5 +232,5 @@ _methods = {
     "maximum": maximum, "minimum": minimum,
 }
 for _name, _fn in _methods.items():
-    setattr(Tensor, _name, _fn)
+    setattr(Tensor, _name, _method(_fn))
 del _name, _fn
