@@ -9,11 +9,11 @@ from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, _bump_version, _mode
 from . import base as _base
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor, greater, greater_equal,
-                          isfinite, leaky_relu, less, less_equal, log, logical_and, logical_not,
-                          logical_or, maximum, minimum, mul, neg, not_equal, pow, pow_scalar, relu,
-                          round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
-                          where)
+from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor,
+                          greater, greater_equal, isfinite, leaky_relu, less, less_equal, log,
+                          logical_and, logical_not, logical_or, maximum, minimum, mul, neg,
+                          not_equal, pow, pow_scalar, relu, round, sigmoid, sign, sin, softplus,
+                          sqrt, square, sub, tanh, unbroadcast, where)
 from .linalg import dot, matmul
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
@@ -223,7 +223,8 @@ _methods = {
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max, "min": min, "prod": prod,
     "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax,
-    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh, "erf": erf,
+    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
+    "erf": erf,
     "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "softplus": softplus,
     "clip": clip, "sign": sign, "square": square, "pow": pow, "matmul": matmul, "dot": dot,
     "astype": astype, "broadcast_to": broadcast_to, "expand_dims": expand_dims,

@@ -50,7 +50,9 @@ class Op:
          None: the algebraic identities of graph/program.py's simplify pass.
     scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
          one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
-         fuse loops (the Numba backend); None where it has none for these params.
+         fuse loops (the Numba backend); None where it has none for these params. The
+         names are evaluated once by the caller; outside the op's domain the form means
+         what it does compiled (nan, inf as in C and NumPy), not CPython's exceptions.
 
     An op is called like the function it is: ``exp(x)`` is ``apply(exp, x)``.
     """

@@ -126,8 +126,9 @@ def _square_kernel(n):
 
 _pow_scalar = defop(
     "pow_scalar", lambda x, p: np.power(x, p), (_pow_scalar_vjp,), reads=((0,),), fresh=True,
-    kernel=_square_kernel,
-    simplify=lambda n: n.inputs[0] if n.params["p"] == 1 and passes_through(n, n.inputs[0]) else None,
+    args=("x",), kernel=_square_kernel,
+    simplify=lambda n: n.inputs[0] if n.params["p"] == 1 and passes_through(n, n.inputs[0])
+    else None,
     scalar=lambda x, p: f"({x} * {x})" if p == 2 else f"({x} ** {p!r})")
 
 
@@ -165,7 +166,8 @@ where = defop("where", np.where, (
     None,
     lambda g, out, c, a, b: where(c, g, 0),
     lambda g, out, c, a, b: where(c, 0, g)), reads=((), (0,), (0,)), fresh=True,
-    args=("cond", "a", "b"), doc="``a`` where ``cond`` is true, else ``b`` (cond gets no gradient).",
+    args=("cond", "a", "b"),
+    doc="``a`` where ``cond`` is true, else ``b`` (cond gets no gradient).",
     scalar=lambda c, a, b: f"({a} if {c} else {b})")
 
 
@@ -211,7 +213,7 @@ def _neg_rule(n):
 
 _X, _OUT, _NOTHING = ((0,),), (("out",),), ((),)      # what a unary op's rule reads
 
-neg = defop("neg", np.negative, (lambda g, out, x: -g,), reads=_NOTHING, doc="-x.",
+neg = defop("neg", np.negative, (lambda g, out, x: -g,), reads=_NOTHING, doc="Negation, -x.",
             simplify=_neg_rule, scalar=lambda x: f"(-{x})")
 exp = defop("exp", np.exp, (lambda g, out, x: g * out,), reads=_OUT, doc="e ** x.",
             scalar=lambda x: f"math.exp({x})")
@@ -242,13 +244,14 @@ relu = defop("relu", lambda x: np.maximum(x, 0), (lambda g, out, x: g * (out > 0
              scalar=lambda x: f"({x} if {x} > 0 or {x} != {x} else 0.0)")
 _leaky = defop("leaky_relu", _leaky_relu, (
     lambda g, out, x, negative_slope: where(x > 0, g, g * negative_slope),), reads=_X, fresh=True,
+    args=("x",),
     scalar=lambda x, negative_slope: f"({x} if {x} > 0 else {x} * {negative_slope!r})")
 softplus = defop("softplus", lambda x: np.logaddexp(0, x), (lambda g, out, x: g * sigmoid(x),),
                  reads=_X, fresh=True, doc="log(1 + e^x), stable for large |x|.",
                  scalar=lambda x: f"(max({x}, 0.0) + math.log1p(math.exp(-abs({x}))))")
 _clip_op = defop("clip", _clip, (
     lambda g, out, x, lo, hi: g if lo is None and hi is None else g * _clip_mask(x, lo, hi),),
-    reads=_X, fresh=True, scalar=_clip_scalar)
+    reads=_X, fresh=True, args=("x",), scalar=_clip_scalar)
 
 
 def _erf(x):
@@ -309,8 +312,9 @@ isfinite = defop("isfinite", np.isfinite, doc="Whether x is neither inf nor nan 
 floor = defop("floor", np.floor, doc="The largest integer <= x, as a float (no gradient).",
               scalar=lambda x: f"float(math.floor({x}))")
 # Python's round(), as np.round, rounds halves to even
-round = defop("round", np.round, args=("x",), doc="x rounded to the nearest integer, halves to even "
-              "(no gradient).", scalar=lambda x: f"float(round({x}))")
+round = defop("round", np.round, args=("x",),
+              doc="x rounded to the nearest integer, halves to even (no gradient).",
+              scalar=lambda x: f"float(round({x}))")
 
 
 def _bernoulli_mask(x, p, generator):
