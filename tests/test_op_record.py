@@ -189,6 +189,14 @@ def test_an_op_kept_as_a_class_attribute_binds_like_a_function():
         Holder().f(t)          # bound to the Holder, as a function would be: exp(holder, t)
 
 
+def test_an_op_copies_and_pickles_as_itself_like_a_function():
+    import copy
+    import pickle
+    for f in (rg.exp, rg.where, REGISTRY["sum_to"]):
+        assert copy.copy(f) is f and copy.deepcopy([f])[0] is f
+        assert pickle.loads(pickle.dumps(f)) is f
+
+
 # ---------------------------------------------------------------- broadcasting in the walk
 
 def _bmul():

@@ -93,6 +93,10 @@ class Op:
         # as a Tensor method (``t.exp()``, ``a * b``) an op binds like a function
         return self if obj is None else MethodType(self, obj)
 
+    def __reduce__(self):
+        # one object, as a function is: a copy or a pickle of an op is the registered op
+        return _registered, (self.name,)
+
     def read_by(self, needs) -> set | None:
         """The values (input positions, "out") read by the rules for the inputs flagged
         in ``needs``; None: undeclared, so all of them."""
@@ -111,6 +115,10 @@ class Op:
 
     def __repr__(self):
         return f"<op {self.name}{self.__signature__ or ''}>"
+
+
+def _registered(name):
+    return REGISTRY[name]
 
 
 def _signature(forward, vjp, variadic, args):
