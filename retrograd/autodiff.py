@@ -32,6 +32,7 @@ import numpy as np
 from . import tensor as _tensor
 from .errors import AnomalyError, RetrogradError
 from .ops import base
+from .ops.shape import sum_to
 from .tensor import Tensor, set_grad_enabled
 
 __all__ = ["backward", "grad", "detect_anomaly"]
@@ -160,7 +161,7 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                     continue
                 if (type(ct) is not Tensor or ct._data.shape != inp._data.shape
                         or ct._data.dtype != inp._data.dtype):
-                    ct = _conform(ct, inp, op)
+                    ct = _conform(ct, inp, op, reduce=True)
                 prev = table.get(inp)
                 table[inp] = ct if prev is None else prev + ct
             if not retain_graph:
@@ -306,11 +307,16 @@ def _checked_vjps(op, g, node, inputs, needs):
     return cts
 
 
-def _conform(ct, like: Tensor, who) -> Tensor:
-    """Check a cotangent's shape against its tensor's (and keep its dtype)."""
+def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
+    """A cotangent in its tensor's shape and dtype. With ``reduce`` (a VJP's result), one
+    in the shape the input was broadcast to is summed back to the input's shape -- here,
+    once, for every op (tinygrad's way), so rules read ``g * b``; the sum is the sum_to op,
+    recorded under create_graph like the rules' own ops, so higher orders see it."""
     who = f"the '{who.name}' op's VJP" if not isinstance(who, str) else who
     if not isinstance(ct, Tensor):
         ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
+    if reduce and ct.shape != like.shape and _broadcasts_to(like.shape, ct.shape):
+        ct = sum_to(ct, like.shape)
     if ct.shape != like.shape:
         raise RetrogradError(f"{who} returned a gradient of shape {ct.shape} for a tensor of "
                              f"shape {like.shape}")
@@ -323,6 +329,12 @@ def _conform(ct, like: Tensor, who) -> Tensor:
                                  "tensors can require gradients")
         ct = ct.astype(like.dtype)
     return ct
+
+
+def _broadcasts_to(shape, target) -> bool:
+    """Whether NumPy broadcasting takes ``shape`` to ``target``."""
+    return len(shape) <= len(target) and all(
+        s == t or s == 1 for s, t in zip(shape[::-1], target[::-1]))
 
 
 def backward(root: Tensor, grad=None, retain_graph: bool = False, create_graph: bool = False):

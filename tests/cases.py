@@ -77,6 +77,7 @@ CASES = [
     Case("sin", rg.sin, lambda a: a.sin(), ((3, 4),)),
     Case("cos", rg.cos, lambda a: a.cos(), ((3, 4),)),
     Case("tanh", rg.tanh, lambda a: a.tanh(), ((3, 4),)),
+    Case("erf", rg.erf, lambda a: a.erf(), ((3, 4),)),
     Case("sigmoid", rg.sigmoid, lambda a: a.sigmoid(), ((3, 4),)),
     Case("relu", rg.relu, lambda a: a.relu(), ((3, 4),), domain="away0"),
     Case("leaky_relu", lambda a: rg.leaky_relu(a, 0.1),

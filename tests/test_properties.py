@@ -194,9 +194,9 @@ class Builder:
     def unary(self):
         a = self.pick()
         v = self.val(a)
-        op = self.choice(["tanh", "sigmoid", "sin", "cos", "softplus", "exp", "log", "sqrt",
+        op = self.choice(["tanh", "sigmoid", "sin", "cos", "softplus", "erf", "exp", "log", "sqrt",
                           "neg", "abs", "relu", "leaky_relu", "clip"], label="unary")
-        if op in ("tanh", "sigmoid", "sin", "cos", "softplus"):
+        if op in ("tanh", "sigmoid", "sin", "cos", "softplus", "erf"):
             return self.add(op, f"rg.{op}({a})")
         if op == "exp":        # bounded argument by construction
             return self.add(op, f"rg.exp({a})" if v.max() <= 2.5 else f"rg.exp(rg.tanh({a}))")

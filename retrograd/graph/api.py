@@ -31,13 +31,9 @@ PASSES = ("fold", "simplify", "cse", "dce")
 
 def _compile_program(outputs, externals, passes=PASSES, persistent_outputs=False, name="compiled"):
     _dummies.clear()                    # tracing is over: drop its zero stand-ins
-    log = []
     prog = lower(outputs, externals)
-    before = prog.count()
-    prog = optimize(prog, passes, log) if passes else prog
-    exe = Executable(prog, reuse=bool(passes), persistent_outputs=persistent_outputs, name=name)
-    exe.stats = {"nodes_traced": before, "nodes": prog.count(), "passes": log}
-    return exe
+    prog = optimize(prog, passes) if passes else prog
+    return Executable(prog, reuse=bool(passes), persistent_outputs=persistent_outputs, name=name)
 
 
 # ---------------------------------------------------------------- define-then-run

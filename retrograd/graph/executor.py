@@ -24,54 +24,20 @@ from threading import get_ident
 
 import numpy as np
 
-
-# Ops that always return a new array (so their result starts a new storage). Any
-# other op without ``out=`` support is assumed to possibly return a view of its inputs.
-FRESH = {"sum", "max", "min", "prod", "logsumexp", "softmax", "log_softmax", "scatter_add",
-         "concatenate", "stack", "pad", "softmax_cross_entropy", "argmax", "argmin", "where",
-         "clip", "sigmoid", "relu", "leaky_relu", "softplus", "pow_scalar", "bernoulli_mask",
-         "softmax_minus_onehot"}
-
-
-class Kernel:
-    """How one node is computed: ``emit(args, out)`` gives the Python expression, and
-    the flags tell the planner whether it writes into ``out=`` (and elementwise, so it
-    may overwrite a dying input) and whether its result is a new array or may be a view."""
-
-    __slots__ = ("emit", "writes_out", "elementwise", "fresh", "consts")
-
-    def __init__(self, emit, writes_out=False, elementwise=False, fresh=True, consts=None):
-        self.emit, self.writes_out, self.elementwise = emit, writes_out, elementwise
-        self.fresh, self.consts = fresh, consts or {}
-
-
-def _out(o):
-    return f", out={o}" if o else ""
+from ..ops.base import Kernel, out_kw
 
 
 def select_kernel(n):
-    """The cheapest way to compute op node ``n``: a specialised NumPy expression for
-    the hot cases of backprop, else a call of the op's own forward."""
-    name, p, ins = n.op.name, n.params, n.inputs
+    """The cheapest way to compute op node ``n``: the specialised NumPy expression its op's
+    record gives for it (``Op.kernel``), else a call of the op's own forward."""
     if n.weak:      # arithmetic on Python-float arguments stays a Python float, as in eager
         return Kernel(lambda a, o, f=f"f{n.id}": f"float({f}({', '.join(a)}))")
-    if name == "transpose" and p["axes"] == (1, 0):
-        return Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
-    if name == "reshape":
-        return Kernel(lambda a, o: f"{a[0]}.reshape({p['shape']!r})", fresh=False)
-    if name == "relu":
-        return Kernel(lambda a, o: f"np.maximum({a[0]}, 0{_out(o)})", True, True)
-    if name == "pow_scalar" and p["p"] == 2:
-        return Kernel(lambda a, o: f"np.square({a[0]}{_out(o)})", True, True)
-    if (name == "sum_to" and len(ins[0].shape) == 2 and n.shape in ((ins[0].shape[1],),)
-            and n.dtype.kind == "f"):
-        # a bias gradient: the column sums, as one BLAS call ones @ g (see kernels.fsum)
-        key = f"ones{n.id}"
-        return Kernel(lambda a, o: f"np.matmul({key}, {a[0]}{_out(o)})", True, False,
-                      consts={key: np.ones(ins[0].shape[0], n.dtype)})
-    return Kernel(lambda a, o, f=f"f{n.id}": f"{f}({', '.join(a)}{_out(o)})",
-                  n.op.writes_out, n.op.elementwise,
-                  fresh=n.op.writes_out or name in FRESH)
+    op = n.op
+    k = op.kernel(n) if op.kernel is not None else None
+    if k is not None:
+        return k
+    return Kernel(lambda a, o, f=f"f{n.id}": f"{f}({', '.join(a)}{out_kw(o)})",
+                  op.writes_out, op.elementwise, fresh=op.fresh)
 
 
 class Plan:
@@ -82,11 +48,6 @@ class Plan:
         self.reused = 0           # how many ops reuse a pooled buffer
         self.peak_bytes = 0       # bytes of all preallocated buffers
         self.copy_outputs = set() # outputs that are views of planned buffers
-
-    def summary(self):
-        return (f"{len(self.buffers)} buffers ({self.peak_bytes / 2**20:.2f} MiB), "
-                f"{len(self.out_buffer)} ops write into them, {self.inplace} in place, "
-                f"{self.reused} reuse a freed buffer")
 
 
 def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops import REGISTRY
 from ..tensor import Tensor
 from .ir import Var
 
@@ -241,7 +240,7 @@ def _key(n):
         return ("const", n.value.dtype.str, n.value.shape, n.value.tobytes()) if n.value.size <= 64 else None
     if n.kind == "ext" or not n.op.pure:
         return None
-    return (n.op.name, tuple(id(i) for i in n.inputs), _freeze(n.params))
+    return (n.op, tuple(id(i) for i in n.inputs), _freeze(n.params))
 
 
 def cse(prog):
@@ -262,75 +261,24 @@ def cse(prog):
 
 # ---------------------------------------------------------------- algebraic simplification
 
-def _is_const(n, value):
-    if n.kind != "const":
-        return False
-    v = n.value
-    return np.ndim(v) == 0 and v == value if not isinstance(v, np.ndarray) else (
-        v.size > 0 and np.all(v == value))
-
-
-def _same_type(n, x):
-    return n.shape == x.shape and n.dtype == x.dtype
-
-
-def _identity(n):
-    """The input ``n`` simply passes through, or None."""
-    name, ins = n.op.name, n.inputs
-    if name in ("mul",):
-        for a, b in ((ins[0], ins[1]), (ins[1], ins[0])):
-            if _is_const(b, 1) and _same_type(n, a):
-                return a
-    if name == "add":
-        for a, b in ((ins[0], ins[1]), (ins[1], ins[0])):
-            if _is_const(b, 0) and _same_type(n, a):
-                return a
-    if name in ("sub", "div") and _is_const(ins[1], 0 if name == "sub" else 1) and _same_type(n, ins[0]):
-        return ins[0]
-    if name == "pow_scalar" and n.params["p"] == 1 and _same_type(n, ins[0]):
-        return ins[0]
-    if name == "neg" and ins[0].kind == "op" and ins[0].op.name == "neg":
-        return ins[0].inputs[0]
-    if name in ("reshape", "broadcast_to", "sum_to") and n.shape == ins[0].shape:
-        return ins[0]
-    if name == "transpose" and ins[0].kind == "op" and ins[0].op.name == "transpose":
-        inner, outer = ins[0].params["axes"], n.params["axes"]
-        if tuple(inner[a] for a in outer) == tuple(range(len(outer))):
-            return ins[0].inputs[0]
-    if name == "astype" and n.dtype == ins[0].dtype:
-        return ins[0]
-    return None
-
-
-def _rewrite(n):
-    """A cheaper or more accurate equivalent op for ``n`` (mutating it), or False."""
-    name, ins = n.op.name, n.inputs
-    # reshape of a reshape: one reshape
-    if name == "reshape" and ins[0].kind == "op" and ins[0].op.name == "reshape":
-        n.inputs = (ins[0].inputs[0],)
-        return True
-    # x * -1 -> -x ; 0 - x -> -x
-    if name == "mul" and _is_const(ins[1], -1) and _same_type(n, ins[0]):
-        n.op, n.inputs, n.params = REGISTRY["neg"], (ins[0],), {}
-        return True
-    if name == "sub" and _is_const(ins[0], 0) and _same_type(n, ins[1]):
-        n.op, n.inputs, n.params = REGISTRY["neg"], (ins[1],), {}
-        return True
-    return False
-
-
 def simplify(prog):
+    """Apply each op's own algebraic identities (``Op.simplify``: x*1, x+0, -(-x),
+    transpose∘transpose, reshape∘reshape, ...): a node equal to an earlier one is
+    replaced by it, and a node with a cheaper form is recomputed by that."""
     changed, replace = 0, {}
     for n in prog.nodes:
         if n.kind != "op":
             continue
         n.inputs = tuple(replace.get(i, i) for i in n.inputs)
-        same = _identity(n)
-        if same is not None:
-            replace[n] = same
-            changed += 1
-        elif _rewrite(n):
-            changed += 1
+        rule = n.op.simplify
+        new = rule(n) if rule is not None else None
+        if new is None:
+            continue
+        if isinstance(new, Node):
+            replace[n] = new
+        else:
+            n.op, n.inputs, n.params = new[0], tuple(new[1]), dict(new[2])
+        changed += 1
     kept = [n for n in prog.nodes if n not in replace]
     return _rebuild(prog, kept, replace), changed
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, exp, floor, greater, greater_equal,
-                          isfinite, leaky_relu, less, less_equal, log, logical_and, logical_not,
-                          logical_or, maximum, minimum, mul, neg, not_equal, pow, pow_scalar, relu,
-                          round, sigmoid, sign, sin, softplus, sqrt, square, sub, tanh, unbroadcast,
-                          where)
+from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor,
+                          greater, greater_equal, isfinite, leaky_relu, less, less_equal, log,
+                          logical_and, logical_not, logical_or, maximum, minimum, mul, neg,
+                          not_equal, pow, pow_scalar, relu, round, sigmoid, sign, sin, softplus,
+                          sqrt, square, sub, tanh, unbroadcast, where)
 from .linalg import dot, matmul
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
@@ -24,7 +24,7 @@ from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
 __all__ = [
     "REGISTRY", "Op", "apply", "defop", "unbroadcast",
     "add", "sub", "mul", "div", "neg", "pow", "pow_scalar", "square", "exp", "log", "sqrt", "abs",
-    "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "softplus", "maximum", "minimum",
+    "sin", "cos", "tanh", "erf", "sigmoid", "relu", "leaky_relu", "softplus", "maximum", "minimum",
     "clip", "where", "sign", "floor", "round", "isfinite", "equal", "not_equal", "less",
     "less_equal", "greater", "greater_equal", "logical_and", "logical_or", "logical_not",
     "sum", "mean", "var", "std", "max", "min", "prod", "argmax", "argmin", "logsumexp", "softmax",
@@ -36,7 +36,20 @@ __all__ = [
 
 
 def _swap(f):
+    if isinstance(f, Op):
+        return lambda self, other: apply(f, other, self)
     return lambda self, other: f(other, self)
+
+
+def _method(f):
+    """A Tensor method for ``f``; an op becomes a plain function that applies it (as fast
+    as the method call of a function: an Op instance would bind through Op.__get__)."""
+    if not isinstance(f, Op):
+        return f
+    n = len(f.__signature__.parameters)
+    m = (lambda self: apply(f, self)) if n == 1 else (lambda self, other: apply(f, self, other))
+    m.__name__, m.__qualname__, m.__doc__ = f.name, f"Tensor.{f.name}", f.__doc__
+    return m
 
 
 def _T(self):
@@ -74,6 +87,7 @@ _methods = {
     "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax,
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
+    "erf": erf,
     "sigmoid": sigmoid, "relu": relu, "leaky_relu": leaky_relu, "softplus": softplus,
     "clip": clip, "sign": sign, "square": square, "pow": pow, "matmul": matmul, "dot": dot,
     "astype": astype, "broadcast_to": broadcast_to, "expand_dims": expand_dims,
@@ -82,5 +96,5 @@ _methods = {
     "maximum": maximum, "minimum": minimum,
 }
 for _name, _fn in _methods.items():
-    setattr(Tensor, _name, _fn)
+    setattr(Tensor, _name, _method(_fn))
 del _name, _fn

@@ -6,7 +6,9 @@ itself a graph and can be differentiated again (seed 004: symbol-to-symbol).
 """
 from __future__ import annotations
 
+import inspect
 import threading
+from types import MethodType
 
 import numpy as np
 
@@ -19,14 +21,16 @@ REGISTRY: dict[str, "Op"] = {}
 
 
 class Op:
-    """One primitive.
+    """One primitive, and every fact about it (one record per op).
 
     forward(*arrays, **params) -> ndarray
     vjp: a tuple with one rule per input, ``rule(g, out, *inputs, **params)`` giving
          the cotangent of that input (None for inputs with no gradient) -- a rule
          runs only if its input needs a gradient; or, for ops with a variable number
          of inputs (``variadic=True``), one rule returning a sequence of cotangents;
-         or None for ops with no gradient at all (comparisons, argmax).
+         or None for ops with no gradient at all (comparisons, argmax). A rule may
+         return a cotangent in the broadcast (output) shape: the backward walk sums
+         it back to its input's shape (autodiff._walk), so rules read ``g * b``.
     reads: for each rule, the values it reads -- input positions, and "out" for the
          op's own output -- as Chainer's retain_inputs/retain_outputs. Shapes and
          dtypes do not count (an in-place change keeps them). Backward refuses a node
@@ -35,18 +39,31 @@ class Op:
     rewrite: ``rewrite(*args, **params)`` -> (op, args, params) to record instead, or None:
          an exact, better-conditioned form chosen when the node is recorded, so eager,
          Graph and rg.compile all compute (and differentiate) the same thing.
+    fresh: the result is always a new array, never a view of an input (the compiled
+         code's memory planner may then reuse the input's buffer); default: True for
+         ops writing into ``out=``, else False (may be a view: the safe assumption).
+    kernel: ``kernel(node)`` -> a ``Kernel`` (a specialised NumPy expression for this
+         node of a compiled program, e.g. ``x.T`` for a 2-D transpose) or None (call
+         ``forward``).
+    simplify: ``simplify(node)`` -> an existing node that ``node`` equals (x * 1 is x),
+         or ``(op, inputs, params)`` to compute it by instead (x * -1 is neg(x)), or
+         None: the algebraic identities of graph/program.py's simplify pass.
+    scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
+         one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
+         fuse loops (the Numba backend); None where it has none for these params. The
+         names are evaluated once by the caller; outside the op's domain the form means
+         what it does compiled (nan, inf as in C and NumPy), not CPython's exceptions.
+
+    An op is called like the function it is: ``exp(x)`` is ``apply(exp, x)``.
     """
 
-    __slots__ = ("name", "forward", "vjp", "variadic", "doc", "pure", "writes_out", "elementwise",
-                 "shape", "reads", "rewrite")
-
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
-                 shape=None, reads=None):
-        self.name = name
+                 shape=None, reads=None, fresh=None, kernel=None, simplify=None, scalar=None,
+                 args=None):
+        self.name = self.__name__ = self.__qualname__ = name
         self.forward = forward
         self.vjp = vjp
         self.variadic = variadic
-        self.doc = doc
         n_rules = 0 if vjp is None else 1 if variadic else len(vjp)
         if reads is not None and len(reads) != n_rules:
             raise ValueError(f"op {name!r}: reads= has {len(reads)} entries for {n_rules} rules")
@@ -58,15 +75,27 @@ class Op:
         ufunc = isinstance(forward, np.ufunc)
         self.writes_out = ufunc if out is None else out
         self.elementwise = ufunc and forward.signature is None
+        self.fresh = self.writes_out if fresh is None else fresh
         # shape(*inputs, **params) -> (shape, dtype), for tracing without running forward
         # (needed by impure ops, whose forward must not run at trace time); by default the
         # tracer runs forward on zero-filled stand-ins
         self.shape = shape
         self.rewrite = None
+        self.kernel, self.simplify, self.scalar = kernel, simplify, scalar
+        self.__doc__ = doc
+        self.__signature__ = _signature(forward, vjp, variadic, args)
 
     @property
     def differentiable(self) -> bool:
         return self.vjp is not None
+
+    def __get__(self, obj, cls=None):
+        # as a Tensor method (``t.exp()``, ``a * b``) an op binds like a function
+        return self if obj is None else MethodType(self, obj)
+
+    def __reduce__(self):
+        # one object, as a function is: a copy or a pickle of an op is the registered op
+        return _registered, (self.name,)
 
     def read_by(self, needs) -> set | None:
         """The values (input positions, "out") read by the rules for the inputs flagged
@@ -85,14 +114,51 @@ class Op:
                 for rule, need in zip(self.vjp, needs)]
 
     def __repr__(self):
-        return f"<op {self.name}>"
+        return f"<op {self.name}{self.__signature__ or ''}>"
+
+
+def _registered(name):
+    return REGISTRY[name]
+
+
+def _signature(forward, vjp, variadic, args):
+    """The signature an op is called with: its inputs, positional (``args``, else the names
+    its first rule takes after ``g, out``, else those of a NumPy ufunc's inputs)."""
+    if args is None and vjp is not None and not variadic and vjp[0] is not None:
+        args = tuple(inspect.signature(vjp[0]).parameters)[2:]
+    if args is None and isinstance(forward, np.ufunc):
+        args = ("x",) if forward.nin == 1 else ("a", "b")[:forward.nin]
+    if args is None:
+        return None
+    P = inspect.Parameter
+    return inspect.Signature([P(a, P.POSITIONAL_ONLY) for a in args])
+
+
+class Kernel:
+    """How a compiled program computes one node: ``emit(args, out)`` gives the Python
+    expression (``out``: the name of a buffer to write into, or None), and the flags tell
+    the memory planner whether it writes into ``out=`` (and elementwise, so it may
+    overwrite a dying input), whether its result is a new array or may be a view, and
+    which constants the expression names (``consts``: name -> value)."""
+
+    __slots__ = ("emit", "writes_out", "elementwise", "fresh", "consts")
+
+    def __init__(self, emit, writes_out=False, elementwise=False, fresh=True, consts=None):
+        self.emit, self.writes_out, self.elementwise = emit, writes_out, elementwise
+        self.fresh, self.consts = fresh, consts or {}
+
+
+def out_kw(o):
+    """The ``, out=b3`` of an emitted call (nothing when ``o`` is None)."""
+    return f", out={o}" if o else ""
 
 
 def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
-          shape=None, reads=None) -> Op:
+          shape=None, reads=None, **facts) -> Op:
+    """Define and register an op (``facts``: fresh, kernel, simplify, scalar, args; see Op)."""
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
-    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape, reads)
+    op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape, reads, **facts)
     return op
 
 
@@ -198,6 +264,9 @@ def apply(op: Op, *args, **params) -> Tensor:
     if anomaly_hook is not None:
         anomaly_hook(op, arrays, out)
     return out
+
+
+Op.__call__ = apply          # exp(x) is apply(exp, x): no wrapper function in between
 
 
 def _apply_lifted(op, args, params):

@@ -85,7 +85,7 @@ def _smo_vjp(u, out, z, labels):
 
 
 _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
-                              reads=((0,), ()), doc="softmax(z) - onehot(labels), rows of z")
+                              reads=((0,), ()), fresh=True)
 
 
 def softmax_minus_onehot(z, labels):
@@ -98,7 +98,7 @@ def _sce_vjp(g, out, z, labels):            # (labels: checked by the forward's 
 
 
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
-                               reads=((0, 1), ()))
+                               reads=((0, 1), ()), fresh=True)
 
 
 def _nll_vjp(g, out, x, labels):
@@ -155,14 +155,16 @@ def _clamped_log(x):
     return where(pos, maximum(log(where(pos, x, 1)), -100.0), -100.0)
 
 
-_bce = defop("binary_cross_entropy", _bce_forward, (
+def _bce_scalar(p, t):
+    return (f"(-({t} * max(math.log({p}), -100.0)"
+            f" + (1.0 - {t}) * max(math.log1p(-{p}), -100.0)))")
+
+
+binary_cross_entropy = defop("binary_cross_entropy", _bce_forward, (
     lambda g, out, p, t: g * (p - t) / maximum(p * (1 - p), _BCE_EPS),
-    lambda g, out, p, t: g * (_clamped_log(1 - p) - _clamped_log(p))), reads=((0, 1), (0,)))
-
-
-def binary_cross_entropy(p, t):
-    """Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch)."""
-    return apply(_bce, p, t)
+    lambda g, out, p, t: g * (_clamped_log(1 - p) - _clamped_log(p))), reads=((0, 1), (0,)),
+    fresh=True, scalar=_bce_scalar,
+    doc="Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch).")
 
 
 def nll(log_probs, labels):

@@ -16,7 +16,7 @@ from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
-from .elementwise import _log, exp, mask_like, sqrt, where
+from .elementwise import exp, log, mask_like, sqrt, where
 from .shape import astype, broadcast_to, getitem, norm_axes, reshape, transpose
 
 
@@ -60,7 +60,7 @@ def _half(x) -> bool:
 
 _sum = defop("sum", fsum, (
     lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),),
-    reads=((),))
+    reads=((),), fresh=True)
 
 
 def sum(x, axis=None, keepdims=False, *, dtype=None, out=None):
@@ -113,9 +113,9 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * share
 
 
-_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),))
+_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),), fresh=True)
 _min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-             (_extremum_vjp,), reads=((0, "out"),))
+             (_extremum_vjp,), reads=((0, "out"),), fresh=True)
 
 
 def max(x, axis=None, keepdims=False, *, out=None):
@@ -134,8 +134,10 @@ def min(x, axis=None, keepdims=False, *, out=None):
     return apply(_min, x, axis=axis, keepdims=bool(keepdims))
 
 
-_argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
-_argmin = defop("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+_argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
+                fresh=True)
+_argmin = defop("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
+                fresh=True)
 
 
 def _one_int_axis(axis, x, op):
@@ -204,8 +206,10 @@ def _prod_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * apply(_others_op, x, axis=axis)
 
 
+# (the rule no longer reads out, but PyTorch's prod saves its result and refuses a
+# backward after it changed in place: "out" stays declared so that both refuse alike)
 _prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-              (_prod_vjp,), reads=((0, "out"),))
+              (_prod_vjp,), reads=((0, "out"),), fresh=True)
 
 
 def prod(x, axis=None, keepdims=False, *, dtype=None, out=None):
@@ -246,14 +250,16 @@ def _log_softmax(x, axis):
 
 
 _softmax_op = defop("softmax", _softmax, (
-    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),), reads=(("out",),))
+    lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),), reads=(("out",),),
+    fresh=True)
 # d logsumexp / dx = softmax(x), recomputed from x: exp(x - out) would carry out's
 # rounding (one ulp of |x|, 1e-3 at 1e4 in float32) into every entry as relative error
 _logsumexp_op = defop("logsumexp", _logsumexp, (
     lambda g, out, x, axis, keepdims: _keep(g, x, axis, keepdims) * apply(_softmax_op, x, axis=axis),),
-    reads=((0,),))
+    reads=((0,),), fresh=True)
 _log_softmax_op = defop("log_softmax", _log_softmax, (
-    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),), reads=(("out",),))
+    lambda g, out, x, axis: g - exp(out) * sum(g, axis, keepdims=True),), reads=(("out",),),
+    fresh=True)
 
 
 def _log_of_softmax(x):
@@ -269,7 +275,7 @@ def _log_of_softmax(x):
 
 
 # a fact of log's record, set here beside the two ops it names (log is defined first)
-_log.rewrite = _log_of_softmax
+log.rewrite = _log_of_softmax
 
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..errors import AxisError, RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _unwrap_index, share_version
-from .base import apply, defop
+from .base import Kernel, apply, defop, out_kw
+from .rules import op_of, same_shape
 from .kernels import fsum
 
 
@@ -48,7 +49,8 @@ def _astype_vjp(g, out, x, dtype):
     return astype(g, x.dtype) if x.dtype.kind in "fc" else None
 
 
-_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),))
+_astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),),
+                simplify=lambda n: n.inputs[0] if n.dtype == n.inputs[0].dtype else None)
 
 
 def astype(x, dtype):
@@ -64,8 +66,20 @@ def astype(x, dtype):
 
 # ---------------------------------------------------------------- reshape / transpose
 
+def _reshape_rule(n):
+    x = n.inputs[0]
+    if n.shape == x.shape:
+        return x
+    if op_of(x) is _reshape:                       # a reshape of a reshape: one reshape
+        return _reshape, x.inputs, n.params
+    return None
+
+
 _reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
-                 (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),))
+                 (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),),
+                 kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.reshape({n.params['shape']!r})",
+                                         fresh=False),
+                 simplify=_reshape_rule)
 
 
 def reshape(x, *shape):
@@ -88,8 +102,20 @@ def reshape(x, *shape):
     return share_version(apply(_reshape, x, shape=shape), x)
 
 
+def _transpose_rule(n):
+    x = n.inputs[0]                                # a transpose undoing a transpose
+    if op_of(x) is _transpose:
+        inner, outer = x.params["axes"], n.params["axes"]
+        if tuple(inner[a] for a in outer) == tuple(range(len(outer))):
+            return x.inputs[0]
+    return None
+
+
 _transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
-                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),))
+                   (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),),
+                   kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
+                   if n.params["axes"] == (1, 0) else None,
+                   simplify=_transpose_rule)
 
 
 def transpose(x, axes=None):
@@ -160,11 +186,22 @@ def _sum_to(x, shape):
     return out.reshape(shape) if lead else out
 
 
+def _bias_kernel(n):
+    # a bias gradient, (m, n) summed to (n,): the column sums as one BLAS call ones @ g
+    # (see kernels.fsum, which eager mode uses, so both round alike)
+    (x,) = n.inputs
+    if len(x.shape) != 2 or n.shape != (x.shape[1],) or n.dtype.kind != "f":
+        return None
+    key = f"ones{n.id}"
+    return Kernel(lambda a, o: f"np.matmul({key}, {a[0]}{out_kw(o)})", True, False,
+                  consts={key: np.ones(x.shape[0], n.dtype)})
+
+
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
-                      (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),))
+                      (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),),
+                      simplify=same_shape)
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
-                   reads=((),),
-                   doc="sum a broadcast array back down to `shape` (the adjoint of broadcast_to)")
+                   reads=((),), kernel=_bias_kernel, simplify=same_shape)
 
 
 def broadcast_to(x, shape):
@@ -178,6 +215,7 @@ def broadcast_to(x, shape):
 
 
 def sum_to(x, shape):
+    """Sum a broadcast array back down to ``shape`` (the adjoint of broadcast_to)."""
     shape = tuple(shape)
     old = _shape_of(x)
     if old == shape:
@@ -207,8 +245,7 @@ def _scatter_add(g, idx, shape):
 _getitem = defop("getitem", lambda x, idx: x[idx],
                  (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),))
 _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
-                 reads=((),),
-                 doc="zeros(shape) with g added at idx (the adjoint of getitem)")
+                 reads=((),), fresh=True)
 
 
 def _canonical_index(idx):
@@ -233,6 +270,7 @@ def getitem(x, idx):
 
 
 def scatter_add(g, idx, shape):
+    """zeros(shape) with ``g`` added at ``idx`` (the adjoint of getitem)."""
     return apply(_scatter, g, idx=_canonical_index(idx), shape=tuple(shape))
 
 
@@ -242,7 +280,7 @@ def _pad_vjp(g, out, x, pad_width, constant_values):
 
 _pad = defop("pad", lambda x, pad_width, constant_values:
              np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
-             reads=((),))
+             reads=((),), fresh=True)
 
 
 def pad(x, pad_width, constant_values=0):
@@ -270,9 +308,9 @@ def _stack_vjp(g, out, *xs, axis):
 
 
 _concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                     _concat_vjp, variadic=True, reads=((),))
+                     _concat_vjp, variadic=True, reads=((),), fresh=True)
 _stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True,
-               reads=((),))
+               reads=((),), fresh=True)
 
 
 def _norm_axis(axis, ndim, op):
