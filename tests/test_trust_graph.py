@@ -355,3 +355,20 @@ def test_an_in_place_op_in_another_thread_is_not_refused_by_a_trace_in_progress(
         release.set()
         t.join()
     assert h.shape == (2,)
+
+
+def test_a_captured_constant_and_its_views_are_frozen_as_one_copy():
+    # the frozen copy of a captured batch X must not be made again for every view of it
+    # (X.T in the gradient): B4's HVP held three copies of its batch
+    import tracemalloc
+    X = rg.tensor(np.random.default_rng(0).standard_normal((1000, 500)))      # 4 MB
+    f = rg.compile(rg.grad(lambda w: rg.tanh(X @ w).sum()))      # its VJP reads X.T
+    tracemalloc.start()
+    try:
+        f(rg.tensor(np.ones((500, 3))))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1.5 * X.data.nbytes, f"{held / 1e6:.1f} MB held for a {X.data.nbytes / 1e6:.1f} MB constant"
+    X.data[...] = 0                                  # frozen: the compiled function keeps X
+    assert np.abs(f(rg.tensor(np.ones((500, 3)))).numpy()).sum() > 0

@@ -165,9 +165,28 @@ def lower(outputs, externals=()):
         else:
             # a constant, frozen now by a copy (as in JAX): with the live array, the
             # folded parts would keep the old values and the rest read the new ones
-            n = Node("const", v.shape, v.dtype, value=np.array(v._data, copy=True))
+            n = Node("const", v.shape, v.dtype, value=frozen(v._data))
         nodes.append(n)
         return n
+
+    copies: dict[int, np.ndarray] = {}           # id(base array) -> its frozen copy
+
+    def frozen(a):
+        """A copy of constant ``a``; views of one array (X and the X.T of its gradient)
+        stay views of one copy, so a captured batch is held once, not once per view (a
+        small view of a large array is copied alone)."""
+        base = a
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if not base.flags.c_contiguous or base.nbytes > 2 * a.nbytes:
+            return np.array(a, copy=True)
+        copy = copies.get(id(base))
+        if copy is None:
+            copy = copies[id(base)] = base.copy()
+        if a is base:
+            return copy
+        offset = a.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        return np.ndarray(a.shape, a.dtype, buffer=copy, offset=offset, strides=a.strides)
 
     for o in outputs:
         visit(o)
