@@ -161,6 +161,7 @@ def test_skipped_pytorch_comparisons_are_counted_at_the_end_with_the_command(tmp
     assert out.index(m.group(0)) > out.rindex("[100%]")
 
 
+@pytest.mark.torch        # (its first half needs torch there)
 def test_nothing_is_said_when_torch_is_there_or_nothing_needed_it(tmp_path):
     r = _pytest(tmp_path, ["tests/test_optim.py", "-k", "matches_torch and sgd"])
     assert r.returncode == 0 and _count(r.stdout, "passed") > 0, r.stdout[-3000:]
