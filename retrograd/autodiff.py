@@ -312,29 +312,39 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
     in the shape the input was broadcast to is summed back to the input's shape -- here,
     once, for every op (tinygrad's way), so rules read ``g * b``; the sum is the sum_to op,
     recorded under create_graph like the rules' own ops, so higher orders see it."""
-    who = f"the '{who.name}' op's VJP" if not isinstance(who, str) else who
     if not isinstance(ct, Tensor):
         ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
-    if reduce and ct.shape != like.shape and _broadcasts_to(like.shape, ct.shape):
-        ct = sum_to(ct, like.shape)
-    if ct.shape != like.shape:
-        raise RetrogradError(f"{who} returned a gradient of shape {ct.shape} for a tensor of "
-                             f"shape {like.shape}")
+    shape = like.shape
+    if reduce and ct.shape != shape and _broadcasts_to(shape, ct.shape):
+        ct = sum_to(ct, shape)
+    if ct.shape != shape:
+        raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
+                             f"tensor of shape {shape}")
     if ct.dtype != like.dtype:
         if like.dtype.kind not in "fc":
             # only reachable when requires_grad was set by hand on an integer tensor
             # (Tensor() and requires_grad_() refuse it): casting would truncate the gradient
-            raise RetrogradError(f"{who} sends a gradient to a tensor of dtype {like.dtype} "
-                                 f"(shape {like.shape}) that requires grad; only floating-point "
-                                 "tensors can require gradients")
+            raise RetrogradError(f"{_who(who)} sends a gradient to a tensor of dtype "
+                                 f"{like.dtype} (shape {shape}) that requires grad; only "
+                                 "floating-point tensors can require gradients")
         ct = ct.astype(like.dtype)
     return ct
 
 
+def _who(who) -> str:
+    return who if isinstance(who, str) else f"the '{who.name}' op's VJP"
+
+
 def _broadcasts_to(shape, target) -> bool:
-    """Whether NumPy broadcasting takes ``shape`` to ``target``."""
-    return len(shape) <= len(target) and all(
-        s == t or s == 1 for s, t in zip(shape[::-1], target[::-1]))
+    """Whether NumPy broadcasting takes ``shape`` to ``target`` (a loop: this runs for
+    every broadcast cotangent, a bias's in every layer)."""
+    lead = len(target) - len(shape)
+    if lead < 0:
+        return False
+    for s, t in zip(shape, target[lead:]):
+        if s != t and s != 1:
+            return False
+    return True
 
 
 def backward(root: Tensor, grad=None, retain_graph: bool = False, create_graph: bool = False):

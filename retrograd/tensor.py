@@ -150,11 +150,14 @@ def share_version(view: "Tensor", base) -> "Tensor":
         view._vc = vc
         # remembered (weakly) so that a recorded in-place op, which gives its tensor a new
         # array, can refuse to split a view from its base (ops/__init__.py)
-        if vc.views is None:
-            vc.views = []
-        elif len(vc.views) >= 16:
-            vc.views = [r for r in vc.views if r() is not None]
-        vc.views.append(weakref.ref(view))
+        views = vc.views
+        if views is None:
+            views = vc.views = []
+        elif len(views) >= 16 and not len(views) & (len(views) - 1):
+            # dead references are dropped at 16, 32, 64, ... entries: amortised O(1) per
+            # view (a weight gets a new transpose view every backward)
+            views = vc.views = [r for r in views if r() is not None]
+        views.append(weakref.ref(view))
     return view
 
 
