@@ -50,7 +50,7 @@ class _Keywords(_Loss):
 
     def extra_repr(self):
         shown = [f"{n}={getattr(self, n)!r}" for n, d in zip(self.options, self.defaults)
-                 if getattr(self, n) != d and n != "weight"]
+                 if n != "weight" and getattr(self, n) != d]
         return ", ".join([super().extra_repr(), *shown])
 
 
