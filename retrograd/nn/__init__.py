@@ -3,11 +3,12 @@ layers, activations, losses, initialisers."""
 from . import functional, init
 from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, Softmax, Tanh, activation)
-from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss,
-                     SSELoss)
+from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
+                     L1Loss, MSELoss, NLLLoss, SmoothL1Loss, SSELoss)
 from .module import Module, Parameter, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
-           "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
+           "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss",
+           "HuberLoss", "SmoothL1Loss", "KLDivLoss", "functional",
            "init", "ACTIVATIONS", "LOSSES"]

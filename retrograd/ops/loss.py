@@ -41,13 +41,23 @@ _UNSIGNED = {np.dtype(t): (np.dtype(t.replace("int", "uint")) if t[0] == "i" els
              for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")}
 
 
-def _class_labels_forward(labels, classes, who):
+class IgnoredLabel(RetrogradError):
+    """A label equal to the default ignore_index reached the fused loss, which has no rows
+    to skip: eager cross_entropy catches it and takes the masked path (nn/functional.py)."""
+
+
+def _class_labels_forward(labels, classes, who, ignore=None):
     if labels.size:
         unsigned, limit = _UNSIGNED[labels.dtype]
         if classes <= limit:
             bad = np.maximum.reduce(labels.view(unsigned)) >= classes
         else:
             bad = labels.min() < 0 or labels.max() >= classes
+        if bad and ignore is not None and not np.any((labels != ignore) & (
+                (labels < 0) | (labels >= classes))):
+            raise IgnoredLabel(f"{who}: label {ignore} is the default ignore_index, which a "
+                               "compiled step cannot skip: pass ignore_index explicitly to "
+                               "cross_entropy / nll_loss (or the loss module) to mask those rows")
         if bad:
             t = labels.astype(np.int64) if labels.dtype.kind == "i" else labels   # no int8 overflow
             raise RetrogradError(f"{who}: label {t[(t < 0) | (t >= classes)][0]} is out of "
@@ -58,10 +68,13 @@ def _class_labels_forward(labels, classes, who):
 _class_labels = defop("class_labels", _class_labels_forward)
 
 
-def _checked(who, logits, labels):
-    """``labels`` after the shape, dtype (now) and value (at run time) checks."""
+def _checked(who, logits, labels, ignore=None):
+    """``labels`` after the shape, dtype (now) and value (at run time) checks; a label equal
+    to ``ignore`` (out of range) raises IgnoredLabel instead."""
     _check_labels(who, logits, labels)
-    return apply(_class_labels, labels, classes=int(logits.shape[1]), who=who)
+    if ignore is None:          # (the params as before: no new key for CSE or the caches)
+        return apply(_class_labels, labels, classes=int(logits.shape[1]), who=who)
+    return apply(_class_labels, labels, classes=int(logits.shape[1]), who=who, ignore=ignore)
 
 
 def _sce_forward(z, labels):
@@ -131,9 +144,11 @@ def _check_labels(op, logits, labels):
                          f"{tuple(z)} and {shape}")
 
 
-def softmax_cross_entropy(logits, labels):
-    """Per-row cross-entropy of softmax(logits) (N, C) against integer labels (N,)."""
-    return apply(_softmax_cross_entropy, logits, _checked("softmax_cross_entropy", logits, labels))
+def softmax_cross_entropy(logits, labels, ignore=None):
+    """Per-row cross-entropy of softmax(logits) (N, C) against integer labels (N,); a label
+    equal to ``ignore`` raises IgnoredLabel (for cross_entropy's default ignore_index)."""
+    return apply(_softmax_cross_entropy, logits,
+                 _checked("softmax_cross_entropy", logits, labels, ignore))
 
 
 
@@ -167,6 +182,6 @@ binary_cross_entropy = defop("binary_cross_entropy", _bce_forward, (
     doc="Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch).")
 
 
-def nll(log_probs, labels):
+def nll(log_probs, labels, ignore=None):
     """-log_probs[i, labels[i]] per row: log-probabilities (N, C), integer labels (N,)."""
-    return apply(_nll, log_probs, _checked("nll_loss", log_probs, labels))
+    return apply(_nll, log_probs, _checked("nll_loss", log_probs, labels, ignore))
