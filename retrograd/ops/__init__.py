@@ -7,7 +7,11 @@ import numpy as np
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor,
+from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan,
+                          arctanh, asin, asinh, atan, atanh, bernoulli_mask, celu, cosh, exp2,
+                          expm1, log1p, log2, log10, reciprocal, rsqrt, sinh, tan, clip, cos, div, elu, equal, erf, exp,
+                          floor, gelu, hardsigmoid, hardswish, hardtanh, logsigmoid, mish,
+                          relu6, selu, silu, softsign,
                           greater, greater_equal, isfinite, leaky_relu, less, less_equal, log,
                           logical_and, logical_not, logical_or, maximum, minimum, mul, neg,
                           not_equal, pow, pow_scalar, relu, round, sigmoid, sign, sin, softplus,
@@ -32,6 +36,11 @@ __all__ = [
     "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
     "stack", "split", "pad", "softmax_cross_entropy", "softmax_minus_onehot",
     "bernoulli_mask",
+    "gelu", "silu", "elu", "selu", "celu", "softsign", "mish", "hardswish", "hardsigmoid",
+    "hardtanh", "relu6", "logsigmoid",
+    "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "asin",
+    "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
+    "reciprocal", "rsqrt",
 ]
 
 

@@ -254,6 +254,50 @@ _clip_op = defop("clip", _clip, (
     reads=_X, fresh=True, args=("x",), scalar=_clip_scalar)
 
 
+_LN2, _LN10 = math.log(2), math.log(10)
+
+tan = defop("tan", np.tan, (lambda g, out, x: g * (out * out + 1),), reads=_OUT,
+            doc="Tangent (radians).", scalar=lambda x: f"math.tan({x})")
+sinh = defop("sinh", np.sinh, (lambda g, out, x: g * cosh(x),), reads=_X,
+             doc="Hyperbolic sine.", scalar=lambda x: f"math.sinh({x})")
+cosh = defop("cosh", np.cosh, (lambda g, out, x: g * sinh(x),), reads=_X,
+             doc="Hyperbolic cosine.", scalar=lambda x: f"math.cosh({x})")
+arcsin = defop("arcsin", np.arcsin, (lambda g, out, x: g / sqrt(1 - x * x),), reads=_X,
+               doc="Inverse sine, in [-pi/2, pi/2] (nan outside [-1, 1]).",
+               scalar=lambda x: f"math.asin({x})")
+arccos = defop("arccos", np.arccos, (lambda g, out, x: -g / sqrt(1 - x * x),), reads=_X,
+               doc="Inverse cosine, in [0, pi] (nan outside [-1, 1]).",
+               scalar=lambda x: f"math.acos({x})")
+arctan = defop("arctan", np.arctan, (lambda g, out, x: g / (x * x + 1),), reads=_X,
+               doc="Inverse tangent, in (-pi/2, pi/2).", scalar=lambda x: f"math.atan({x})")
+arcsinh = defop("arcsinh", np.arcsinh, (lambda g, out, x: g / sqrt(x * x + 1),), reads=_X,
+                doc="Inverse hyperbolic sine.", scalar=lambda x: f"math.asinh({x})")
+arccosh = defop("arccosh", np.arccosh, (lambda g, out, x: g / sqrt(x * x - 1),), reads=_X,
+                doc="Inverse hyperbolic cosine (nan below 1).",
+                scalar=lambda x: f"math.acosh({x})")
+arctanh = defop("arctanh", np.arctanh, (lambda g, out, x: g / (1 - x * x),), reads=_X,
+                doc="Inverse hyperbolic tangent (nan outside [-1, 1]).",
+                scalar=lambda x: f"math.atanh({x})")
+log1p = defop("log1p", np.log1p, (lambda g, out, x: g / (x + 1),), reads=_X,
+              doc="log(1 + x), accurate for small x.", scalar=lambda x: f"math.log1p({x})")
+# out + 1 is e^x (PyTorch's rule too): no second exp
+expm1 = defop("expm1", np.expm1, (lambda g, out, x: g * (out + 1),), reads=_OUT,
+              doc="e^x - 1, accurate for small x.", scalar=lambda x: f"math.expm1({x})")
+log2 = defop("log2", np.log2, (lambda g, out, x: g / (x * _LN2),), reads=_X,
+             doc="Base-2 logarithm.", scalar=lambda x: f"math.log2({x})")
+log10 = defop("log10", np.log10, (lambda g, out, x: g / (x * _LN10),), reads=_X,
+              doc="Base-10 logarithm.", scalar=lambda x: f"math.log10({x})")
+exp2 = defop("exp2", np.exp2, (lambda g, out, x: g * (out * _LN2),), reads=_OUT,
+             doc="2 ** x.", scalar=lambda x: f"(2.0 ** {x})")
+reciprocal = defop("reciprocal", np.reciprocal, (lambda g, out, x: -g * (out * out),), reads=_OUT,
+                   doc="1 / x.", scalar=lambda x: f"(1.0 / {x})")
+# d/dx x^-1/2 = -x^-3/2 / 2 = -out^3 / 2 (PyTorch's rule)
+rsqrt = defop("rsqrt", lambda x: 1 / np.sqrt(x), (lambda g, out, x: g * (out * out * out * -0.5),),
+              reads=_OUT, fresh=True, doc="1 / sqrt(x).", scalar=lambda x: f"(1.0 / math.sqrt({x}))")
+# PyTorch's names for the inverse functions (NumPy's are the ops' names)
+asin, acos, atan, asinh, acosh, atanh = arcsin, arccos, arctan, arcsinh, arccosh, arctanh
+
+
 def _erf(x):
     # math.erf (the C library's, within an ulp) one element at a time, without SciPy:
     # ~110 ns an element, ~20x np.exp. A vectorised piecewise-Chebyshev erf measured
@@ -270,6 +314,152 @@ _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 erf = defop("erf", _erf, (lambda g, out, x: g * (exp(-(x * x)) * _TWO_OVER_SQRT_PI),), reads=_X,
             fresh=True, doc="The error function 2/sqrt(pi) * integral of e^(-t^2) from 0 to x.",
             scalar=lambda x: f"math.erf({x})")
+
+
+# ---------------------------------------------------------------- activations
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_GELU_K, _GELU_C = math.sqrt(2 / math.pi), 0.044715      # the tanh form's constants (PyTorch's)
+
+
+def _gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_GELU_K * (x + _GELU_C * x * x * x)))
+    return 0.5 * x * (1 + _erf(x * _INV_SQRT2))
+
+
+def _gelu_vjp(g, out, x, approximate):
+    if approximate == "tanh":
+        t = tanh((x + x * x * x * _GELU_C) * _GELU_K)
+        return g * ((1 + t) * 0.5 + x * (1 - t * t) * ((1 + x * x * (3 * _GELU_C)) * (0.5 * _GELU_K)))
+    return g * ((1 + erf(x * _INV_SQRT2)) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI)
+
+
+def _gelu_scalar(x, approximate):
+    if approximate == "tanh":
+        return (f"(0.5 * {x} * (1.0 + math.tanh({_GELU_K!r} * ({x} + {_GELU_C!r} * {x} * {x} * {x}))))")
+    return f"(0.5 * {x} * (1.0 + math.erf({x} * {_INV_SQRT2!r})))"
+
+
+_gelu_op = defop("gelu", _gelu, (_gelu_vjp,), reads=_X, fresh=True, args=("x",),
+                 scalar=_gelu_scalar)
+
+
+def _silu_vjp(g, out, x):
+    s = sigmoid(x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+silu = defop("silu", lambda x: x * _sigmoid(x), (_silu_vjp,), reads=_X, fresh=True,
+             doc="x * sigmoid(x) (swish).", scalar=lambda x: f"({x} / (1.0 + math.exp(-{x})))")
+
+
+def _mish_vjp(g, out, x):
+    t = tanh(softplus(x))
+    return g * (t + x * sigmoid(x) * (1 - t * t))
+
+
+mish = defop("mish", lambda x: x * np.tanh(np.logaddexp(0, x)), (_mish_vjp,), reads=_X,
+             fresh=True, doc="x * tanh(softplus(x)), softplus computed stably.",
+             scalar=lambda x: f"({x} * math.tanh(max({x}, 0.0) + math.log1p(math.exp(-abs({x})))))")
+
+# log(sigmoid(x)) = -softplus(-x): finite for any x (log of an underflowed sigmoid is not)
+logsigmoid = defop("logsigmoid", lambda x: -np.logaddexp(0, -x),
+                   (lambda g, out, x: g * sigmoid(-x),), reads=_X, fresh=True,
+                   doc="log(sigmoid(x)), computed as -softplus(-x): finite for any x.",
+                   scalar=lambda x: f"(min({x}, 0.0) - math.log1p(math.exp(-abs({x}))))")
+
+# softsign'(x) = 1/(1+|x|)^2; its own derivative uses abs'(0) = 0, as PyTorch's composite
+softsign = defop("softsign", lambda x: x / (1 + np.abs(x)),
+                 (lambda g, out, x: g / pow_scalar(abs(x) + 1, 2),), reads=_X, fresh=True,
+                 doc="x / (1 + |x|).", scalar=lambda x: f"({x} / (1.0 + abs({x})))")
+
+
+def _elu(x, alpha, scale, input_scale):
+    return np.where(x > 0, x * scale, np.expm1(x * input_scale) * (scale * alpha))
+
+
+def _elu_vjp(g, out, x, alpha, scale, input_scale):
+    # PyTorch's rule for elu, selu and celu: for x <= 0 the slope is input_scale·(out +
+    # scale·alpha) (scale·alpha·input_scale at the kink, x = 0), and its own derivative
+    # counts only x < 0 (0 at the kink), as PyTorch's elu double backward
+    slope = where(x > 0, g * scale, g * (input_scale * scale * alpha))
+    return slope + (g * input_scale) * where(x < 0, out, 0)
+
+
+def _elu_scalar(x, alpha, scale, input_scale):
+    return (f"({x} * {scale!r} if {x} > 0 else "
+            f"math.expm1({x} * {input_scale!r}) * {scale * alpha!r})")
+
+
+_elu_op = defop("elu", _elu, (_elu_vjp,), reads=((0, "out"),), fresh=True, args=("x",),
+                scalar=_elu_scalar)
+
+_SELU_ALPHA = 1.6732632423543772848170429916717     # PyTorch's (Klambauer et al., 2017)
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _hardswish_vjp(g, out, x):
+    # PyTorch's slopes: 0 for x <= -3, x/3 + 1/2 inside, 1 for x >= 3 (so 0 at -3, 1 at 3)
+    inside = logical_and(x > -3, x < 3)
+    return where(inside, g * (x * (1 / 3) + 0.5), g * mask_like(x >= 3, x))
+
+
+hardswish = defop("hardswish", lambda x: x * np.clip(x + 3, 0, 6) * (1 / 6), (_hardswish_vjp,),
+                  reads=_X, fresh=True, doc="x * relu6(x + 3) / 6.",
+                  scalar=lambda x: f"({x} * min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
+
+# the slope 1/6 on the open interval (-3, 3), 0 at its ends, as PyTorch
+hardsigmoid = defop(
+    "hardsigmoid", lambda x: np.clip(x + 3, 0, 6) * (1 / 6),
+    (lambda g, out, x: g * (mask_like(logical_and(x > -3, x < 3), x) * (1 / 6)),), reads=_X,
+    fresh=True, doc="relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between.",
+    scalar=lambda x: f"(min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
+
+# the gradient passes on the open interval (lo, hi), 0 at its ends, as PyTorch's hardtanh
+# (clip, as torch.clamp, passes it at the ends)
+_hardtanh_op = defop(
+    "hardtanh", lambda x, lo, hi: np.clip(x, lo, hi),
+    (lambda g, out, x, lo, hi: g * mask_like(logical_and(x > lo, x < hi), x),), reads=_X,
+    fresh=True, args=("x",), scalar=lambda x, lo, hi: f"min(max({x}, {lo!r}), {hi!r})")
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF (PyTorch's default, with erf);
+    ``approximate="tanh"``: 0.5·x·(1 + tanh(sqrt(2/pi)·(x + 0.044715·x³)))."""
+    if approximate not in ("none", "tanh"):
+        raise RetrogradError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(_gelu_op, x, approximate=approximate)
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, else alpha * (e^x - 1)."""
+    return apply(_elu_op, x, alpha=float(alpha), scale=1.0, input_scale=1.0)
+
+
+def selu(x):
+    """scale * elu(x, alpha) with the self-normalising constants of PyTorch."""
+    return apply(_elu_op, x, alpha=_SELU_ALPHA, scale=_SELU_SCALE, input_scale=1.0)
+
+
+def celu(x, alpha=1.0):
+    """max(0, x) + min(0, alpha * (e^(x/alpha) - 1))."""
+    if alpha == 0:
+        raise RetrogradError("celu: alpha must not be 0 (x is divided by it)")
+    return apply(_elu_op, x, alpha=float(alpha), scale=1.0, input_scale=1.0 / alpha)
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    """x clamped to [min_val, max_val]; the gradient is 0 at the ends (as PyTorch)."""
+    if not min_val <= max_val:
+        raise RetrogradError(f"hardtanh: min_val ({min_val}) must be <= max_val ({max_val})")
+    return apply(_hardtanh_op, x, lo=float(min_val), hi=float(max_val))
+
+
+def relu6(x):
+    """min(max(x, 0), 6): hardtanh on [0, 6], so the gradient is 0 at 0 and at 6."""
+    return apply(_hardtanh_op, x, lo=0.0, hi=6.0)
 
 
 def leaky_relu(x, negative_slope=0.01):
