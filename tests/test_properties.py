@@ -318,8 +318,8 @@ class Builder:
 
     def binary(self):
         a = self.pick()
-        op = self.choice(["add", "sub", "mul", "div", "maximum", "minimum", "pow", "where"],
-                         label="binary")
+        op = self.choice(["add", "sub", "mul", "div", "maximum", "minimum", "pow", "where",
+                          "arctan2", "logaddexp", "hypot", "copysign"], label="binary")
         if self.integer(0, 4, label="aliased operand?") == 4:
             b = self._aliased_operand(a)
             va, vb = self.val(a), eval(b, {"rg": rg}, dict(self.env)).numpy()
@@ -342,6 +342,19 @@ class Builder:
         if op == "pow":
             base = a if va.min() > 0.2 else f"({a} * {a} + 0.5)"
             return self.add(op, f"{base} ** {b}")
+        if op == "logaddexp":
+            return self.add(op, f"rg.logaddexp({a}, {b})")
+        if op == "arctan2":       # b > 0: off the branch cut (b < 0, a = 0) and the origin
+            return self.add(op, f"rg.arctan2({a}, {b})" if vb.min() > 0.2 else
+                            f"rg.arctan2({a}, {b} * {b} + 0.5)")
+        if op == "hypot":         # off the kink at the origin
+            if np.hypot(va, vb).min() <= 0.3:
+                raise Skip
+            return self.add(op, f"rg.hypot({a}, {b})")
+        if op == "copysign":      # off the kink of |a| and the jump at b = 0
+            if np.abs(va).min() <= MARGIN or np.abs(vb).min() <= MARGIN:
+                raise Skip
+            return self.add(op, f"rg.copysign({a}, {b})")
         # where: the condition comes from a third pool value, kept away from its threshold
         sab = _broadcast(va.shape, vb.shape)
         c = self.pick(lambda n: (s := _broadcast(sab, self.shape(n))) is not None
@@ -571,7 +584,7 @@ class Builder:
         return self.add("matmul", f"{a} @ {w}")
 
     # op families and how often they are drawn
-    OPS = (("unary", 4), ("unary_more", 2), ("binary", 5), ("reduction", 3), ("power", 1), ("scalar_arith", 1),
+    OPS = (("unary", 4), ("unary_more", 3), ("binary", 5), ("reduction", 3), ("power", 1), ("scalar_arith", 1),
            ("softmax", 1), ("reshape", 1), ("transpose", 1), ("broadcast_to", 1), ("dims", 1),
            ("getitem", 2), ("join", 1), ("matmul", 2))
 

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan,
+from .elementwise import (abs, acos, acosh, add, arctan2, atan2, ceil, copysign, hypot, isinf,
+                          isnan, logaddexp, trunc, arccos, arccosh, arcsin, arcsinh, arctan,
                           arctanh, asin, asinh, atan, atanh, bernoulli_mask, celu, cosh, exp2,
                           expm1, log1p, log2, log10, reciprocal, rsqrt, sinh, tan, clip, cos, div, elu, equal, erf, exp,
                           floor, gelu, hardsigmoid, hardswish, hardtanh, logsigmoid, mish,
@@ -40,7 +41,8 @@ __all__ = [
     "hardtanh", "relu6", "logsigmoid",
     "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "asin",
     "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
-    "reciprocal", "rsqrt",
+    "reciprocal", "rsqrt", "arctan2", "atan2", "logaddexp", "hypot", "copysign", "ceil", "trunc",
+    "isnan", "isinf",
 ]
 
 

@@ -171,6 +171,40 @@ where = defop("where", np.where, (
     scalar=lambda c, a, b: f"({a} if {c} else {b})")
 
 
+
+def _hypot2(a, b):
+    return a * a + b * b
+
+
+arctan2 = defop("arctan2", np.arctan2, (
+    lambda g, out, a, b: g * b / _hypot2(a, b),
+    lambda g, out, a, b: -g * a / _hypot2(a, b)), reads=((0, 1), (0, 1)),
+    doc="The angle of the point (b, a), i.e. arctan(a / b) in the right quadrant, in [-pi, pi].",
+    scalar=lambda a, b: f"math.atan2({a}, {b})")
+atan2 = arctan2                                       # NumPy 2's and PyTorch's name
+
+# d/da = e^(a - out) = sigmoid(a - b): each at most 1, never overflowing
+logaddexp = defop("logaddexp", np.logaddexp, (
+    lambda g, out, a, b: g * exp(a - out),
+    lambda g, out, a, b: g * exp(b - out)), reads=((0, "out"), (1, "out")),
+    doc="log(e^a + e^b), computed without overflow.",
+    scalar=lambda a, b: f"(max({a}, {b}) + math.log1p(math.exp(-abs({a} - {b}))))")
+
+# the gradient a/out is 0/0 at the origin, where hypot has a kink (PyTorch gives nan too)
+hypot = defop("hypot", np.hypot, (
+    lambda g, out, a, b: g * (a / out),
+    lambda g, out, a, b: g * (b / out)), reads=((0, "out"), (1, "out")),
+    doc="sqrt(a^2 + b^2), computed without overflow.", scalar=lambda a, b: f"math.hypot({a}, {b})")
+
+# |a| with b's sign: d/da = sign(a)·(±1 by b's sign bit), 0 at a = 0, and no gradient to b
+# (zeros, as PyTorch: its sign only flips where the derivative is 0 almost everywhere)
+copysign = defop("copysign", np.copysign, (
+    lambda g, out, a, b: g * (sign(a) * copysign(1.0, b)),
+    lambda g, out, a, b: g * 0), reads=((0, 1), ()),
+    doc="|a| with the sign of b (b's gradient is 0).",
+    scalar=lambda a, b: f"math.copysign({a}, {b})")
+
+
 # ---------------------------------------------------------------- unary math
 
 def _sigmoid(x):
@@ -503,6 +537,14 @@ isfinite = defop("isfinite", np.isfinite, doc="Whether x is neither inf nor nan 
                  scalar=lambda x: f"math.isfinite({x})")
 floor = defop("floor", np.floor, doc="The largest integer <= x, as a float (no gradient).",
               scalar=lambda x: f"float(math.floor({x}))")
+ceil = defop("ceil", np.ceil, doc="The smallest integer >= x, as a float (no gradient).",
+             scalar=lambda x: f"float(math.ceil({x}))")
+trunc = defop("trunc", np.trunc, doc="x rounded toward zero, as a float (no gradient).",
+              scalar=lambda x: f"float(math.trunc({x}))")
+isnan = defop("isnan", np.isnan, doc="Whether x is nan (no gradient).",
+              scalar=lambda x: f"math.isnan({x})")
+isinf = defop("isinf", np.isinf, doc="Whether x is inf or -inf (no gradient).",
+              scalar=lambda x: f"math.isinf({x})")
 # Python's round(), as np.round, rounds halves to even
 round = defop("round", np.round, args=("x",),
               doc="x rounded to the nearest integer, halves to even (no gradient).",
