@@ -411,15 +411,18 @@ softsign = defop("softsign", lambda x: x / (1 + np.abs(x)),
 
 
 def _elu(x, alpha, scale, input_scale):
-    return np.where(x > 0, x * scale, np.expm1(x * input_scale) * (scale * alpha))
+    # np.where computes both branches: the exponent is clamped at 0 so that x > 0 (unused
+    # there) cannot overflow
+    return np.where(x > 0, x * scale, np.expm1(np.minimum(x, 0) * input_scale) * (scale * alpha))
 
 
 def _elu_vjp(g, out, x, alpha, scale, input_scale):
-    # PyTorch's rule for elu, selu and celu: for x <= 0 the slope is input_scale·(out +
-    # scale·alpha) (scale·alpha·input_scale at the kink, x = 0), and its own derivative
-    # counts only x < 0 (0 at the kink), as PyTorch's elu double backward
-    slope = where(x > 0, g * scale, g * (input_scale * scale * alpha))
-    return slope + (g * input_scale) * where(x < 0, out, 0)
+    # PyTorch's rule for elu, selu and celu: the slope for x <= 0 is c·e^(x·input_scale)
+    # (c at the kink, x = 0; e^ rather than out + c, which cancels to 0 in the tail), and
+    # its own derivative counts only x < 0 (0 at the kink), as PyTorch's elu double
+    # backward; the exponent is 0 for x >= 0, so the unused branch never overflows
+    c = input_scale * scale * alpha
+    return where(x > 0, g * scale, g * c * exp(where(x < 0, x, 0) * input_scale))
 
 
 def _elu_scalar(x, alpha, scale, input_scale):
@@ -427,7 +430,7 @@ def _elu_scalar(x, alpha, scale, input_scale):
             f"math.expm1({x} * {input_scale!r}) * {scale * alpha!r})")
 
 
-_elu_op = defop("elu", _elu, (_elu_vjp,), reads=((0, "out"),), fresh=True, args=("x",),
+_elu_op = defop("elu", _elu, (_elu_vjp,), reads=_X, fresh=True, args=("x",),
                 scalar=_elu_scalar)
 
 _SELU_ALPHA = 1.6732632423543772848170429916717     # PyTorch's (Klambauer et al., 2017)
