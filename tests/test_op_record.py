@@ -168,7 +168,11 @@ def test_scalar_form_is_none_where_the_op_has_none():
 PUBLIC_OPS = ["add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
               "erf", "sigmoid", "relu", "softplus", "maximum", "minimum", "where", "sign",
               "floor", "round", "isfinite", "equal", "not_equal", "less", "less_equal",
-              "greater", "greater_equal", "logical_and", "logical_or", "logical_not"]
+              "greater", "greater_equal", "logical_and", "logical_or", "logical_not",
+              "silu", "mish", "logsigmoid", "softsign", "hardswish", "hardsigmoid", "tan", "sinh",
+              "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log1p",
+              "expm1", "log2", "log10", "exp2", "reciprocal", "rsqrt", "arctan2", "logaddexp",
+              "hypot", "copysign", "ceil", "trunc", "isnan", "isinf"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_OPS)

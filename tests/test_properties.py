@@ -65,6 +65,8 @@ KINKED = {"softsign": ("rg.softsign({a})", (0,)), "elu": ("rg.elu({a}, 0.7)", (0
 # unary ops of a restricted domain: when the argument is inside it, the op itself, else
 # the op of a safe argument (as log and sqrt below)
 RESTRICTED = {
+    "reciprocal": (lambda v: np.abs(v).min() > 0.3, "rg.reciprocal({a})",
+                   "rg.reciprocal({a} * {a} + 0.5)"),
     "tan": (lambda v: np.abs(v).max() < 1.2, "rg.tan({a})", "rg.tan(rg.tanh({a}))"),
     "arcsin": (lambda v: np.abs(v).max() < 0.9, "rg.arcsin({a})", "rg.arcsin(rg.tanh({a}) * 0.9)"),
     "arccos": (lambda v: np.abs(v).max() < 0.9, "rg.acos({a})", "rg.arccos(rg.tanh({a}) * 0.9)"),
@@ -74,8 +76,6 @@ RESTRICTED = {
     "log2": (lambda v: v.min() > 0.2, "rg.log2({a})", "rg.log2({a} * {a} + 0.5)"),
     "log10": (lambda v: v.min() > 0.2, "rg.log10({a})", "rg.log10({a} * {a} + 0.5)"),
     "rsqrt": (lambda v: v.min() > 0.2, "rg.rsqrt({a})", "rg.rsqrt({a} * {a} + 0.5)"),
-    "reciprocal": (lambda v: np.abs(v).min() > 0.3, "rg.reciprocal({a})",
-                   "rg.reciprocal({a} * {a} + 0.5)"),
 }
 
 # ---------------------------------------------------------------- knobs
@@ -255,7 +255,10 @@ class Builder:
         with kinks (drawn as a family of their own, so as not to thin out the others)."""
         a = self.pick()
         v = self.val(a)
-        op = self.choice(["gelu"] + list(KINKED) + list(RESTRICTED), label="unary more")
+        # the family first, then the op: each op is drawn often enough for the guard below
+        family = self.choice(["kinked", "restricted"], label="unary family")
+        op = self.choice(["gelu"] + list(KINKED) if family == "kinked" else list(RESTRICTED),
+                         label="unary more")
         if op == "gelu":
             return self.add(op, self.choice([f"rg.gelu({a})", f"rg.gelu({a}, approximate='tanh')"]))
         if op in RESTRICTED:
@@ -745,7 +748,9 @@ def test_the_generator_reaches_every_differentiable_op_and_reuses_values():
     from retrograd.ops import REGISTRY
     seen, reused = set(), []
 
-    @settings(max_examples=500, deadline=None, derandomize=True, database=None,
+    # 1000 graphs: with issue 12's elementwise ops (~35 more) each differentiable op is in
+    # at least ~9 of them (500 left some at 0)
+    @settings(max_examples=1000, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(g=expression_graphs())
     def collect(g):
