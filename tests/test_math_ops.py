@@ -143,3 +143,8 @@ def test_the_new_ops_compile_to_first_and_second_order():
     np.testing.assert_allclose(rg.compile(rg.grad(f))(X2).numpy(), rg.grad(f)(X2).numpy(),
                                rtol=1e-12)
     np.testing.assert_allclose(rg.compile(g2)(X2).numpy(), g2(X2).numpy(), rtol=1e-12)
+
+
+def test_integer_inputs_give_floats_as_pytorch():
+    np.testing.assert_allclose(rg.reciprocal(rg.tensor(np.array([2, 4]))).numpy(), [0.5, 0.25])
+    np.testing.assert_allclose(rg.rsqrt(rg.tensor(np.array([4]))).numpy(), [0.5])

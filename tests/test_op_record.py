@@ -92,7 +92,7 @@ def test_an_op_without_rules_is_left_alone_by_simplify():
 
 # ---------------------------------------------------------------- scalar forms
 
-ELEMENTWISE_NON_UFUNC = ("rsqrt", "pow_scalar", "where", "sigmoid", "relu", "leaky_relu", "softplus",
+ELEMENTWISE_NON_UFUNC = ("rsqrt", "reciprocal", "pow_scalar", "where", "sigmoid", "relu", "leaky_relu", "softplus",
                          "clip", "erf", "round", "binary_cross_entropy", "gelu", "silu", "mish",
                          "logsigmoid", "softsign", "elu", "hardswish", "hardsigmoid", "hardtanh")
 

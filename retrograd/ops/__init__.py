@@ -7,16 +7,15 @@ import numpy as np
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, acos, acosh, add, arctan2, atan2, ceil, copysign, hypot, isinf,
-                          isnan, logaddexp, trunc, arccos, arccosh, arcsin, arcsinh, arctan,
-                          arctanh, asin, asinh, atan, atanh, bernoulli_mask, celu, cosh, exp2,
-                          expm1, log1p, log2, log10, reciprocal, rsqrt, sinh, tan, clip, cos, div, elu, equal, erf, exp,
-                          floor, gelu, hardsigmoid, hardswish, hardtanh, logsigmoid, mish,
-                          relu6, selu, silu, softsign,
-                          greater, greater_equal, isfinite, leaky_relu, less, less_equal, log,
-                          logical_and, logical_not, logical_or, maximum, minimum, mul, neg,
-                          not_equal, pow, pow_scalar, relu, round, sigmoid, sign, sin, softplus,
-                          sqrt, square, sub, tanh, unbroadcast, where)
+from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2,
+                          arctanh, asin, asinh, atan, atan2, atanh, bernoulli_mask, ceil, celu,
+                          clip, copysign, cos, cosh, div, elu, equal, erf, exp, exp2, expm1, floor,
+                          gelu, greater, greater_equal, hardsigmoid, hardswish, hardtanh, hypot,
+                          isfinite, isinf, isnan, leaky_relu, less, less_equal, log, log10, log1p,
+                          log2, logaddexp, logical_and, logical_not, logical_or, logsigmoid,
+                          maximum, minimum, mish, mul, neg, not_equal, pow, pow_scalar, reciprocal,
+                          relu, relu6, round, rsqrt, selu, sigmoid, sign, silu, sin, sinh, softplus,
+                          softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
 from .linalg import dot, matmul
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,

@@ -323,11 +323,13 @@ log10 = defop("log10", np.log10, (lambda g, out, x: g / (x * _LN10),), reads=_X,
               doc="Base-10 logarithm.", scalar=lambda x: f"math.log10({x})")
 exp2 = defop("exp2", np.exp2, (lambda g, out, x: g * (out * _LN2),), reads=_OUT,
              doc="2 ** x.", scalar=lambda x: f"(2.0 ** {x})")
-reciprocal = defop("reciprocal", np.reciprocal, (lambda g, out, x: -g * (out * out),), reads=_OUT,
-                   doc="1 / x.", scalar=lambda x: f"(1.0 / {x})")
+# 1 / x, not np.reciprocal: that truncates integers (1 / 2 = 0); PyTorch gives floats
+reciprocal = defop("reciprocal", lambda x: np.divide(1, x), (lambda g, out, x: -g * (out * out),),
+                   reads=_OUT, fresh=True, doc="1 / x.", scalar=lambda x: f"(1.0 / {x})")
 # d/dx x^-1/2 = -x^-3/2 / 2 = -out^3 / 2 (PyTorch's rule)
-rsqrt = defop("rsqrt", lambda x: 1 / np.sqrt(x), (lambda g, out, x: g * (out * out * out * -0.5),),
-              reads=_OUT, fresh=True, doc="1 / sqrt(x).", scalar=lambda x: f"(1.0 / math.sqrt({x}))")
+rsqrt = defop("rsqrt", lambda x: 1 / np.sqrt(x),
+              (lambda g, out, x: g * (out * out * out * -0.5),), reads=_OUT, fresh=True,
+              doc="1 / sqrt(x).", scalar=lambda x: f"(1.0 / math.sqrt({x}))")
 # PyTorch's names for the inverse functions (NumPy's are the ops' names)
 asin, acos, atan, asinh, acosh, atanh = arcsin, arccos, arctan, arcsinh, arccosh, arctanh
 
@@ -366,13 +368,15 @@ def _gelu(x, approximate):
 def _gelu_vjp(g, out, x, approximate):
     if approximate == "tanh":
         t = tanh((x + x * x * x * _GELU_C) * _GELU_K)
-        return g * ((1 + t) * 0.5 + x * (1 - t * t) * ((1 + x * x * (3 * _GELU_C)) * (0.5 * _GELU_K)))
+        du = (1 + x * x * (3 * _GELU_C)) * (0.5 * _GELU_K)      # d(tanh's argument)/dx, halved
+        return g * ((1 + t) * 0.5 + x * (1 - t * t) * du)
     return g * ((1 + erf(x * _INV_SQRT2)) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI)
 
 
 def _gelu_scalar(x, approximate):
     if approximate == "tanh":
-        return (f"(0.5 * {x} * (1.0 + math.tanh({_GELU_K!r} * ({x} + {_GELU_C!r} * {x} * {x} * {x}))))")
+        u = f"{_GELU_K!r} * ({x} + {_GELU_C!r} * {x} * {x} * {x})"
+        return f"(0.5 * {x} * (1.0 + math.tanh({u})))"
     return f"(0.5 * {x} * (1.0 + math.erf({x} * {_INV_SQRT2!r})))"
 
 
