@@ -148,3 +148,13 @@ def test_the_new_ops_compile_to_first_and_second_order():
 def test_integer_inputs_give_floats_as_pytorch():
     np.testing.assert_allclose(rg.reciprocal(rg.tensor(np.array([2, 4]))).numpy(), [0.5, 0.25])
     np.testing.assert_allclose(rg.rsqrt(rg.tensor(np.array([4]))).numpy(), [0.5])
+
+
+def test_the_unary_math_are_tensor_methods_as_in_pytorch():
+    x = rg.tensor(np.array([0.3, 0.6]), requires_grad=True)
+    for name in ("tan", "sinh", "cosh", "asin", "arcsin", "acos", "atan", "asinh", "atanh",
+                 "log1p", "expm1", "log2", "log10", "exp2", "reciprocal", "rsqrt", "ceil",
+                 "trunc", "isnan", "isinf"):
+        np.testing.assert_array_equal(getattr(x, name)().numpy(), getattr(rg, name)(x).numpy())
+    assert (x + 1).acosh()._op is rg.arccosh and x.tan()._op is rg.tan
+    assert rg.Tensor.tan.__doc__ == rg.tan.__doc__

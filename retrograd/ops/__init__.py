@@ -104,6 +104,11 @@ _methods = {
     "squeeze": squeeze, "flatten": flatten, "swapaxes": swapaxes,
     "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
     "maximum": maximum, "minimum": minimum,
+    # the unary math of issue 12, as PyTorch's methods (both spellings of the inverses)
+    **{f.name: f for f in (tan, sinh, cosh, arcsin, arccos, arctan, arcsinh, arccosh, arctanh,
+                           log1p, expm1, log2, log10, exp2, reciprocal, rsqrt, ceil, trunc, isnan,
+                           isinf)},
+    "asin": asin, "acos": acos, "atan": atan, "asinh": asinh, "acosh": acosh, "atanh": atanh,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _method(_fn))
