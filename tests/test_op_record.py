@@ -92,18 +92,26 @@ def test_an_op_without_rules_is_left_alone_by_simplify():
 
 # ---------------------------------------------------------------- scalar forms
 
-ELEMENTWISE_NON_UFUNC = ("pow_scalar", "where", "sigmoid", "relu", "leaky_relu", "softplus",
-                         "clip", "erf", "round", "binary_cross_entropy")
+ELEMENTWISE_NON_UFUNC = ("rsqrt", "reciprocal", "pow_scalar", "where", "sigmoid", "relu", "leaky_relu", "softplus",
+                         "clip", "erf", "round", "binary_cross_entropy", "gelu", "silu", "mish",
+                         "logsigmoid", "softsign", "elu", "hardswish", "hardsigmoid", "hardtanh")
 
 # inputs (domain) and params for each elementwise op's scalar-form check
 # (inside each op's domain: out of it the forms give nan or inf as NumPy and Numba do,
 # where CPython would raise or go complex)
 DOMAIN = {"log": "pos", "sqrt": "pos", "pow": "pos", "pow_scalar": "pos",
           "binary_cross_entropy": "unit01", "logical_and": "bool", "logical_or": "bool",
-          "logical_not": "bool", "where": "cond"}
+          "logical_not": "bool", "where": "cond", "arcsin": "unit", "arccos": "unit",
+          "arctanh": "unit", "arccosh": "gt1", "log1p": "pos", "log2": "pos", "log10": "pos",
+          "rsqrt": "pos"}
 PARAMS = {"pow_scalar": [dict(p=2), dict(p=3), dict(p=-1.5)],
           "leaky_relu": [dict(negative_slope=0.1)],
-          "clip": [dict(lo=-0.5, hi=0.7), dict(lo=None, hi=0.3), dict(lo=-0.2, hi=None)]}
+          "clip": [dict(lo=-0.5, hi=0.7), dict(lo=None, hi=0.3), dict(lo=-0.2, hi=None)],
+          "gelu": [dict(approximate="none"), dict(approximate="tanh")],
+          "elu": [dict(alpha=1.0, scale=1.0, input_scale=1.0), dict(alpha=1.5, scale=1.0,
+                  input_scale=1 / 1.5), dict(alpha=1.6732632423543772, scale=1.0507009873554805,
+                                             input_scale=1.0)],
+          "hardtanh": [dict(lo=-1.0, hi=1.0), dict(lo=0.0, hi=6.0)]}
 
 
 def _elementwise_ops():
@@ -122,6 +130,10 @@ def _inputs(name, nin, rng):
     xs[-1][:5] = xs[0][:5]                              # ties for the comparisons
     if kind == "pos":
         xs = [np.abs(x) + 0.1 for x in xs]
+    elif kind == "unit":
+        xs = [rng.uniform(-0.99, 0.99, 40) for _ in range(nin)]
+    elif kind == "gt1":
+        xs = [np.abs(x) + 1.0 for x in xs]
     elif kind == "unit01":
         xs = [rng.uniform(0.01, 0.99, 40) for _ in range(nin)]
     elif kind == "bool":
@@ -156,7 +168,11 @@ def test_scalar_form_is_none_where_the_op_has_none():
 PUBLIC_OPS = ["add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
               "erf", "sigmoid", "relu", "softplus", "maximum", "minimum", "where", "sign",
               "floor", "round", "isfinite", "equal", "not_equal", "less", "less_equal",
-              "greater", "greater_equal", "logical_and", "logical_or", "logical_not"]
+              "greater", "greater_equal", "logical_and", "logical_or", "logical_not",
+              "silu", "mish", "logsigmoid", "softsign", "hardswish", "hardsigmoid", "tan", "sinh",
+              "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log1p",
+              "expm1", "log2", "log10", "exp2", "reciprocal", "rsqrt", "arctan2", "logaddexp",
+              "hypot", "copysign", "ceil", "trunc", "isnan", "isinf"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_OPS)

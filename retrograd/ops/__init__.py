@@ -7,11 +7,15 @@ import numpy as np
 
 from ..tensor import Tensor
 from .base import REGISTRY, Op, apply, defop
-from .elementwise import (abs, add, bernoulli_mask, clip, cos, div, equal, erf, exp, floor,
-                          greater, greater_equal, isfinite, leaky_relu, less, less_equal, log,
-                          logical_and, logical_not, logical_or, maximum, minimum, mul, neg,
-                          not_equal, pow, pow_scalar, relu, round, sigmoid, sign, sin, softplus,
-                          sqrt, square, sub, tanh, unbroadcast, where)
+from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2,
+                          arctanh, asin, asinh, atan, atan2, atanh, bernoulli_mask, ceil, celu,
+                          clip, copysign, cos, cosh, div, elu, equal, erf, exp, exp2, expm1, floor,
+                          gelu, greater, greater_equal, hardsigmoid, hardswish, hardtanh, hypot,
+                          isfinite, isinf, isnan, leaky_relu, less, less_equal, log, log10, log1p,
+                          log2, logaddexp, logical_and, logical_not, logical_or, logsigmoid,
+                          maximum, minimum, mish, mul, neg, not_equal, pow, pow_scalar, reciprocal,
+                          relu, relu6, round, rsqrt, selu, sigmoid, sign, silu, sin, sinh, softplus,
+                          softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
 from .linalg import dot, matmul
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
@@ -32,6 +36,12 @@ __all__ = [
     "sum_to", "expand_dims", "squeeze", "flatten", "getitem", "scatter_add", "concatenate",
     "stack", "split", "pad", "softmax_cross_entropy", "softmax_minus_onehot",
     "bernoulli_mask",
+    "gelu", "silu", "elu", "selu", "celu", "softsign", "mish", "hardswish", "hardsigmoid",
+    "hardtanh", "relu6", "logsigmoid",
+    "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "asin",
+    "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
+    "reciprocal", "rsqrt", "arctan2", "atan2", "logaddexp", "hypot", "copysign", "ceil", "trunc",
+    "isnan", "isinf",
 ]
 
 
@@ -94,6 +104,11 @@ _methods = {
     "squeeze": squeeze, "flatten": flatten, "swapaxes": swapaxes,
     "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
     "maximum": maximum, "minimum": minimum,
+    # the unary math of issue 12, as PyTorch's methods (both spellings of the inverses)
+    **{f.name: f for f in (tan, sinh, cosh, arcsin, arccos, arctan, arcsinh, arccosh, arctanh,
+                           log1p, expm1, log2, log10, exp2, reciprocal, rsqrt, ceil, trunc, isnan,
+                           isinf)},
+    "asin": asin, "acos": acos, "atan": atan, "asinh": asinh, "acosh": acosh, "atanh": atanh,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _method(_fn))

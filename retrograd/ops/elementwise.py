@@ -171,6 +171,40 @@ where = defop("where", np.where, (
     scalar=lambda c, a, b: f"({a} if {c} else {b})")
 
 
+
+def _hypot2(a, b):
+    return a * a + b * b
+
+
+arctan2 = defop("arctan2", np.arctan2, (
+    lambda g, out, a, b: g * b / _hypot2(a, b),
+    lambda g, out, a, b: -g * a / _hypot2(a, b)), reads=((0, 1), (0, 1)),
+    doc="The angle of the point (b, a), i.e. arctan(a / b) in the right quadrant, in [-pi, pi].",
+    scalar=lambda a, b: f"math.atan2({a}, {b})")
+atan2 = arctan2                                       # NumPy 2's and PyTorch's name
+
+# d/da = e^(a - out) = sigmoid(a - b): each at most 1, never overflowing
+logaddexp = defop("logaddexp", np.logaddexp, (
+    lambda g, out, a, b: g * exp(a - out),
+    lambda g, out, a, b: g * exp(b - out)), reads=((0, "out"), (1, "out")),
+    doc="log(e^a + e^b), computed without overflow.",
+    scalar=lambda a, b: f"(max({a}, {b}) + math.log1p(math.exp(-abs({a} - {b}))))")
+
+# the gradient a/out is 0/0 at the origin, where hypot has a kink (PyTorch gives nan too)
+hypot = defop("hypot", np.hypot, (
+    lambda g, out, a, b: g * (a / out),
+    lambda g, out, a, b: g * (b / out)), reads=((0, "out"), (1, "out")),
+    doc="sqrt(a^2 + b^2), computed without overflow.", scalar=lambda a, b: f"math.hypot({a}, {b})")
+
+# |a| with b's sign: d/da = sign(a)·(±1 by b's sign bit), 0 at a = 0, and no gradient to b
+# (zeros, as PyTorch: its sign only flips where the derivative is 0 almost everywhere)
+copysign = defop("copysign", np.copysign, (
+    lambda g, out, a, b: g * (sign(a) * copysign(1.0, b)),
+    lambda g, out, a, b: g * 0), reads=((0, 1), ()),
+    doc="|a| with the sign of b (b's gradient is 0).",
+    scalar=lambda a, b: f"math.copysign({a}, {b})")
+
+
 # ---------------------------------------------------------------- unary math
 
 def _sigmoid(x):
@@ -254,6 +288,52 @@ _clip_op = defop("clip", _clip, (
     reads=_X, fresh=True, args=("x",), scalar=_clip_scalar)
 
 
+_LN2, _LN10 = math.log(2), math.log(10)
+
+tan = defop("tan", np.tan, (lambda g, out, x: g * (out * out + 1),), reads=_OUT,
+            doc="Tangent (radians).", scalar=lambda x: f"math.tan({x})")
+sinh = defop("sinh", np.sinh, (lambda g, out, x: g * cosh(x),), reads=_X,
+             doc="Hyperbolic sine.", scalar=lambda x: f"math.sinh({x})")
+cosh = defop("cosh", np.cosh, (lambda g, out, x: g * sinh(x),), reads=_X,
+             doc="Hyperbolic cosine.", scalar=lambda x: f"math.cosh({x})")
+arcsin = defop("arcsin", np.arcsin, (lambda g, out, x: g / sqrt(1 - x * x),), reads=_X,
+               doc="Inverse sine, in [-pi/2, pi/2] (nan outside [-1, 1]).",
+               scalar=lambda x: f"math.asin({x})")
+arccos = defop("arccos", np.arccos, (lambda g, out, x: -g / sqrt(1 - x * x),), reads=_X,
+               doc="Inverse cosine, in [0, pi] (nan outside [-1, 1]).",
+               scalar=lambda x: f"math.acos({x})")
+arctan = defop("arctan", np.arctan, (lambda g, out, x: g / (x * x + 1),), reads=_X,
+               doc="Inverse tangent, in (-pi/2, pi/2).", scalar=lambda x: f"math.atan({x})")
+arcsinh = defop("arcsinh", np.arcsinh, (lambda g, out, x: g / sqrt(x * x + 1),), reads=_X,
+                doc="Inverse hyperbolic sine.", scalar=lambda x: f"math.asinh({x})")
+arccosh = defop("arccosh", np.arccosh, (lambda g, out, x: g / sqrt(x * x - 1),), reads=_X,
+                doc="Inverse hyperbolic cosine (nan below 1).",
+                scalar=lambda x: f"math.acosh({x})")
+arctanh = defop("arctanh", np.arctanh, (lambda g, out, x: g / (1 - x * x),), reads=_X,
+                doc="Inverse hyperbolic tangent (nan outside [-1, 1]).",
+                scalar=lambda x: f"math.atanh({x})")
+log1p = defop("log1p", np.log1p, (lambda g, out, x: g / (x + 1),), reads=_X,
+              doc="log(1 + x), accurate for small x.", scalar=lambda x: f"math.log1p({x})")
+# out + 1 is e^x (PyTorch's rule too): no second exp
+expm1 = defop("expm1", np.expm1, (lambda g, out, x: g * (out + 1),), reads=_OUT,
+              doc="e^x - 1, accurate for small x.", scalar=lambda x: f"math.expm1({x})")
+log2 = defop("log2", np.log2, (lambda g, out, x: g / (x * _LN2),), reads=_X,
+             doc="Base-2 logarithm.", scalar=lambda x: f"math.log2({x})")
+log10 = defop("log10", np.log10, (lambda g, out, x: g / (x * _LN10),), reads=_X,
+              doc="Base-10 logarithm.", scalar=lambda x: f"math.log10({x})")
+exp2 = defop("exp2", np.exp2, (lambda g, out, x: g * (out * _LN2),), reads=_OUT,
+             doc="2 ** x.", scalar=lambda x: f"(2.0 ** {x})")
+# 1 / x, not np.reciprocal: that truncates integers (1 / 2 = 0); PyTorch gives floats
+reciprocal = defop("reciprocal", lambda x: np.divide(1, x), (lambda g, out, x: -g * (out * out),),
+                   reads=_OUT, fresh=True, doc="1 / x.", scalar=lambda x: f"(1.0 / {x})")
+# d/dx x^-1/2 = -x^-3/2 / 2 = -out^3 / 2 (PyTorch's rule)
+rsqrt = defop("rsqrt", lambda x: 1 / np.sqrt(x),
+              (lambda g, out, x: g * (out * out * out * -0.5),), reads=_OUT, fresh=True,
+              doc="1 / sqrt(x).", scalar=lambda x: f"(1.0 / math.sqrt({x}))")
+# PyTorch's names for the inverse functions (NumPy's are the ops' names)
+asin, acos, atan, asinh, acosh, atanh = arcsin, arccos, arctan, arcsinh, arccosh, arctanh
+
+
 def _erf(x):
     # math.erf (the C library's, within an ulp) one element at a time, without SciPy:
     # ~110 ns an element, ~20x np.exp. A vectorised piecewise-Chebyshev erf measured
@@ -270,6 +350,157 @@ _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 erf = defop("erf", _erf, (lambda g, out, x: g * (exp(-(x * x)) * _TWO_OVER_SQRT_PI),), reads=_X,
             fresh=True, doc="The error function 2/sqrt(pi) * integral of e^(-t^2) from 0 to x.",
             scalar=lambda x: f"math.erf({x})")
+
+
+# ---------------------------------------------------------------- activations
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_GELU_K, _GELU_C = math.sqrt(2 / math.pi), 0.044715      # the tanh form's constants (PyTorch's)
+
+
+def _gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_GELU_K * (x + _GELU_C * x * x * x)))
+    return 0.5 * x * (1 + _erf(x * _INV_SQRT2))
+
+
+def _gelu_vjp(g, out, x, approximate):
+    if approximate == "tanh":
+        t = tanh((x + x * x * x * _GELU_C) * _GELU_K)
+        du = (1 + x * x * (3 * _GELU_C)) * (0.5 * _GELU_K)      # d(tanh's argument)/dx, halved
+        return g * ((1 + t) * 0.5 + x * (1 - t * t) * du)
+    return g * ((1 + erf(x * _INV_SQRT2)) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI)
+
+
+def _gelu_scalar(x, approximate):
+    if approximate == "tanh":
+        u = f"{_GELU_K!r} * ({x} + {_GELU_C!r} * {x} * {x} * {x})"
+        return f"(0.5 * {x} * (1.0 + math.tanh({u})))"
+    return f"(0.5 * {x} * (1.0 + math.erf({x} * {_INV_SQRT2!r})))"
+
+
+_gelu_op = defop("gelu", _gelu, (_gelu_vjp,), reads=_X, fresh=True, args=("x",),
+                 scalar=_gelu_scalar)
+
+
+def _silu_vjp(g, out, x):
+    s = sigmoid(x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+silu = defop("silu", lambda x: x * _sigmoid(x), (_silu_vjp,), reads=_X, fresh=True,
+             doc="x * sigmoid(x) (swish).", scalar=lambda x: f"({x} / (1.0 + math.exp(-{x})))")
+
+
+def _mish_vjp(g, out, x):
+    t = tanh(softplus(x))
+    return g * (t + x * sigmoid(x) * (1 - t * t))
+
+
+mish = defop("mish", lambda x: x * np.tanh(np.logaddexp(0, x)), (_mish_vjp,), reads=_X,
+             fresh=True, doc="x * tanh(softplus(x)), softplus computed stably.",
+             scalar=lambda x: f"({x} * math.tanh(max({x}, 0.0) + math.log1p(math.exp(-abs({x})))))")
+
+# log(sigmoid(x)) = -softplus(-x): finite for any x (log of an underflowed sigmoid is not)
+logsigmoid = defop("logsigmoid", lambda x: -np.logaddexp(0, -x),
+                   (lambda g, out, x: g * sigmoid(-x),), reads=_X, fresh=True,
+                   doc="log(sigmoid(x)), computed as -softplus(-x): finite for any x.",
+                   scalar=lambda x: f"(min({x}, 0.0) - math.log1p(math.exp(-abs({x}))))")
+
+# softsign'(x) = 1/(1+|x|)^2; its own derivative uses abs'(0) = 0, as PyTorch's composite
+softsign = defop("softsign", lambda x: x / (1 + np.abs(x)),
+                 (lambda g, out, x: g / pow_scalar(abs(x) + 1, 2),), reads=_X, fresh=True,
+                 doc="x / (1 + |x|).", scalar=lambda x: f"({x} / (1.0 + abs({x})))")
+
+
+def _elu(x, alpha, scale, input_scale):
+    # np.where computes both branches: the exponent is clamped at 0 so that x > 0 (unused
+    # there) cannot overflow
+    return np.where(x > 0, x * scale, np.expm1(np.minimum(x, 0) * input_scale) * (scale * alpha))
+
+
+def _elu_vjp(g, out, x, alpha, scale, input_scale):
+    # PyTorch's rule for elu, selu and celu: the slope for x <= 0 is c·e^(x·input_scale)
+    # (c at the kink, x = 0; e^ rather than out + c, which cancels to 0 in the tail), and
+    # its own derivative counts only x < 0 (0 at the kink), as PyTorch's elu double
+    # backward; the exponent is 0 for x >= 0, so the unused branch never overflows
+    c = input_scale * scale * alpha
+    return where(x > 0, g * scale, g * c * exp(where(x < 0, x, 0) * input_scale))
+
+
+def _elu_scalar(x, alpha, scale, input_scale):
+    return (f"({x} * {scale!r} if {x} > 0 else "
+            f"math.expm1({x} * {input_scale!r}) * {scale * alpha!r})")
+
+
+_elu_op = defop("elu", _elu, (_elu_vjp,), reads=_X, fresh=True, args=("x",),
+                scalar=_elu_scalar)
+
+_SELU_ALPHA = 1.6732632423543772848170429916717     # PyTorch's (Klambauer et al., 2017)
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _hardswish_vjp(g, out, x):
+    # PyTorch's slopes: 0 for x <= -3, x/3 + 1/2 inside, 1 for x >= 3 (so 0 at -3, 1 at 3)
+    inside = logical_and(x > -3, x < 3)
+    return where(inside, g * (x * (1 / 3) + 0.5), g * mask_like(x >= 3, x))
+
+
+hardswish = defop("hardswish", lambda x: x * np.clip(x + 3, 0, 6) * (1 / 6), (_hardswish_vjp,),
+                  reads=_X, fresh=True, doc="x * relu6(x + 3) / 6.",
+                  scalar=lambda x: f"({x} * min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
+
+# the slope 1/6 on the open interval (-3, 3), 0 at its ends, as PyTorch
+hardsigmoid = defop(
+    "hardsigmoid", lambda x: np.clip(x + 3, 0, 6) * (1 / 6),
+    (lambda g, out, x: g * (mask_like(logical_and(x > -3, x < 3), x) * (1 / 6)),), reads=_X,
+    fresh=True, doc="relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between.",
+    scalar=lambda x: f"(min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
+
+# the gradient passes on the open interval (lo, hi), 0 at its ends, as PyTorch's hardtanh
+# (clip, as torch.clamp, passes it at the ends)
+_hardtanh_op = defop(
+    "hardtanh", lambda x, lo, hi: np.clip(x, lo, hi),
+    (lambda g, out, x, lo, hi: g * mask_like(logical_and(x > lo, x < hi), x),), reads=_X,
+    fresh=True, args=("x",), scalar=lambda x, lo, hi: f"min(max({x}, {lo!r}), {hi!r})")
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF (PyTorch's default, with erf);
+    ``approximate="tanh"``: 0.5·x·(1 + tanh(sqrt(2/pi)·(x + 0.044715·x³)))."""
+    if approximate not in ("none", "tanh"):
+        raise RetrogradError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(_gelu_op, x, approximate=approximate)
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, else alpha * (e^x - 1)."""
+    return apply(_elu_op, x, alpha=float(alpha), scale=1.0, input_scale=1.0)
+
+
+def selu(x):
+    """scale * elu(x, alpha) with the self-normalising constants of PyTorch."""
+    return apply(_elu_op, x, alpha=_SELU_ALPHA, scale=_SELU_SCALE, input_scale=1.0)
+
+
+def celu(x, alpha=1.0):
+    """max(0, x) + min(0, alpha * (e^(x/alpha) - 1))."""
+    if alpha == 0:
+        raise RetrogradError("celu: alpha must not be 0 (x is divided by it)")
+    return apply(_elu_op, x, alpha=float(alpha), scale=1.0, input_scale=1.0 / alpha)
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    """x clamped to [min_val, max_val]; the gradient is 0 at the ends (as PyTorch)."""
+    if not min_val <= max_val:
+        raise RetrogradError(f"hardtanh: min_val ({min_val}) must be <= max_val ({max_val})")
+    return apply(_hardtanh_op, x, lo=float(min_val), hi=float(max_val))
+
+
+def relu6(x):
+    """min(max(x, 0), 6): hardtanh on [0, 6], so the gradient is 0 at 0 and at 6."""
+    return apply(_hardtanh_op, x, lo=0.0, hi=6.0)
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -313,6 +544,14 @@ isfinite = defop("isfinite", np.isfinite, doc="Whether x is neither inf nor nan 
                  scalar=lambda x: f"math.isfinite({x})")
 floor = defop("floor", np.floor, doc="The largest integer <= x, as a float (no gradient).",
               scalar=lambda x: f"float(math.floor({x}))")
+ceil = defop("ceil", np.ceil, doc="The smallest integer >= x, as a float (no gradient).",
+             scalar=lambda x: f"float(math.ceil({x}))")
+trunc = defop("trunc", np.trunc, doc="x rounded toward zero, as a float (no gradient).",
+              scalar=lambda x: f"float(math.trunc({x}))")
+isnan = defop("isnan", np.isnan, doc="Whether x is nan (no gradient).",
+              scalar=lambda x: f"math.isnan({x})")
+isinf = defop("isinf", np.isinf, doc="Whether x is inf or -inf (no gradient).",
+              scalar=lambda x: f"math.isinf({x})")
 # Python's round(), as np.round, rounds halves to even
 round = defop("round", np.round, args=("x",),
               doc="x rounded to the nearest integer, halves to even (no gradient).",
