@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 
 from .errors import RetrogradError
+from .io import is_int, is_number
 from .nn.layers import HIDDEN_ACTIVATIONS
 
 EXIT_USAGE = 2
@@ -402,26 +403,18 @@ def _loss_fn(name):
 
 # what a checkpoint's model configuration must hold, and (for --resume) how it was trained
 _CONFIG = {
-    "sizes": lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s) and s >= 1 for s in v),
+    "sizes": lambda v: isinstance(v, list) and len(v) >= 2 and all(is_int(s) and s >= 1 for s in v),
     "activation": lambda v: v in HIDDEN_ACTIVATIONS, "loss": lambda v: v in LOSSES,
     "data": lambda v: isinstance(v, str),
-    "dropout": lambda v: _is_num(v) and 0 <= v < 1, "output": lambda v: v in (None, "sigmoid"),
-    "classes": lambda v: v is None or (_is_int(v) and v >= 1)}
+    "dropout": lambda v: is_number(v) and 0 <= v < 1, "output": lambda v: v in (None, "sigmoid"),
+    "classes": lambda v: v is None or (is_int(v) and v >= 1)}
 _TRAINING = {
-    "optimizer": lambda v: v in OPTIMIZERS, "lr": lambda v: _is_num(v) and math.isfinite(v) and v > 0,
-    "weight_decay": lambda v: _is_num(v) and math.isfinite(v) and v >= 0,
-    "batch_size": lambda v: v == "full" or (_is_int(v) and v >= 1),
-    "schedule": lambda v: v in SCHEDULES, "seed": lambda v: _is_int(v) and v >= 0,
-    "early_stopping": lambda v: v is None or (_is_int(v) and v >= 1)}
+    "optimizer": lambda v: v in OPTIMIZERS, "lr": lambda v: is_number(v) and math.isfinite(v) and v > 0,
+    "weight_decay": lambda v: is_number(v) and math.isfinite(v) and v >= 0,
+    "batch_size": lambda v: v == "full" or (is_int(v) and v >= 1),
+    "schedule": lambda v: v in SCHEDULES, "seed": lambda v: is_int(v) and v >= 0,
+    "early_stopping": lambda v: v is None or (is_int(v) and v >= 1)}
 _REQUIRED = ("sizes", "activation", "loss", "data")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check_config(config, path, command, training=False):

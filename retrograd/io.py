@@ -71,6 +71,16 @@ def _remove_stale_temps(folder, prefix):
                 os.unlink(full)
 
 
+def is_int(v) -> bool:
+    """An integer value read from a checkpoint (Python or NumPy; not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_number(v) -> bool:
+    """A real number read from a checkpoint (an int or a float, Python or NumPy)."""
+    return is_int(v) or isinstance(v, (float, np.floating))
+
+
 def _umask_mode():
     """The mode ``open()`` gives a new file: 0o666 less the umask (read without
     changing it where /proc shows it; os.umask is the only way elsewhere)."""

@@ -604,19 +604,11 @@ def _resumed_history(ck, path, log):
     return [r for r in rows if r["epoch"] <= ck["epoch"]]
 
 
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_number(v):
-    return _is_int(v) or isinstance(v, (float, np.floating))
-
-
 def _kind(v):
     """What a hyperparameter is, for comparing a checkpoint's with this optimizer's."""
     if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, str):
         return type(v).__name__ if not isinstance(v, np.bool_) else "bool"
-    if _is_number(v):
+    if io.is_number(v):
         return "number"
     if isinstance(v, (list, tuple)):
         return ("sequence", tuple(_kind(e) for e in v))
@@ -628,15 +620,15 @@ def _check_training_state(ck, path, optimizer):
     (a crafted or foreign file is a CheckpointError, not a crash later on)."""
     def bad(what):
         return io.CheckpointError(f"{path}: {what}; not a checkpoint this run can resume from")
-    if not _is_int(ck["epoch"]) or ck["epoch"] < 0:
+    if not io.is_int(ck["epoch"]) or ck["epoch"] < 0:
         raise bad(f"'epoch' is {ck['epoch']!r}, not a count of epochs")
-    if not _is_int(ck["bad_epochs"]) or ck["bad_epochs"] < 0:
+    if not io.is_int(ck["bad_epochs"]) or ck["bad_epochs"] < 0:
         raise bad(f"'bad_epochs' is {ck['bad_epochs']!r}, not a count of epochs")
-    if not _is_number(ck["best"]) or math.isnan(ck["best"]):
+    if not io.is_number(ck["best"]) or math.isnan(ck["best"]):
         raise bad(f"'best' is {ck['best']!r}, not a loss")
     p = ck.get("partial")
-    if p is not None and not (isinstance(p, dict) and _is_int(p.get("batch"))
-                              and all(_is_number(p.get(k)) for k in ("total", "seen", "correct",
+    if p is not None and not (isinstance(p, dict) and io.is_int(p.get("batch"))
+                              and all(io.is_number(p.get(k)) for k in ("total", "seen", "correct",
                                                                      "seconds"))):
         raise bad(f"'partial' is {p!r}, not a position inside an epoch")
     kind = ck.get("optimizer_type")
