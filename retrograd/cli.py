@@ -344,10 +344,8 @@ def _check_size(sizes, command):
     gradients and about two optimizer slots, in float32, against the machine's memory."""
     params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     need = 16 * params
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        memory = 1 << 36
+    from .data.transforms import physical_memory
+    memory = physical_memory(unknown=1 << 36)        # (64 GiB where the OS does not say)
     if need > memory:
         spec = _spec(sizes) if len(sizes) <= 6 else _spec(sizes[:3]) + "-...-" + str(sizes[-1])
         raise UsageError(f"retrograd {command}: a {spec[:120]} MLP has {params:,} parameters, "

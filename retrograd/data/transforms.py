@@ -62,7 +62,7 @@ def one_hot(y, num_classes=None):
         raise DataError(f"one_hot: labels must lie in [0, {num_classes}), got values from "
                         f"{y.min()} to {y.max()}")
     nbytes = 4 * y.size * num_classes
-    if nbytes > _memory():           # a label of 2**31 - 1 must not ask for terabytes
+    if nbytes > physical_memory():           # a label of 2**31 - 1 must not ask for terabytes
         big = int(y.max()) if y.size else num_classes - 1
         raise DataError(f"one_hot: label {big} makes {num_classes} classes: a "
                         f"{y.shape + (num_classes,)} float32 array of {nbytes / 1e9:.3g} GB, "
@@ -76,12 +76,12 @@ def one_hot(y, num_classes=None):
     return out
 
 
-def _memory():
-    """Bytes of physical memory (unbounded where the OS does not say)."""
+def physical_memory(unknown=float("inf")):
+    """Bytes of physical memory, or ``unknown`` where the OS does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
-        return float("inf")
+        return unknown
 
 
 def check_class_labels(y, where, *, numbered_from_0=False, at="data row"):
