@@ -287,7 +287,7 @@ class Compiled:
         sig = []
         static, n = self.static, len(args)
         for i, a in enumerate(args):
-            if static and (i in static or i - n in static):
+            if static and self._is_static(i, n):     # (the common no-static call: one test)
                 sig.append(_static_key(i, a))
             elif isinstance(a, Tensor):
                 if isinstance(a, Var):
@@ -304,8 +304,13 @@ class Compiled:
                                  "function; pass tensors, arrays or Python numbers")
         return tuple(sig)
 
+    def _is_static(self, i, n):
+        """Whether argument ``i`` of ``n`` is in static_argnums (negative ones count from
+        the end, as in jax.jit)."""
+        return bool(self.static) and (i in self.static or i - n in self.static)
+
     def _is_input(self, i, a, n):
-        return not (self.static and (i in self.static or i - n in self.static)) and (
+        return not self._is_static(i, n) and (
             isinstance(a, (Tensor, np.ndarray, np.generic)) or type(a) is float)
 
     def trace(self, *args):
