@@ -7,43 +7,12 @@ kept away from, since finite differences are meaningless there).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
 import retrograd as rg
 
+from opcase import Case
 from torch_oracle import torch   # None without it: those tests are skipped
-
-
-@dataclass
-class Case:
-    name: str
-    fn: Callable
-    torch_fn: Callable | None
-    shapes: tuple
-    domain: str = "real"          # real | positive | away0 (|x| >= 0.2) | distinct | unit
-    ints: dict = field(default_factory=dict)   # extra non-differentiable arguments
-    second_order: bool = True
-    tol: dict = field(default_factory=dict)    # gradcheck eps/atol/rtol overrides
-
-    def inputs(self, seed=0, dtype=np.float64):
-        rng = np.random.default_rng(seed)
-        out = []
-        for shape in self.shapes:
-            x = rng.standard_normal(shape)
-            if self.domain == "positive":
-                x = np.abs(x) + 0.5
-            elif self.domain == "away0":
-                x = np.sign(x) * (np.abs(x) + 0.2)
-            elif self.domain == "distinct":   # no ties (max/min/sort-like ops)
-                x = rng.permutation(np.arange(x.size)).reshape(shape) * 0.37 + rng.uniform(0, .1, shape)
-            elif self.domain == "unit":
-                x = rng.uniform(-0.9, 0.9, shape)
-            out.append(x.astype(dtype))
-        return out
-
 
 IDX = np.array([2, 0, 2, 1])          # repeated index: the VJP must accumulate
 MASK = np.array([[True, False, True, True], [False, True, False, True], [True, True, False, False]])
@@ -230,6 +199,14 @@ NONDIFF = {
     "class_labels": (lambda a: rg.ops.apply(rg.ops.REGISTRY["class_labels"], rg.argmax(a, axis=1),
                                             classes=4, who="t"), lambda a: np.argmax(a, axis=1)),
 }
+
+
+# the op families of issue 12, one table file each (CASES: a list of Case; NONDIFF: as above)
+for _family in ("conv", "nn", "index", "linalg"):
+    _module = __import__(f"cases_{_family}")
+    CASES += _module.CASES
+    NONDIFF.update(_module.NONDIFF)
+del _family, _module
 
 
 def ops_in_graph(t, names):
