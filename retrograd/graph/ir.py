@@ -161,8 +161,10 @@ class Tracer:
         self.updates = {}                    # id(buffer) -> (buffer, its new value)
 
     def lift(self, t):
-        if isinstance(t, Var) or not isinstance(t, Tensor) or not t.requires_grad:
+        if isinstance(t, Var) or not isinstance(t, Tensor):
             return t
+        if not t.requires_grad:     # module state (nn.Buffer) is read at every call too
+            return self.lift_state(t) if getattr(t, "_state", False) else t
         hit = self._lifted.get(id(t))
         if hit is None:
             v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "param", value=t)

@@ -49,6 +49,7 @@ class Buffer(Tensor):
 
     __slots__ = ()
     _record = staticmethod(_buffer_record)       # ops on a buffer go through _buffer_record
+    _state = True           # what a trace (graph.ir.Tracer.lift) reads at every call
 
     def __init__(self, data, dtype=None, name=None):
         super().__init__(data.data if isinstance(data, Tensor) else data, dtype=dtype, name=name)

@@ -35,7 +35,7 @@ def _embedding_vjp_forward(g, ids, num, padding_idx):
 
 
 def _weight_rule(g, out, weight, ids, who, padding_idx):
-    return apply(_embedding_vjp, g, ids, num=weight.shape[0], padding_idx=padding_idx)
+    return embedding_vjp(g, ids, weight.shape[0], padding_idx)
 
 
 def _g_rule(u, out, g, ids, num, padding_idx):
@@ -59,3 +59,9 @@ def embedding(weight, ids, padding_idx=None, who="embedding"):
     is the scatter-add of the output gradient's rows (none to row ``padding_idx``).
     ``who`` names the caller in the error for an id out of range."""
     return apply(_embedding, weight, ids, who=who, padding_idx=padding_idx)
+
+
+def embedding_vjp(g, ids, num, padding_idx=None):
+    """The (num, D) array of ``g``'s rows (shape ids.shape + (D,)) added up at ``ids``,
+    row ``padding_idx`` zero: the gradient of ``embedding``'s weight."""
+    return apply(_embedding_vjp, g, ids, num=int(num), padding_idx=padding_idx)
