@@ -456,3 +456,25 @@ def test_transformer_encoder_layer_matches_torch(norm_first, activation, batch_f
     theirs.eval()      # (PyTorch's eval fast path is another kernel: the same numbers)
     _close(ours.eval()(xr, src_mask=mask).numpy(), _np(theirs(xt, src_mask=torch.tensor(mask))),
            1e-9)
+
+
+def test_fit_with_batchnorm_compiled_equals_eager_and_checkpoints_the_running_stats(tmp_path):
+    from retrograd.data import spirals
+    from retrograd.train import fit
+    x, y = spirals(n=60, seed=2)
+    runs = {}
+    for compiled in (False, True):
+        rg.manual_seed(3)
+        model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
+        opt = rg.optim.SGD(model.parameters(), lr=0.1)
+        h = fit(model, nn.CrossEntropyLoss(), opt, (x, y), (x, y), epochs=3, batch_size=20,
+                seed=1, progress=False, log=None, compile=compiled,
+                out_dir=tmp_path / str(compiled))
+        runs[compiled] = ([r["val_loss"] for r in h], model)
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    bn = runs[True][1][1]
+    assert bn.num_batches_tracked.data == 9                     # 3 epochs of 3 batches
+    saved = rg.io.load(tmp_path / "True" / "last.npz")["model"]
+    np.testing.assert_array_equal(saved["1.running_mean"], bn.running_mean.data)
+    np.testing.assert_allclose(saved["1.running_var"], runs[False][1][1].running_var.data,
+                               rtol=1e-5)
