@@ -262,6 +262,14 @@ def test_compiled_embedding_takes_new_ids_at_every_call():
     assert f.traces == 1
 
 
+def test_embedding_of_no_ids_has_a_zero_gradient():
+    emb = nn.Embedding(5, 3)
+    y = emb(np.zeros((0, 4), np.int64))
+    assert y.shape == (0, 4, 3)
+    y.sum().backward()
+    np.testing.assert_array_equal(emb.weight.grad.numpy(), np.zeros((5, 3)))
+
+
 def test_embedding_is_twice_differentiable():
     w = np.random.default_rng(6).standard_normal((5, 2))
     ids = np.array([0, 3, 3, 1])
@@ -422,6 +430,10 @@ def test_multihead_attention_compiles_to_the_eager_numbers_and_refuses_bad_masks
         mha(x[..., :6], x, x)
     with pytest.raises(ValueError, match="embed_dim 6 is not divisible by num_heads 4"):
         nn.MultiheadAttention(6, 4)
+    with pytest.raises(RetrogradError, match="is_causal needs attn_mask"):
+        mha(x, x, x, is_causal=True)
+    with pytest.raises(RetrogradError, match="is_causal needs src_mask"):
+        nn.TransformerEncoderLayer(8, 2, 16)(x, is_causal=True)
 
 
 def test_multihead_attention_is_twice_differentiable():

@@ -59,15 +59,16 @@ class Buffer(Tensor):
         to its dtype: now, or, inside rg.compile, at every call of the compiled code."""
         if not isinstance(value, Tensor):
             value = Tensor(np.asarray(value))
+        what = f"buffer '{self.name}'" if self.name else "the buffer"
         if value.shape != self.shape:
-            raise ShapeError(f"Buffer.assign: value has shape {value.shape}, the buffer "
-                             f"{self.name or ''} {self.shape}".replace("  ", " "))
+            raise ShapeError(f"Buffer.assign: value has shape {value.shape}, {what} "
+                             f"{self.shape}")
         cap = base.capturing()
         if cap is not None and hasattr(cap, "assign"):
             cap.assign(self, value)
         elif not isinstance(value._data, np.ndarray):     # a graph value, no trace to run it
             raise TraceError(
-                f"Buffer.assign: a graph value for buffer {self.name or self.shape} outside "
+                f"Buffer.assign: a graph value for {what} outside "
                 "rg.compile: a define-then-run Graph cannot update module state; call "
                 "model.eval() first, or use rg.compile / rg.graph.compile_step")
         else:       # a new array: graphs recorded before keep the value they read

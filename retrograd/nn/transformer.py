@@ -181,7 +181,10 @@ class TransformerEncoderLayer(Module):
     def _ff(self, x):
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
-    def forward(self, src, src_mask=None, src_key_padding_mask=None):
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        if is_causal and src_mask is None:      # as MultiheadAttention: a hint about src_mask
+            raise RetrogradError("TransformerEncoderLayer: is_causal needs src_mask (it is a "
+                                 "hint that src_mask is the causal mask)")
         x = src
         if self.norm_first:
             x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask)

@@ -28,7 +28,12 @@ def _embedding_forward(weight, ids, who, padding_idx):
 def _embedding_vjp_forward(g, ids, num, padding_idx):
     d = g.shape[-1]
     out = np.zeros((num, d), g.dtype)
-    np.add.at(out, ids.reshape(-1), g.reshape(-1, d))      # repeated ids accumulate
+    flat = ids.reshape(-1)
+    if flat.size:       # rows of equal ids summed as runs of the sorted ids: ~2x np.add.at
+        order = np.argsort(flat, kind="stable")
+        sorted_ids = flat[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        out[sorted_ids[starts]] = np.add.reduceat(g.reshape(-1, d)[order], starts, axis=0)
     if padding_idx is not None:
         out[padding_idx] = 0             # the padding row is not trained (PyTorch)
     return out
