@@ -29,6 +29,8 @@ EXAMPLES = {
                               r"LMS \(Widrow–Hoff\) +learned .* learned .* failed",
                               r"sigmoid unit \(seed 000\) +learned .* learned .* failed",
                               r"no single-layer rule converged"],
+    "transformer.py": [r"training loss 3\.\d+ -> 0\.\d+ in", r"test: [\d.]+% of digits",
+                       r"e\.g\. (\d{8}) -> \d{8}"],
 }
 
 
@@ -59,3 +61,9 @@ def test_quickprop_needs_fewer_epochs_than_plain_gradient_descent():
     median = {m.group(1): int(m.group(2)) for m in
               re.finditer(r"^(SGD|Quickprop|Rprop).*?\d+/\d+ +(\d+)", r.stdout, re.M)}
     assert median["Quickprop"] < median["SGD"]
+
+
+def test_the_transformer_block_learns_to_reverse_digit_strings():
+    r = run_example("transformer.py")
+    digits = float(re.search(r"test: (\d+\.\d)% of digits", r.stdout).group(1))
+    assert digits > 90.0            # ten digits: chance is 10%

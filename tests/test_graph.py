@@ -311,7 +311,7 @@ def test_compiled_step_writes_gradients_into_the_optimizers_flat_array():
     X = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
     Y = np.array([0, 1, 2, 0, 1, 2])
     step(X, Y)
-    ((exe, _, copies, _),) = step.prepared.values()
+    ((exe, _, copies, *_),) = step.prepared.values()
     params = list(model.parameters())
     assert [i for i, _ in copies] == [2 + [id(p) for p in params].index(id(model.unused))]
     (bucket,) = step.fused.buckets

@@ -58,6 +58,8 @@ SMOOTH_UNARY = [c.name for c in CASES if isinstance(c.fn, Op) and c.fn.scalar is
 # arrays, recurrent weights); every one is in the op-case table (first and second order
 # against finite differences and PyTorch) and has tests of its own
 NOT_DRAWN: dict[str, str] = {
+    "embedding": "tests/cases_nn.py (integer ids with repeats), tests/test_norm_attention.py",
+    "embedding_vjp": "tests/cases_nn.py (with and without padding_idx), test_norm_attention.py",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

@@ -333,22 +333,27 @@ class Compiled:
                 sym.append(g.input(f"arg{i}", arr.shape, arr.dtype))
         with _TRACE_LOCK:
             try:
-                with enable_grad(), Tracer(g):
+                with enable_grad(), Tracer(g) as tracer:
                     result = self.fn(*sym)
             finally:
                 _dummies.clear()            # the stand-ins are only needed while tracing
         leaves = []
         tree = _flatten(result, leaves)
-        if not leaves:
+        if not leaves and not tracer.updates:
             raise TraceError(
                 f"rg.compile: {getattr(self.fn, '__name__', 'the function')} returned no tensor "
                 f"({type(result).__name__}): traced code has no side effects, so a compiled "
                 "function must return the tensors it computes")
         inputs = [sym[i] for i in positions]
+        # buffers assigned in the trace (BatchNorm's running statistics): their new values
+        # are extra outputs after the function's own, written back at every call
+        state = [(len(leaves) + k, b) for k, (b, _) in enumerate(tracer.updates.values())]
+        leaves += [v for _, v in tracer.updates.values()]
         exe = _compile_program(leaves, inputs, self.passes, self.persistent_outputs,
                                name=g.name if g.name.isidentifier() else "fn")
         return {"graph": g, "exe": exe, "tree": tree, "n_inputs": len(inputs),
-                "positions": tuple(positions), "captured": _captured_tensors(exe)}
+                "positions": tuple(positions), "captured": _captured_tensors(exe),
+                "state": state}
 
     def _entry(self, key, args):
         """The cache entry for ``key``, tracing on a miss (bounded LRU, warning on retraces)."""
@@ -391,6 +396,7 @@ class Compiled:
         arrays = [a._data if isinstance(a, Tensor) else a for a in map(args.__getitem__,
                                                                         entry["positions"])]
         values = entry["exe"](*arrays, *[t._data for t in entry["captured"]])
+        _write_state(entry["state"], values)
         return _unflatten(entry["tree"], values)
 
     def program(self, *args):
@@ -400,6 +406,13 @@ class Compiled:
     def source(self, *args):
         """The generated Python source for these arguments."""
         return self._entry(self.signature(args), args)["exe"].source
+
+
+def _write_state(state, values):
+    """Each buffer assigned in the trace takes its new value (a copy: outputs may be
+    buffers the next call overwrites), as the eager assign does."""
+    for i, buf in state:
+        buf._data = np.array(values[i], dtype=buf.dtype)
 
 
 def _captured_tensors(exe):
@@ -426,8 +439,9 @@ def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_s
 
     It composes with the function transforms: ``rg.compile(rg.value_and_grad(loss))``
     compiles loss and gradient together. Tensors the function captures that require
-    grad (model parameters) are read afresh on every call; every other captured tensor
-    or array is a constant, copied at trace time (as in JAX): changing it in place later
+    grad (model parameters) and module buffers (nn.Buffer: running statistics, updated by
+    every call that assigns them, as eagerly) are read afresh on every call; every other
+    captured tensor or array is a constant, copied at trace time (as in JAX): changing it in place later
     does not change the compiled function -- pass it as an argument instead. Python
     control flow on traced values cannot be traced: it raises a TraceError, or with
     ``fallback='eager'`` runs ``fn`` eagerly.
@@ -466,13 +480,14 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
     fast = {}          # signature -> (generated function, captured tensors, copies): the hot path
 
     def prepare(xd, yd):
-        exe = compiled._entry(compiled.signature((xd, yd)), (xd, yd))["exe"]   # runs nothing
+        entry = compiled._entry(compiled.signature((xd, yd)), (xd, yd))     # runs nothing
+        exe = entry["exe"]
         copies = []     # gradients the code cannot write into the flat array directly
         if fused is not None:
             for i, g in enumerate(fused.grad_arrays, start=2):
                 if not exe.bind_output(i, g):
                     copies.append((i, g))
-        return exe, _captured_tensors(exe), copies, fused and fused.generation
+        return exe, _captured_tensors(exe), copies, fused and fused.generation, entry["state"]
 
     def step(x, y):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -484,8 +499,9 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
             if len(fast) >= CACHE_SIZE:
                 fast.pop(next(iter(fast)))          # bounded, as Compiled's own cache
             hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
-        exe, captured, copies, _ = hit
+        exe, captured, copies, _, state = hit
         outs = exe(xd, yd, *[t._data for t in captured])
+        _write_state(state, outs)           # running statistics, as the eager step
         if fused is None:
             for p, g in zip(params, outs[2:]):
                 p.grad = Tensor._make(g)
@@ -497,6 +513,6 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
     step.fused = fused
-    step.prepared = fast  # per signature: (executable, captured, copies, layout generation)
+    step.prepared = fast  # per signature: (executable, captured, copies, layout generation, state)
     step.compiled = compiled
     return step

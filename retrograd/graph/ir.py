@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..ops import base
+from ..ops.shape import astype
 from ..tensor import Tensor
 
 __all__ = ["ShapeDtype", "Var", "Tracer", "TraceError", "record"]
@@ -157,15 +158,38 @@ class Tracer:
         self.graph = graph
         self._lifted = {}                    # id(tensor) -> (tensor, Var)
         self.outer = None                    # the capture around this one (base.push_capture)
+        self.updates = {}                    # id(buffer) -> (buffer, its new value)
 
     def lift(self, t):
-        if isinstance(t, Var) or not isinstance(t, Tensor) or not t.requires_grad:
+        if isinstance(t, Var) or not isinstance(t, Tensor):
             return t
+        if not t.requires_grad:     # module state (nn.Buffer) is read at every call too
+            return self.lift_state(t) if getattr(t, "_state", False) else t
         hit = self._lifted.get(id(t))
         if hit is None:
             v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "param", value=t)
             hit = self._lifted[id(t)] = (t, v)
         return hit[1]
+
+    def lift_state(self, t):
+        """A module buffer (nn.Buffer): a captured input read at every call, not a
+        constant; after an ``assign`` in this trace, the value assigned."""
+        hit = self._lifted.get(id(t))
+        if hit is None:
+            v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "buffer", value=t)
+            v.requires_grad = False
+            hit = self._lifted[id(t)] = (t, v)
+        return hit[1]
+
+    def assign(self, t, value):
+        """Buffer ``t`` takes ``value`` at every call: the compiled function returns it as
+        an extra output, written back (see Compiled.trace); later reads in this trace see it."""
+        if isinstance(value, Var):
+            value = astype(value, t.dtype)
+        else:                           # a constant: written at every call all the same
+            value = Tensor(np.asarray(value._data, dtype=t.dtype))
+        self._lifted[id(t)] = (t, value)
+        self.updates[id(t)] = (t, value)
 
     def lifted(self, t):
         """``t`` itself, or its graph stand-in if this trace captured it."""

@@ -5,10 +5,15 @@ from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, Log
                      Sigmoid, Softmax, Tanh, activation)
 from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
                      L1Loss, MSELoss, NLLLoss, SmoothL1Loss, SSELoss)
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, Parameter, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .embedding import Dropout2d, Embedding
+from .transformer import MultiheadAttention, TransformerEncoderLayer
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
            "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss",
            "HuberLoss", "SmoothL1Loss", "KLDivLoss", "functional",
-           "init", "ACTIVATIONS", "LOSSES"]
+           "init", "ACTIVATIONS", "LOSSES",
+           "Buffer", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding",
+           "Dropout2d", "MultiheadAttention", "TransformerEncoderLayer"]

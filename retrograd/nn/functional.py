@@ -9,6 +9,9 @@ from ..errors import RetrogradError, ShapeError
 from ..ops.loss import binary_cross_entropy as _bce
 from ..ops.loss import IgnoredLabel, nll
 from ..tensor import as_tensor
+from .attention import scaled_dot_product_attention  # noqa: F401 (the layers' functional forms)
+from .embedding import dropout2d, embedding  # noqa: F401
+from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
 
 
 def _reduce(per_item, reduction, who):

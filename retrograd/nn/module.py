@@ -10,7 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import RetrogradError, ShapeError
+from ..errors import RetrogradError, ShapeError, TraceError
+from ..ops import base
 from ..tensor import Tensor
 
 
@@ -27,6 +28,56 @@ class Parameter(Tensor):
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
 
+def _buffer_record(op, args, params):
+    """apply() for an op on a Buffer: inside rg.compile the buffer is a graph input read at
+    every call (the trace's stand-in for it), else a constant tensor of its current array."""
+    cap = base.capturing()
+    lift = getattr(cap, "lift_state", None)
+    args = tuple((lift(a) if lift is not None else Tensor._make(a._data))
+                 if isinstance(a, Buffer) else a for a in args)
+    return base.apply(op, *args, **params)
+
+
+class Buffer(Tensor):
+    """A module's state that is not trained (PyTorch's register_buffer): BatchNorm's
+    running statistics. Modules collect buffers as they do Parameters, by attribute;
+    they are saved by ``state_dict`` and never handed to optimizers (not parameters).
+
+    A buffer changes only by ``assign``. Compiled code reads a buffer afresh at every call
+    (it is state, not a constant frozen at trace time), and an ``assign`` made while
+    tracing happens at every call of the compiled function, as it would eagerly."""
+
+    __slots__ = ()
+    _record = staticmethod(_buffer_record)       # ops on a buffer go through _buffer_record
+    _state = True           # what a trace (graph.ir.Tracer.lift) reads at every call
+
+    def __init__(self, data, dtype=None, name=None):
+        super().__init__(data.data if isinstance(data, Tensor) else data, dtype=dtype, name=name)
+
+    def assign(self, value):
+        """Make ``value`` (a tensor or array of this buffer's shape) the buffer's value, cast
+        to its dtype: now, or, inside rg.compile, at every call of the compiled code."""
+        if not isinstance(value, Tensor):
+            value = Tensor(np.asarray(value))
+        what = f"buffer '{self.name}'" if self.name else "the buffer"
+        if value.shape != self.shape:
+            raise ShapeError(f"Buffer.assign: value has shape {value.shape}, {what} "
+                             f"{self.shape}")
+        cap = base.capturing()
+        if cap is not None and hasattr(cap, "assign"):
+            cap.assign(self, value)
+        elif not isinstance(value._data, np.ndarray):     # a graph value, no trace to run it
+            raise TraceError(
+                f"Buffer.assign: a graph value for {what} outside "
+                "rg.compile: a define-then-run Graph cannot update module state; call "
+                "model.eval() first, or use rg.compile / rg.graph.compile_step")
+        else:       # a new array: graphs recorded before keep the value they read
+            self._data = np.array(value._data, dtype=self.dtype)
+
+    def __repr__(self):
+        return f"Buffer(shape={self.shape}, dtype={self.dtype})"
+
+
 class Module:
     """Base class of layers and models: override ``forward``."""
 
@@ -40,12 +91,12 @@ class Module:
 
     # ---- structure
     def _members(self):
-        """(name, member) for parameters and sub-modules, in assignment order."""
+        """(name, member) for parameters, buffers and sub-modules, in assignment order."""
         for name, value in vars(self).items():
-            if isinstance(value, (Parameter, Module)):
+            if isinstance(value, (Parameter, Buffer, Module)):
                 yield name, value
             elif isinstance(value, (list, tuple)) and value and all(
-                    isinstance(v, (Module, Parameter)) for v in value):
+                    isinstance(v, (Module, Parameter, Buffer)) for v in value):
                 for i, v in enumerate(value):     # lists of layers or of parameters
                     yield f"{name}.{i}" if name != "_layers" else str(i), v
 
@@ -73,7 +124,7 @@ class Module:
                 if id(m) not in seen:
                     seen.add(id(m))
                     yield full, m
-            else:
+            elif isinstance(m, Module):
                 for n, p in m.named_parameters(full):
                     if id(p) not in seen:
                         seen.add(id(p))
@@ -81,6 +132,18 @@ class Module:
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        """(name, Buffer) for the buffers of this module and its sub-modules."""
+        for name, m in self._members():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(m, Buffer):
+                yield full, m
+            elif isinstance(m, Module):
+                yield from m.named_buffers(full)
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
@@ -100,12 +163,16 @@ class Module:
 
     # ---- state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameter name -> a copy of its array."""
-        return OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        """Parameter and buffer name -> a copy of its array (parameters first)."""
+        return OrderedDict((n, p.data.copy()) for n, p in self._state())
+
+    def _state(self):
+        yield from self.named_parameters()
+        yield from self.named_buffers()
 
     def load_state_dict(self, state, strict: bool = True):
-        """Copy arrays into the parameters in place (their dtype is kept)."""
-        own = dict(self.named_parameters())
+        """Copy arrays into the parameters and buffers in place (their dtype is kept)."""
+        own = dict(self._state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):

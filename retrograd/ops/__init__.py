@@ -18,6 +18,7 @@ from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsin
                           softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
 from .linalg import dot, matmul
 from .loss import softmax_cross_entropy, softmax_minus_onehot
+from .nn import embedding
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
 from .inplace import inplace_method, setitem
