@@ -71,6 +71,8 @@ def _im2col(x, kernel_size, dilation, padding, stride):
         padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
         padded[:, ph:ph + h, pw:pw + w] = xt
         xt = padded
+    else:                           # one transposing copy, then kh·kw contiguous ones
+        xt = np.ascontiguousarray(xt)
     out = np.empty((c, kh, kw, oh, ow, n), x.dtype)
     for i in range(kh):
         for j in range(kw):
