@@ -1,4 +1,5 @@
-"""Losses and dropout as functions of tensors (the modules in losses.py wrap these).
+"""Losses and dropout as functions of tensors (the modules in losses.py wrap these), and
+convolution, pooling and resampling (retrograd/ops/conv.py's, re-exported as PyTorch's F.*).
 
 Each loss takes ``reduction`` = "mean" (over the batch), "sum" or "none".
 """
@@ -8,6 +9,8 @@ from .. import ops
 from ..errors import RetrogradError, ShapeError
 from ..ops.loss import binary_cross_entropy as _bce
 from ..ops.loss import IgnoredLabel, nll
+from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d,  # noqa: F401
+                        conv_transpose2d, fold, interpolate, max_pool2d, unfold)
 from ..tensor import as_tensor
 from .attention import scaled_dot_product_attention  # noqa: F401 (the layers' functional forms)
 from .embedding import dropout2d, embedding  # noqa: F401

@@ -1,0 +1,524 @@
+"""Convolution, pooling and resampling of NCHW images, as PyTorch's.
+
+Two primitives carry the convolutions: ``im2col`` (every kernel window of the padded
+input as a column, copied once per kernel offset) and ``col2im`` (the windows added
+back). Each is the other's VJP, both linear, so every convolution below is a composite
+of them and matmul -- conv2d = im2col, then one matmul with the weight;
+conv_transpose2d = matmul, then col2im -- and is differentiable to any order for free:
+conv2d's input VJP is a transposed convolution, conv_transpose2d's a convolution.
+``unfold`` and ``fold`` are im2col and col2im in PyTorch's (N, C·kh·kw, L) layout.
+
+Max pooling is argmax indices (no gradient: integers) and a gather at them, whose VJP
+is a scatter at the same indices and the scatter's a gather; so the gradient goes to
+the first maximum of each window, as PyTorch's. Average, adaptive pooling and
+interpolation are reshapes, sums and matrix products with constant matrices.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import RetrogradError, ShapeError
+from ..tensor import Tensor, as_tensor
+from .base import apply, defop
+from .linalg import matmul
+from .reduce import sum as _sum
+from .shape import getitem, pad, reshape, swapaxes, transpose
+
+
+def _pair(v, name, who, low=0):
+    """An int or a pair of ints as a pair, each at least ``low``."""
+    p = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(p) != 2 or not all(isinstance(i, (int, np.integer)) for i in p):
+        raise RetrogradError(f"{who}: {name} must be an int or a pair of ints, got {v!r}")
+    if min(p) < low:
+        raise RetrogradError(f"{who}: {name} must be >= {low}, got {v!r}")
+    return int(p[0]), int(p[1])
+
+
+def _blocks(size, kernel, dilation, padding, stride):
+    """The number of kernel positions along each spatial axis (PyTorch's formula)."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, d, p, s in zip(size, kernel, dilation, padding, stride))
+
+
+def _shape(x):
+    return tuple(x.shape) if isinstance(x, Tensor) else np.shape(x)
+
+
+def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
+    shape = _shape(x)
+    if len(shape) != 4:
+        raise ShapeError(f"{who}: {what} must be 4-d {layout}, got shape {shape}")
+    return shape
+
+
+# ---------------------------------------------------------------- im2col / col2im
+
+# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: each kernel offset's
+# copy (and col2im's add) then runs over long contiguous rows (ow·N values), where the
+# NCHW layout would give rows of ow (NumPy pays per row), and a convolution is ONE 2-d
+# matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
+
+def _im2col(x, kernel_size, dilation, padding, stride):
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    n, c, h, w = x.shape
+    oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    xt = x.transpose(1, 2, 3, 0)                       # (C, H, W, N), a view
+    if ph or pw:
+        padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
+        padded[:, ph:ph + h, pw:pw + w] = xt
+        xt = padded
+    else:                           # one transposing copy, then kh·kw contiguous ones
+        xt = np.ascontiguousarray(xt)
+    out = np.empty((c, kh, kw, oh, ow, n), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i, j] = xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                              j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    return out.reshape(c * kh * kw, oh * ow * n)
+
+
+def _col2im(cols, shape, kernel_size, dilation, padding, stride):
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    n, c, h, w = shape
+    oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    c6 = cols.reshape(c, kh, kw, oh, ow, n)
+    xt = np.zeros((c, h + 2 * ph, w + 2 * pw, n), cols.dtype)
+    # windows overlap: add them one kernel offset at a time (kh·kw vectorised adds)
+    for i in range(kh):
+        for j in range(kw):
+            xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+               j * dw:j * dw + sw * (ow - 1) + 1:sw] += c6[:, i, j]
+    # (N, C, H, W) as a view of the batch-last result; the next conv reads it as it is
+    return xt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
+
+
+_im2col_op = defop("im2col", _im2col, (
+    lambda g, out, x, kernel_size, dilation, padding, stride:
+        col2im(g, x.shape, kernel_size, dilation, padding, stride),), reads=((),), fresh=True)
+_col2im_op = defop("col2im", _col2im, (
+    lambda g, out, cols, shape, kernel_size, dilation, padding, stride:
+        apply(_im2col_op, g, kernel_size=kernel_size, dilation=dilation, padding=padding,
+              stride=stride),), reads=((),), fresh=True)
+
+
+def col2im(cols, shape, kernel_size, dilation, padding, stride):
+    """The adjoint of im2col: columns (C·kh·kw, L·N) summed back into an image ``shape``."""
+    return apply(_col2im_op, cols, shape=tuple(shape), kernel_size=kernel_size,
+                 dilation=dilation, padding=padding, stride=stride)
+
+
+def _geometry(who, kernel_size, dilation, padding, stride):
+    return (_pair(kernel_size, "kernel_size", who, 1), _pair(dilation, "dilation", who, 1),
+            _pair(padding, "padding", who, 0), _pair(stride, "stride", who, 1))
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col, as ``torch.nn.functional.unfold``: (N, C, H, W) -> (N, C·kh·kw, L), each
+    column one kernel window of the zero-padded input, L windows in row-major order."""
+    k, d, p, s = _geometry("unfold", kernel_size, dilation, padding, stride)
+    n, c, h, w = _need_4d(input, "unfold")
+    oh, ow = _blocks((h, w), k, d, p, s)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"unfold: kernel {k} (dilation {d}) does not fit input {(h, w)} "
+                         f"padded by {p}")
+    cols = apply(_im2col_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
+    return transpose(reshape(cols, (c * k[0] * k[1], oh * ow, n)), (2, 0, 1))
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """col2im, as ``torch.nn.functional.fold``: (N, C·kh·kw, L) -> (N, C, H, W) with
+    ``output_size`` (H, W), overlapping windows summed; the adjoint of unfold."""
+    k, d, p, s = _geometry("fold", kernel_size, dilation, padding, stride)
+    size = _pair(output_size, "output_size", "fold", 1)
+    shape = _shape(input)
+    if len(shape) != 3:
+        raise ShapeError(f"fold: input must be 3-d (N, C*kh*kw, L), got shape {shape}")
+    blocks = _blocks(size, k, d, p, s)
+    if shape[1] % (k[0] * k[1]) or shape[2] != blocks[0] * blocks[1] or min(blocks) < 1:
+        raise ShapeError(f"fold: input of shape {shape} does not fit output_size {size} with "
+                         f"kernel {k}: expected (N, C*{k[0] * k[1]}, {blocks[0] * blocks[1]})")
+    cols = reshape(transpose(input, (1, 2, 0)), (shape[1], shape[2] * shape[0]))
+    return col2im(cols, (shape[0], shape[1] // (k[0] * k[1])) + size, k, d, p, s)
+
+
+# ---------------------------------------------------------------- convolutions
+
+def _same_padding(who, kernel, dilation, stride):
+    """PyTorch's padding='same': total d·(k-1) per axis, the odd one extra on the far side."""
+    if stride != (1, 1):
+        raise RetrogradError(f"{who}: padding='same' is not supported for strided "
+                             f"convolutions (stride {stride}), as in PyTorch")
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple((t // 2, t - t // 2) for t in total)
+
+
+def _padding(who, padding, kernel, dilation, stride):
+    """(symmetric padding for unfold, or None; ((lo, hi), (lo, hi)) to pad first, or None)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), None
+        if padding == "same":
+            both = _same_padding(who, kernel, dilation, stride)
+            if all(lo == hi for lo, hi in both):
+                return (both[0][0], both[1][0]), None
+            return (0, 0), both
+        raise RetrogradError(f"{who}: padding must be an int, a pair, 'valid' or 'same', "
+                             f"got {padding!r}")
+    return _pair(padding, "padding", who), None
+
+
+def _with_bias(y, b, who, c_out):
+    if b is None:
+        return y
+    if _shape(b) != (c_out,):
+        raise ShapeError(f"{who}: bias must have shape ({c_out},), got {_shape(b)}")
+    return y + reshape(b, (c_out, 1, 1))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation as ``torch.nn.functional.conv2d``: input (N, C_in, H, W),
+    weight (C_out, C_in/groups, kh, kw), bias (C_out,); padding an int, a pair, 'valid'
+    or 'same'. im2col (unfold) and one matmul per group."""
+    who = "conv2d"
+    n, c, h, w = _need_4d(input, who)
+    co, cg, kh, kw = _need_4d(weight, who, "weight", "(C_out, C_in/groups, kh, kw)")
+    groups = int(groups)
+    if groups < 1 or c % groups or co % groups or cg * groups != c:
+        raise ShapeError(f"{who}: input of shape {(n, c, h, w)} and weight of shape "
+                         f"{(co, cg, kh, kw)} with groups={groups}: need C_in = "
+                         f"weight.shape[1] * groups and C_out divisible by groups")
+    k, d, s = (kh, kw), _pair(dilation, "dilation", who, 1), _pair(stride, "stride", who, 1)
+    p, pre = _padding(who, padding, k, d, s)
+    if pre is not None:
+        input = pad(input, ((0, 0), (0, 0)) + pre)
+        h, w = h + sum(pre[0]), w + sum(pre[1])
+    oh, ow = _blocks((h, w), k, d, p, s)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"{who}: kernel {k} (dilation {d}) is larger than input {(h, w)} "
+                         f"padded by {p}")
+    cols = apply(_im2col_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
+    if groups == 1:
+        y = matmul(reshape(weight, (co, cg * kh * kw)), cols)             # (C_out, L·N)
+    else:
+        y = matmul(reshape(weight, (groups, co // groups, cg * kh * kw)),
+                   reshape(cols, (groups, cg * kh * kw, oh * ow * n)))   # (G, C_out/G, L·N)
+    y = transpose(reshape(y, (co, oh, ow, n)), (3, 0, 1, 2))               # (N, C_out, oh, ow)
+    return _with_bias(y, bias, who, co)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-d cross-correlation as ``torch.nn.functional.conv1d``: input (N, C_in, L), weight
+    (C_out, C_in/groups, k); conv2d on a height-1 image."""
+    who = "conv1d"
+    xs, ws = _shape(input), _shape(weight)
+    if len(xs) != 3 or len(ws) != 3:
+        raise ShapeError(f"{who}: input must be 3-d (N, C, L) and weight 3-d (C_out, "
+                         f"C_in/groups, k), got shapes {xs} and {ws}")
+    one = lambda v, name: (1, _pair(v, name, who, 0)[0]) if not isinstance(v, str) else v
+    y = conv2d(reshape(input, (xs[0], xs[1], 1, xs[2])), reshape(weight, ws[:2] + (1, ws[2])),
+               bias, one(stride, "stride"),
+               padding if isinstance(padding, str) else (0, _pair(padding, "padding", who)[0]),
+               one(dilation, "dilation"), groups)
+    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """The transposed convolution (the adjoint of conv2d in its input), as
+    ``torch.nn.functional.conv_transpose2d``: input (N, C_in, H, W), weight (C_in,
+    C_out/groups, kh, kw). One matmul per group, then fold (col2im)."""
+    who = "conv_transpose2d"
+    n, c, h, w = _need_4d(input, who)
+    ci, cog, kh, kw = _need_4d(weight, who, "weight", "(C_in, C_out/groups, kh, kw)")
+    groups = int(groups)
+    if groups < 1 or ci != c or c % groups:
+        raise ShapeError(f"{who}: input of shape {(n, c, h, w)} and weight of shape "
+                         f"{(ci, cog, kh, kw)} with groups={groups}: need C_in = "
+                         f"weight.shape[0], divisible by groups")
+    k = (kh, kw)
+    s, p = _pair(stride, "stride", who, 1), _pair(padding, "padding", who)
+    d, op = _pair(dilation, "dilation", who, 1), _pair(output_padding, "output_padding", who)
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+        raise RetrogradError(f"{who}: output_padding {op} must be smaller than either stride "
+                             f"{s} or dilation {d}")
+    size = tuple((i - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+                 for i, si, pi, di, ki, oi in zip((h, w), s, p, d, k, op))
+    if min(size) < 1:
+        raise ShapeError(f"{who}: input {(h, w)} with kernel {k}, stride {s} and padding {p} "
+                         f"gives an empty output {size}")
+    co, kk = cog * groups, cog * kh * kw
+    x = reshape(transpose(input, (1, 2, 3, 0)), (c, h * w * n))          # (C_in, L·N)
+    if groups == 1:
+        cols = matmul(transpose(reshape(weight, (c, kk))), x)             # (C_out·kh·kw, L·N)
+    else:
+        wg = swapaxes(reshape(weight, (groups, c // groups, kk)), -1, -2)
+        cols = reshape(matmul(wg, reshape(x, (groups, c // groups, h * w * n))),
+                       (co * kh * kw, h * w * n))
+    y = col2im(cols, (n, co) + size, k, d, p, s)
+    return _with_bias(y, bias, who, co)
+
+
+# ---------------------------------------------------------------- max pooling
+
+def _pool_size(who, size, kernel, stride, padding, dilation, ceil_mode):
+    """Output size of a pooling, PyTorch's formula (ceil_mode: a last window may start in
+    the padding's far side but not beyond it)."""
+    out = []
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + p:
+            o -= 1
+        out.append(o)
+    if min(out) < 1:
+        raise ShapeError(f"{who}: kernel {kernel} (dilation {dilation}) does not fit input "
+                         f"{tuple(size)} padded by {padding}")
+    return tuple(out)
+
+
+def _batch_last(a) -> bool:
+    """Whether a (N, C, H, W) array is stored batch-innermost, as conv2d's results are
+    (views of im2col's layout, kept by the elementwise ops after them)."""
+    return a.shape[0] > 1 and a.transpose(1, 2, 3, 0).flags.c_contiguous
+
+
+def _spatial(a, batch_last):
+    """(N, C, H, W) as (B, H, W, B') without a copy in either layout: (C, H, W, N) for a
+    batch-last array, else (N·C, H, W, 1); NumPy then runs over its long rows."""
+    if batch_last:
+        return a.transpose(1, 2, 3, 0)
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3], 1)
+
+
+def _unspatial(b, n, c, batch_last):
+    return b.transpose(3, 0, 1, 2) if batch_last else b.reshape((n, c) + b.shape[1:3])
+
+
+def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
+    """For each window the flat index (into H·W) of its first maximum (a NaN wins)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    bl = _batch_last(x)
+    xs = _spatial(x, bl)
+    far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))      # ceil_mode's overhang
+           for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
+    if ph or pw or any(far):
+        xs = np.pad(xs, ((0, 0), (ph, ph + far[0]), (pw, pw + far[1]), (0, 0)),
+                    constant_values=-np.inf)
+    nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
+    window = lambda i, j: xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                             j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    best = window(0, 0).copy()
+    arg = np.zeros(best.shape, np.int8 if kh * kw < 128 else np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                v = window(i, j)
+                m = v > best                       # strict: ties keep the first, as PyTorch
+                if nan:
+                    m |= np.isnan(v)
+                np.maximum(best, v, out=best)
+                # arg = where(m, k, arg) by arithmetic: NumPy's masked copies are ~30x slower
+                arg += m * (np.int8(i * kw + j) - arg) if arg.dtype == np.int8 else \
+                    m * (i * kw + j - arg)
+    # flat index = window origin + the offset of its argmax (a table lookup: NumPy's
+    # integer // and % are far slower)
+    origin = (np.arange(oh) * sh - ph)[:, None] * w + (np.arange(ow) * sw - pw)
+    offset = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(kh * kw)])
+    return _unspatial(origin[:, :, None] + np.take(offset, arg), n, c, bl)
+
+
+def _planes(a, batch_last):
+    """(N, C, ...) as (B, spatial, B') with the flattened spatial axes in the middle."""
+    s = _spatial(a, batch_last)
+    return s.reshape(s.shape[0], -1, s.shape[3])
+
+
+def _gather(x, idx, unique):
+    bl = _batch_last(x)
+    out = np.take_along_axis(_planes(x, bl), _planes(idx, bl), 1)
+    return _unspatial(out.reshape((out.shape[0],) + idx.shape[2:] + (out.shape[2],)),
+                      *idx.shape[:2], bl)
+
+
+def _scatter(g, idx, shape, unique):
+    n, c = shape[:2]
+    bl = _batch_last(idx)
+    ip, gp = _planes(idx, bl), _planes(g, bl)
+    b1, plane, b2 = ip.shape[0], math.prod(shape[2:]), ip.shape[2]
+    flat = (ip * b2 + (np.arange(b1) * plane * b2)[:, None, None] + np.arange(b2)).ravel()
+    if unique:                  # windows that do not overlap: each index at most once
+        out = np.zeros(b1 * plane * b2, g.dtype)
+        out[flat] = gp.ravel()
+    else:                       # overlapping windows: add up, by one bincount
+        out = np.bincount(flat, weights=gp.ravel(), minlength=b1 * plane * b2)
+        out = out.astype(g.dtype, copy=False)
+    return _unspatial(out.reshape((b1,) + tuple(shape[2:]) + (b2,)), n, c, bl)
+
+
+_indices_op = defop("max_pool2d_indices", lambda x, kernel_size, stride, padding, dilation,
+                    out_size: _max_pool_indices(x, kernel_size, stride, padding, dilation,
+                                                out_size), fresh=True)
+_gather_op = defop("pool_gather", _gather, (
+    lambda g, out, x, idx, unique: pool_scatter(g, idx, x.shape, unique), None),
+    reads=((1,), ()), fresh=True)
+_scatter_op = defop("pool_scatter", _scatter, (
+    lambda g, out, gg, idx, shape, unique: apply(_gather_op, g, idx, unique=unique), None),
+    reads=((1,), ()), fresh=True)
+
+
+def pool_scatter(g, idx, shape, unique=False):
+    """zeros(shape) with g (N, C, ...) added at the flat spatial indices ``idx`` (the VJP of
+    max pooling; ``unique``: no index repeats within a plane)."""
+    return apply(_scatter_op, g, idx, shape=tuple(shape), unique=bool(unique))
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling as ``torch.nn.functional.max_pool2d`` (stride defaults to kernel_size,
+    padding counts as -inf); with ``return_indices`` also the flat index into H·W of each
+    window's maximum. The gradient goes to the first maximum of each window."""
+    who = "max_pool2d"
+    n, c, h, w = _need_4d(input, who)
+    k = _pair(kernel_size, "kernel_size", who, 1)
+    s = k if stride is None else _pair(stride, "stride", who, 1)
+    p, d = _pair(padding, "padding", who), _pair(dilation, "dilation", who, 1)
+    if any(2 * pi > ki for pi, ki in zip(p, k)):
+        raise RetrogradError(f"{who}: padding {p} must be at most half of kernel_size {k}")
+    out_size = _pool_size(who, (h, w), k, s, p, d, ceil_mode)
+    idx = apply(_indices_op, input, kernel_size=k, stride=s, padding=p, dilation=d,
+                out_size=out_size)
+    unique = all(si >= di * (ki - 1) + 1 for si, di, ki in zip(s, d, k))
+    out = apply(_gather_op, input, idx, unique=unique)
+    return (out, idx) if return_indices else out
+
+
+# ---------------------------------------------------------------- average pooling
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Average pooling as ``torch.nn.functional.avg_pool2d``: by default the padding's
+    zeros count in the mean (count_include_pad=True, PyTorch's default)."""
+    who = "avg_pool2d"
+    n, c, h, w = _need_4d(input, who)
+    k = _pair(kernel_size, "kernel_size", who, 1)
+    s = k if stride is None else _pair(stride, "stride", who, 1)
+    p = _pair(padding, "padding", who)
+    if ceil_mode:       # its last windows' divisors differ; refused rather than approximated
+        raise RetrogradError(f"{who}: ceil_mode=True is not supported")
+    if any(2 * pi > ki for pi, ki in zip(p, k)):
+        raise RetrogradError(f"{who}: padding {p} must be at most half of kernel_size {k}")
+    oh, ow = _pool_size(who, (h, w), k, s, p, (1, 1), False)
+    if s == k and p == (0, 0):                      # non-overlapping tiles: a reshape and a sum
+        x = input if (h, w) == (oh * k[0], ow * k[1]) else getitem(
+            input, (slice(None), slice(None), slice(0, oh * k[0]), slice(0, ow * k[1])))
+        total = _sum(reshape(x, (n, c, oh, k[0], ow, k[1])), axis=(3, 5))
+    else:
+        cols = apply(_im2col_op, input, kernel_size=k, dilation=(1, 1), padding=p, stride=s)
+        total = transpose(_sum(reshape(cols, (c, k[0] * k[1], oh, ow, n)), axis=1), (3, 0, 1, 2))
+    if divisor_override is not None:
+        return total * (1.0 / divisor_override)
+    if count_include_pad or p == (0, 0):
+        return total * (1.0 / (k[0] * k[1]))
+    ones = np.ones((1, 1, h, w), _shape_dtype(input))
+    counts = _im2col(ones, k, (1, 1), p, s).sum(axis=0).reshape(1, 1, oh, ow)
+    return total / counts
+
+
+def _shape_dtype(x):
+    dt = x.dtype if isinstance(x, Tensor) else np.asarray(x).dtype
+    return dt if dt.kind == "f" else np.dtype(np.float32)
+
+
+# ---------------------------------------------------------------- adaptive pooling, interpolation
+
+def _adaptive_matrix(n_in, n_out, dtype):
+    """(n_out, n_in): row i averages PyTorch's bin [floor(i·n/o), ceil((i+1)·n/o))."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m.astype(dtype)
+
+
+def _separable(x, mh, mw):
+    """mh @ x @ mw.T over the last two axes (mh, mw: constant resampling matrices)."""
+    y = x if mw is None else matmul(x, as_tensor(np.ascontiguousarray(mw.T)))
+    return y if mh is None else matmul(as_tensor(mh), y)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling to a given output size (an int, a pair, None keeps that axis), as
+    ``torch.nn.functional.adaptive_avg_pool2d``, for any input size (the bins then
+    overlap and differ in size as PyTorch's)."""
+    who = "adaptive_avg_pool2d"
+    n, c, h, w = _need_4d(input, who)
+    size = (output_size, output_size) if output_size is None or isinstance(
+        output_size, (int, np.integer)) else tuple(output_size)
+    size = tuple(i if o is None else o for o, i in zip(size, (h, w)))
+    oh, ow = _pair(size, "output_size", who, 1)
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(input, (h // oh, w // ow))
+    dt = _shape_dtype(input)
+    return _separable(input, None if oh == h else _adaptive_matrix(h, oh, dt),
+                      None if ow == w else _adaptive_matrix(w, ow, dt))
+
+
+def _interp_matrix(n_in, n_out, scale, mode, align_corners, dtype):
+    """(n_out, n_in): row j weights the input entries output j is interpolated from,
+    with PyTorch's source-index arithmetic (float32 for float32, as its kernels)."""
+    ft = np.float32 if dtype == np.float32 else np.float64
+    dst = np.arange(n_out)
+    m = np.zeros((n_out, n_in), np.float64)
+    if mode == "nearest":
+        r = ft(1.0 / scale) if scale else ft(n_in) / ft(n_out)
+        src = np.minimum(np.floor(dst.astype(ft) * r).astype(np.int64), n_in - 1)
+        m[dst, src] = 1.0
+        return m.astype(dtype)
+    if align_corners:
+        r = ft(n_in - 1) / ft(n_out - 1) if n_out > 1 else ft(0)
+        src = r * dst.astype(ft)
+    else:
+        r = ft(1.0 / scale) if scale else ft(n_in) / ft(n_out)
+        src = np.maximum(r * (dst.astype(ft) + ft(0.5)) - ft(0.5), ft(0))
+    i0 = src.astype(np.int64)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    l1 = src - i0.astype(ft)
+    np.add.at(m, (dst, i0), (ft(1) - l1).astype(np.float64))
+    np.add.at(m, (dst, i1), l1.astype(np.float64))
+    return m.astype(dtype)
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Resize (N, C, H, W) images as ``torch.nn.functional.interpolate``, mode 'nearest' or
+    'bilinear' (align_corners as PyTorch, default False): each a product with two constant
+    interpolation matrices, so its VJP is the adjoint resampling."""
+    who = "interpolate"
+    n, c, h, w = _need_4d(input, who)
+    if mode not in ("nearest", "bilinear"):
+        raise RetrogradError(f"{who}: mode must be 'nearest' or 'bilinear', got {mode!r}")
+    if mode == "nearest" and align_corners is not None:
+        raise RetrogradError(f"{who}: align_corners applies to mode 'bilinear' only")
+    if (size is None) == (scale_factor is None):
+        raise RetrogradError(f"{who}: give exactly one of size and scale_factor")
+    if size is not None:
+        out, scales = _pair(size, "size", who, 1), (None, None)
+    else:
+        scales = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) \
+            else tuple(scale_factor)
+        if len(scales) != 2 or min(scales) <= 0:
+            raise RetrogradError(f"{who}: scale_factor must be positive (one or a pair), got "
+                                 f"{scale_factor!r}")
+        out = tuple(int(math.floor(i * float(f))) for i, f in zip((h, w), scales))
+        if min(out) < 1:
+            raise ShapeError(f"{who}: scale_factor {scale_factor} makes input {(h, w)} empty")
+        scales = tuple(float(f) for f in scales)
+    dt = _shape_dtype(input)
+    mats = [None if o == i and (mode == "nearest" or not align_corners) and (f in (None, 1.0))
+            else _interp_matrix(i, o, f, mode, bool(align_corners), dt)
+            for i, o, f in zip((h, w), out, scales)]
+    return _separable(input, mats[0], mats[1])
