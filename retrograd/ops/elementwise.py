@@ -574,3 +574,23 @@ _bernoulli = defop("bernoulli_mask", _bernoulli_mask, pure=False, fresh=True,
 def bernoulli_mask(x, p, generator=None):
     """0 with probability p, else 1/(1-p), in x's shape (inverted dropout)."""
     return apply(_bernoulli, x, p=p, generator=generator)
+
+
+# ---------------------------------------------------------------- remainders
+
+# d/da = 1 and d/db = -floor(a/b) (mod) or -trunc(a/b) (fmod), as PyTorch's remainder and
+# fmod (the jumps, where a/b is an integer, are left out: the gradient there is the limit
+# from one side, as PyTorch's). floor and trunc have no gradient, so the b-rule's own
+# derivative is taken in g only: the second derivative of a piecewise-linear op is 0
+mod = defop("mod", np.mod, (
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g * floor(a / b)), reads=((), (0, 1)),
+    doc="a mod b with the sign of b (Python's %, np.mod, torch.remainder).",
+    scalar=lambda a, b: f"({a} % {b})")
+remainder = mod                                        # PyTorch's name
+
+fmod = defop("fmod", np.fmod, (
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g * trunc(a / b)), reads=((), (0, 1)),
+    doc="a mod b with the sign of a (C's fmod, np.fmod, torch.fmod).",
+    scalar=lambda a, b: f"math.fmod({a}, {b})")
