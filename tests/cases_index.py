@@ -17,6 +17,8 @@ I_UNIQUE = np.array([[3, 0], [1, 2]])                      # scatter: one write 
 MASK = np.array([[True, False, True, True], [False, True, False, False], [True, True, False, True]])
 # one exact zero in each row of a (3, 4) (the cumprod gradient at a zero), and two
 ONE_ZERO = np.array([[1, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 0]]) == 0
+X_ZERO = np.array([[False, True, False, False], [False] * 4, [False] * 4])
+SRC_ZERO = np.array([[False, False, False, True], [True, False, False, False]])
 TWO_ZEROS = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1]]) == 0
 
 
@@ -106,6 +108,19 @@ CASES: list = [
          lambda x, s: rg.scatter_reduce(x, 0, I_COLS, s, "amin", include_self=False),
          lambda x, s: torch.scatter_reduce(x, 0, _t(I_COLS), s, "amin", include_self=False),
          ((3, 4), (2, 4)), domain="distinct"),
+    Case("scatter_reduce_prod", lambda x, s: rg.scatter_reduce(x, 1, I_ROWS, s, "prod"),
+         lambda x, s: torch.scatter_reduce(x, 1, _t(I_ROWS), s, "prod"), ((3, 4), (2, 4))),
+    # exact zeros: one in x, one src alone at its place, one sharing its place with another src
+    Case("scatter_reduce_prod_zeros",
+         lambda x, s: rg.scatter_reduce(rg.where(X_ZERO, 0.0, x), 1, I_ROWS,
+                                        rg.where(SRC_ZERO, 0.0, s), "prod"),
+         lambda x, s: torch.scatter_reduce(x.masked_fill(_t(X_ZERO), 0.0), 1, _t(I_ROWS),
+                                           s.masked_fill(_t(SRC_ZERO), 0.0), "prod"),
+         ((3, 4), (2, 4))),
+    Case("scatter_reduce_prod_noself",
+         lambda x, s: rg.scatter_reduce(x, 0, I_COLS, s, "prod", include_self=False),
+         lambda x, s: torch.scatter_reduce(x, 0, _t(I_COLS), s, "prod", include_self=False),
+         ((3, 4), (2, 4))),
     Case("masked_fill", lambda a: rg.masked_fill(a, MASK, 0.5),
          lambda a: a.masked_fill(_t(MASK), 0.5), ((3, 4),)),
     Case("masked_fill_tensor", lambda a, v: a.masked_fill(MASK, v),

@@ -24,8 +24,8 @@ import numpy as np
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
-from .elementwise import mask_like, where
-from .shape import broadcast_to, getitem, norm_axes, reshape
+from .elementwise import logical_and, mask_like, where
+from .shape import astype, broadcast_to, getitem, norm_axes, reshape
 
 # what cummax, cummin and topk return, as PyTorch's named tuples
 ValuesIndices = namedtuple("ValuesIndices", "values indices")
@@ -250,16 +250,41 @@ def _ext_shares(out, x, idx, src, axis, include_self):
     return hit_x / count, hit_src, count
 
 
+def _prod_x_vjp(g, out, x, idx, src, axis, include_self):
+    # the product of the others at x's place: the result with x's zeros set to 1, over x
+    # (an identity where x != 0; with no division where x == 0), as PyTorch's rule
+    mx = where(x == 0, 1, x)
+    r = apply(_scatter_ext_op, mx, idx, src, axis=axis, reduce="prod",
+              include_self=include_self, who=None)
+    gx = g * (r / mx)
+    return gx if include_self else gx * (1 - _scattered(idx, axis, x))
+
+
+def _prod_src_vjp(g, out, x, idx, src, axis, include_self):
+    # likewise for src; a zero of src alone at its place has the product of the others
+    # (with it set to 1), one of several zeros there 0 (to first order: the mixed second
+    # derivative of two zeros at one place is left out; PyTorch refuses it)
+    zero = src == 0
+    z = astype(zero, src.dtype)
+    zeros_there = apply(_gather_op, apply(_gather_add_op, z, idx, axis=axis, shape=x.shape),
+                        idx, axis=axis, who=None)
+    single = logical_and(zero, zeros_there == 1)
+    r = apply(_scatter_ext_op, x, idx, where(single, 1, src), axis=axis, reduce="prod",
+              include_self=include_self, who=None)
+    alone = apply(_gather_op, g * r, idx, axis=axis, who=None)
+    other = apply(_gather_op, g * out, idx, axis=axis, who=None) / where(zero, 1, src)
+    return where(single, alone, other)
+
+
 def _ext_x_vjp(g, out, x, idx, src, axis, reduce, include_self, who):
     if reduce == "prod":
-        raise RetrogradError("scatter_reduce: the gradient of reduce='prod' is not implemented "
-                             "(sum, mean, amax and amin have one)")
+        return _prod_x_vjp(g, out, x, idx, src, axis, include_self)
     return g * _ext_shares(out, x, idx, src, axis, include_self)[0]
 
 
 def _ext_src_vjp(g, out, x, idx, src, axis, reduce, include_self, who):
     if reduce == "prod":
-        return _ext_x_vjp(g, out, x, idx, src, axis, reduce, include_self, who)
+        return _prod_src_vjp(g, out, x, idx, src, axis, include_self)
     _, hit_src, count = _ext_shares(out, x, idx, src, axis, include_self)
     return apply(_gather_op, g / count, idx, axis=axis, who=None) * hit_src
 
@@ -272,8 +297,8 @@ _scatter_ext_op = defop("scatter_reduce", _scatter_ext, (_ext_x_vjp, None, _ext_
 def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     """torch.scatter_reduce (out of place): src's entries reduced into x at the index along
     ``dim`` by "sum", "prod", "mean", "amax" or "amin" (``include_self``: x's own entries
-    take part). Gradients as PyTorch's (amax/amin: tied entries share evenly), except
-    that "prod" has none yet."""
+    take part). Gradients as PyTorch's (amax/amin: tied entries share evenly; prod: exact
+    at zeros to first order)."""
     if reduce not in ("sum", "prod", "mean", "amax", "amin"):
         raise RetrogradError(f"scatter_reduce: reduce must be 'sum', 'prod', 'mean', 'amax' or "
                              f"'amin', got {reduce!r}")
