@@ -43,10 +43,10 @@ def _index(i):
     return a.astype(np.int64) if a.size == 0 and a.dtype.kind == "f" else a   # [] is float
 
 
-def _check(idx, n, axis, who):
-    """Refuse non-integer or out-of-range indices (run by each forward). ``who``: the
-    PyTorch-named op called (negative indices refused, as PyTorch), or None (NumPy's
-    rule: -n <= i < n)."""
+def _check(idx, n, axis, who, op):
+    """Refuse non-integer or out-of-range indices (run by each forward of ``op``). ``who``:
+    the PyTorch-named function called (negative indices refused, as PyTorch; named in the
+    message where it is not the op), or None (NumPy's rule: -n <= i < n)."""
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got {idx.dtype}")
     if idx.size:
@@ -54,7 +54,7 @@ def _check(idx, n, axis, who):
         low = 0 if who else -n
         if hi >= n or lo < low:
             bad = hi if hi >= n else lo
-            at = f" (rg.{who})" if who else ""
+            at = f" (in rg.{who})" if who and who != op else ""
             raise IndexError(f"index {bad} is out of range for axis {axis} of size {n}{at}")
 
 
@@ -70,14 +70,29 @@ def _along(idx, axis):
 # ---------------------------------------------------------------- take (np.take)
 
 def _take(x, idx, axis, who):
-    _check(idx, x.shape[axis], axis, who)
+    _check(idx, x.shape[axis], axis, who, "take")
     return np.take(x, idx, axis=axis)
 
 
+def _sum_into(shape, lin, g):
+    """zeros(shape) with each g entry added at its flat position ``lin`` (repeats
+    accumulate): np.bincount, ~7x np.add.at for floats (it adds in float64, so float32
+    sums are rounded once); np.add.at for other dtypes."""
+    size = int(np.prod(shape))
+    if g.dtype.kind == "f":
+        out = np.bincount(lin.ravel(), weights=g.ravel(), minlength=size)
+        return out.astype(g.dtype, copy=False).reshape(shape)
+    out = np.zeros(size, g.dtype)
+    np.add.at(out, lin.ravel(), g.ravel())
+    return out.reshape(shape)
+
+
 def _take_add(g, idx, axis, n):
-    out = np.zeros(g.shape[:axis] + (n,) + g.shape[axis + idx.ndim:], g.dtype)
-    np.add.at(out, (builtins.slice(None),) * axis + (idx,), g)   # repeats accumulate
-    return out
+    pre, post = g.shape[:axis], g.shape[axis + idx.ndim:]
+    p, q = int(np.prod(pre)), int(np.prod(post))
+    i = np.where(idx < 0, idx + n, idx).reshape(1, -1, 1)      # (checked by take's forward)
+    lin = (np.arange(p).reshape(-1, 1, 1) * n + i) * q + np.arange(q)
+    return _sum_into(pre + (n,) + post, lin, g)
 
 
 _take_op = defop("take", _take, (
@@ -112,21 +127,24 @@ def index_select(x, dim, index):
 # ---------------------------------------------------------------- gather (torch.gather)
 
 def _gather(x, idx, axis, who):
-    _check(idx, x.shape[axis], axis, who)
+    _check(idx, x.shape[axis], axis, who, "gather")
     return x[_along(idx, axis)]
 
 
-def _gather_add(g, idx, axis, shape):
-    out = np.zeros(shape, g.dtype)
-    np.add.at(out, _along(idx, axis), g)
-    return out
+def _gather_add(g, idx, axis, shape, who):
+    _check(idx, shape[axis], axis, who, "gather_add")     # (scatter_reduce's sum and mean)
+    at = list(_along(idx, axis))
+    at[axis] = np.where(idx < 0, idx + shape[axis], idx)
+    return _sum_into(shape, np.ravel_multi_index(np.broadcast_arrays(*at), shape), g)
 
 
 _gather_op = defop("gather", _gather, (
-    lambda g, out, x, idx, axis, who: apply(_gather_add_op, g, idx, axis=axis, shape=x.shape),
+    lambda g, out, x, idx, axis, who: apply(_gather_add_op, g, idx, axis=axis, shape=x.shape,
+                                            who=None),
     None), reads=((1,), ()), fresh=True, args=("x", "index"))
 _gather_add_op = defop("gather_add", _gather_add, (
-    lambda g, out, gg, idx, axis, shape: apply(_gather_op, g, idx, axis=axis, who=None), None),
+    lambda g, out, gg, idx, axis, shape, who: apply(_gather_op, g, idx, axis=axis, who=None),
+    None),
     reads=((1,), ()), fresh=True, args=("g", "index"))
 
 
@@ -171,7 +189,7 @@ def take_along_axis(x, indices, axis):
 # ---------------------------------------------------------------- scatter (torch.scatter)
 
 def _scatter(x, idx, src, axis, who):
-    _check(idx, x.shape[axis], axis, who)
+    _check(idx, x.shape[axis], axis, who, "scatter")
     out = x.copy()
     out[_along(idx, axis)] = src      # a repeated index keeps one of its values (as PyTorch)
     return out
@@ -222,7 +240,7 @@ _REDUCE = {"amax": (np.maximum, -np.inf), "amin": (np.minimum, np.inf), "prod": 
 
 
 def _scatter_ext(x, idx, src, axis, reduce, include_self, who):
-    _check(idx, x.shape[axis], axis, who)
+    _check(idx, x.shape[axis], axis, who, "scatter_reduce")
     ufunc, init = _REDUCE[reduce]
     out = x.copy()
     at = _along(idx, axis)
@@ -235,7 +253,8 @@ def _scatter_ext(x, idx, src, axis, reduce, include_self, who):
 def _scattered(idx, axis, like):
     """1 where some index points, else 0, in ``like``'s shape (a constant)."""
     ones = np.ones(_shape(idx), like.dtype)
-    return mask_like(apply(_gather_add_op, ones, idx, axis=axis, shape=like.shape) > 0, like)
+    return mask_like(apply(_gather_add_op, ones, idx, axis=axis, shape=like.shape, who=None) > 0,
+                     like)
 
 
 def _ext_shares(out, x, idx, src, axis, include_self):
@@ -245,7 +264,7 @@ def _ext_shares(out, x, idx, src, axis, include_self):
     if not include_self:
         hit_x = hit_x * (1 - _scattered(idx, axis, x))
     hit_src = mask_like(src == apply(_gather_op, out, idx, axis=axis, who=None), src)
-    count = hit_x + apply(_gather_add_op, hit_src, idx, axis=axis, shape=x.shape)
+    count = hit_x + apply(_gather_add_op, hit_src, idx, axis=axis, shape=x.shape, who=None)
     count = where(count == 0, 1, count)
     return hit_x / count, hit_src, count
 
@@ -266,8 +285,8 @@ def _prod_src_vjp(g, out, x, idx, src, axis, include_self):
     # derivative of two zeros at one place is left out; PyTorch refuses it)
     zero = src == 0
     z = astype(zero, src.dtype)
-    zeros_there = apply(_gather_op, apply(_gather_add_op, z, idx, axis=axis, shape=x.shape),
-                        idx, axis=axis, who=None)
+    there = apply(_gather_add_op, z, idx, axis=axis, shape=x.shape, who=None)
+    zeros_there = apply(_gather_op, there, idx, axis=axis, who=None)
     single = logical_and(zero, zeros_there == 1)
     r = apply(_scatter_ext_op, x, idx, where(single, 1, src), axis=axis, reduce="prod",
               include_self=include_self, who=None)
@@ -311,11 +330,12 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
                      include_self=bool(include_self), who="scatter_reduce")
     # sum and mean: composites (x, or x with the scattered places zeroed, plus a scatter-add)
     base = x if include_self else apply(_scatter_op, x, index, 0.0, axis=dim, who="scatter_reduce")
-    total = base + apply(_gather_add_op, src, index, axis=dim, shape=tuple(_shape(x)))
+    shape = tuple(_shape(x))
+    total = base + apply(_gather_add_op, src, index, axis=dim, shape=shape, who="scatter_reduce")
     if reduce == "sum":
         return total
     ones = np.ones(tuple(_shape(index)), getattr(x, "dtype", np.float64))
-    count = apply(_gather_add_op, ones, index, axis=dim, shape=tuple(_shape(x)))
+    count = apply(_gather_add_op, ones, index, axis=dim, shape=shape, who=None)
     count = count + 1 if include_self else where(count == 0, 1, count)
     return total / count
 
