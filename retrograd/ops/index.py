@@ -259,7 +259,9 @@ def _scattered(idx, axis, like):
 
 def _ext_shares(out, x, idx, src, axis, include_self):
     """For amax/amin: the share of the gradient of each x and src entry, as PyTorch: the
-    entries equal to the result split it evenly (a 0 share for the others)."""
+    entries equal to the result split it evenly (a 0 share for the others). Without
+    include_self, x's entries at scattered places take no part (PyTorch counts their ties
+    all the same, so its shares there add up to less than the gradient)."""
     hit_x = mask_like(x == out, x)
     if not include_self:
         hit_x = hit_x * (1 - _scattered(idx, axis, x))
