@@ -153,6 +153,9 @@ def test_sort_topk_errors_and_edges():
         rg.topk(x, 5)
     with pytest.raises(rg.AxisError, match="sort: axis 2 is out of range"):
         rg.sort(x, axis=2)
+    np.testing.assert_array_equal(rg.argsort(x, 0, "quicksort").numpy(), np.argsort(x, 0, "stable"))
+    with pytest.raises(rg.RetrogradError, match="argsort: kind must be one of"):
+        rg.argsort(x, -1, "bogo")
 
 
 # ---------------------------------------------------------------- gather family

@@ -373,23 +373,29 @@ _argsort_op = defop("argsort", _argsort, fresh=True, args=("x",),
                     doc="The indices that sort x along an axis, stably (no gradient).")
 
 
-def _sort_axis(x, axis, op):
+_KINDS = (None, "stable", "mergesort", "quicksort", "heapsort")
+
+
+def _sort_axis(x, axis, op, kind=None):
+    # every sort here is stable, which is a right answer for each of NumPy's kinds
+    if kind not in _KINDS:
+        raise RetrogradError(f"{op}: kind must be one of {_KINDS[1:]} or None, got {kind!r}")
     if axis is None:
         return reshape(x, (-1,)), 0
     return x, _axis(axis, x, op)
 
 
-def argsort(x, axis=-1, descending=False):
+def argsort(x, axis=-1, kind=None, *, descending=False):
     """np.argsort, always stable (ties keep their order; axis None: of x flattened);
     ``descending`` as torch.argsort."""
-    x, axis = _sort_axis(x, axis, "argsort")
+    x, axis = _sort_axis(x, axis, "argsort", kind)
     return apply(_argsort_op, x, axis=axis, descending=bool(descending))
 
 
-def sort(x, axis=-1, descending=False):
+def sort(x, axis=-1, kind=None, *, descending=False):
     """np.sort: the values only (torch.sort's indices are rg.argsort). Stable; the gradient
     goes back through the permutation, so tied entries keep their own gradients."""
-    x, axis = _sort_axis(x, axis, "sort")
+    x, axis = _sort_axis(x, axis, "sort", kind)
     idx = apply(_argsort_op, x, axis=axis, descending=bool(descending))
     return apply(_gather_op, x, idx, axis=axis, who=None)
 
