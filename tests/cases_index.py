@@ -30,7 +30,8 @@ CASES: list = [
     # ---- remainders
     Case("mod", rg.mod, lambda a, b: torch.remainder(a, b), ((3, 4), (4,)), domain="away0"),
     Case("mod_scalar", lambda a: a % 0.7, lambda a: torch.remainder(a, 0.7), ((3, 4),)),
-    Case("rmod", lambda b: 2.5 % b, lambda b: torch.remainder(torch.full_like(b, 2.5), b), ((3, 4),), domain="away0"),
+    Case("rmod", lambda b: 2.5 % b, lambda b: torch.remainder(torch.full_like(b, 2.5), b),
+         ((3, 4),), domain="away0"),
     Case("remainder_method", lambda a, b: a.remainder(b), lambda a, b: a.remainder(b),
          ((3, 4), (3, 1)), domain="away0"),
     Case("fmod", rg.fmod, lambda a, b: torch.fmod(a, b), ((3, 4), (4,)), domain="away0"),
@@ -45,7 +46,8 @@ CASES: list = [
          lambda a: torch.cumprod(a.masked_fill(_t(ONE_ZERO), 0.0), 1), ((3, 4),)),
     # first order only: the mixed second derivative of two zeros is left out (scan.py)
     Case("cumprod_two_zeros", lambda a: rg.cumprod(rg.where(TWO_ZEROS, 0.0, a), axis=1),
-         lambda a: torch.cumprod(a.masked_fill(_t(TWO_ZEROS), 0.0), 1), ((3, 4),), second_order=False),
+         lambda a: torch.cumprod(a.masked_fill(_t(TWO_ZEROS), 0.0), 1), ((3, 4),),
+         second_order=False),
     Case("cummax", lambda a: rg.cummax(a, 1).values, lambda a: torch.cummax(a, 1).values,
          ((3, 5),), domain="distinct"),
     Case("cummin", lambda a: a.cummin(axis=0)[0], lambda a: torch.cummin(a, 0).values,

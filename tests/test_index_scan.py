@@ -106,8 +106,7 @@ def test_diff_matches_numpy():
     for kw in (dict(), dict(n=2), dict(axis=0), dict(n=3, axis=-1), dict(n=0),
                dict(prepend=1.5), dict(append=[[1.0], [2.0], [3.0]]),
                dict(axis=0, prepend=np.ones((2, 4)), append=-1.0), dict(n=5)):
-        np.testing.assert_array_equal(rg.diff(x, **kw).numpy() if kw.get("n") != 0 else rg.diff(x, **kw),
-                                      np.diff(x, **kw), err_msg=str(kw))
+        np.testing.assert_array_equal(rg.diff(x, **kw).numpy(), np.diff(x, **kw), err_msg=str(kw))
     with pytest.raises(rg.ShapeError, match="diff: needs an input of at least one axis"):
         rg.diff(rg.tensor(1.0))
     with pytest.raises(rg.ShapeError, match="diff: n must be a non-negative int"):
@@ -132,8 +131,10 @@ def test_sort_and_topk_match_pytorch_with_ties_and_nan():
     x = np.array([[3.0, 1.0, np.nan, 1.0, 2.0], [0.5, 0.5, 0.5, -1.0, 4.0]])
     for desc in (False, True):
         ref = torch.sort(torch.tensor(x), dim=1, descending=desc, stable=True)
-        np.testing.assert_array_equal(rg.sort(x, axis=1, descending=desc).numpy(), ref.values.numpy())
-        np.testing.assert_array_equal(rg.argsort(x, axis=1, descending=desc).numpy(), ref.indices.numpy())
+        np.testing.assert_array_equal(rg.sort(x, axis=1, descending=desc).numpy(),
+                                      ref.values.numpy())
+        np.testing.assert_array_equal(rg.argsort(x, axis=1, descending=desc).numpy(),
+                                      ref.indices.numpy())
     y = np.array([[3.0, 1.0, 0.5, 2.0], [0.25, 4.0, -1.0, 3.5]])   # (PyTorch's tie order is
     for largest in (True, False):
         v, i = rg.topk(y, 2, axis=1, largest=largest)
@@ -182,7 +183,7 @@ def test_gather_take_along_axis_and_repeated_indices():
                                   [[1.0], [4.0], [11.0]])
     np.testing.assert_array_equal(rg.take_along_axis(X, np.array([[2, -1, 0, 1]]), axis=0).numpy(),
                                   np.take_along_axis(X, np.array([[2, -1, 0, 1]]), axis=0))
-    np.testing.assert_array_equal(rg.take_along_axis(X, np.array([5, 0]), axis=None).numpy(), [5, 0])
+    np.testing.assert_array_equal(rg.take_along_axis(X, np.array([5, 0]), None).numpy(), [5, 0])
     (g,) = _grad(lambda t: rg.gather(t, 1, idx).sum(), X)
     np.testing.assert_array_equal(g, [[2, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 0]])
 
@@ -230,7 +231,8 @@ def test_scatter_reduce_with_ties_matches_pytorch(reduce, include_self):
 def test_scatter_add_keeps_its_getitem_adjoint_signature():
     g = rg.scatter_add(np.ones((3, 2)), np.array([0, 2, 0]), (3, 2))
     np.testing.assert_array_equal(g.numpy(), [[2, 2], [0, 0], [1, 1]])
-    y = rg.scatter_reduce(np.zeros((3, 2)), 0, np.array([[0, 0], [2, 2], [0, 0]]), np.ones((3, 2)), "sum")
+    idx = np.array([[0, 0], [2, 2], [0, 0]])
+    y = rg.scatter_reduce(np.zeros((3, 2)), 0, idx, np.ones((3, 2)), "sum")
     np.testing.assert_array_equal(y.numpy(), g.numpy())
 
 
@@ -253,10 +255,13 @@ def test_masked_fill():
     (lambda: rg.take(X, [-5], axis=1), r"take: index -5 is out of range for axis 1 of size 4"),
     (lambda: rg.index_select(X, 0, [-1]),
      r"take: index -1 is out of range for axis 0 of size 3 \(in rg.index_select\)"),
-    (lambda: rg.gather(X, 0, np.array([[3]])), r"gather: index 3 is out of range for axis 0 of size 3"),
+    (lambda: rg.gather(X, 0, np.array([[3]])),
+     r"gather: index 3 is out of range for axis 0 of size 3"),
     (lambda: rg.gather(X, 1, np.array([[-1]])), r"gather: index -1 is out of range for axis 1"),
-    (lambda: rg.take_along_axis(X, np.array([[9]]), 1), r"gather: index 9 is out of range for axis 1"),
-    (lambda: rg.scatter(X, 1, np.array([[7]]), 1.0), r"scatter: index 7 is out of range for axis 1"),
+    (lambda: rg.take_along_axis(X, np.array([[9]]), 1),
+     r"gather: index 9 is out of range for axis 1"),
+    (lambda: rg.scatter(X, 1, np.array([[7]]), 1.0),
+     r"scatter: index 7 is out of range for axis 1"),
     (lambda: rg.scatter_reduce(X, 1, np.array([[7]]), np.ones((1, 1)), "sum"),
      r"gather_add: index 7 is out of range for axis 1 of size 4 \(in rg.scatter_reduce\)"),
     (lambda: rg.scatter_reduce(X, 0, np.array([[-1]]), np.ones((1, 1)), "amax"),

@@ -2,8 +2,8 @@
 
 Hypothesis builds random expression graphs: compositions of the registered
 differentiable ops (elementwise, broadcasting binary ops, reductions over random
-axes and keepdims, the softmax family, movement and indexing, joins, matmul, scans,
-sort and mod) over broadcast-compatible random shapes. Operands are picked from the pool of values built
+axes and keepdims, the softmax family, movement and indexing, joins, matmul) over
+broadcast-compatible random shapes. Operands are picked from the pool of values built
 so far -- sometimes a value and a transposed or reversed view of itself -- so the
 graphs are DAGs with reused intermediates, not trees; each ends in a scalar (a
 weighted sum of values nothing else uses, or of the last ones). For every generated

@@ -11,7 +11,7 @@ import builtins
 import numpy as np
 
 from ..errors import ShapeError
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .base import apply, defop
 from .elementwise import exp, log, logical_and, logical_not, where
 from .index import ValuesIndices, _gather_op
@@ -174,7 +174,7 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
         raise ShapeError(f"diff: n must be a non-negative int, got {n!r}")
     axis = norm_axes(axis, nd, "diff", of=f"a {nd}-d tensor", scalar=False)[0]
     if n == 0:
-        return x
+        return x if isinstance(x, Tensor) else as_tensor(x)
     if prepend is not None or append is not None:
         parts = [x]
         if prepend is not None:
@@ -183,6 +183,7 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
             parts.append(_edge(append, x, axis))
         x = concatenate(parts, axis=axis)
     pre = (builtins.slice(None),) * axis
+    later, earlier = pre + (builtins.slice(1, None),), pre + (builtins.slice(None, -1),)
     for _ in range(n):
-        x = getitem(x, pre + (builtins.slice(1, None),)) - getitem(x, pre + (builtins.slice(None, -1),))
+        x = getitem(x, later) - getitem(x, earlier)
     return x
