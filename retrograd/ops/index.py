@@ -156,15 +156,22 @@ def _same_ndim(op, x, index):
     return sx, si
 
 
+def _torch_args(op, x, dim, index):
+    """(dim, index) checked as PyTorch's gather and scatter take them: the index has x's
+    number of axes and is no larger than x outside ``dim``."""
+    index = _index(index)
+    sx, si = _same_ndim(op, x, index)
+    dim = _axis(dim, x, op)
+    if any(a > b for d, (a, b) in enumerate(zip(si, sx)) if d != dim):
+        raise ShapeError(f"{op}: index of shape {si} is larger than the input's {sx} "
+                         f"outside axis {dim}")
+    return dim, index
+
+
 def gather(x, dim, index):
     """torch.gather: ``out[i][j] = x[index[i][j]][j]`` for dim 0 (and so on); index has
     x's number of axes and is no larger than x in the others."""
-    index = _index(index)
-    sx, si = _same_ndim("gather", x, index)
-    dim = _axis(dim, x, "gather")
-    if any(a > b for d, (a, b) in enumerate(zip(si, sx)) if d != dim):
-        raise ShapeError(f"gather: index of shape {si} is larger than the input's {sx} "
-                         f"outside axis {dim}")
+    dim, index = _torch_args("gather", x, dim, index)
     return apply(_gather_op, x, index, axis=dim, who="gather")
 
 
@@ -215,21 +222,11 @@ def _src_for(op, index, src, x):
     return src if ss == si else getitem(src, tuple(builtins.slice(0, n) for n in si))
 
 
-def _scatter_args(op, x, dim, index):
-    index = _index(index)
-    sx, si = _same_ndim(op, x, index)
-    dim = _axis(dim, x, op)
-    if any(a > b for d, (a, b) in enumerate(zip(si, sx)) if d != dim):
-        raise ShapeError(f"{op}: index of shape {si} is larger than the input's {sx} "
-                         f"outside axis {dim}")
-    return dim, index
-
-
 def scatter(x, dim, index, src):
     """torch.scatter (out of place): x with ``out[index[i][j]][j] = src[i][j]`` for dim 0
     (and so on); ``src`` a tensor or a number. x's gradient is 0 where it is overwritten,
     src's is the gradient gathered at the index."""
-    dim, index = _scatter_args("scatter", x, dim, index)
+    dim, index = _torch_args("scatter", x, dim, index)
     return apply(_scatter_op, x, index, _src_for("scatter", index, src, x), axis=dim,
                  who="scatter")
 
@@ -323,7 +320,7 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     if reduce not in ("sum", "prod", "mean", "amax", "amin"):
         raise RetrogradError(f"scatter_reduce: reduce must be 'sum', 'prod', 'mean', 'amax' or "
                              f"'amin', got {reduce!r}")
-    dim, index = _scatter_args("scatter_reduce", x, dim, index)
+    dim, index = _torch_args("scatter_reduce", x, dim, index)
     if not isinstance(src, Tensor):
         src = np.asarray(src, dtype=getattr(x, "dtype", None))
     src = _src_for("scatter_reduce", index, src, x)
