@@ -17,6 +17,7 @@ I_UNIQUE = np.array([[3, 0], [1, 2]])                      # scatter: one write 
 MASK = np.array([[True, False, True, True], [False, True, False, False], [True, True, False, True]])
 # one exact zero in each row of a (3, 4) (the cumprod gradient at a zero), and two
 ONE_ZERO = np.array([[1, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 0]]) == 0
+THREE_ZEROS = np.array([[1, 0, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 1, 0]]) == 0
 X_ZERO = np.array([[False, True, False, False], [False] * 4, [False] * 4])
 SRC_ZERO = np.array([[False, False, False, True], [True, False, False, False]])
 TWO_ZEROS = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1]]) == 0
@@ -44,10 +45,10 @@ CASES: list = [
     Case("cumprod_flat", rg.cumprod, lambda a: a.flatten().cumprod(0), ((2, 3),)),
     Case("cumprod_one_zero", lambda a: rg.cumprod(rg.where(ONE_ZERO, 0.0, a), axis=1),
          lambda a: torch.cumprod(a.masked_fill(_t(ONE_ZERO), 0.0), 1), ((3, 4),)),
-    # first order only: the mixed second derivative of two zeros is left out (scan.py)
     Case("cumprod_two_zeros", lambda a: rg.cumprod(rg.where(TWO_ZEROS, 0.0, a), axis=1),
-         lambda a: torch.cumprod(a.masked_fill(_t(TWO_ZEROS), 0.0), 1), ((3, 4),),
-         second_order=False),
+         lambda a: torch.cumprod(a.masked_fill(_t(TWO_ZEROS), 0.0), 1), ((3, 4),)),
+    Case("cumprod_three_zeros", lambda a: rg.cumprod(rg.where(THREE_ZEROS, 0.0, a), axis=1),
+         lambda a: torch.cumprod(a.masked_fill(_t(THREE_ZEROS), 0.0), 1), ((3, 5),)),
     Case("cummax", lambda a: rg.cummax(a, 1).values, lambda a: torch.cummax(a, 1).values,
          ((3, 5),), domain="distinct"),
     Case("cummin", lambda a: a.cummin(axis=0)[0], lambda a: torch.cummin(a, 0).values,

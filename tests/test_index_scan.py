@@ -62,8 +62,9 @@ def test_cumprod_gradient_is_exact_with_zeros(row):
 
 
 @pytest.mark.torch
-def test_cumprod_second_derivative_with_one_zero_matches_pytorch():
-    x = np.array([[1.5, 0.0, -2.0, 0.5], [0.0, 1.2, 0.8, -1.1], [0.9, -1.3, 0.7, 0.0]])
+def test_cumprod_second_derivative_with_zeros_matches_pytorch():
+    x = np.array([[1.5, 0.0, -2.0, 0.5, 1.1], [0.0, 1.2, 0.8, -1.1, 0.0], [0.9, 0.0, 0.7, 0.0, 0.0],
+                  [0.0, 0.0, 1.3, 0.6, -0.7], [0.0, 0.0, 0.0, 0.0, 0.0]])
     rng = np.random.default_rng(0)
     ct, v = rng.standard_normal(x.shape), rng.standard_normal(x.shape)
     t = rg.tensor(x, requires_grad=True)
@@ -75,6 +76,9 @@ def test_cumprod_second_derivative_with_one_zero_matches_pytorch():
     (th,) = torch.autograd.grad((tg * torch.tensor(v)).sum(), tt)
     np.testing.assert_allclose(g.numpy(), tg.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(h.numpy(), th.numpy(), rtol=1e-12, atol=1e-14)
+    # without create_graph the second zero's term is left out: the same first derivative
+    (g1,) = rg.autograd_grad((rg.cumprod(t, axis=1) * ct).sum(), [t])
+    np.testing.assert_array_equal(g1.numpy(), g.numpy())
 
 
 def test_cummax_and_cummin_return_values_and_indices_with_ties_moving_on():

@@ -11,7 +11,7 @@ import builtins
 import numpy as np
 
 from ..errors import ShapeError
-from ..tensor import Tensor, as_tensor
+from ..tensor import Tensor, as_tensor, is_grad_enabled
 from .base import apply, defop
 from .elementwise import exp, log, logical_and, logical_not, where
 from .index import ValuesIndices, _gather_op
@@ -60,23 +60,32 @@ def _rcumsum(g, axis):
 
 # ---------------------------------------------------------------- cumprod
 
+def _zero_term(g, x, zero, seen, axis, r):
+    """The cotangent at the r-th zero k of each lane (0 elsewhere): prod_{m<k} x_m ·
+    sum_{j>=k} g_j·prod_{k<m<=j} x_m, as products of x with entries set to 1 (no
+    division), so that its derivatives are exact too. ``seen``: zeros up to each entry."""
+    head = apply(_cumprod, where(seen >= r, 1, x), axis=axis)        # at k: prod_{m<k} x_m
+    upto = seen - astype(zero, x.dtype) < r                           # entries up to k
+    tail = apply(_cumprod, where(upto, 1, x), axis=axis)              # at j > k: prod_{k<m<=j}
+    s = sum(where(seen >= r, g * tail, 0), axis, keepdims=True)
+    return where(logical_and(zero, logical_and(upto, seen >= r)), head * s, 0)
+
+
 def _cumprod_vjp(g, out, x, axis):
     """d/dx_i of sum_j g_j·out_j is sum_{j>=i} g_j·prod_{m<=j, m!=i} x_m. Where x_i != 0 that
     is rcumsum(g·out)_i / x_i -- an identity of the functions, so its own derivative is
-    right too, zeros elsewhere included. At a lane's first zero k it is prod_{m<k} x_m ·
-    sum_{j>=k} g_j·prod_{k<m<=j} x_m (no division); at later zeros it is 0 (x_k is in every
-    term). Exact to first order for any zeros, to second order with at most one zero per
-    lane (the mixed derivative of two zeros, O(n^2) in PyTorch, is left out)."""
+    right too, zeros elsewhere included. At a lane's first zero it is _zero_term's product;
+    at later zeros it is 0 (the first zero is a factor of every term). To second order the
+    second zero's term counts too (its derivative in the first zero; from the third zero on
+    two zero factors keep even that 0): added only under create_graph, as PyTorch keeps
+    its exact second derivative for then."""
     zero = x == 0
-    z = astype(zero, x.dtype)
-    before = apply(_cumsum, z, axis=axis, reverse=False) - z      # zeros before each entry
+    seen = apply(_cumsum, astype(zero, x.dtype), axis=axis, reverse=False)
     nonzero = _rcumsum(g * out, axis) / where(zero, 1, x)
-    lead = before == 0                                            # up to the first zero
-    head = apply(_cumprod, where(zero, 1, x), axis=axis)          # at k: prod_{m<k} x_m
-    tail = apply(_cumprod, where(lead, 1, x), axis=axis)          # at j > k: prod_{k<m<=j} x_m
-    s = sum(where(logical_and(lead, logical_not(zero)), 0, g * tail), axis, keepdims=True)
-    first = where(logical_and(zero, lead), head * s, 0)
-    return where(zero, first, nonzero)
+    at_zeros = _zero_term(g, x, zero, seen, axis, 1)
+    if is_grad_enabled():
+        at_zeros = at_zeros + _zero_term(g, x, zero, seen, axis, 2)
+    return where(zero, at_zeros, nonzero)
 
 
 _cumprod = defop("cumprod", lambda x, axis: np.cumprod(x, axis=axis), (_cumprod_vjp,),
@@ -84,8 +93,8 @@ _cumprod = defop("cumprod", lambda x, axis: np.cumprod(x, axis=axis), (_cumprod_
 
 
 def cumprod(x, axis=None):
-    """Running products along ``axis`` (None: of x flattened), as np.cumprod; the
-    gradient is exact where entries are 0 (see _cumprod_vjp)."""
+    """Running products along ``axis`` (None: of x flattened), as np.cumprod; the first
+    and second derivatives are exact where entries are 0 (see _cumprod_vjp)."""
     x, axis = _scan_axis(x, axis, "cumprod")
     return apply(_cumprod, x, axis=axis)
 
