@@ -34,6 +34,10 @@ def test_mod_gradients_are_one_and_minus_the_quotient():
     np.testing.assert_array_equal(gb, -np.floor(a / b))
     ga, gb = _grad(lambda x, y: rg.fmod(x, y).sum(), a, b)
     np.testing.assert_array_equal(gb, -np.trunc(a / b))
+    # the quotient the forward took off: 1 mod 0.1 is 0.0999..., 9 tenths (1 / 0.1 is 10.0)
+    for f in (rg.mod, rg.fmod):
+        _, gb = _grad(lambda x, y: f(x, y).sum(), [1.0], [0.1])
+        np.testing.assert_array_equal(gb, [-9.0])
 
 
 # ---------------------------------------------------------------- scans

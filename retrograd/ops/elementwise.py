@@ -578,19 +578,24 @@ def bernoulli_mask(x, p, generator=None):
 
 # ---------------------------------------------------------------- remainders
 
-# d/da = 1 and d/db = -floor(a/b) (mod) or -trunc(a/b) (fmod), as PyTorch's remainder and
-# fmod (the jumps, where a/b is an integer, are left out: the gradient there is the limit
-# from one side, as PyTorch's). floor and trunc have no gradient, so the b-rule's own
-# derivative is taken in g only: the second derivative of a piecewise-linear op is 0
+# d/da = 1 and d/db = -q, q the quotient that the forward took off (a = q·b + out), as
+# PyTorch's remainder and fmod. q is read back as round((a - out) / b): floor(a / b) can
+# round to the next integer (1 / 0.1 is 10.0, while np.mod(1, 0.1) took off 9 tenths). The
+# jumps, where a/b is an integer, are left out (a one-sided limit). round has no gradient,
+# so the b-rule's own derivative is in g only: a piecewise-linear op's second derivative is 0
+def _quotient(a, b, out):
+    return round((a - out) / b)
+
+
 mod = defop("mod", np.mod, (
     lambda g, out, a, b: g,
-    lambda g, out, a, b: -g * floor(a / b)), reads=((), (0, 1)),
+    lambda g, out, a, b: -g * _quotient(a, b, out)), reads=((), (0, 1, "out")),
     doc="a mod b with the sign of b (Python's %, np.mod, torch.remainder).",
     scalar=lambda a, b: f"({a} % {b})")
 remainder = mod                                        # PyTorch's name
 
 fmod = defop("fmod", np.fmod, (
     lambda g, out, a, b: g,
-    lambda g, out, a, b: -g * trunc(a / b)), reads=((), (0, 1)),
+    lambda g, out, a, b: -g * _quotient(a, b, out)), reads=((), (0, 1, "out")),
     doc="a mod b with the sign of a (C's fmod, np.fmod, torch.fmod).",
     scalar=lambda a, b: f"math.fmod({a}, {b})")
