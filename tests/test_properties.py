@@ -65,6 +65,12 @@ NOT_DRAWN: dict[str, str] = {
     "col2im": "tests/cases_conv.py (fold, every conv_transpose2d case), tests/test_conv.py",
     "pool_gather": "tests/cases_conv.py (max_pool2d cases), tests/test_conv.py (ties, NaN)",
     "pool_scatter": "tests/cases_conv.py (max_pool2d cases, second order), tests/test_conv.py",
+    "take": "tests/cases_index.py (take, take_flat, index_select), tests/test_index_scan.py",
+    "take_add": "take's VJP: tests/cases_index.py (take), tests/test_index_scan.py",
+    "scatter": "tests/cases_index.py (scatter, scatter_value, scatter_reduce_*_noself), "
+               "tests/test_index_scan.py",
+    "scatter_reduce": "tests/cases_index.py (scatter_reduce_*), tests/test_index_scan.py "
+                      "(ties against PyTorch)",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and
@@ -573,6 +579,43 @@ class Builder:
         axis = ax - len(s) if self.draw(st.booleans(), label="negative axis") else ax
         return self.add("concatenate", f"rg.concatenate([{', '.join(parts)}], axis={axis})")
 
+    def scan(self):
+        """The cumulative ops, diff, sort, and mod / fmod by a constant, along a drawn axis;
+        away from their kinks (ties for sort and cummax/cummin, the jumps of mod)."""
+        a = self.pick(lambda n: len(self.shape(n)) >= 1)
+        v = self.val(a)
+        op = self.choice(["cumsum", "cumprod", "logcumsumexp", "diff", "sort", "cummax",
+                          "cummin", "mod", "fmod"], label="scan op")
+        nd = v.ndim
+        axis = self.integer(-nd, nd - 1, label="axis")
+        lanes = np.moveaxis(v, axis, -1)
+        if op == "cumsum":
+            return self.add(op, self.choice([f"rg.cumsum({a}, axis={axis})", f"rg.cumsum({a})",
+                                             f"{a}.cumsum(axis={axis})"]))
+        if op == "cumprod":       # bounded
+            if lanes.shape[-1] > 6:
+                raise Skip
+            return self.add(op, f"rg.cumprod({a}, axis={axis})")
+        if op == "logcumsumexp":
+            return self.add(op, f"rg.logcumsumexp({a}, {axis})")
+        if op == "diff":
+            if self.draw(st.booleans(), label="diff form"):
+                return self.add("sub", f"rg.diff({a}, axis={axis})")
+            return self.add("sub", f"rg.diff({a}, n=2, axis={axis}, prepend=0.5)")
+        if op in ("mod", "fmod"):
+            c = self.choice([0.7, 1.3, -0.9], label="modulus")
+            q = v / c
+            if np.abs(q - np.round(q)).min() * abs(c) <= MARGIN:     # at a jump
+                raise Skip
+            return self.add(op, f"{a} % {c}" if op == "mod" else f"rg.fmod({a}, {c})")
+        srt = np.sort(lanes, axis=-1)                                 # sort, cummax, cummin
+        if lanes.shape[-1] > 1 and np.diff(srt, axis=-1).min() <= MARGIN:
+            raise Skip
+        if op == "sort":
+            desc = self.draw(st.booleans(), label="descending")
+            return self.add("gather", f"rg.sort({a}, axis={axis}, descending={desc})")
+        return self.add("gather", f"rg.{op}({a}, {axis}).values")
+
     def matmul(self):
         a = self.pick(lambda n: len(self.shape(n)) >= 1)
         sa = self.shape(a)
@@ -603,7 +646,7 @@ class Builder:
     # op families and how often they are drawn
     OPS = (("unary", 4), ("unary_more", 3), ("binary", 5), ("reduction", 3), ("power", 1), ("scalar_arith", 1),
            ("softmax", 1), ("reshape", 1), ("transpose", 1), ("broadcast_to", 1), ("dims", 1),
-           ("getitem", 2), ("join", 1), ("matmul", 2))
+           ("getitem", 2), ("join", 1), ("matmul", 2), ("scan", 2))
 
     def final(self):
         """The scalar: a weighted sum of every value no other value uses (so each op

@@ -16,6 +16,10 @@ from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsin
                           maximum, minimum, mish, mul, neg, not_equal, pow, pow_scalar, reciprocal,
                           relu, relu6, round, rsqrt, selu, sigmoid, sign, silu, sin, sinh, softplus,
                           softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
+from .elementwise import fmod, mod, remainder
+from .index import (ValuesIndices, argsort, gather, index_select, masked_fill, scatter,
+                    scatter_reduce, sort, take, take_along_axis, topk)
+from .scan import cummax, cummin, cumprod, cumsum, diff, logcumsumexp
 from .linalg import dot, matmul
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                    interpolate, max_pool2d, unfold)
@@ -47,6 +51,9 @@ __all__ = [
     "isnan", "isinf",
     "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "unfold", "fold", "interpolate",
+    "mod", "remainder", "fmod", "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "diff",
+    "sort", "argsort", "topk", "take", "take_along_axis", "gather", "scatter", "scatter_reduce",
+    "index_select", "masked_fill", "ValuesIndices",
 ]
 
 
@@ -114,6 +121,13 @@ _methods = {
                            log1p, expm1, log2, log10, exp2, reciprocal, rsqrt, ceil, trunc, isnan,
                            isinf)},
     "asin": asin, "acos": acos, "atan": atan, "asinh": asinh, "acosh": acosh, "atanh": atanh,
+    # scans, sorting and gather/scatter: NumPy's and PyTorch's methods (not x.sort, which is
+    # in place in NumPy and returns (values, indices) in PyTorch: rg.sort is np.sort)
+    "__mod__": mod, "__rmod__": _swap(mod), "remainder": mod, "fmod": fmod,
+    "cumsum": cumsum, "cumprod": cumprod, "cummax": cummax, "cummin": cummin,
+    "logcumsumexp": logcumsumexp, "diff": diff, "argsort": argsort, "topk": topk, "take": take,
+    "gather": gather, "scatter": scatter, "scatter_reduce": scatter_reduce,
+    "index_select": index_select, "masked_fill": masked_fill,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _method(_fn))

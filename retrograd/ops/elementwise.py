@@ -574,3 +574,28 @@ _bernoulli = defop("bernoulli_mask", _bernoulli_mask, pure=False, fresh=True,
 def bernoulli_mask(x, p, generator=None):
     """0 with probability p, else 1/(1-p), in x's shape (inverted dropout)."""
     return apply(_bernoulli, x, p=p, generator=generator)
+
+
+# ---------------------------------------------------------------- remainders
+
+# d/da = 1 and d/db = -q, q the quotient that the forward took off (a = q·b + out), as
+# PyTorch's remainder and fmod. q is read back as round((a - out) / b): floor(a / b) can
+# round to the next integer (1 / 0.1 is 10.0, while np.mod(1, 0.1) took off 9 tenths). The
+# jumps, where a/b is an integer, are left out (a one-sided limit). round has no gradient,
+# so the b-rule's own derivative is in g only: a piecewise-linear op's second derivative is 0
+def _quotient(a, b, out):
+    return round((a - out) / b)
+
+
+mod = defop("mod", np.mod, (
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g * _quotient(a, b, out)), reads=((), (0, 1, "out")),
+    doc="a mod b with the sign of b (Python's %, np.mod, torch.remainder).",
+    scalar=lambda a, b: f"({a} % {b})")
+remainder = mod                                        # PyTorch's name
+
+fmod = defop("fmod", np.fmod, (
+    lambda g, out, a, b: g,
+    lambda g, out, a, b: -g * _quotient(a, b, out)), reads=((), (0, 1, "out")),
+    doc="a mod b with the sign of a (C's fmod, np.fmod, torch.fmod).",
+    scalar=lambda a, b: f"math.fmod({a}, {b})")
