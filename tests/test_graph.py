@@ -383,3 +383,41 @@ def test_an_error_inside_compiled_code_names_the_op_shapes_and_line():
     with pytest.raises(rg.ShapeError, match=r"tanh: operands could not be broadcast.*"
                        r"operand shapes: \(4,\)\)\n  in compiled code: v\d+ = "):
         exe(np.zeros(3), np.zeros(4))
+
+
+def test_a_compiled_function_follows_the_train_and_eval_modes_of_its_modules():
+    """A trace of a module in training mode (dropout on) is not replayed after eval():
+    the modes of the modules a trace called are part of its cache key."""
+    net = rg.nn.Sequential(rg.nn.Linear(4, 8), rg.nn.Dropout(0.5), rg.nn.Linear(8, 2))
+    f = rg.compile(lambda x: net(x))
+    x = np.ones((3, 4), np.float32)
+    trained = f(x).numpy()
+    net.eval()
+    with rg.no_grad():
+        expected = net(rg.tensor(x)).numpy()
+    np.testing.assert_allclose(f(x).numpy(), expected, rtol=1e-6)
+    assert not np.allclose(trained, expected)          # dropout was on in the first trace
+    net.train()
+    assert not np.allclose(f(x).numpy(), expected)
+    assert f.traces == 2                               # one trace per mode, then cached
+
+
+def test_a_compiled_step_after_eval_uses_and_keeps_the_running_statistics():
+    def make():
+        rg.manual_seed(0)
+        return rg.nn.Sequential(rg.nn.Linear(3, 4), rg.nn.BatchNorm1d(4), rg.nn.Linear(4, 2))
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    y = np.arange(8) % 2
+    nets = [make(), make()]
+    opts = [rg.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    step = rg.graph.compile_step(nets[0], rg.nn.CrossEntropyLoss(), opts[0])
+    step(x, y)                                         # a training step, compiled ...
+    loss = rg.nn.CrossEntropyLoss()(nets[1](rg.tensor(x)), y)
+    opts[1].zero_grad(); loss.backward(); opts[1].step()   # ... and eagerly
+    for n in nets:
+        n.eval()
+    stats = nets[0][1].running_mean.numpy().copy()
+    compiled_loss, _ = step(x, y)
+    eager_loss = rg.nn.CrossEntropyLoss()(nets[1](rg.tensor(x)), y)
+    np.testing.assert_allclose(compiled_loss.numpy(), eager_loss.numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(nets[0][1].running_mean.numpy(), stats)   # eval: unchanged

@@ -353,12 +353,18 @@ class Compiled:
                                name=g.name if g.name.isidentifier() else "fn")
         return {"graph": g, "exe": exe, "tree": tree, "n_inputs": len(inputs),
                 "positions": tuple(positions), "captured": _captured_tensors(exe),
-                "state": state}
+                "state": state, "modules": tuple(tracer.modules.values()),
+                "modes": tuple(m.training for m in tracer.modules.values())}
 
     def _entry(self, key, args):
-        """The cache entry for ``key``, tracing on a miss (bounded LRU, warning on retraces)."""
+        """The cache entry for ``key``, tracing on a miss (bounded LRU, warning on retraces).
+        A trace holds for the train/eval modes its modules had (Dropout, BatchNorm trace
+        differently): in other modes the key is extended by them, and traced again."""
         with self._lock:
-            return self._entry_locked(key, args)
+            entry = self._entry_locked(key, args)
+            if entry.get("modules") and entry["modes"] != _modes(entry):
+                entry = self._entry_locked(key + (_modes(entry),), args)
+            return entry
 
     def _entry_locked(self, key, args):
         entry = self.cache.get(key)
@@ -371,7 +377,7 @@ class Compiled:
             if self.fallback != "eager":
                 raise
             warnings.warn(f"rg.compile: running {self.__name__} eagerly: {e}", stacklevel=4)
-            entry = {"eager": True}
+            entry = {"eager": True, "modules": ()}
         self.cache[key] = entry
         self.traces += 1
         while len(self.cache) > self.cache_size:
@@ -389,7 +395,8 @@ class Compiled:
         if key is None:                           # inside another trace: trace through fn
             return self.fn(*args)
         entry = self.cache.get(key)
-        if entry is None or len(self.cache) > 1:
+        if entry is None or len(self.cache) > 1 or (entry["modules"]
+                                                     and entry["modes"] != _modes(entry)):
             entry = self._entry(key, args)
         if "eager" in entry:
             return self.fn(*(Tensor(a) if isinstance(a, np.ndarray) else a for a in args))
@@ -406,6 +413,11 @@ class Compiled:
     def source(self, *args):
         """The generated Python source for these arguments."""
         return self._entry(self.signature(args), args)["exe"].source
+
+
+def _modes(entry):
+    """The train/eval modes now of the modules a trace called."""
+    return tuple(m.training for m in entry["modules"])
 
 
 def _write_state(state, values):
@@ -477,6 +489,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
                            for g, p in zip(grads, params)]
 
     compiled = Compiled(loss_and_grads, passes, persistent_outputs=True)
+    modules = list(model.modules()) if hasattr(model, "modules") else []
     fast = {}          # signature -> (generated function, captured tensors, copies): the hot path
 
     def prepare(xd, yd):
@@ -492,7 +505,8 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
     def step(x, y):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         yd = y.data if isinstance(y, Tensor) else np.asarray(y)
-        key = (xd.shape, xd.dtype, yd.shape, yd.dtype)
+        # (a step after model.eval() runs the eval-mode trace: no dropout, running stats)
+        key = (xd.shape, xd.dtype, yd.shape, yd.dtype, *[m.training for m in modules])
         layout = fused and fused.sync()             # the flat layout and state still hold?
         hit = fast.get(key)
         if hit is None or hit[3] != layout:

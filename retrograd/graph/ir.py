@@ -159,6 +159,11 @@ class Tracer:
         self._lifted = {}                    # id(tensor) -> (tensor, Var)
         self.outer = None                    # the capture around this one (base.push_capture)
         self.updates = {}                    # id(buffer) -> (buffer, its new value)
+        self.modules = {}                    # id(module) -> module, for each module called
+
+    def called(self, module):
+        """``module`` ran in this trace: what was traced depends on its ``training``."""
+        self.modules.setdefault(id(module), module)
 
     def lift(self, t):
         if isinstance(t, Var) or not isinstance(t, Tensor):

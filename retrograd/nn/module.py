@@ -87,6 +87,9 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        capture = base.capturing()
+        if capture is not None:          # rg.compile: the trace depends on self.training
+            capture.called(self)
         return self.forward(*args, **kwargs)
 
     # ---- structure
