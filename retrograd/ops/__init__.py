@@ -16,14 +16,17 @@ from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsin
                           maximum, minimum, mish, mul, neg, not_equal, pow, pow_scalar, reciprocal,
                           relu, relu6, round, rsqrt, selu, sigmoid, sign, silu, sin, sinh, softplus,
                           softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
-from .linalg import dot, matmul
+from .linalg import (cross, diagonal, dot, einsum, inner, matmul, outer, tensordot, trace, tril,
+                     triu)
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
+from .reduce import all, allclose, any, isclose, norm
 from .inplace import inplace_method, setitem
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
+from .shape import (array_split, flip, hstack, moveaxis, repeat, roll, rollaxis, tile, vstack)
 
 __all__ = [
     "REGISTRY", "Op", "apply", "defop", "unbroadcast",
@@ -42,6 +45,9 @@ __all__ = [
     "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
     "reciprocal", "rsqrt", "arctan2", "atan2", "logaddexp", "hypot", "copysign", "ceil", "trunc",
     "isnan", "isinf",
+    "einsum", "tensordot", "outer", "inner", "cross", "trace", "diagonal", "tril", "triu",
+    "flip", "roll", "repeat", "tile", "moveaxis", "rollaxis", "array_split", "hstack", "vstack",
+    "isclose", "allclose", "any", "all", "norm",
 ]
 
 
@@ -109,6 +115,10 @@ _methods = {
                            log1p, expm1, log2, log10, exp2, reciprocal, rsqrt, ceil, trunc, isnan,
                            isinf)},
     "asin": asin, "acos": acos, "atan": atan, "asinh": asinh, "acosh": acosh, "atanh": atanh,
+    # movement and linear algebra (repeat is NumPy's: PyTorch's Tensor.repeat is tile)
+    "flip": flip, "roll": roll, "repeat": repeat, "tile": tile, "moveaxis": moveaxis,
+    "diagonal": diagonal, "trace": trace, "tril": tril, "triu": triu, "any": any, "all": all,
+    "norm": norm,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _method(_fn))
