@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, share_version
 from .base import apply, defop
-from .elementwise import where
+from .elementwise import mul, where
 from .reduce import sum as _sum
 from .shape import (broadcast_to, moveaxis, norm_axes, reshape, stack, sum_to, swapaxes,
                     transpose)
@@ -171,9 +171,12 @@ def _einsum_ct(g, xs, terms, res, k):
     keep = "".join(c for c in uniq if c in have)
     r = einsum(",".join(others) + "->" + keep, *[u for i, u in enumerate(xs) if i != k], g)
     size = dict(zip(t, x.shape))
-    if len(keep) < len(uniq):                      # summed within x alone: broadcast back
-        r = broadcast_to(reshape(r, tuple(size[c] if c in have else 1 for c in uniq)),
-                         tuple(size[c] for c in uniq))
+    r = reshape(r, tuple(r.shape[keep.index(c)] if c in have else 1 for c in uniq))
+    # labels summed within x alone, or of size 1 in the others but not in x: broadcast back
+    # (the other way round, size 1 in x only, the backward walk sums the cotangent down)
+    full = tuple(builtins.max(n, size[c]) for n, c in zip(r.shape, uniq))
+    if r.shape != full:
+        r = broadcast_to(r, full)
     if len(uniq) < len(t):                         # x's diagonal: zeros off it
         r = reshape(r, tuple(size[c] if t.index(c) == i else 1 for i, c in enumerate(t)))
         r = r * _diag_mask(t, x.shape, r.dtype)
@@ -197,7 +200,7 @@ def _einsum_shape(*xs, subscripts):
     for t, x in zip(ins.split(","), xs):
         for c, n in zip(t, np.shape(x)):
             size[c] = builtins.max(size.get(c, 1), n)
-    return tuple(size[c] for c in res), np.result_type(*xs)
+    return tuple(size[c] for c in res), np.result_type(*(getattr(x, "dtype", x) for x in xs))
 
 
 _einsum = defop("einsum", _einsum_forward, _einsum_vjp, variadic=True, shape=_einsum_shape)
@@ -253,7 +256,7 @@ def inner(a, b):
     """``np.inner``: sum over the last axes (a scalar operand multiplies)."""
     sa, sb = _shape(a), _shape(b)
     if not sa or not sb:
-        return a * b
+        return mul(a, b)
     return tensordot(a, b, axes=([-1], [-1]))
 
 
