@@ -5,6 +5,7 @@ and triu."""
 from __future__ import annotations
 
 import builtins
+import functools
 
 import numpy as np
 
@@ -96,11 +97,11 @@ def dot(a, b):
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+@functools.lru_cache(maxsize=512)
 def _einsum_spec(subscripts, shapes):
-    """``subscripts`` in explicit form, '...' replaced by letters (NumPy's rules: the
-    implicit output is the ellipsis axes, then the labels used once, sorted)."""
-    if not isinstance(subscripts, str):
-        raise RetrogradError(f"einsum: subscripts must be a string, got {type(subscripts).__name__}")
+    """``subscripts`` in explicit form, '...' replaced by letters (NumPy's rules: the implicit
+    output is the ellipsis axes, then the labels used once, sorted). Cached: a training
+    step parses the same few specs on every call."""
     s = subscripts.replace(" ", "")
     ins, arrow, out = s.partition("->")
     terms = ins.split(",")
@@ -149,7 +150,7 @@ def _check_sizes(spec, shapes, subscripts):
 
 def _einsum_forward(*xs, subscripts):
     # BLAS (optimize) pays off past small operands or with more than two of them
-    big = len(xs) > 2 or sum(np.size(x) for x in xs) > 4096
+    big = len(xs) > 2 or builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
     return np.einsum(subscripts, *xs, optimize=big)
 
 
@@ -210,7 +211,9 @@ def einsum(subscripts, *operands):
     """Einstein summation, as ``np.einsum``: ``einsum("ij,jk->ik", a, b)``; implicit output
     (``"ij,jk"``), repeated labels (``"ii->i"``, ``"ii"``: the trace) and '...' broadcasting.
     One op; the gradient of each operand is itself an einsum (so it differentiates again)."""
-    shapes = [_shape(x) for x in operands]
+    shapes = tuple(tuple(_shape(x)) for x in operands)
+    if not isinstance(subscripts, str):
+        raise RetrogradError(f"einsum: subscripts must be a string, got {type(subscripts).__name__}")
     spec = _einsum_spec(subscripts, shapes)
     out = apply(_einsum, *operands, subscripts=spec)
     if len(operands) == 1:             # "ij->ji", "ii->i" are views, as in NumPy
