@@ -352,3 +352,23 @@ def test_gradcheck_of_an_input_not_in_c_order():
     so its numeric gradient was 0 (a transposed operand, e.g. einsum's A.T, failed)."""
     x = np.asfortranarray(RNG.standard_normal((3, 4)))
     assert rg.gradcheck(lambda a: (a * a).sum(), x)
+
+
+def test_the_tensor_methods_are_the_functions():
+    x = rg.tensor(T)
+    for name, args in (("flip", (1,)), ("roll", (1, 0)), ("repeat", (2, 1)), ("tile", ((1, 2),)),
+                       ("moveaxis", (0, -1)), ("diagonal", (0, 1, 2)), ("trace", (0, 1, 2)),
+                       ("tril", ()), ("triu", (1,)), ("norm", (None, 1)), ("any", ()), ("all", (1,))):
+        np.testing.assert_array_equal(getattr(x, name)(*args).numpy(),
+                                      getattr(rg, name)(x, *args).numpy(), err_msg=name)
+
+
+def test_einsum_size_one_and_empty_labels_broadcast_as_numpys():
+    a, b = np.ones((1, 3)), np.ones((0, 3))
+    assert rg.einsum("ij,ij->ij", a, b).shape == np.einsum("ij,ij->ij", a, b).shape == (0, 3)
+    assert rg.compile(lambda x, y: rg.einsum("ij,ij->ij", x, y))(a, b).shape == (0, 3)
+    x = rg.tensor(np.ones((1, 3)), requires_grad=True)
+    rg.einsum("ij,ij->", x, np.full((4, 3), 2.0)).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((1, 3), 8.0))
+    with pytest.raises(rg.ShapeError, match="label 'i' has sizes 0 and 5"):
+        rg.einsum("ij,ij,ij->ij", a, b, np.ones((5, 3)))

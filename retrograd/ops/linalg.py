@@ -130,7 +130,9 @@ def _einsum_spec(subscripts, shapes):
     for c in out.replace("...", ""):
         if c not in used:
             raise ShapeError(f"einsum: output label {c!r} of {subscripts!r} is in no operand")
-    terms = [t.replace("...", ell[len(ell) - (len(shape) - len(t) + 3):] if "..." in t else "")
+    # an operand's '...' stands for its leading axes not named: the last of the ellipsis
+    # letters (its axes broadcast right-aligned, as NumPy's)
+    terms = [t.replace("...", ell[len(ell) - (len(shape) - len(t) + 3):]) if "..." in t else t
              for t, shape in zip(terms, shapes)]
     spec = ",".join(terms) + "->" + out.replace("...", ell)
     _check_sizes(spec, shapes, subscripts)
@@ -145,7 +147,8 @@ def _check_sizes(spec, shapes, subscripts):
             if m != n and 1 not in (m, n):
                 raise ShapeError(f"einsum: {subscripts!r}: label {c!r} has sizes {m} and {n} "
                                  f"(operand shapes: {', '.join(str(tuple(s)) for s in shapes)})")
-            sizes[c] = builtins.max(m, n)
+            if m == 1:                 # a size-1 label broadcasts (to 0 too)
+                sizes[c] = n
 
 
 def _einsum_forward(*xs, subscripts):
@@ -175,7 +178,7 @@ def _einsum_ct(g, xs, terms, res, k):
     r = reshape(r, tuple(r.shape[keep.index(c)] if c in have else 1 for c in uniq))
     # labels summed within x alone, or of size 1 in the others but not in x: broadcast back
     # (the other way round, size 1 in x only, the backward walk sums the cotangent down)
-    full = tuple(builtins.max(n, size[c]) for n, c in zip(r.shape, uniq))
+    full = tuple(size[c] if n == 1 else n for n, c in zip(r.shape, uniq))
     if r.shape != full:
         r = broadcast_to(r, full)
     if len(uniq) < len(t):                         # x's diagonal: zeros off it
@@ -200,7 +203,8 @@ def _einsum_shape(*xs, subscripts):
     size = {}
     for t, x in zip(ins.split(","), xs):
         for c, n in zip(t, np.shape(x)):
-            size[c] = builtins.max(size.get(c, 1), n)
+            if size.get(c, 1) == 1:
+                size[c] = n
     return tuple(size[c] for c in res), np.result_type(*(getattr(x, "dtype", x) for x in xs))
 
 
