@@ -44,12 +44,18 @@ def test_einsum_equals_numpy_and_its_gradients_are_right_to_second_order(spec, o
 
 
 def test_einsum_is_one_op_and_its_gradients_are_einsums():
+    """(one op per arity: einsum of two operands, einsum_unary of one)"""
     a, b = rg.tensor(A, requires_grad=True), rg.tensor(S, requires_grad=True)
     out = rg.einsum("ij,jj->i", a, b)
     assert out._op is rg.ops.REGISTRY["einsum"] and out._inputs == (a, b)
     ga, gb = rg.autograd_grad(out.sum(), [a, b], create_graph=True)
     assert ga._op.name == "einsum" and gb._op.name == "mul"     # the diagonal, masked
     np.testing.assert_array_equal(gb.numpy(), np.diag(A.sum(0)))
+    # one operand: its own record (a view where NumPy's is); three: a chain of two-operand ones
+    x = rg.einsum("ij->ji", a)
+    assert x._op.name == "einsum_unary" and np.shares_memory(x.numpy(), a.numpy())
+    out = rg.einsum("ij,jk,kl->il", a, b, b)
+    assert out._op.name == "einsum" and {i._op.name for i in out._inputs if i._op} == {"einsum"}
     # a constant operand gets no cotangent
     assert rg.autograd_grad(rg.einsum("ij,jk->", a, S), [a])[0].shape == A.shape
 

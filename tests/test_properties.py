@@ -645,12 +645,13 @@ class Builder:
         la = "abcd"[:len(s)]
         if self.draw(st.booleans(), label="einsum of one"):
             pairs = [(i, j) for i in range(len(s)) for j in range(i + 1, len(s)) if s[i] == s[j]]
-            if not pairs:
-                raise Skip
-            i, j = self.choice(pairs, label="diagonal axes")
-            t = la[:j] + la[i] + la[j + 1:]
-            out = self.choice(["", "->" + "".join(dict.fromkeys(t))], label="output")
-            return self.add("einsum", f"rg.einsum({t + out!r}, {a})")
+            if pairs and self.draw(st.booleans(), label="diagonal"):
+                i, j = self.choice(pairs, label="diagonal axes")
+                t = la[:j] + la[i] + la[j + 1:]
+                out = self.choice(["", "->" + "".join(dict.fromkeys(t))], label="output")
+                return self.add("einsum", f"rg.einsum({t + out!r}, {a})")
+            out = self.draw(st.permutations(la), label="out order")[:self.integer(0, len(la))]
+            return self.add("einsum", f"rg.einsum({la + '->' + ''.join(out)!r}, {a})")
         b = self.pick(lambda n: 1 <= len(self.shape(n)) <= 3, label="einsum partner")
         lb = "".join(la[i] if i is not None else "pqr"[j] for j, i in enumerate(
             self.choice([i for i, d in enumerate(s) if d == e] + [None], label="shared")

@@ -152,22 +152,17 @@ def _check_sizes(spec, shapes, subscripts):
 
 
 def _einsum_forward(*xs, subscripts):
-    # BLAS (optimize) pays off past small operands or with more than two of them
-    big = len(xs) > 2 or builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
+    # BLAS (optimize) pays off past small operands
+    big = builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
     return np.einsum(subscripts, *xs, optimize=big)
 
 
-def _einsum_vjp(g, out, *xs, subscripts):
-    """The cotangent of each operand is an einsum of the others and g: labels only in
-    that operand are broadcast back, and a label repeated in it (a diagonal) is put back
-    on the diagonal by a 0/1 mask. (Operands that need no gradient get none.)"""
+def _einsum_ct(g, xs, subscripts, k):
+    """The cotangent of operand ``k``: an einsum of the other operand (if any) and g;
+    labels only in that operand are broadcast back, and a label repeated in it (a
+    diagonal) is put back on the diagonal by a 0/1 mask."""
     ins, res = subscripts.split("->")
     terms = ins.split(",")
-    return [_einsum_ct(g, xs, terms, res, k) if isinstance(x, Tensor) and x.requires_grad
-            else None for k, x in enumerate(xs)]
-
-
-def _einsum_ct(g, xs, terms, res, k):
     t, x = terms[k], xs[k]
     uniq = "".join(dict.fromkeys(t))               # t's labels, each once, in order
     others = [u for i, u in enumerate(terms) if i != k] + [res]
@@ -176,7 +171,7 @@ def _einsum_ct(g, xs, terms, res, k):
     r = einsum(",".join(others) + "->" + keep, *[u for i, u in enumerate(xs) if i != k], g)
     size = dict(zip(t, x.shape))
     r = reshape(r, tuple(r.shape[keep.index(c)] if c in have else 1 for c in uniq))
-    # labels summed within x alone, or of size 1 in the others but not in x: broadcast back
+    # labels summed within x alone, or of size 1 in the other but not in x: broadcast back
     # (the other way round, size 1 in x only, the backward walk sums the cotangent down)
     full = tuple(size[c] if n == 1 else n for n, c in zip(r.shape, uniq))
     if r.shape != full:
@@ -208,21 +203,54 @@ def _einsum_shape(*xs, subscripts):
     return tuple(size[c] for c in res), np.result_type(*(getattr(x, "dtype", x) for x in xs))
 
 
-_einsum = defop("einsum", _einsum_forward, _einsum_vjp, variadic=True, shape=_einsum_shape)
+# one record per arity (what each rule reads is then declared); more operands contract
+# pairwise, in the order np.einsum_path picks
+_einsum = defop("einsum", _einsum_forward, (
+    lambda g, out, a, b, subscripts: _einsum_ct(g, (a, b), subscripts, 0),
+    lambda g, out, a, b, subscripts: _einsum_ct(g, (a, b), subscripts, 1)),
+    reads=((1,), (0,)), shape=_einsum_shape)
+_einsum1 = defop("einsum_unary", _einsum_forward, (
+    lambda g, out, x, subscripts: _einsum_ct(g, (x,), subscripts, 0),), reads=((),),
+    shape=_einsum_shape)
+
+
+def _pairwise(spec, operands, shapes):
+    """An einsum of three or more operands as a chain of two-operand ones."""
+    ins, res = spec.split("->")
+    terms, ops_ = ins.split(","), list(operands)
+    stand_ins = [np.broadcast_to(np.zeros((), np.float64), s) for s in shapes]
+    path = np.einsum_path(spec, *stand_ins, optimize="greedy")[0][1:]
+    for step in path:
+        picked = sorted(step, reverse=True)
+        t = [terms.pop(i) for i in picked]
+        xs = [ops_.pop(i) for i in picked]
+        rest = "".join(terms) + res
+        if not terms:
+            out = res
+        else:                                      # keep what is used later, in order
+            out = "".join(c for c in dict.fromkeys("".join(t)) if c in rest)
+        sub = ",".join(t) + "->" + out
+        terms.append(out)
+        ops_.append(apply(_einsum if len(xs) == 2 else _einsum1, *xs, subscripts=sub)
+                    if len(xs) <= 2 else _pairwise(sub, xs, [np.shape(x) for x in xs]))
+    return ops_[0]
 
 
 def einsum(subscripts, *operands):
     """Einstein summation, as ``np.einsum``: ``einsum("ij,jk->ik", a, b)``; implicit output
     (``"ij,jk"``), repeated labels (``"ii->i"``, ``"ii"``: the trace) and '...' broadcasting.
-    One op; the gradient of each operand is itself an einsum (so it differentiates again)."""
+    One op for one or two operands (more are contracted pairwise, in the order NumPy's
+    einsum_path chooses); the gradient of each operand is itself an einsum, so it
+    differentiates again."""
     shapes = tuple(tuple(_shape(x)) for x in operands)
     if not isinstance(subscripts, str):
         raise RetrogradError(f"einsum: subscripts must be a string, got {type(subscripts).__name__}")
     spec = _einsum_spec(subscripts, shapes)
-    out = apply(_einsum, *operands, subscripts=spec)
     if len(operands) == 1:             # "ij->ji", "ii->i" are views, as in NumPy
-        share_version(out, operands[0])
-    return out
+        return share_version(apply(_einsum1, operands[0], subscripts=spec), operands[0])
+    if len(operands) == 2:
+        return apply(_einsum, *operands, subscripts=spec)
+    return _pairwise(spec, operands, shapes)
 
 
 def tensordot(a, b, axes=2):
