@@ -214,13 +214,17 @@ _einsum1 = defop("einsum_unary", _einsum_forward, (
     shape=_einsum_shape)
 
 
+@functools.lru_cache(maxsize=256)
+def _path(spec, shapes):
+    stand_ins = [np.broadcast_to(np.zeros((), np.float64), s) for s in shapes]
+    return np.einsum_path(spec, *stand_ins, optimize="greedy")[0][1:]
+
+
 def _pairwise(spec, operands, shapes):
     """An einsum of three or more operands as a chain of two-operand ones."""
     ins, res = spec.split("->")
     terms, ops_ = ins.split(","), list(operands)
-    stand_ins = [np.broadcast_to(np.zeros((), np.float64), s) for s in shapes]
-    path = np.einsum_path(spec, *stand_ins, optimize="greedy")[0][1:]
-    for step in path:
+    for step in _path(spec, tuple(tuple(s) for s in shapes)):
         picked = sorted(step, reverse=True)
         t = [terms.pop(i) for i in picked]
         xs = [ops_.pop(i) for i in picked]
