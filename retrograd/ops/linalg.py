@@ -152,8 +152,9 @@ def _check_sizes(spec, shapes, subscripts):
 
 
 def _einsum_forward(*xs, subscripts):
-    # BLAS (optimize) pays off past small operands
-    big = builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
+    # BLAS (optimize) pays off for two operands past small ones (one operand: a view, or a
+    # sum, either way without it)
+    big = len(xs) == 2 and builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
     return np.einsum(subscripts, *xs, optimize=big)
 
 
