@@ -9,6 +9,7 @@
 from importlib import import_module as _import_module
 
 from . import autodiff, data, graph, io, nn, ops, optim
+from . import linalg
 from .graph import compile
 from .io import CheckpointError, load, save
 from .autodiff import grad as autograd_grad

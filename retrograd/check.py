@@ -26,7 +26,9 @@ def _prepare(inputs):
     for i, x in enumerate(inputs):
         arr = np.asarray(x.data if isinstance(x, Tensor) else x)
         if arr.dtype.kind == "f" or isinstance(x, float):
-            xs.append(Tensor(arr.astype(np.float64), requires_grad=True))
+            # C order: central_differences perturbs entries through a reshape(-1) view
+            # (of an F-ordered copy, reshape(-1) is a copy and the perturbation is lost)
+            xs.append(Tensor(arr.astype(np.float64, order="C"), requires_grad=True))
             checked.append(i)
         else:
             xs.append(x)

@@ -643,10 +643,82 @@ class Builder:
         w = self.const(self.rng().uniform(-1, 1, shape))
         return self.add("matmul", f"{a} @ {w}")
 
+    def linalg(self):
+        """The movement and linear-algebra ops of issue 12 (flip, roll, tril/triu, moveaxis,
+        tile, repeat, diagonal, trace, einsum, the pad modes, norm), one family."""
+        a = self.pick(lambda n: len(self.shape(n)) >= 1)
+        s = self.shape(a)
+        nd = len(s)
+        # the ops of their own (einsum, diagonal, the border pad) twice: each is skipped more
+        form = self.choice(["flip", "roll", "tri", "moveaxis", "tile", "repeat", "diagonal",
+                            "einsum", "pad", "norm", "einsum", "diagonal", "pad"], label="linalg op")
+        axis = self.integer(-nd, nd - 1, label="axis")
+        if form == "flip":
+            return self.add(form, f"rg.flip({a}, {self.choice([None, axis])})")
+        if form == "roll":
+            shift = self.integer(-4, 4, label="shift")
+            return self.add(form, f"rg.roll({a}, {shift}, {self.choice([None, axis])})")
+        if form == "moveaxis":
+            return self.add(form, f"rg.moveaxis({a}, {axis}, {self.integer(-nd, nd - 1)})")
+        if form == "tile":
+            reps = tuple(self.integer(1, 2, label="reps") for _ in range(self.integer(1, nd + 1)))
+            return self.add(form, f"rg.tile({a}, {reps!r})")
+        if form == "repeat":
+            if self.draw(st.booleans(), label="counts"):
+                counts = [self.integer(0, 2, label="count") for _ in range(s[axis])]
+                return self.add(form, f"rg.repeat({a}, {counts!r}, axis={axis})")
+            return self.add(form, f"rg.repeat({a}, {self.integer(1, 3)}, {self.choice([None, axis])})")
+        if form == "pad":
+            mode = self.choice(["reflect", "replicate", "edge", "circular", "wrap"], label="mode")
+            pw = tuple((self.integer(0, 1), self.integer(0, 2)) for _ in s)
+            return self.add(form, f"rg.pad({a}, {pw!r}, {mode!r})")
+        if form == "norm":                      # the 2-norm, kept away from its kink at 0
+            code = (f"rg.norm({a}, 'fro', axis=(0, -1))" if nd >= 2 and self.draw(
+                st.booleans(), label="matrix") else f"rg.norm({a}, axis={self.choice([None, axis])})")
+            if np.min(eval(code, {"rg": rg}, dict(self.env)).numpy()) < 0.1:
+                raise Skip
+            return self.add(form, code)
+        if form == "einsum":
+            return self._einsum(a, s)
+        if nd < 2:
+            raise Skip
+        k = self.integer(-1, 1, label="diagonal")
+        if form == "tri":
+            return self.add(form, f"rg.{self.choice(['tril', 'triu'])}({a}, {k})")
+        other = self.choice([ax for ax in range(nd) if ax != axis % nd], label="axis2")
+        fn = self.choice(["diagonal", "trace"], label="diagonal or trace")
+        return self.add(form, f"rg.{fn}({a}, {k}, {axis}, {other})")
+
+    def _einsum(self, a, s):
+        """einsum of ``a`` and a pool value, axes of equal size shared (contracted or kept),
+        or of ``a`` alone with a repeated label (its diagonal)."""
+        la = "abcd"[:len(s)]
+        if self.draw(st.booleans(), label="einsum of one"):
+            pairs = [(i, j) for i in range(len(s)) for j in range(i + 1, len(s)) if s[i] == s[j]]
+            if pairs and self.draw(st.booleans(), label="diagonal"):
+                i, j = self.choice(pairs, label="diagonal axes")
+                t = la[:j] + la[i] + la[j + 1:]
+                out = self.choice(["", "->" + "".join(dict.fromkeys(t))], label="output")
+                return self.add("einsum", f"rg.einsum({t + out!r}, {a})")
+            out = self.draw(st.permutations(la), label="out order")[:self.integer(0, len(la))]
+            return self.add("einsum", f"rg.einsum({la + '->' + ''.join(out)!r}, {a})")
+        b = self.pick(lambda n: 1 <= len(self.shape(n)) <= 3, label="einsum partner")
+        lb = "".join(la[i] if i is not None else "pqr"[j] for j, i in enumerate(
+            self.choice([i for i, d in enumerate(s) if d == e] + [None], label="shared")
+            for e in self.shape(b)))
+        if len(set(lb)) < len(lb):
+            raise Skip
+        size = dict(zip(la + lb, s + self.shape(b)))
+        out = self.draw(st.permutations(sorted(size)), label="out order")
+        out = out[:self.integer(0, len(out), label="out labels")]
+        while math.prod(size[c] for c in out) > MAX_SIZE:      # keep the result small
+            out = out[:-1]
+        return self.add("einsum", f"rg.einsum({la + ',' + lb + '->' + ''.join(out)!r}, {a}, {b})")
+
     # op families and how often they are drawn
     OPS = (("unary", 4), ("unary_more", 3), ("binary", 5), ("reduction", 3), ("power", 1), ("scalar_arith", 1),
            ("softmax", 1), ("reshape", 1), ("transpose", 1), ("broadcast_to", 1), ("dims", 1),
-           ("getitem", 2), ("join", 1), ("matmul", 2), ("scan", 2))
+           ("getitem", 2), ("join", 1), ("matmul", 2), ("scan", 2), ("linalg", 3))
 
     def final(self):
         """The scalar: a weighted sum of every value no other value uses (so each op

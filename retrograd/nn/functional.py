@@ -5,6 +5,8 @@ Each loss takes ``reduction`` = "mean" (over the batch), "sum" or "none".
 """
 from __future__ import annotations
 
+import builtins
+
 from .. import ops
 from ..errors import RetrogradError, ShapeError
 from ..ops.loss import binary_cross_entropy as _bce
@@ -255,6 +257,34 @@ def kl_div(input, target, reduction="mean", log_target=False):
         raise ValueError(f"{who}: reduction must be 'batchmean', 'mean', 'sum' or 'none', "
                          f"got {reduction!r}")
     return _reduce(per, reduction, who)
+
+
+_TORCH_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad(input, pad, mode="constant", value=0):
+    """PyTorch's F.pad: ``pad`` = (left, right) of the last axis, then (left, right) of the
+    one before, ...; modes 'constant' (with ``value``), 'reflect', 'replicate', 'circular'
+    (rg.pad with its pad_width turned around). As PyTorch, a reflect pad must be shorter than
+    its axis and a circular one no longer; negative (cropping) pads are refused."""
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ShapeError(f"pad: pad {pad} must hold (left, right) pairs for at most the "
+                         f"{input.ndim} axes of shape {input.shape}")
+    if mode not in _TORCH_PAD_MODES:
+        raise RetrogradError(f"pad: mode must be one of {_TORCH_PAD_MODES}, got {mode!r}")
+    k = len(pad) // 2
+    width = [(0, 0)] * (input.ndim - k) + [pad[2 * i:2 * i + 2] for i in reversed(range(k))]
+    for axis, (lo, hi) in enumerate(width):
+        n = input.shape[axis]
+        if (mode == "reflect" and builtins.max(lo, hi) >= n) or (
+                mode == "circular" and builtins.max(lo, hi) > n):
+            raise ShapeError(f"pad: {mode} padding ({lo}, {hi}) of axis {axis} of shape "
+                             f"{input.shape} must be {'<' if mode == 'reflect' else '<='} its "
+                             f"size {n}")
+    if mode == "constant":
+        return ops.pad(input, width, constant_values=value)
+    return ops.pad(input, width, mode)
 
 
 def dropout(x, p=0.5, training=True, generator=None):

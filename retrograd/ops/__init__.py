@@ -20,17 +20,20 @@ from .elementwise import fmod, mod, remainder
 from .index import (ValuesIndices, argsort, gather, index_select, masked_fill, scatter,
                     scatter_reduce, sort, take, take_along_axis, topk)
 from .scan import cummax, cummin, cumprod, cumsum, diff, logcumsumexp
-from .linalg import dot, matmul
+from .linalg import (cross, diagonal, dot, einsum, inner, matmul, outer, tensordot, trace, tril,
+                     triu)
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                    interpolate, max_pool2d, unfold)
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .nn import embedding
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
+from .reduce import all, allclose, any, isclose, norm
 from .inplace import inplace_method, setitem
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
+from .shape import (array_split, flip, hstack, moveaxis, repeat, roll, rollaxis, tile, vstack)
 
 __all__ = [
     "REGISTRY", "Op", "apply", "defop", "unbroadcast",
@@ -54,6 +57,9 @@ __all__ = [
     "mod", "remainder", "fmod", "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "diff",
     "sort", "argsort", "topk", "take", "take_along_axis", "gather", "scatter", "scatter_reduce",
     "index_select", "masked_fill", "ValuesIndices",
+    "einsum", "tensordot", "outer", "inner", "cross", "trace", "diagonal", "tril", "triu",
+    "flip", "roll", "repeat", "tile", "moveaxis", "rollaxis", "array_split", "hstack", "vstack",
+    "isclose", "allclose", "any", "all", "norm",
 ]
 
 
@@ -128,6 +134,10 @@ _methods = {
     "logcumsumexp": logcumsumexp, "diff": diff, "argsort": argsort, "topk": topk, "take": take,
     "gather": gather, "scatter": scatter, "scatter_reduce": scatter_reduce,
     "index_select": index_select, "masked_fill": masked_fill,
+    # movement and linear algebra (repeat is NumPy's: PyTorch's Tensor.repeat is tile)
+    "flip": flip, "roll": roll, "repeat": repeat, "tile": tile, "moveaxis": moveaxis,
+    "diagonal": diagonal, "trace": trace, "tril": tril, "triu": triu, "any": any, "all": all,
+    "norm": norm,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _method(_fn))

@@ -1,12 +1,21 @@
-"""Matrix products: 1-D, 2-D and batched (broadcast) ``matmul``, and ``dot``."""
+"""Matrix products: 1-D, 2-D and batched (broadcast) ``matmul``, and ``dot``; ``einsum``
+(one op, each operand's gradient an einsum) and what is written with it (tensordot,
+inner), outer, cross, the diagonal (a view, scattered back by its adjoint), trace, tril
+and triu."""
 from __future__ import annotations
+
+import builtins
+import functools
 
 import numpy as np
 
-from ..errors import ShapeError
-from ..tensor import Tensor
+from ..errors import RetrogradError, ShapeError
+from ..tensor import Tensor, share_version
 from .base import apply, defop
-from .shape import reshape, sum_to, swapaxes, transpose
+from .elementwise import mul, where
+from .reduce import sum as _sum
+from .shape import (broadcast_to, moveaxis, norm_axes, reshape, stack, sum_to, swapaxes,
+                    transpose)
 
 
 def _as_matrices(g, a, b):
@@ -81,3 +90,289 @@ def dot(a, b):
         raise ShapeError(f"dot: shapes {sa} and {sb}: dot of arrays with more than 2 axes is "
                          "ambiguous here; use rg.matmul (batched) instead")
     return matmul(a, b)
+
+
+# ---------------------------------------------------------------- einsum
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@functools.lru_cache(maxsize=512)
+def _einsum_spec(subscripts, shapes):
+    """``subscripts`` in explicit form, '...' replaced by letters (NumPy's rules: the implicit
+    output is the ellipsis axes, then the labels used once, sorted). Cached: a training
+    step parses the same few specs on every call."""
+    s = subscripts.replace(" ", "")
+    ins, arrow, out = s.partition("->")
+    terms = ins.split(",")
+    if len(terms) != len(shapes):
+        raise ShapeError(f"einsum: {subscripts!r} names {len(terms)} operands, got {len(shapes)}")
+    bad = {c for c in ins.replace(",", "").replace("...", "") + out.replace("...", "")
+           if c not in _LETTERS}
+    if bad or (arrow and "-" in out) or out.count("...") > 1 or any(t.count("...") > 1 for t in terms):
+        raise ShapeError(f"einsum: invalid subscripts {subscripts!r}")
+    used = [c for t in terms for c in t.replace("...", "")]
+    free = [c for c in _LETTERS if c not in used and c not in out]
+    n_ell = 0
+    for t, shape in zip(terms, shapes):
+        k = len(t.replace("...", ""))
+        if ("..." in t and k > len(shape)) or ("..." not in t and k != len(shape)):
+            raise ShapeError(f"einsum: operand of shape {tuple(shape)} has {len(shape)} axes, "
+                             f"subscripts {t!r} name {k}")
+        if "..." in t:
+            n_ell = builtins.max(n_ell, len(shape) - k)
+    ell = "".join(free[:n_ell])
+    if not arrow:
+        out = ("..." if any("..." in t for t in terms) else "") + "".join(
+            sorted(c for c in set(used) if used.count(c) == 1))
+    elif "..." in out and not any("..." in t for t in terms):
+        raise ShapeError(f"einsum: {subscripts!r} has '...' in the output only")
+    for c in out.replace("...", ""):
+        if c not in used:
+            raise ShapeError(f"einsum: output label {c!r} of {subscripts!r} is in no operand")
+    # an operand's '...' stands for its leading axes not named: the last of the ellipsis
+    # letters (its axes broadcast right-aligned, as NumPy's)
+    terms = [t.replace("...", ell[len(ell) - (len(shape) - len(t) + 3):]) if "..." in t else t
+             for t, shape in zip(terms, shapes)]
+    spec = ",".join(terms) + "->" + out.replace("...", ell)
+    _check_sizes(spec, shapes, subscripts)
+    return spec
+
+
+def _check_sizes(spec, shapes, subscripts):
+    sizes = {}
+    for t, shape in zip(spec.split("->")[0].split(","), shapes):
+        for c, n in zip(t, shape):
+            m = sizes.setdefault(c, n)
+            if m != n and 1 not in (m, n):
+                raise ShapeError(f"einsum: {subscripts!r}: label {c!r} has sizes {m} and {n} "
+                                 f"(operand shapes: {', '.join(str(tuple(s)) for s in shapes)})")
+            if m == 1:                 # a size-1 label broadcasts (to 0 too)
+                sizes[c] = n
+
+
+def _einsum_forward(*xs, subscripts):
+    # BLAS (optimize) pays off for two operands past small ones (one operand: a view, or a
+    # sum, either way without it)
+    big = len(xs) == 2 and builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
+    return np.einsum(subscripts, *xs, optimize=big)
+
+
+def _einsum_ct(g, xs, subscripts, k):
+    """The cotangent of operand ``k``: an einsum of the other operand (if any) and g;
+    labels only in that operand are broadcast back, and a label repeated in it (a
+    diagonal) is put back on the diagonal by a 0/1 mask."""
+    ins, res = subscripts.split("->")
+    terms = ins.split(",")
+    t, x = terms[k], xs[k]
+    uniq = "".join(dict.fromkeys(t))               # t's labels, each once, in order
+    others = [u for i, u in enumerate(terms) if i != k] + [res]
+    have = set("".join(others))
+    keep = "".join(c for c in uniq if c in have)
+    r = einsum(",".join(others) + "->" + keep, *[u for i, u in enumerate(xs) if i != k], g)
+    size = dict(zip(t, x.shape))
+    r = reshape(r, tuple(r.shape[keep.index(c)] if c in have else 1 for c in uniq))
+    # labels summed within x alone, or of size 1 in the other but not in x: broadcast back
+    # (the other way round, size 1 in x only, the backward walk sums the cotangent down)
+    full = tuple(size[c] if n == 1 else n for n, c in zip(r.shape, uniq))
+    if r.shape != full:
+        r = broadcast_to(r, full)
+    if len(uniq) < len(t):                         # x's diagonal: zeros off it
+        r = reshape(r, tuple(size[c] if t.index(c) == i else 1 for i, c in enumerate(t)))
+        r = r * _diag_mask(t, x.shape, r.dtype)
+    return r
+
+
+def _diag_mask(t, shape, dtype):
+    """1 where every repeated label of ``t`` takes one value along all its axes."""
+    grids = np.indices(shape, sparse=True)
+    mask = np.ones(shape, dtype=bool)
+    for i, c in enumerate(t):
+        j = t.index(c)
+        if j != i:
+            mask = mask & (grids[i] == grids[j])
+    return mask.astype(dtype)
+
+
+def _einsum_shape(*xs, subscripts):
+    ins, res = subscripts.split("->")
+    size = {}
+    for t, x in zip(ins.split(","), xs):
+        for c, n in zip(t, np.shape(x)):
+            if size.get(c, 1) == 1:
+                size[c] = n
+    return tuple(size[c] for c in res), np.result_type(*(getattr(x, "dtype", x) for x in xs))
+
+
+# one record per arity (what each rule reads is then declared); more operands contract
+# pairwise, in the order np.einsum_path picks
+_einsum = defop("einsum", _einsum_forward, (
+    lambda g, out, a, b, subscripts: _einsum_ct(g, (a, b), subscripts, 0),
+    lambda g, out, a, b, subscripts: _einsum_ct(g, (a, b), subscripts, 1)),
+    reads=((1,), (0,)), shape=_einsum_shape)
+_einsum1 = defop("einsum_unary", _einsum_forward, (
+    lambda g, out, x, subscripts: _einsum_ct(g, (x,), subscripts, 0),), reads=((),),
+    shape=_einsum_shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _path(spec, shapes):
+    stand_ins = [np.broadcast_to(np.zeros((), np.float64), s) for s in shapes]
+    return np.einsum_path(spec, *stand_ins, optimize="greedy")[0][1:]
+
+
+def _pairwise(spec, operands, shapes):
+    """An einsum of three or more operands as a chain of two-operand ones."""
+    ins, res = spec.split("->")
+    terms, ops_ = ins.split(","), list(operands)
+    for step in _path(spec, tuple(tuple(s) for s in shapes)):
+        picked = sorted(step, reverse=True)
+        t = [terms.pop(i) for i in picked]
+        xs = [ops_.pop(i) for i in picked]
+        rest = "".join(terms) + res
+        if not terms:
+            out = res
+        else:                                      # keep what is used later, in order
+            out = "".join(c for c in dict.fromkeys("".join(t)) if c in rest)
+        sub = ",".join(t) + "->" + out
+        terms.append(out)
+        ops_.append(apply(_einsum if len(xs) == 2 else _einsum1, *xs, subscripts=sub)
+                    if len(xs) <= 2 else _pairwise(sub, xs, [np.shape(x) for x in xs]))
+    return ops_[0]
+
+
+def einsum(subscripts, *operands):
+    """Einstein summation, as ``np.einsum``: ``einsum("ij,jk->ik", a, b)``; implicit output
+    (``"ij,jk"``), repeated labels (``"ii->i"``, ``"ii"``: the trace) and '...' broadcasting.
+    One op for one or two operands (more are contracted pairwise, in the order NumPy's
+    einsum_path chooses); the gradient of each operand is itself an einsum, so it
+    differentiates again."""
+    shapes = tuple(tuple(_shape(x)) for x in operands)
+    if not isinstance(subscripts, str):
+        raise RetrogradError(f"einsum: subscripts must be a string, got {type(subscripts).__name__}")
+    spec = _einsum_spec(subscripts, shapes)
+    if len(operands) == 1:             # "ij->ji", "ii->i" are views, as in NumPy
+        return share_version(apply(_einsum1, operands[0], subscripts=spec), operands[0])
+    if len(operands) == 2:
+        return apply(_einsum, *operands, subscripts=spec)
+    return _pairwise(spec, operands, shapes)
+
+
+def tensordot(a, b, axes=2):
+    """``np.tensordot``: sum over the last ``axes`` axes of a and the first of b, or over
+    the pairs ``axes=([a axes], [b axes])``; one einsum."""
+    sa, sb = _shape(a), _shape(b)
+    if isinstance(axes, (int, np.integer)):
+        if not 0 <= axes <= builtins.min(len(sa), len(sb)):
+            raise ShapeError(f"tensordot: axes={axes} for shapes {sa} and {sb}")
+        ax_a, ax_b = list(range(len(sa) - axes, len(sa))), list(range(axes))
+    else:
+        try:
+            ax_a, ax_b = ([x] if isinstance(x, (int, np.integer)) else list(x) for x in axes)
+        except (TypeError, ValueError):
+            raise ShapeError(f"tensordot: axes must be an int or a pair of axis lists, got {axes!r}") from None
+        if len(ax_a) != len(ax_b):
+            raise ShapeError(f"tensordot: axes {axes!r} pair {len(ax_a)} axes with {len(ax_b)}")
+    ax_a = norm_axes(ax_a, len(sa), "tensordot", of=f"the first operand, of shape {sa}", scalar=False)
+    ax_b = norm_axes(ax_b, len(sb), "tensordot", of=f"the second operand, of shape {sb}", scalar=False)
+    for i, j in zip(ax_a, ax_b):
+        if sa[i] != sb[j]:
+            raise ShapeError(f"tensordot: shapes {sa} and {sb}: axis {i} ({sa[i]}) and axis {j} "
+                             f"({sb[j]}) differ")
+    la, lb = _LETTERS[:len(sa)], list(_LETTERS[len(sa):len(sa) + len(sb)])
+    for i, j in zip(ax_a, ax_b):
+        lb[j] = la[i]
+    out = "".join(c for i, c in enumerate(la) if i not in ax_a) + "".join(
+        c for j, c in enumerate(lb) if j not in ax_b)
+    return apply(_einsum, a, b, subscripts=f"{la},{''.join(lb)}->{out}")
+
+
+def outer(a, b):
+    """``np.outer``: the inputs flattened, every product a[i] * b[j]."""
+    return reshape(a, (-1, 1)) * reshape(b, (1, -1))
+
+
+def inner(a, b):
+    """``np.inner``: sum over the last axes (a scalar operand multiplies)."""
+    sa, sb = _shape(a), _shape(b)
+    if not sa or not sb:
+        return mul(a, b)
+    return tensordot(a, b, axes=([-1], [-1]))
+
+
+def cross(a, b, axis=-1):
+    """Cross product of 3-vectors along ``axis`` (of both, and of the result; the other
+    axes broadcast), as ``np.cross(a, b, axis=axis)``; a composite, so it differentiates
+    twice for free."""
+    sa, sb = _shape(a), _shape(b)
+    ia = norm_axes(axis, len(sa), "cross", of=f"the first operand, of shape {sa}", scalar=False)[0]
+    ib = norm_axes(axis, len(sb), "cross", of=f"the second operand, of shape {sb}", scalar=False)[0]
+    if sa[ia] != 3 or sb[ib] != 3:
+        raise ShapeError(f"cross: needs 3-vectors along axis {axis}, got shapes {sa} and {sb}")
+    a, b = moveaxis(a, ia, -1), moveaxis(b, ib, -1)
+    a0, a1, a2 = (a[..., i] for i in range(3))
+    b0, b1, b2 = (b[..., i] for i in range(3))
+    c = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+    return moveaxis(c, -1, norm_axes(axis, c.ndim, "cross", scalar=False)[0])
+
+
+# ---------------------------------------------------------------- diagonal, trace, tril, triu
+
+def _diag_index(n, offset):
+    """Rows and columns of the ``offset`` diagonal of the last two axes, ``n`` long."""
+    i = np.arange(n)
+    return i + builtins.max(-offset, 0), i + builtins.max(offset, 0)
+
+
+def _diag_embed(g, offset, axis1, axis2, shape):
+    # the adjoint of diagonal: zeros of x's shape with g (diagonal last) on the diagonal
+    out = np.zeros(shape, dtype=g.dtype)
+    rows, cols = _diag_index(g.shape[-1], offset)
+    np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g
+    return out
+
+
+_diagonal = defop("diagonal", lambda x, offset, axis1, axis2: np.diagonal(x, offset, axis1, axis2),
+                  (lambda g, out, x, offset, axis1, axis2:
+                   apply(_diagonal_vjp, g, offset=offset, axis1=axis1, axis2=axis2, shape=x.shape),),
+                  reads=((),))
+_diagonal_vjp = defop("diagonal_vjp", _diag_embed, (
+    lambda g, out, gd, offset, axis1, axis2, shape: apply(_diagonal, g, offset=offset,
+                                                          axis1=axis1, axis2=axis2),),
+    reads=((),), fresh=True)
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """``np.diagonal``: the ``offset`` diagonal of the planes (axis1, axis2), as a last
+    axis; a (read-only) view, as NumPy's. Its gradient scatters back onto the diagonal."""
+    shape = _shape(x)
+    a1, a2 = norm_axes((axis1, axis2), len(shape), "diagonal", of=f"a tensor of shape {shape}",
+                       scalar=False, unique=False)
+    if a1 == a2:
+        raise ShapeError(f"diagonal: axis1 and axis2 are both axis {a1} (shape {shape})")
+    return share_version(apply(_diagonal, x, offset=int(offset), axis1=a1, axis2=a2), x)
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    """``np.trace``: the sum of the ``offset`` diagonal."""
+    return _sum(diagonal(x, offset, axis1, axis2), axis=-1)
+
+
+def _tri(x, k, lower, who):
+    shape = _shape(x)
+    if len(shape) < 2:
+        raise ShapeError(f"{who}: needs at least 2 axes (a matrix, or a stack of them), "
+                         f"got shape {shape}")
+    n, m = shape[-2:]
+    mask = np.tri(n, m, k, dtype=bool) if lower else ~np.tri(n, m, k - 1, dtype=bool)
+    return where(mask, x, 0)
+
+
+def tril(x, k=0):
+    """``np.tril``: zeros above the ``k``-th diagonal of the last two axes."""
+    return _tri(x, int(k), True, "tril")
+
+
+def triu(x, k=0):
+    """``np.triu``: zeros below the ``k``-th diagonal of the last two axes."""
+    return _tri(x, int(k), False, "triu")

@@ -16,7 +16,7 @@ from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .kernels import fmax, fsum
-from .elementwise import exp, log, mask_like, sqrt, where
+from .elementwise import abs, exp, log, mask_like, sqrt, where
 from .shape import astype, broadcast_to, getitem, norm_axes, reshape, transpose
 
 
@@ -300,5 +300,102 @@ def log_softmax(x, axis=-1):
     return apply(_log_softmax_op, x, axis=_one_axis(axis, x, "log_softmax"))
 
 
+# ---------------------------------------------------------------- any / all / isclose
+
+_any = defop("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims), fresh=True)
+_all = defop("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims), fresh=True)
+_isclose = defop("isclose", lambda a, b, rtol, atol, equal_nan:
+                 np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), fresh=True,
+                 args=("a", "b"))
+
+
+def any(x, axis=None, keepdims=False):
+    """Whether any entry is nonzero (a boolean tensor; no gradient), as ``np.any``."""
+    axis = norm_axes(axis, _ndim(x), "any", sort=True)
+    return apply(_any, x, axis=axis, keepdims=bool(keepdims))
+
+
+def all(x, axis=None, keepdims=False):
+    """Whether every entry is nonzero (a boolean tensor; no gradient), as ``np.all``."""
+    axis = norm_axes(axis, _ndim(x), "all", sort=True)
+    return apply(_all, x, axis=axis, keepdims=bool(keepdims))
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``np.isclose``: |a - b| <= atol + rtol * |b| elementwise (a boolean tensor)."""
+    return apply(_isclose, a, b, rtol=float(rtol), atol=float(atol), equal_nan=bool(equal_nan))
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    """``np.allclose``: whether every pair is close -- a Python bool, as NumPy's."""
+    return bool(all(isclose(a, b, rtol, atol, equal_nan)))
+
+
+# ---------------------------------------------------------------- norm
+
+def _safe_root(s, p=2):
+    # s ** (1/p) with gradient 0 where s is 0 (PyTorch's subgradient at the origin): the
+    # plain chain rule gives inf * 0 = nan there
+    zero = s == 0
+    r = where(zero, 1, s)
+    return where(zero, 0, sqrt(r) if p == 2 else r ** (1.0 / p))
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    if ord is None or ord == 2:
+        return _safe_root(sum(x * x, axis, keepdims))
+    if ord == math.inf:
+        return max(abs(x), axis, keepdims)
+    if ord == -math.inf:
+        return min(abs(x), axis, keepdims)
+    if ord == 0:                                   # the count of nonzeros: no gradient
+        return sum(astype(x != 0, x.dtype if x.dtype.kind == "f" else np.float64), axis, keepdims)
+    if ord == 1:
+        return sum(abs(x), axis, keepdims)
+    return _safe_root(sum(abs(x) ** ord, axis, keepdims), ord)
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    r, c = axes
+    if ord in (None, "fro"):
+        out = _safe_root(sum(x * x, axes, keepdims=True))
+    elif ord in (1, -1):               # the largest (smallest) column sum
+        out = (max if ord == 1 else min)(sum(abs(x), r, keepdims=True), c, keepdims=True)
+    elif ord in (math.inf, -math.inf):   # the largest (smallest) row sum
+        out = (max if ord > 0 else min)(sum(abs(x), c, keepdims=True), r, keepdims=True)
+    else:
+        raise RetrogradError(f"norm: matrix ord {ord!r} needs singular values, which retrograd "
+                             "does not compute; use None/'fro', 1, -1, inf or -inf")
+    return out if keepdims else reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """``np.linalg.norm``: of vectors (``axis`` an int, or None for a 1-d tensor; ord None/2,
+    1, inf, -inf, 0, any p) and of matrices (``axis`` a pair, or None for a 2-d tensor; ord
+    None/'fro', 1, -1, inf, -inf). With ord None and axis None, the 2-norm of all entries.
+    Its gradient at 0 is 0, as PyTorch's (not nan)."""
+    x = x if isinstance(x, Tensor) else _tensor.as_tensor(x)
+    nd = x.ndim
+    if x.dtype.kind not in "fc":
+        x = astype(x, np.float64)
+    if axis is None:
+        if ord is None:
+            out = _safe_root(sum(x * x))
+            return reshape(out, (1,) * nd) if keepdims else out
+        if nd not in (1, 2):
+            raise ShapeError(f"norm: ord={ord!r} with axis=None needs a 1-d or 2-d tensor, got "
+                             f"shape {x.shape}")
+        axis = tuple(range(nd))
+    axes = norm_axes(axis, nd, "norm", of=f"a tensor of shape {x.shape}", scalar=False)
+    if len(axes) == 2:
+        return _matrix_norm(x, ord, axes, keepdims)
+    if len(axes) != 1:
+        raise ShapeError(f"norm: axis must be an int or a pair, got {axis!r}")
+    if isinstance(ord, str):
+        raise RetrogradError(f"norm: ord {ord!r} is a matrix norm; give axis a pair of axes")
+    return _vector_norm(x, ord, axes, keepdims)
+
+
 __all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "prod",
-           "logsumexp", "softmax", "log_softmax", "getitem"]
+           "logsumexp", "softmax", "log_softmax", "getitem", "any", "all", "isclose",
+           "allclose", "norm"]

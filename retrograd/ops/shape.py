@@ -282,13 +282,97 @@ _pad = defop("pad", lambda x, pad_width, constant_values:
              np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
              reads=((),), fresh=True)
 
+# the border modes, NumPy's names (PyTorch's 'replicate' and 'circular' are 'edge', 'wrap')
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "replicate": "edge",
+              "wrap": "wrap", "circular": "wrap"}
 
-def pad(x, pad_width, constant_values=0):
-    """Constant padding, ``pad_width`` as in ``np.pad`` (int, pair, or one pair per axis)."""
-    ndim = len(_shape_of(x))
-    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2))
-    pw = tuple((int(a), int(b)) for a, b in pw)
-    return apply(_pad, x, pad_width=pw, constant_values=constant_values)
+
+def _source(mode, lo, hi, n):
+    """For each position along a padded axis, the input index it copies."""
+    j = np.arange(-lo, n + hi)
+    if mode == "edge" or n == 1:
+        return np.clip(j, 0, n - 1)
+    if mode == "wrap":
+        return j % n
+    t = j % (2 * n - 2)                            # reflect: period 2(n - 1), edge not repeated
+    return np.where(t < n, t, 2 * n - 2 - t)
+
+
+def _pad_border(x, pad_width, mode):
+    # np.pad itself (fast); _source says the same, which the adjoint below folds by
+    # (tests/test_linalg_movement.py checks the two agree, borders longer than the axis too)
+    return np.pad(x, pad_width, mode=mode)
+
+
+def _fold_border(g, pad_width, mode, shape):
+    """The adjoint of _pad_border: each axis's border added back onto what it copied
+    (the axes in reverse order, as the pad applied them in order)."""
+    for axis in reversed(range(len(shape))):
+        (lo, hi), n = pad_width[axis], shape[axis]
+        if not (lo or hi):
+            continue
+        pre = (builtins.slice(None),) * axis
+        out = g[pre + (builtins.slice(lo, lo + n),)].copy()
+        src = _source(mode, lo, hi, n)
+        for part in (builtins.slice(0, lo), builtins.slice(lo + n, lo + n + hi)):
+            idx = src[part]
+            if idx.size:
+                _add_along(out, pre, idx, g[pre + (part,)], axis)
+        g = out
+    return g
+
+
+def _add_along(out, pre, idx, gp, axis):
+    """out[..., idx, ...] += gp along ``axis``, repeated indices accumulating: by slices
+    where idx is one index (edge) or a run of consecutive ones (reflect, wrap)."""
+    step = int(idx[1] - idx[0]) if idx.size > 1 else 0
+    if step == 0 and (idx == idx[0]).all():
+        out[pre + (builtins.slice(idx[0], idx[0] + 1),)] += gp.sum(axis=axis, keepdims=True)
+    elif step in (1, -1) and (np.diff(idx) == step).all():
+        stop = idx[-1] + step
+        out[pre + (builtins.slice(idx[0], None if stop < 0 else stop, step),)] += gp
+    else:                                          # a border longer than the axis
+        np.add.at(out, pre + (idx,), gp)
+
+
+_pad_border_op = defop("pad_border", _pad_border, (
+    lambda g, out, x, pad_width, mode: apply(_fold_border_op, g, pad_width=pad_width, mode=mode,
+                                             shape=x.shape),), reads=((),), fresh=True)
+_fold_border_op = defop("pad_border_vjp", _fold_border, (
+    lambda g, out, gg, pad_width, mode, shape: apply(_pad_border_op, g, pad_width=pad_width,
+                                                     mode=mode),), reads=((),), fresh=True)
+
+
+def _pad_width(pad_width, shape):
+    try:
+        pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (len(shape), 2))
+    except (ValueError, TypeError):
+        raise ShapeError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape "
+                         f"{tuple(shape)} (an int, a pair, or one pair per axis)") from None
+    if (pw < 0).any():
+        raise ShapeError(f"pad: pad_width {pad_width!r} has a negative entry")
+    return tuple((int(a), int(b)) for a, b in pw)
+
+
+def pad(x, pad_width, mode="constant", constant_values=0):
+    """``np.pad``: ``pad_width`` an int, a pair, or one pair per axis; ``mode`` 'constant'
+    (with ``constant_values``), 'reflect' (mirrored, the edge not repeated), 'edge' (alias
+    'replicate'), 'wrap' (alias 'circular'). Each border mode's gradient folds the border
+    back onto the entries it copied."""
+    shape = _shape_of(x)
+    pw = _pad_width(pad_width, shape)
+    kind = _PAD_MODES.get(mode) if isinstance(mode, str) else None
+    if kind is None:
+        raise RetrogradError(f"pad: mode must be one of {sorted(_PAD_MODES)}, got {mode!r}")
+    if kind == "constant":
+        return apply(_pad, x, pad_width=pw, constant_values=constant_values)
+    for axis, ((lo, hi), n) in enumerate(zip(pw, shape)):
+        if (lo or hi) and n == 0:
+            raise ShapeError(f"pad: mode {mode!r} cannot pad axis {axis} of shape {tuple(shape)}: "
+                             "it is empty")
+    if not any(lo or hi for lo, hi in pw):        # a copy, as np.pad's
+        return apply(_pad, x, pad_width=pw, constant_values=0)
+    return apply(_pad_border_op, x, pad_width=pw, mode=kind)
 
 
 # ---------------------------------------------------------------- joining and splitting
@@ -355,3 +439,149 @@ def split(x, indices_or_sections, axis=0):
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
     pre = (builtins.slice(None),) * axis
     return [getitem(x, pre + (builtins.slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """Like ``np.array_split``: as split, but n sections need not be equal (the first
+    ``size % n`` are one longer)."""
+    shape = _shape_of(x)
+    ax = _norm_axis(axis, len(shape), "array_split")
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0:
+            raise ShapeError(f"array_split: the number of sections must be positive, got {k}")
+        each, extra = divmod(shape[ax], k)
+        sizes = [each + 1] * extra + [each] * (k - extra)
+        indices_or_sections = np.cumsum(sizes)[:-1].tolist()
+    return split(x, indices_or_sections, axis=ax)
+
+
+def _atleast(x, nd):
+    shape = tuple(_shape_of(x))
+    if len(shape) >= nd:
+        return x
+    return reshape(x, (1,) * (nd - len(shape)) + shape if nd == 1 or len(shape) == 0
+                   else (1,) + shape)
+
+
+def hstack(xs):
+    """``np.hstack``: 1-d tensors end to end, others along axis 1."""
+    xs = [_atleast(x, 1) for x in xs]
+    if not xs:
+        raise ShapeError("hstack: needs at least one tensor")
+    return concatenate(xs, axis=0 if len(_shape_of(xs[0])) == 1 else 1)
+
+
+def vstack(xs):
+    """``np.vstack``: rows on top of each other (a 1-d tensor of n is a row, 1 x n)."""
+    xs = [_atleast(x, 2) for x in xs]
+    if not xs:
+        raise ShapeError("vstack: needs at least one tensor")
+    return concatenate(xs, axis=0)
+
+
+# ---------------------------------------------------------------- rearranging
+
+def moveaxis(x, source, destination):
+    """``np.moveaxis``: the ``source`` axes moved to ``destination``, the others in order."""
+    shape = _shape_of(x)
+    nd = len(shape)
+    of = _of_shape(shape)
+    src = norm_axes(source, nd, "moveaxis", of=of, scalar=False)
+    dst = norm_axes(destination, nd, "moveaxis", of=of, scalar=False)
+    if len(src) != len(dst):
+        raise ShapeError(f"moveaxis: source {source!r} and destination {destination!r} "
+                         "name different numbers of axes")
+    order = [a for a in range(nd) if a not in src]
+    for d, s_ in sorted(zip(dst, src)):
+        order.insert(d, s_)
+    return transpose(x, order)
+
+
+def rollaxis(x, axis, start=0):
+    """``np.rollaxis``: axis ``axis`` moved to before ``start`` (prefer moveaxis)."""
+    shape = _shape_of(x)
+    nd = len(shape)
+    axis = norm_axes(axis, nd, "rollaxis", of=_of_shape(shape), scalar=False)[0]
+    if not -nd <= start <= nd:
+        raise AxisError(f"rollaxis: start {start} is out of range for {_of_shape(shape)}")
+    start = start + nd if start < 0 else start
+    if axis < start:
+        start -= 1
+    order = [a for a in range(nd) if a != axis]
+    order.insert(start, axis)
+    return transpose(x, order)
+
+
+def flip(x, axis=None):
+    """``np.flip``: reversed along ``axis`` (all axes when None); a view, as NumPy's."""
+    shape = _shape_of(x)
+    axes = norm_axes(axis, len(shape), "flip", of=_of_shape(shape), scalar=False)
+    axes = range(len(shape)) if axes is None else axes
+    if not shape:
+        return x
+    return getitem(x, tuple(builtins.slice(None, None, -1) if a in axes else builtins.slice(None)
+                            for a in range(len(shape))))
+
+
+def roll(x, shift, axis=None):
+    """``np.roll``: entries shifted by ``shift`` along ``axis`` (of the flattened tensor
+    when None), wrapping around; a copy (two slices joined)."""
+    shape = _shape_of(x)
+    if axis is None:
+        return reshape(roll(reshape(x, -1), shift, 0), shape)
+    axes = norm_axes(axis, len(shape), "roll", of=_of_shape(shape), scalar=False, unique=False)
+    try:
+        pairs = np.broadcast(np.asarray(shift, dtype=np.int64), np.asarray(axes))
+    except ValueError:
+        raise ShapeError(f"roll: shift {shift!r} and axis {axis!r} do not match") from None
+    total = {}
+    for s_, a in pairs:
+        total[int(a)] = total.get(int(a), 0) + int(s_)
+    for a, s_ in total.items():
+        n = shape[a]
+        k = s_ % n if n else 0
+        if k:
+            pre = (builtins.slice(None),) * a
+            x = concatenate([getitem(x, pre + (builtins.slice(n - k, None),)),
+                             getitem(x, pre + (builtins.slice(0, n - k),))], axis=a)
+    return x
+
+
+def repeat(x, repeats, axis=None):
+    """``np.repeat``: each entry repeated ``repeats`` times along ``axis`` (of the flattened
+    tensor when None); ``repeats`` an int or one count per entry. NumPy's meaning: PyTorch's
+    ``Tensor.repeat`` is ``tile`` here, its ``repeat_interleave`` is this."""
+    shape = tuple(_shape_of(x))
+    if axis is None:
+        x, shape, axis = reshape(x, -1), (math.prod(shape),), 0
+    ax = norm_axes(axis, len(shape), "repeat", of=_of_shape(shape), scalar=False)[0]
+    r = np.asarray(repeats)
+    if r.dtype.kind not in "iu" or r.ndim > 1 or (r < 0).any():
+        raise ShapeError(f"repeat: repeats must be a non-negative int or 1-d ints, got {repeats!r}")
+    if r.ndim == 0 or r.size == 1:             # every entry alike: a broadcast, then a reshape
+        k = int(r.reshape(()))
+        y = broadcast_to(expand_dims(x, ax + 1), shape[:ax + 1] + (k,) + shape[ax + 1:])
+        return reshape(y, shape[:ax] + (shape[ax] * k,) + shape[ax + 1:])
+    if r.size != shape[ax]:
+        raise ShapeError(f"repeat: {r.size} repeats for axis {ax} of size {shape[ax]} "
+                         f"(shape {shape})")
+    return getitem(x, (builtins.slice(None),) * ax + (np.repeat(np.arange(shape[ax]), r),))
+
+
+def tile(x, reps):
+    """``np.tile``: the whole tensor repeated ``reps`` times along each axis (PyTorch's
+    ``Tensor.repeat``); a copy, except that a tile of ones gives ``x`` (reshaped) itself."""
+    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    if any(r < 0 for r in reps):
+        raise ShapeError(f"tile: reps must be non-negative, got {reps}")
+    shape = tuple(_shape_of(x))
+    nd = builtins.max(len(shape), len(reps))
+    shape = (1,) * (nd - len(shape)) + shape
+    reps = (1,) * (nd - len(reps)) + reps
+    x = reshape(x, shape)
+    if all(r == 1 for r in reps):
+        return x
+    inter = tuple(v for d in shape for v in (1, d))
+    wide = tuple(v for r, d in zip(reps, shape) for v in (r, d))
+    return reshape(broadcast_to(reshape(x, inter), wide), tuple(r * d for r, d in zip(reps, shape)))
