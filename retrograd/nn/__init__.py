@@ -1,6 +1,8 @@
 """Neural-network building blocks with PyTorch's habits: Module, Parameter,
 layers, activations, losses, initialisers."""
 from . import functional, init
+from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, Flatten,
+                   MaxPool2d, Upsample)
 from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, Softmax, Tanh, activation)
 from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
@@ -11,4 +13,6 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", 
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
            "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss",
            "HuberLoss", "SmoothL1Loss", "KLDivLoss", "functional",
-           "init", "ACTIVATIONS", "LOSSES"]
+           "init", "ACTIVATIONS", "LOSSES",
+           "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "Flatten", "Upsample"]

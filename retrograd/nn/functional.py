@@ -8,6 +8,8 @@ from .. import ops
 from ..errors import RetrogradError, ShapeError
 from ..ops.loss import binary_cross_entropy as _bce
 from ..ops.loss import IgnoredLabel, nll
+from ..ops.conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d,  # noqa: F401
+                        conv_transpose2d, fold, interpolate, max_pool2d, unfold)
 from ..tensor import as_tensor
 
 

@@ -17,6 +17,8 @@ from .elementwise import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsin
                           relu, relu6, round, rsqrt, selu, sigmoid, sign, silu, sin, sinh, softplus,
                           softsign, sqrt, square, sub, tan, tanh, trunc, unbroadcast, where)
 from .linalg import dot, matmul
+from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
+                   interpolate, max_pool2d, unfold)
 from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
@@ -42,6 +44,8 @@ __all__ = [
     "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
     "reciprocal", "rsqrt", "arctan2", "atan2", "logaddexp", "hypot", "copysign", "ceil", "trunc",
     "isnan", "isinf",
+    "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "unfold", "fold", "interpolate",
 ]
 
 
