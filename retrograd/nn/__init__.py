@@ -6,9 +6,11 @@ from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, Log
 from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
                      L1Loss, MSELoss, NLLLoss, SmoothL1Loss, SSELoss)
 from .module import Module, Parameter, Sequential
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
            "SSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss",
            "HuberLoss", "SmoothL1Loss", "KLDivLoss", "functional",
-           "init", "ACTIVATIONS", "LOSSES"]
+           "init", "ACTIVATIONS", "LOSSES",
+           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
