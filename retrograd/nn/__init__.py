@@ -8,6 +8,7 @@ from .layers import (ACTIVATIONS, MLP, Dropout, Identity, LeakyReLU, Linear, Log
 from .losses import (LOSSES, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
                      L1Loss, MSELoss, NLLLoss, SmoothL1Loss, SSELoss)
 from .module import Module, Parameter, Sequential
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
@@ -15,4 +16,5 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", 
            "HuberLoss", "SmoothL1Loss", "KLDivLoss", "functional",
            "init", "ACTIVATIONS", "LOSSES",
            "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "Flatten", "Upsample"]
+           "Flatten", "Upsample",
+           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
