@@ -224,11 +224,7 @@ def _add_train(sub):
                               "--shift 2; --model lstm: adam (lr 0.002), 15 epochs, cosine "
                               "schedule, --hidden 128.")
     g_ = dict(action=_Given)          # flags --resume compares with the checkpoint
-    from .models import MODELS
-    t.add_argument("--model", default="mlp", choices=MODELS, **g_,
-                   help="mlp: a multilayer perceptron (--layers); cnn: LeNet-5 on the digits "
-                        "as 1x28x28 images; lstm: an LSTM reading each digit row by row, "
-                        "28 steps of 28 pixels (cnn and lstm need 784-pixel images)")
+    _add_model_flag(t)
     t.add_argument("--data", default="mnist5k", **g_,
                    help="mnist5k, xor, spirals, moons, a CSV file or a folder of IDX files")
     t.add_argument("--layers", type=_sizes, default=None, **g_,
@@ -254,19 +250,32 @@ def _add_train(sub):
                    help="drop probability of the hidden units")
     t.add_argument("--schedule", default="none", choices=SCHEDULES, **g_,
                    help="learning-rate schedule (cnn and lstm: cosine)")
-    t.add_argument("--shift", type=_shift, default=0, metavar="PIXELS", **g_,
-                   help="augment the training images (784 pixels, 28x28) by random shifts of "
-                        "up to PIXELS in each direction, drawn anew every epoch (cnn: 2)")
-    t.add_argument("--hidden", type=_positive(int), default=None, **g_,
-                   help="lstm: the size of its hidden state (default 128)")
-    t.add_argument("--bidirectional", action=_GivenTrue, default=None,
-                   help="lstm: read the rows both ways, top to bottom and bottom to top")
+    _add_image_flags(t)
     t.add_argument("--early-stopping", type=_positive(int), default=None, metavar="PATIENCE", **g_,
                    help="stop after PATIENCE epochs without a better validation loss (default: "
                         "train all epochs)")
     t.add_argument("--seed", type=_seed, default=0, **g_,
                    help="seed of the weights, the shuffling and the splits")
     return t
+
+
+def _add_model_flag(t):
+    from .models import MODELS
+    t.add_argument("--model", default="mlp", choices=MODELS, action=_Given,
+                   help="mlp: a multilayer perceptron (--layers); cnn: LeNet-5 on the digits "
+                        "as 1x28x28 images; lstm: an LSTM reading each digit row by row, "
+                        "28 steps of 28 pixels (cnn and lstm need 784-pixel images)")
+
+
+def _add_image_flags(t):
+    """The flags of the image and sequence models: --shift, --hidden, --bidirectional."""
+    t.add_argument("--shift", type=_shift, default=0, metavar="PIXELS", action=_Given,
+                   help="augment the training images (784 pixels, 28x28) by random shifts of "
+                        "up to PIXELS in each direction, drawn anew every epoch (cnn: 2)")
+    t.add_argument("--hidden", type=_positive(int), default=None, action=_Given,
+                   help="lstm: the size of its hidden state (default 128)")
+    t.add_argument("--bidirectional", action=_GivenTrue, default=None,
+                   help="lstm: read the rows both ways, top to bottom and bottom to top")
 
 
 def _add_run_flags(t):
@@ -565,7 +574,7 @@ def _resumed_config(args, out):
     config = {"model": "mlp", **ck["meta"]}         # a checkpoint of an older version: an MLP
     _model_defaults(args, config["model"])
     config = _with_given_flags(args, config, path)
-    return _resumed_lr(args, ck, config)
+    return _resumed_lr(args, ck, config, out)
 
 
 def _training_checkpoint(path):
@@ -597,7 +606,7 @@ def _with_given_flags(args, config, path):
     return config
 
 
-def _resumed_lr(args, ck, config):
+def _resumed_lr(args, ck, config, out):
     """(config, the new lr or None, the lr training goes on with) for a given --lr."""
     # a given --lr is compared with the lr the run was started (or last resumed) with, not
     # the optimizer's current one: a schedule moves that, and the command printed after an
@@ -607,6 +616,12 @@ def _resumed_lr(args, ck, config):
     current = groups[0].get("lr") if isinstance(groups, list) and groups and \
         isinstance(groups[0], dict) else None
     config.setdefault("lr", current if _TRAINING["lr"](current) else None)
+    if current == 0 and config["schedule"] == "cosine":
+        # (the default schedule of cnn and lstm) annealed to 0 at its last epoch: more
+        # epochs of it would change nothing
+        raise UsageError(f"retrograd train --resume: the cosine schedule of the run in {out} "
+                         f"ran to its end (learning rate 0); more epochs would not change it: "
+                         "train into a new --out with more --epochs")
     lr = None
     if "lr" in getattr(args, "given", frozenset()) and args.lr != config["lr"]:
         if config["schedule"] != "none":
