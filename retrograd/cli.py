@@ -231,24 +231,25 @@ def _add_train(sub):
                    help="hidden widths, e.g. 100 (the default) or 128,64; or every width "
                         "input to output, e.g. 784-100-10 or, for two classes with a sigmoid "
                         "output and sse/mse/bce, 2-2-1")
-    t.add_argument("--activation", default="tanh", choices=HIDDEN_ACTIVATIONS,
+    mlp = MODEL_DEFAULTS["mlp"]      # the defaults shown; _model_defaults applies the others
+    t.add_argument("--activation", default=mlp["activation"], choices=HIDDEN_ACTIVATIONS,
                    **g_, help="activation of the hidden units (cnn: relu)")
     t.add_argument("--loss", default="cross_entropy", choices=LOSSES,
                    **g_, help="bce: binary cross-entropy, for one sigmoid output")
-    t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, **g_,
+    t.add_argument("--optimizer", default=mlp["optimizer"], choices=OPTIMIZERS, **g_,
                    help="update rule (cnn and lstm: adam)")
     t.add_argument("--lr", type=_positive(float), default=None, **g_,
                    help="learning rate (default depends on the optimizer: sgd 0.1, adam 0.001, "
                         "...; adam for cnn and lstm 0.002)")
-    t.add_argument("--batch-size", type=_batch_size, default=32, **g_,
+    t.add_argument("--batch-size", type=_batch_size, default=mlp["batch_size"], **g_,
                    help="1 = online learning, N = minibatch, 'full' = batch learning")
-    t.add_argument("--epochs", type=_positive(int), default=20, **g_, help="epochs to train (on "
+    t.add_argument("--epochs", type=_positive(int), default=mlp["epochs"], **g_, help="epochs to train (on "
                    "--resume: the total, counting those already done; cnn and lstm: 15)")
     t.add_argument("--weight-decay", type=_non_negative, default=0.0, **g_,
                    help="L2 penalty on the weights")
     t.add_argument("--dropout", type=_unit_interval, default=0.0, **g_,
                    help="drop probability of the hidden units")
-    t.add_argument("--schedule", default="none", choices=SCHEDULES, **g_,
+    t.add_argument("--schedule", default=mlp["schedule"], choices=SCHEDULES, **g_,
                    help="learning-rate schedule (cnn and lstm: cosine)")
     _add_image_flags(t)
     t.add_argument("--early-stopping", type=_positive(int), default=None, metavar="PATIENCE", **g_,
@@ -269,7 +270,7 @@ def _add_model_flag(t):
 
 def _add_image_flags(t):
     """The flags of the image and sequence models: --shift, --hidden, --bidirectional."""
-    t.add_argument("--shift", type=_shift, default=0, metavar="PIXELS", action=_Given,
+    t.add_argument("--shift", type=_shift, default=MODEL_DEFAULTS["mlp"]["shift"], metavar="PIXELS", action=_Given,
                    help="augment the training images (784 pixels, 28x28) by random shifts of "
                         "up to PIXELS in each direction, drawn anew every epoch (cnn: 2)")
     t.add_argument("--hidden", type=_positive(int), default=None, action=_Given,
@@ -766,8 +767,8 @@ def _print_plan(config, lr, bs, epochs, train, val, n_test):
              "no validation split (too few rows): best.npz is chosen on the training loss")
     from .models import describe
     shift = f", random shifts up to {config['shift']} px" if config.get("shift") else ""
-    print(f"retrograd train: {describe(config)}, {config['loss']} loss{shift}, {config['optimizer']} (lr {lr:g}), batch {bs}, {epochs} "
-          f"epochs on {config['data']} ({len(train[0])} train / {split} / {n_test} test)")
+    print(f"retrograd train: {describe(config)}, {config['loss']} loss{shift}, "
+          f"{config['optimizer']} (lr {lr:g}), batch {bs}, {epochs} epochs on {config['data']} ({len(train[0])} train / {split} / {n_test} test)")
 
 
 def _fit(args, out, config, objects, train, val, bs, new_lr):
