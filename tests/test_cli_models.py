@@ -47,7 +47,7 @@ def digits(tmp_path_factory):
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--no-progress"]
 MODELS = [["--model", "cnn"], ["--model", "lstm", "--hidden", "8"],
-          ["--model", "lstm", "--hidden", "8", "--bidirectional"]]
+          ["--model", "lstm", "--hidden", "8", "--bidirectional", "--no-compile"]]
 
 
 # ---------------------------------------------------------------- train, eval, predict, resume
@@ -152,6 +152,7 @@ def test_a_checkpoint_without_a_model_key_is_an_mlp(tmp_path, capsys):
     (["--model", "cnn", "--loss", "bce"], "--loss bce needs one sigmoid output"),
     (["--model", "rnn"], "invalid choice: 'rnn'"),
     (["--shift", "9"], "must be an integer from 0 to 8"),
+    (["--model", "lstm", "--hidden", "1000000"], "parameters, about"),
 ])
 def test_flags_a_model_does_not_take_are_refused_in_one_line(argv, message, tmp_path, capsys):
     code, _, err = cli(capsys, "train", *argv, "--no-save")
