@@ -6,6 +6,8 @@ Cases (float32; a "step" = forward + backward + plain SGD update of all params):
   B2  64 -> 8 hidden layers x 64 ReLU -> 10, softmax cross-entropy, batch 32
   B3  784-1024-1024-10 ReLU, softmax cross-entropy, batch 256
   B4  Hessian-vector product of B1's loss w.r.t. all parameters, batch 500
+  B5  LeNet-style CNN on 1x28x28: conv 5x5 1->6, ReLU, max pool 2, conv 5x5 6->16,
+      ReLU, max pool 2, flatten, 256-120-84-10 ReLU, softmax cross-entropy, batch 64
 
 Every implementation starts from the same seeded data and init. Before timing,
 one step of each is compared against PyTorch eager (or the first implementation
@@ -58,7 +60,7 @@ class Case:
     sizes: tuple  # layer widths, input first
     act: str  # hidden activation: "tanh" | "relu"
     batch: int
-    kind: str  # "train" | "hvp"
+    kind: str  # "train" | "hvp" | "cnn"
 
 
 CASES = {
@@ -66,6 +68,7 @@ CASES = {
     "B2": Case("B2", "64-(8x64)-10 ReLU, bs 32", (64,) + (64,) * 8 + (10,), "relu", 32, "train"),
     "B3": Case("B3", "784-1024-1024-10 ReLU, bs 256", (784, 1024, 1024, 10), "relu", 256, "train"),
     "B4": Case("B4", "HVP of B1 loss, bs 500", (784, 100, 10), "tanh", 500, "hvp"),
+    "B5": Case("B5", "LeNet CNN 1x28x28, bs 64", (256, 120, 84, 10), "relu", 64, "cnn"),
 }
 
 
@@ -78,6 +81,8 @@ class Data:
 
 
 def make_data(case: Case, seed: int = 0) -> Data:
+    if case.kind == "cnn":
+        return make_cnn_data(case, seed)
     # Same seed for every case, so B4 sees exactly B1's data and init.
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((case.batch, case.sizes[0]), dtype=np.float32)
@@ -118,6 +123,25 @@ def register(name, requires=(), quick=True):
         IMPLS[name] = Impl(build, tuple(requires), quick)
         return build
     return deco
+
+
+# builders for the case kinds beyond the MLP ("train", "hvp"): (kind, impl) -> build
+KIND_BUILDERS: dict = {}
+
+
+def register_kind(kind, name):
+    def deco(build):
+        KIND_BUILDERS[(kind, name)] = build
+        return build
+    return deco
+
+
+def builder(impl: str, case: Case) -> Callable:
+    if case.kind in ("train", "hvp"):
+        return IMPLS[impl].build
+    if (case.kind, impl) not in KIND_BUILDERS:
+        raise NotImplementedError(f"no {case.kind} builder for {impl}")
+    return KIND_BUILDERS[(case.kind, impl)]
 
 
 def _n_layers(d: Data) -> int:
@@ -427,6 +451,242 @@ def build_jax(case: Case, d: Data) -> Runner:
     return Runner(step, state, sync=lambda: jax.block_until_ready(st["params"]))
 
 
+# --- B5: a LeNet-style CNN (kind "cnn"), one builder per implementation -------
+# params: [conv1 W (6,1,5,5), b (6,), conv2 W (16,6,5,5), b (16,), then the three Linear
+# layers' W (n_in, n_out) and b], conv weights in PyTorch's layout, drawn as its init.
+
+CNN_CONVS = ((1, 6, 5), (6, 16, 5))  # (C_in, C_out, kernel)
+
+
+def make_cnn_data(case: Case, seed: int = 0) -> Data:
+    rng = np.random.default_rng(seed)
+    X = rng.random((case.batch, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, case.sizes[-1], case.batch, dtype=np.int64)
+    params = []
+    for c_in, c_out, k in CNN_CONVS:
+        bound = np.float32(1 / np.sqrt(c_in * k * k))
+        params += [rng.uniform(-bound, bound, (c_out, c_in, k, k)).astype(np.float32),
+                   rng.uniform(-bound, bound, c_out).astype(np.float32)]
+    for n_in, n_out in zip(case.sizes[:-1], case.sizes[1:]):
+        W = rng.standard_normal((n_in, n_out), dtype=np.float32) * np.float32(np.sqrt(2 / n_in))
+        params += [W, np.zeros(n_out, np.float32)]
+    return Data(X, y, params, [])
+
+
+def _np_im2col(x, k):
+    """(C, H, W, N) batch-last -> columns (C·k·k, oh·ow·N), one copy per kernel offset."""
+    c, h, w, n = x.shape
+    oh, ow = h - k + 1, w - k + 1
+    out = np.empty((c, k, k, oh, ow, n), x.dtype)
+    for i in range(k):
+        for j in range(k):
+            out[:, i, j] = x[:, i:i + oh, j:j + ow]
+    return out.reshape(c * k * k, -1)
+
+
+def _np_col2im(cols, shape, k):
+    c, h, w, n = shape
+    oh, ow = h - k + 1, w - k + 1
+    c6 = cols.reshape(c, k, k, oh, ow, n)
+    out = np.zeros(shape, cols.dtype)
+    for i in range(k):
+        for j in range(k):
+            out[:, i:i + oh, j:j + ow] += c6[:, i, j]
+    return out
+
+
+@register_kind("cnn", "numpy")
+def build_numpy_cnn(case: Case, d: Data) -> Runner:
+    """Hand-written backprop, batch-last (C, H, W, N) throughout: im2col + one matmul per
+    conv, 2x2 max pooling by reshape, the gradient routed by an argmax mask."""
+    ps = [p.copy() for p in d.params]
+    X = np.ascontiguousarray(d.X.transpose(1, 2, 3, 0))
+    y, B = d.y, case.batch
+    rows = np.arange(B)
+    out = {}
+
+    def pool(a):                      # (C, H, W, N) -> (C, H/2, W/2, N) and the argmax mask
+        c, h, w, n = a.shape
+        v = a.reshape(c, h // 2, 2, w // 2, 2, n)
+        m = v.max(axis=(2, 4))
+        first = np.zeros_like(v, dtype=bool)
+        left = np.ones(m.shape, bool)
+        for i in range(2):            # the first maximum only, as PyTorch
+            for j in range(2):
+                hit = left & (v[:, :, i, :, j] == m)
+                first[:, :, i, :, j] = hit
+                left &= ~hit
+        return m, first
+
+    def step():
+        W1, b1, W2, b2 = ps[:4]
+        c1 = _np_im2col(X, 5)
+        z1 = (W1.reshape(6, -1) @ c1 + b1[:, None]).reshape(6, 24, 24, B)
+        np.maximum(z1, 0, out=z1)
+        p1, m1 = pool(z1)
+        c2 = _np_im2col(p1, 5)
+        z2 = (W2.reshape(16, -1) @ c2 + b2[:, None]).reshape(16, 8, 8, B)
+        np.maximum(z2, 0, out=z2)
+        p2, m2 = pool(z2)
+        hs = [np.ascontiguousarray(p2.transpose(3, 0, 1, 2)).reshape(B, -1)]
+        for i in range(3):
+            h = hs[-1] @ ps[4 + 2 * i] + ps[5 + 2 * i]
+            if i < 2:
+                np.maximum(h, 0, out=h)
+            hs.append(h)
+        z = hs[-1]
+        z -= z.max(axis=1, keepdims=True)
+        zy = z[rows, y]
+        np.exp(z, out=z)
+        s = z.sum(axis=1)
+        out["loss"] = float(np.mean(np.log(s) - zy))
+        z /= s[:, None]
+        z[rows, y] -= 1
+        z *= np.float32(1 / B)
+        delta, grads = z, [None] * len(ps)
+        for i in reversed(range(3)):
+            grads[4 + 2 * i], grads[5 + 2 * i] = hs[i].T @ delta, delta.sum(axis=0)
+            delta = delta @ ps[4 + 2 * i].T
+            if i > 0:
+                delta *= hs[i] > 0
+        dp2 = delta.reshape(B, 16, 4, 4).transpose(1, 2, 3, 0)
+        dz2 = (m2 * dp2[:, :, None, :, None]).reshape(z2.shape) * (z2 > 0)
+        dz2 = dz2.reshape(16, -1)
+        grads[2], grads[3] = (dz2 @ c2.T).reshape(W2.shape), dz2.sum(axis=1)
+        dp1 = _np_col2im(W2.reshape(16, -1).T @ dz2, p1.shape, 5)
+        dz1 = ((m1 * dp1[:, :, None, :, None]).reshape(z1.shape) * (z1 > 0)).reshape(6, -1)
+        grads[0], grads[1] = (dz1 @ c1.T).reshape(W1.shape), dz1.sum(axis=1)
+        for p, g in zip(ps, grads):
+            p -= np.float32(LR) * g
+
+    return Runner(step, lambda: {"loss": out["loss"], "params": [p.copy() for p in ps]})
+
+
+def _torch_cnn_loss(F, torch, params, X, y):
+    h = X
+    for i in range(2):
+        h = F.max_pool2d(torch.relu(F.conv2d(h, params[2 * i], params[2 * i + 1])), 2)
+    h = h.flatten(1)
+    for i in range(3):
+        h = torch.addmm(params[5 + 2 * i], h, params[4 + 2 * i])
+        if i < 2:
+            h = torch.relu(h)
+    return F.cross_entropy(h, y)
+
+
+@register_kind("cnn", "torch")
+def build_torch_cnn(case: Case, d: Data) -> Runner:
+    torch = _torch_setup()
+    import torch.nn.functional as F
+    X, y = torch.from_numpy(d.X), torch.from_numpy(d.y)
+    params = [torch.tensor(p, requires_grad=True) for p in d.params]
+    out = {}
+
+    def step():
+        loss = _torch_cnn_loss(F, torch, params, X, y)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(p.grad, alpha=LR)
+                p.grad = None
+        out["loss"] = loss
+
+    return Runner(step, lambda: {"loss": out["loss"].item(),
+                                 "params": [p.detach().numpy().copy() for p in params]})
+
+
+def _rg_cnn_forward(rg, params, h):
+    F = rg.nn.functional
+    for i in range(2):
+        h = F.max_pool2d(rg.relu(F.conv2d(h, params[2 * i], params[2 * i + 1])), 2)
+    h = h.reshape(h.shape[0], -1)
+    for i in range(3):
+        h = h @ params[4 + 2 * i] + params[5 + 2 * i]
+        if i < 2:
+            h = rg.relu(h)
+    return h
+
+
+@register_kind("cnn", "retrograd")
+def build_retrograd_cnn(case: Case, d: Data) -> Runner:
+    import retrograd as rg
+    X = rg.tensor(d.X)
+    params = [rg.tensor(p.copy(), requires_grad=True) for p in d.params]
+    out = {}
+
+    def step():
+        loss = rg.nn.functional.cross_entropy(_rg_cnn_forward(rg, params, X), d.y)
+        loss.backward()
+        for p in params:
+            p.data -= LR * p.grad.data
+            p.grad = None
+        out["loss"] = loss
+
+    return Runner(step, lambda: {"loss": float(out["loss"].data),
+                                 "params": [np.array(p.data) for p in params]})
+
+
+@register_kind("cnn", "retrograd.compile")
+def build_retrograd_cnn_compiled(case: Case, d: Data) -> Runner:
+    import retrograd as rg
+
+    class LeNet(rg.nn.Module):
+        def __init__(self):
+            self.ps = [rg.nn.Parameter(p.copy()) for p in d.params]
+
+        def forward(self, x):
+            return _rg_cnn_forward(rg, self.ps, x)
+
+    model = LeNet()
+    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(),
+                                       rg.optim.SGD(model.parameters(), lr=LR))
+    X = rg.tensor(d.X)
+    out = {}
+
+    def step():
+        out["loss"], _ = train_step(X, d.y)
+
+    return Runner(step, lambda: {"loss": float(out["loss"].data),
+                                 "params": [np.array(p.data) for p in model.ps]})
+
+
+@register_kind("cnn", "jax")
+def build_jax_cnn(case: Case, d: Data) -> Runner:
+    import jax
+    import jax.numpy as jnp
+    X, y = jnp.asarray(d.X), jnp.asarray(d.y)
+
+    def loss_fn(params, X, y):
+        h = X
+        for i in range(2):
+            h = jax.lax.conv_general_dilated(h, params[2 * i], (1, 1), "VALID",
+                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            h = jax.nn.relu(h + params[2 * i + 1][None, :, None, None])
+            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2),
+                                      "VALID")
+        h = h.reshape(h.shape[0], -1)
+        for i in range(3):
+            h = h @ params[4 + 2 * i] + params[5 + 2 * i]
+            if i < 2:
+                h = jax.nn.relu(h)
+        logp = jax.nn.log_softmax(h, axis=1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    def train_step(params, X, y):
+        loss, g = jax.value_and_grad(loss_fn)(params, X, y)
+        return [p - LR * gi for p, gi in zip(params, g)], loss
+
+    train_step_j = jax.jit(train_step, donate_argnums=0)
+    st = {"params": [jnp.asarray(p) for p in d.params]}
+
+    def step():
+        st["params"], st["loss"] = train_step_j(st["params"], X, y)
+
+    return Runner(step, lambda: {"loss": float(st["loss"]),
+                                 "params": [np.asarray(p).copy() for p in st["params"]]},
+                  sync=lambda: jax.block_until_ready(st["params"]))
+
+
 # ----------------------------------------------------------------------------
 # Measurement: one fresh worker process per (impl, case)
 # ----------------------------------------------------------------------------
@@ -555,7 +815,7 @@ def worker(conn, impl: str, case_name: str, s: Settings) -> None:
         info = _package_info(impl)
         gc.collect()
         mem = PeakRSS()  # baseline: after imports and data
-        r = IMPLS[impl].build(case, d)
+        r = builder(impl, case)(case, d)
         r.step()
         r.sync()
         conn.send(("ok", {"info": info, "state": r.state()}))

@@ -21,6 +21,8 @@ EXAMPLES = {
     "generalized_delta_rule.py": [r"δ_k = .*\[0\.0878487",
                                   r"Δ_p w = δ·o = −∂E/∂w \(autodiff\) ✓",
                                   r"-> XOR learned after \d+ epochs"],
+    "cnn.py": [r"LeNet-style CNN, 44426 parameters", r"epoch 1: training loss [0-9.]+, "
+               r"test accuracy (\d+\.\d)%"],
     "xor.py": [r"predictions \[0 1 1 0\]", r"accuracy: 1\.0"],
     "mnist_marian.py": [r"784-100-10", r"epoch 1: training cost [0-9.]+, test accuracy (\d+\.\d)%"],
     "quickprop_vs_rprop.py": [r"SGD \(η = 2\) +\d+/\d+", r"Quickprop .* +\d+/\d+ +\d+",
@@ -52,6 +54,12 @@ def test_marian_net_learns_something_in_one_epoch():
     r = run_example("mnist_marian.py")
     accuracy = float(re.search(r"test accuracy (\d+\.\d)%", r.stdout).group(1))
     assert accuracy > 70.0          # ten classes: chance is 10%
+
+
+def test_the_cnn_learns_in_its_short_run():
+    r = run_example("cnn.py")
+    accuracy = float(re.search(r"test accuracy (\d+\.\d)%", r.stdout).group(1))
+    assert accuracy > 50.0          # 25 steps on 1,600 digits; chance is 10%
 
 
 def test_quickprop_needs_fewer_epochs_than_plain_gradient_descent():

@@ -59,8 +59,8 @@ SMOOTH_UNARY = [c.name for c in CASES if isinstance(c.fn, Op) and c.fn.scalar is
 # against finite differences and PyTorch) and has tests of its own
 NOT_DRAWN: dict[str, str] = {
     # NCHW images (issue 12 item 1): cases in tests/cases_conv.py, and tests/test_conv.py
-    "unfold": "tests/cases_conv.py (unfold, every conv2d case), tests/test_conv.py",
-    "fold": "tests/cases_conv.py (fold, every conv_transpose2d case), tests/test_conv.py",
+    "im2col": "tests/cases_conv.py (unfold, every conv2d case), tests/test_conv.py",
+    "col2im": "tests/cases_conv.py (fold, every conv_transpose2d case), tests/test_conv.py",
     "pool_gather": "tests/cases_conv.py (max_pool2d cases), tests/test_conv.py (ties, NaN)",
     "pool_scatter": "tests/cases_conv.py (max_pool2d cases, second order), tests/test_conv.py",
 }

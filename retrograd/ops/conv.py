@@ -1,12 +1,12 @@
 """Convolution, pooling and resampling of NCHW images, as PyTorch's.
 
-Two primitives carry the convolutions: ``unfold`` (im2col: every kernel window of
-the padded input as a column, PyTorch's (N, C·kh·kw, L) layout, one strided copy) and
-``fold`` (col2im: the windows added back, a loop over the kh·kw kernel offsets). Each
-is the other's VJP, both linear, so every convolution below is a composite of them and
-matmul -- conv2d = unfold, then one (batched) matmul with the weight; conv_transpose2d =
-matmul, then fold -- and is differentiable to any order for free: conv2d's input VJP
-is a transposed convolution, conv_transpose2d's a convolution.
+Two primitives carry the convolutions: ``im2col`` (every kernel window of the padded
+input as a column, copied once per kernel offset) and ``col2im`` (the windows added
+back). Each is the other's VJP, both linear, so every convolution below is a composite
+of them and matmul -- conv2d = im2col, then one matmul with the weight;
+conv_transpose2d = matmul, then col2im -- and is differentiable to any order for free:
+conv2d's input VJP is a transposed convolution, conv_transpose2d's a convolution.
+``unfold`` and ``fold`` are im2col and col2im in PyTorch's (N, C·kh·kw, L) layout.
 
 Max pooling is argmax indices (no gradient: integers) and a gather at them, whose VJP
 is a scatter at the same indices and the scatter's a gather; so the gradient goes to
@@ -55,42 +55,60 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
     return shape
 
 
-# ---------------------------------------------------------------- unfold / fold (im2col, col2im)
+# ---------------------------------------------------------------- im2col / col2im
 
-def _unfold(x, kernel_size, dilation, padding, stride):
+# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: each kernel offset's
+# copy (and col2im's add) then runs over long contiguous rows (ow·N values), where the
+# NCHW layout would give rows of ow (NumPy pays per row), and a convolution is ONE 2-d
+# matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
+
+def _im2col(x, kernel_size, dilation, padding, stride):
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
     n, c, h, w = x.shape
     oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    xt = x.transpose(1, 2, 3, 0)                       # (C, H, W, N), a view
     if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    s = x.strides
-    # every window as one strided view (no copy), then one copy into the column layout
-    v = as_strided(x, (n, c, kh, kw, oh, ow), (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh,
-                                               s[3] * sw), writeable=False)
-    return v.copy().reshape(n, c * kh * kw, oh * ow)
+        padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
+        padded[:, ph:ph + h, pw:pw + w] = xt
+        xt = padded
+    else:                           # one transposing copy, then kh·kw contiguous ones
+        xt = np.ascontiguousarray(xt)
+    out = np.empty((c, kh, kw, oh, ow, n), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i, j] = xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                              j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    return out.reshape(c * kh * kw, oh * ow * n)
 
 
-def _fold(cols, output_size, kernel_size, dilation, padding, stride):
+def _col2im(cols, shape, kernel_size, dilation, padding, stride):
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
-    n, ck, _ = cols.shape
-    h, w = output_size
-    oh, ow = _blocks(output_size, kernel_size, dilation, padding, stride)
-    c6 = cols.reshape(n, ck // (kh * kw), kh, kw, oh, ow)
-    out = np.zeros((n, ck // (kh * kw), h + 2 * ph, w + 2 * pw), cols.dtype)
+    n, c, h, w = shape
+    oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    c6 = cols.reshape(c, kh, kw, oh, ow, n)
+    xt = np.zeros((c, h + 2 * ph, w + 2 * pw, n), cols.dtype)
     # windows overlap: add them one kernel offset at a time (kh·kw vectorised adds)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                j * dw:j * dw + sw * (ow - 1) + 1:sw] += c6[:, :, i, j]
-    return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w]) if ph or pw else out
+            xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+               j * dw:j * dw + sw * (ow - 1) + 1:sw] += c6[:, i, j]
+    # (N, C, H, W) as a view of the batch-last result; the next conv reads it as it is
+    return xt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
 
 
-_unfold_op = defop("unfold", _unfold, (
+_im2col_op = defop("im2col", _im2col, (
     lambda g, out, x, kernel_size, dilation, padding, stride:
-        fold(g, x.shape[2:], kernel_size, dilation, padding, stride),), reads=((),), fresh=True)
-_fold_op = defop("fold", _fold, (
-    lambda g, out, cols, output_size, kernel_size, dilation, padding, stride:
-        unfold(g, kernel_size, dilation, padding, stride),), reads=((),), fresh=True)
+        col2im(g, x.shape, kernel_size, dilation, padding, stride),), reads=((),), fresh=True)
+_col2im_op = defop("col2im", _col2im, (
+    lambda g, out, cols, shape, kernel_size, dilation, padding, stride:
+        apply(_im2col_op, g, kernel_size=kernel_size, dilation=dilation, padding=padding,
+              stride=stride),), reads=((),), fresh=True)
+
+
+def col2im(cols, shape, kernel_size, dilation, padding, stride):
+    """The adjoint of im2col: columns (C·kh·kw, L·N) summed back into an image ``shape``."""
+    return apply(_col2im_op, cols, shape=tuple(shape), kernel_size=kernel_size,
+                 dilation=dilation, padding=padding, stride=stride)
 
 
 def _geometry(who, kernel_size, dilation, padding, stride):
@@ -107,7 +125,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     if oh < 1 or ow < 1:
         raise ShapeError(f"unfold: kernel {k} (dilation {d}) does not fit input {(h, w)} "
                          f"padded by {p}")
-    return apply(_unfold_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
+    cols = apply(_im2col_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
+    return transpose(reshape(cols, (c * k[0] * k[1], oh * ow, n)), (2, 0, 1))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
@@ -122,8 +141,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     if shape[1] % (k[0] * k[1]) or shape[2] != blocks[0] * blocks[1] or min(blocks) < 1:
         raise ShapeError(f"fold: input of shape {shape} does not fit output_size {size} with "
                          f"kernel {k}: expected (N, C*{k[0] * k[1]}, {blocks[0] * blocks[1]})")
-    return apply(_fold_op, input, output_size=size, kernel_size=k, dilation=d, padding=p,
-                 stride=s)
+    cols = reshape(transpose(input, (1, 2, 0)), (shape[1], shape[2] * shape[0]))
+    return col2im(cols, (shape[0], shape[1] // (k[0] * k[1])) + size, k, d, p, s)
 
 
 # ---------------------------------------------------------------- convolutions
@@ -181,13 +200,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if oh < 1 or ow < 1:
         raise ShapeError(f"{who}: kernel {k} (dilation {d}) is larger than input {(h, w)} "
                          f"padded by {p}")
-    cols = apply(_unfold_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
+    cols = apply(_im2col_op, input, kernel_size=k, dilation=d, padding=p, stride=s)
     if groups == 1:
-        y = matmul(reshape(weight, (co, cg * kh * kw)), cols)             # (N, C_out, L)
+        y = matmul(reshape(weight, (co, cg * kh * kw)), cols)             # (C_out, L·N)
     else:
         y = matmul(reshape(weight, (groups, co // groups, cg * kh * kw)),
-                   reshape(cols, (n, groups, cg * kh * kw, oh * ow)))     # (N, G, C_out/G, L)
-    return _with_bias(reshape(y, (n, co, oh, ow)), bias, who, co)
+                   reshape(cols, (groups, cg * kh * kw, oh * ow * n)))   # (G, C_out/G, L·N)
+    y = transpose(reshape(y, (co, oh, ow, n)), (3, 0, 1, 2))               # (N, C_out, oh, ow)
+    return _with_bias(y, bias, who, co)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -231,14 +251,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         raise ShapeError(f"{who}: input {(h, w)} with kernel {k}, stride {s} and padding {p} "
                          f"gives an empty output {size}")
     co, kk = cog * groups, cog * kh * kw
-    x = reshape(input, (n, c, h * w))
+    x = reshape(transpose(input, (1, 2, 3, 0)), (c, h * w * n))          # (C_in, L·N)
     if groups == 1:
-        cols = matmul(transpose(reshape(weight, (c, kk))), x)             # (N, C_out·kh·kw, L)
+        cols = matmul(transpose(reshape(weight, (c, kk))), x)             # (C_out·kh·kw, L·N)
     else:
         wg = swapaxes(reshape(weight, (groups, c // groups, kk)), -1, -2)
-        cols = reshape(matmul(wg, reshape(x, (n, groups, c // groups, h * w))),
-                       (n, co * kh * kw, h * w))
-    y = apply(_fold_op, cols, output_size=size, kernel_size=k, dilation=d, padding=p, stride=s)
+        cols = reshape(matmul(wg, reshape(x, (groups, c // groups, h * w * n))),
+                       (co * kh * kw, h * w * n))
+    y = col2im(cols, (n, co) + size, k, d, p, s)
     return _with_bias(y, bias, who, co)
 
 
@@ -260,21 +280,41 @@ def _pool_size(who, size, kernel, stride, padding, dilation, ceil_mode):
     return tuple(out)
 
 
+def _batch_last(a) -> bool:
+    """Whether a (N, C, H, W) array is stored batch-innermost, as conv2d's results are
+    (views of im2col's layout, kept by the elementwise ops after them)."""
+    return a.shape[0] > 1 and a.transpose(1, 2, 3, 0).flags.c_contiguous
+
+
+def _spatial(a, batch_last):
+    """(N, C, H, W) as (B, H, W, B') without a copy in either layout: (C, H, W, N) for a
+    batch-last array, else (N·C, H, W, 1); NumPy then runs over its long rows."""
+    if batch_last:
+        return a.transpose(1, 2, 3, 0)
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3], 1)
+
+
+def _unspatial(b, n, c, batch_last):
+    return b.transpose(3, 0, 1, 2) if batch_last else b.reshape((n, c) + b.shape[1:3])
+
+
 def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
     """For each window the flat index (into H·W) of its first maximum (a NaN wins)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    h, w = x.shape[2:]
+    n, c, h, w = x.shape
     oh, ow = out_size
-    far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p))      # ceil_mode's overhang
-           for o, s, d, k, n, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
+    bl = _batch_last(x)
+    xs = _spatial(x, bl)
+    far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))      # ceil_mode's overhang
+           for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
     if ph or pw or any(far):
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph + far[0]), (pw, pw + far[1])),
-                   constant_values=-np.inf)
+        xs = np.pad(xs, ((0, 0), (ph, ph + far[0]), (pw, pw + far[1]), (0, 0)),
+                    constant_values=-np.inf)
     nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
-    window = lambda i, j: x[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                            j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    window = lambda i, j: xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                             j * dw:j * dw + sw * (ow - 1) + 1:sw]
     best = window(0, 0).copy()
-    arg = np.zeros(best.shape, np.int64)
+    arg = np.zeros(best.shape, np.int8 if kh * kw < 128 else np.int64)
     for i in range(kh):
         for j in range(kw):
             if i or j:
@@ -282,28 +322,43 @@ def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
                 m = v > best                       # strict: ties keep the first, as PyTorch
                 if nan:
                     m |= np.isnan(v)
-                np.copyto(best, v, where=m)
-                np.copyto(arg, i * kw + j, where=m)
-    rows = (np.arange(oh) * sh - ph)[:, None] + (arg // kw) * dh
-    cols = (np.arange(ow) * sw - pw) + (arg % kw) * dw
-    return rows * w + cols
+                np.maximum(best, v, out=best)
+                # arg = where(m, k, arg) by arithmetic: NumPy's masked copies are ~30x slower
+                arg += m * (np.int8(i * kw + j) - arg) if arg.dtype == np.int8 else \
+                    m * (i * kw + j - arg)
+    # flat index = window origin + the offset of its argmax (a table lookup: NumPy's
+    # integer // and % are far slower)
+    origin = (np.arange(oh) * sh - ph)[:, None] * w + (np.arange(ow) * sw - pw)
+    offset = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(kh * kw)])
+    return _unspatial(origin[:, :, None] + np.take(offset, arg), n, c, bl)
+
+
+def _planes(a, batch_last):
+    """(N, C, ...) as (B, spatial, B') with the flattened spatial axes in the middle."""
+    s = _spatial(a, batch_last)
+    return s.reshape(s.shape[0], -1, s.shape[3])
 
 
 def _gather(x, idx, unique):
-    n, c = x.shape[:2]
-    return np.take_along_axis(x.reshape(n, c, -1), idx.reshape(n, c, -1), 2).reshape(idx.shape)
+    bl = _batch_last(x)
+    out = np.take_along_axis(_planes(x, bl), _planes(idx, bl), 1)
+    return _unspatial(out.reshape((out.shape[0],) + idx.shape[2:] + (out.shape[2],)),
+                      *idx.shape[:2], bl)
 
 
 def _scatter(g, idx, shape, unique):
     n, c = shape[:2]
-    plane = math.prod(shape[2:])
+    bl = _batch_last(idx)
+    ip, gp = _planes(idx, bl), _planes(g, bl)
+    b1, plane, b2 = ip.shape[0], math.prod(shape[2:]), ip.shape[2]
+    flat = (ip * b2 + (np.arange(b1) * plane * b2)[:, None, None] + np.arange(b2)).ravel()
     if unique:                  # windows that do not overlap: each index at most once
-        out = np.zeros((n, c, plane), g.dtype)
-        np.put_along_axis(out, idx.reshape(n, c, -1), g.reshape(n, c, -1), 2)
-        return out.reshape(shape)
-    flat = (idx.reshape(n * c, -1) + (np.arange(n * c) * plane)[:, None]).ravel()
-    out = np.bincount(flat, weights=g.ravel(), minlength=n * c * plane)
-    return out.astype(g.dtype, copy=False).reshape(shape)
+        out = np.zeros(b1 * plane * b2, g.dtype)
+        out[flat] = gp.ravel()
+    else:                       # overlapping windows: add up, by one bincount
+        out = np.bincount(flat, weights=gp.ravel(), minlength=b1 * plane * b2)
+        out = out.astype(g.dtype, copy=False)
+    return _unspatial(out.reshape((b1,) + tuple(shape[2:]) + (b2,)), n, c, bl)
 
 
 _indices_op = defop("max_pool2d_indices", lambda x, kernel_size, stride, padding, dilation,
@@ -364,14 +419,14 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             input, (slice(None), slice(None), slice(0, oh * k[0]), slice(0, ow * k[1])))
         total = _sum(reshape(x, (n, c, oh, k[0], ow, k[1])), axis=(3, 5))
     else:
-        cols = apply(_unfold_op, input, kernel_size=k, dilation=(1, 1), padding=p, stride=s)
-        total = _sum(reshape(cols, (n, c, k[0] * k[1], oh, ow)), axis=2)
+        cols = apply(_im2col_op, input, kernel_size=k, dilation=(1, 1), padding=p, stride=s)
+        total = transpose(_sum(reshape(cols, (c, k[0] * k[1], oh, ow, n)), axis=1), (3, 0, 1, 2))
     if divisor_override is not None:
         return total * (1.0 / divisor_override)
     if count_include_pad or p == (0, 0):
         return total * (1.0 / (k[0] * k[1]))
     ones = np.ones((1, 1, h, w), _shape_dtype(input))
-    counts = _unfold(ones, k, (1, 1), p, s).sum(axis=1).reshape(1, 1, oh, ow)
+    counts = _im2col(ones, k, (1, 1), p, s).sum(axis=0).reshape(1, 1, oh, ow)
     return total / counts
 
 
