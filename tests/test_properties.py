@@ -58,6 +58,7 @@ SMOOTH_UNARY = [c.name for c in CASES if isinstance(c.fn, Op) and c.fn.scalar is
 # arrays, recurrent weights); every one is in the op-case table (first and second order
 # against finite differences and PyTorch) and has tests of its own
 NOT_DRAWN: dict[str, str] = {
+    "lstm_scan": "tests/cases_nn.py (op cases) and tests/test_rnn.py (LSTM vs torch.nn.LSTM)",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

@@ -21,6 +21,7 @@ from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
 from .inplace import inplace_method, setitem
+from .rnn import lstm_scan
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
@@ -42,6 +43,7 @@ __all__ = [
     "acos", "atan", "asinh", "acosh", "atanh", "log1p", "expm1", "log2", "log10", "exp2",
     "reciprocal", "rsqrt", "arctan2", "atan2", "logaddexp", "hypot", "copysign", "ceil", "trunc",
     "isnan", "isinf",
+    "lstm_scan",
 ]
 
 
