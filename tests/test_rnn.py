@@ -284,9 +284,10 @@ def test_errors_name_the_layer_and_the_shapes():
         rg.nn.LSTM(4, 3, dropout=1.5)
 
 
-def test_dropout_between_layers_only_in_training():
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_dropout_between_layers_only_in_training(kind):
     rg.manual_seed(4)
-    m = rg.nn.GRU(3, 4, num_layers=2, dropout=0.5)
+    m = getattr(rg.nn, kind)(3, 4, num_layers=2, dropout=0.5)
     x = rg.tensor(np.random.default_rng(9).standard_normal((4, 2, 3)).astype(np.float32))
     m.eval()
     a, _ = m(x)

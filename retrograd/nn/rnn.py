@@ -8,13 +8,15 @@ the shared weights is the sum of their per-step contributions, which the backwar
 walk's multi-path rule adds up. Being ops, it is twice differentiable and compiles.
 Truncated BPTT: ``h.detach()`` of the state carried to the next chunk.
 
-Speed: each step is a few ops -- ``x_t @ W_ih + b``, ``h @ W_hh``, one sigmoid over
-all gates and slices of it. The input projection is done per step, not as one
-(L, N, G·H) matmul before the loop: slicing step t out of that product has a VJP that
-scatters into a zero array of the whole (L, N, G·H) shape, so its backward costs
-L² · N · G·H (2x slower for a 32-step LSTM, measured), while the per-step products
-cost the same flops as the big one. For the same reason a layer hands the next layer
-its per-step outputs as a list and stacks them only once, for the caller.
+Speed: an LSTM layer is one matmul x @ W_ih for all steps and one ``lstm_scan`` op
+(ops/rnn.py: the recurrence as a NumPy loop, BPTT as its VJP in retrograd ops, with
+∂L/∂W_hh as one matmul over all steps). RNN and GRU are composed of per-step ops
+(each step: x_t @ W_ih + b, h @ W_hh, one sigmoid over the gates and slices of it), and
+there the input projection is done per step: slicing step t out of one (L, N, G·H)
+product has a VJP that scatters into a zero array of that whole shape, so the backward
+would cost L² · N · G·H (2x slower for 32 steps, measured), while the per-step
+products cost the same flops as one big one. For the same reason their layers hand
+the next layer the per-step outputs as a list and stack them once, for the caller.
 """
 from __future__ import annotations
 

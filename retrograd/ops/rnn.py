@@ -19,15 +19,17 @@ from .linalg import matmul
 from .shape import concatenate, expand_dims, reshape, stack, transpose
 
 
-def _lstm_scan(xw, h0, c0, w_hh, reverse):
+def _lstm_scan(xw, h0, c0, w_hh, reverse, out=None):
     """Per step (in time order, backwards if ``reverse``): a = xw_t + h @ W_hh; gates
     i, f, g, o = σ, σ, tanh, σ of a's four blocks (PyTorch's order); c = f·c + i·g;
     h = o·tanh(c). Returns (L, N, 6H): per step [h, c, i, f, g, o]. Every step writes
-    into ``out`` and two scratch buffers: no allocation in the loop."""
+    into ``out`` (in compiled code a planned buffer) and two scratch buffers: no
+    allocation in the loop."""
     L, N, G = xw.shape
     H = G // 4
     dt = np.result_type(xw, h0, c0, w_hh)
-    out = np.empty((L, N, 6 * H), dt)
+    if out is None:
+        out = np.empty((L, N, 6 * H), dt)
     a, tmp = np.empty((N, G), dt), np.empty((N, H), dt)
     h, c = h0, c0
     # σ(a) = 1 / (1 + e^-a): e^-a overflowing to inf gives 0, as it should (no warning)
@@ -92,7 +94,7 @@ def _lstm_scan_vjp(g, out, xw, h0, c0, w_hh, reverse):
     return [dxw, dh0, dc0, dw_hh]
 
 
-_scan = defop("lstm_scan", _lstm_scan, _lstm_scan_vjp, variadic=True, fresh=True,
+_scan = defop("lstm_scan", _lstm_scan, _lstm_scan_vjp, variadic=True, out=True,
               reads=((1, 2, 3, "out"),), args=("xw", "h0", "c0", "w_hh"),
               doc="The LSTM recurrence over a sequence (see lstm_scan).")
 
