@@ -354,6 +354,9 @@ def _add_explain(sub):
                    help="explain reverse-mode autodiff of an expression instead, e.g. "
                         "\"sin(x1) + x1*x2\"")
     x.add_argument("--at", default=None, help="the point for --expr, e.g. x1=2,x2=5")
+    x.add_argument("--rnn", action="store_true",
+                   help="explain backpropagation through time for a 3-step RNN instead "
+                        "(--seed draws its weights)")
 
 
 # ---------------------------------------------------------------- helpers
@@ -996,6 +999,8 @@ def cmd_explain(args):
            "x": None if args.input is None else parse_numbers(args.input, "--input"),
            "target": None if args.target is None else parse_numbers(args.target, "--target")}
     given = {k: v for k, v in net.items() if v is not None}
+    if args.rnn:
+        return _explain_rnn(args, given)
     if args.expr is not None:
         if given:
             flag = {"x": "input"}.get(next(iter(given)), next(iter(given)))
@@ -1009,6 +1014,19 @@ def cmd_explain(args):
             raise UsageError("retrograd explain: --at gives the point of an --expr expression")
         text = explain_network(**given)
     sys.stdout.write(text)
+    return 0
+
+
+def _explain_rnn(args, given):
+    """``retrograd explain --rnn [--seed N]``: every other flag describes something else."""
+    from .explain import explain_rnn
+    other = [f for f in given if f != "seed"] + [f for f in ("expr", "at")
+                                                 if getattr(args, f) is not None]
+    if other:
+        flag = {"x": "input"}.get(other[0], other[0])
+        raise UsageError(f"retrograd explain: --{flag} cannot be combined with --rnn (which "
+                         "explains a fixed 3-step RNN; only --seed applies)")
+    sys.stdout.write(explain_rnn(**({"seed": args.seed} if args.seed is not None else {})))
     return 0
 
 

@@ -63,6 +63,7 @@ NOT_DRAWN: dict[str, str] = {
     "col2im": "tests/cases_conv.py (fold, every conv_transpose2d case), tests/test_conv.py",
     "pool_gather": "tests/cases_conv.py (max_pool2d cases), tests/test_conv.py (ties, NaN)",
     "pool_scatter": "tests/cases_conv.py (max_pool2d cases, second order), tests/test_conv.py",
+    "lstm_scan": "tests/cases_nn.py (op cases) and tests/test_rnn.py (LSTM vs torch.nn.LSTM)",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

@@ -1,6 +1,8 @@
 """Recurrent layers (retrograd/nn/rnn.py): RNN, LSTM, GRU and their cells against
 PyTorch's with copied weights, finite-difference checks of first and second order,
-truncated BPTT, compilation, and the errors a user can cause."""
+truncated BPTT, compilation, the errors a user can cause, and `retrograd explain --rnn`."""
+import re
+
 import numpy as np
 import pytest
 
@@ -282,9 +284,10 @@ def test_errors_name_the_layer_and_the_shapes():
         rg.nn.LSTM(4, 3, dropout=1.5)
 
 
-def test_dropout_between_layers_only_in_training():
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_dropout_between_layers_only_in_training(kind):
     rg.manual_seed(4)
-    m = rg.nn.GRU(3, 4, num_layers=2, dropout=0.5)
+    m = getattr(rg.nn, kind)(3, 4, num_layers=2, dropout=0.5)
     x = rg.tensor(np.random.default_rng(9).standard_normal((4, 2, 3)).astype(np.float32))
     m.eval()
     a, _ = m(x)
@@ -293,3 +296,67 @@ def test_dropout_between_layers_only_in_training():
     m.train()
     c, _ = m(x)
     assert not np.allclose(a.numpy(), c.numpy())
+
+
+# ---------------------------------------------------------------- retrograd explain --rnn
+
+def _numbers_in(line):
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", line)]
+
+
+def test_explain_rnn_prints_the_unrolled_states_the_deltas_and_the_summed_gradients():
+    from retrograd.explain import explain_rnn, rnn_numbers
+    text = explain_rnn()
+    nums = rnn_numbers(0)
+    # the states, recomputed here from the printed weights and inputs
+    h = np.zeros(2)
+    for t in range(3):
+        h = np.tanh(nums.Wx @ nums.x[t] + nums.Wh @ h + nums.b)
+        line = next(l for l in text.splitlines() if l.strip().startswith(f"h_{t + 1} = tanh"))
+        np.testing.assert_allclose(_numbers_in(line.split("=")[2])[:2], h, rtol=1e-6)
+        assert line.endswith("✓")
+    # the deltas in reverse time order, each = (∂J/∂h_t + W_hᵀ δ_(t+1)) ⊙ (1 − h_t²)
+    order = [l.strip()[:7] for l in text.splitlines() if l.strip().startswith("t = ") and "∂J/∂h" in l]
+    assert order == ["t = 3: ", "t = 2: ", "t = 1: "]
+    # ∂J/∂W_h: three printed terms and their sum, the sum checked twice
+    section = text.split("∂J/∂W_h = Σ_t δ_t h_(t−1)ᵀ")[1].split("∂J/∂W_x")[0]
+    terms = [l for l in section.splitlines() if l.strip().startswith("t = ")]
+    assert len(terms) == 3 and terms[0].strip().endswith("= [0 0; 0 0]")    # h_0 = 0
+    total = sum(nums.terms["W_h"])
+    sum_line = next(l for l in section.splitlines() if l.strip().startswith("sum:"))
+    np.testing.assert_allclose(_numbers_in(sum_line.split("autodiff")[0])[:4], total.ravel(),
+                               rtol=1e-6)
+    assert sum_line.count("✓") == 2 and "finite differences" in sum_line
+    assert "✗" not in text
+    assert "checks: 25 of 25 numbers agree with autodiff ✓, 10 of 10 weight gradients with " \
+           "finite differences ✓" in text
+
+
+def test_explain_rnn_numbers_agree_with_autodiff_and_finite_differences_for_other_seeds():
+    from retrograd.explain import rnn_numbers
+    for seed in (1, 7):
+        nums = rnn_numbers(seed)
+        for key, (hand, ad, fd) in nums.checks.items():
+            np.testing.assert_allclose(hand, ad, rtol=1e-9, atol=1e-12, err_msg=key)
+            if fd is not None:
+                np.testing.assert_allclose(hand, fd, rtol=1e-5, atol=1e-8, err_msg=key)
+
+
+def test_cli_explain_rnn(capsys):
+    from retrograd.cli import main
+    assert main(["explain", "--rnn"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("retrograd explain --rnn: backpropagation through time")
+    assert main(["explain", "--rnn", "--seed", "2"]) == 0
+    assert "with seed 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,flag", [(["--layers", "2-3-1"], "--layers"),
+                                       (["--expr", "x*y", "--at", "x=1,y=2"], "--expr"),
+                                       (["--at", "x=1"], "--at"), (["--lr", "0.1"], "--lr"),
+                                       (["--input", "1,0"], "--input")])
+def test_cli_explain_rnn_refuses_other_flags_in_one_line(argv, flag, capsys):
+    from retrograd.cli import main
+    assert main(["explain", "--rnn", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} cannot be combined with --rnn" in err and err.count("\n") == 1

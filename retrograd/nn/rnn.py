@@ -8,13 +8,15 @@ the shared weights is the sum of their per-step contributions, which the backwar
 walk's multi-path rule adds up. Being ops, it is twice differentiable and compiles.
 Truncated BPTT: ``h.detach()`` of the state carried to the next chunk.
 
-Speed: each step is a few ops -- ``x_t @ W_ih + b``, ``h @ W_hh``, one sigmoid over
-all gates and slices of it. The input projection is done per step, not as one
-(L, N, G·H) matmul before the loop: slicing step t out of that product has a VJP that
-scatters into a zero array of the whole (L, N, G·H) shape, so its backward costs
-L² · N · G·H (2x slower for a 32-step LSTM, measured), while the per-step products
-cost the same flops as the big one. For the same reason a layer hands the next layer
-its per-step outputs as a list and stacks them only once, for the caller.
+Speed: an LSTM layer is one matmul x @ W_ih for all steps and one ``lstm_scan`` op
+(ops/rnn.py: the recurrence as a NumPy loop, BPTT as its VJP in retrograd ops, with
+∂L/∂W_hh as one matmul over all steps). RNN and GRU are composed of per-step ops
+(each step: x_t @ W_ih + b, h @ W_hh, one sigmoid over the gates and slices of it), and
+there the input projection is done per step: slicing step t out of one (L, N, G·H)
+product has a VJP that scatters into a zero array of that whole shape, so the backward
+would cost L² · N · G·H (2x slower for 32 steps, measured), while the per-step
+products cost the same flops as one big one. For the same reason their layers hand
+the next layer the per-step outputs as a list and stack them once, for the caller.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import RetrogradError, ShapeError
+from ..ops.rnn import lstm_scan
 from ..tensor import Tensor, default_generator, zeros
 from . import functional as F
 from .module import Module, Parameter
@@ -167,6 +170,20 @@ class _RNNBase(Module):
         time_axis = 1 if self.batch_first else 0
         L, N = x.shape[time_axis], x.shape[1 - time_axis]
         states = self._initial_states(hx, N, batched, x.dtype)
+        if self.mode == "LSTM":
+            seq = ops.swapaxes(x, 0, 1) if self.batch_first else x
+            output, h_n = self._lstm_layers(seq, states)
+            output = ops.swapaxes(output, 0, 1) if self.batch_first else output
+        else:
+            output, h_n = self._stepped_layers(x, L, states, time_axis)
+        if not batched:
+            output = ops.squeeze(output, time_axis ^ 1)
+            h_n = tuple(ops.squeeze(h, 1) for h in h_n)
+        return output, (h_n if self.mode == "LSTM" else h_n[0])
+
+    def _stepped_layers(self, x, L, states, time_axis):
+        """RNN and GRU: the layers step by step, each handing the next its per-step
+        outputs as a list; returns (output, final states)."""
         xs = [x[:, t] if self.batch_first else x[t] for t in range(L)]
         finals = []
         for layer in range(self.num_layers):
@@ -181,11 +198,31 @@ class _RNNBase(Module):
             xs = outs[0] if len(outs) == 1 else [ops.concatenate([a, b], axis=-1)
                                                  for a, b in zip(*outs)]
         output = ops.stack(xs, axis=time_axis)
-        h_n = tuple(ops.stack([f[i] for f in finals], axis=0) for i in range(len(states)))
-        if not batched:
-            output = ops.squeeze(output, time_axis ^ 1)
-            h_n = tuple(ops.squeeze(h, 1) for h in h_n)
-        return output, (h_n if self.mode == "LSTM" else h_n[0])
+        return output, tuple(ops.stack([f[i] for f in finals], axis=0) for i in range(len(states)))
+
+    def _lstm_layers(self, seq, states):
+        """LSTM: each direction of each layer is one input projection for all steps (one
+        matmul) and one lstm_scan op; ``seq`` is time-major (L, N, F)."""
+        H, D = self.hidden_size, self.num_directions
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            if layer and self.dropout and self.training:
+                seq = F.dropout(seq, self.dropout, True)
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                xw = ops.matmul(seq, w_ih)
+                bias = _input_bias(self.mode, b_ih, b_hh)
+                if bias is not None:
+                    xw = xw + bias
+                y = lstm_scan(xw, states[0][k], states[1][k], w_hh, reverse=bool(d))
+                last = 0 if d else -1           # the backward direction ends at t = 0
+                outs.append(y[..., :H])
+                finals_h.append(y[last, :, :H])
+                finals_c.append(y[last, :, H:2 * H])
+            seq = outs[0] if D == 1 else ops.concatenate(outs, axis=-1)
+        return seq, (ops.stack(finals_h, axis=0), ops.stack(finals_c, axis=0))
 
     def _direction(self, xs, state, layer, d):
         """One direction of one layer over the sequence: (outputs per step, final state)."""

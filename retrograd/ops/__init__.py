@@ -23,6 +23,7 @@ from .loss import softmax_cross_entropy, softmax_minus_onehot
 from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, prod, softmax, std,
                      sum, var)
 from .inplace import inplace_method, setitem
+from .rnn import lstm_scan
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
@@ -46,6 +47,7 @@ __all__ = [
     "isnan", "isinf",
     "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "unfold", "fold", "interpolate",
+    "lstm_scan",
 ]
 
 
