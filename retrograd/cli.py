@@ -66,7 +66,7 @@ LOSSES = ("cross_entropy", "mse", "sse", "bce")
 MODEL_DEFAULTS = {
     "mlp": {"optimizer": "sgd", "lr": None, "batch_size": 32, "epochs": 20,
             "activation": "tanh", "schedule": "none", "shift": 0},
-    "cnn": {"optimizer": "adam", "lr": 2e-3, "batch_size": 32, "epochs": 15,
+    "cnn": {"optimizer": "adam", "lr": 2e-3, "batch_size": 32, "epochs": 30,
             "activation": "relu", "schedule": "cosine", "shift": 2},
     "lstm": {"optimizer": "adam", "lr": 2e-3, "batch_size": 32, "epochs": 15,
              "activation": "tanh", "schedule": "cosine", "shift": 0,
@@ -220,7 +220,7 @@ def _add_train(sub):
                               "last finite checkpoint. --resume takes every flag not given from "
                               "the checkpoint and refuses one that disagrees with it, except "
                               "--lr (applied) and --epochs. The defaults shown are the MLP's; "
-                              "--model cnn: adam (lr 0.002), 15 epochs, relu, cosine schedule, "
+                              "--model cnn: adam (lr 0.002), 30 epochs, relu, cosine schedule, "
                               "--shift 2; --model lstm: adam (lr 0.002), 15 epochs, cosine "
                               "schedule, --hidden 128.")
     g_ = dict(action=_Given)          # flags --resume compares with the checkpoint
@@ -244,7 +244,7 @@ def _add_train(sub):
     t.add_argument("--batch-size", type=_batch_size, default=mlp["batch_size"], **g_,
                    help="1 = online learning, N = minibatch, 'full' = batch learning")
     t.add_argument("--epochs", type=_positive(int), default=mlp["epochs"], **g_, help="epochs to train (on "
-                   "--resume: the total, counting those already done; cnn and lstm: 15)")
+                   "--resume: the total, counting those already done; cnn: 30, lstm: 15)")
     t.add_argument("--weight-decay", type=_non_negative, default=0.0, **g_,
                    help="L2 penalty on the weights")
     t.add_argument("--dropout", type=_unit_interval, default=0.0, **g_,
