@@ -281,7 +281,8 @@ def _add_image_flags(t):
 
 def _add_run_flags(t):
     """Where a run goes and how it is saved: --out, --resume, --save-every, ..."""
-    t.add_argument("--out", default=None, help="run folder (default: runs/<data>)")
+    t.add_argument("--out", default=None, help="run folder (default: runs/<data>, "
+                   "runs/<data>-cnn, runs/<data>-lstm)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a rerun "
@@ -674,6 +675,8 @@ def cmd_train(args):
         raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
                          "combined with --no-save")
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
+    if args.model != "mlp":          # beside the MLP's run of the same data, not over it
+        name += f"-{args.model}"
     out = args.out or os.path.join("runs", name)
     from .rundir import claim
     # one run per folder, claimed before anything is read or printed (nothing is written

@@ -85,19 +85,22 @@ def test_each_model_trains_and_its_checkpoint_evals_predicts_and_resumes(
 
 
 @pytest.mark.parametrize("model", ["cnn", "lstm"])
-def test_with_no_other_flag_each_model_gets_its_recipe(model, digits, tmp_path, capsys):
+def test_with_no_other_flag_each_model_gets_its_recipe(model, digits, tmp_path, capsys,
+                                                       monkeypatch):
     from retrograd.cli import MODEL_DEFAULTS
     data, _ = digits
+    monkeypatch.chdir(tmp_path)
     code, text, err = cli(capsys, "train", "--model", model, "--data", data, "--no-progress",
-                          "--epochs", "1", "--out", tmp_path)
+                          "--epochs", "1")
     assert code == 0, err
-    meta = io.load(tmp_path / "last.npz")["meta"]
+    run = tmp_path / "runs" / f"digits.csv-{model}"        # beside an MLP's runs/digits.csv
+    meta = io.load(run / "last.npz")["meta"]
     want = {k: v for k, v in MODEL_DEFAULTS[model].items() if k != "epochs"}
     assert {k: meta[k] for k in want} == want
     assert "adam (lr 0.002), batch 32" in text
     # a finished cosine schedule is at lr 0: extending it is refused with the way out
-    code, _, err = cli(capsys, "train", "--data", data, "--epochs", "3", "--no-progress",
-                       "--out", tmp_path, "--resume")
+    code, _, err = cli(capsys, "train", "--model", model, "--data", data, "--epochs", "3",
+                       "--no-progress", "--resume")
     assert code == 2 and "cosine schedule" in one_line(err) and "new --out" in err
 
 
