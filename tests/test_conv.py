@@ -157,7 +157,8 @@ def test_init_is_pytorch_s_kaiming_uniform(layer, fan_in):
 
 @pytest.mark.torch
 def test_parameter_shapes_are_pytorch_s():
-    for ours, theirs in [(rg.nn.Conv2d(4, 6, (3, 2), groups=2), torch.nn.Conv2d(4, 6, (3, 2), groups=2)),
+    for ours, theirs in [(rg.nn.Conv2d(4, 6, (3, 2), groups=2),
+                          torch.nn.Conv2d(4, 6, (3, 2), groups=2)),
                          (rg.nn.ConvTranspose2d(4, 6, 3, groups=2),
                           torch.nn.ConvTranspose2d(4, 6, 3, groups=2)),
                          (rg.nn.Conv1d(3, 5, 4), torch.nn.Conv1d(3, 5, 4))]:

@@ -1,4 +1,5 @@
-"""Losses and dropout as functions of tensors (the modules in losses.py wrap these).
+"""Losses and dropout as functions of tensors (the modules in losses.py wrap these), and
+convolution, pooling and resampling (retrograd/ops/conv.py's, re-exported as PyTorch's F.*).
 
 Each loss takes ``reduction`` = "mean" (over the batch), "sum" or "none".
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, as_tensor
