@@ -8,6 +8,8 @@ Cases (float32; a "step" = forward + backward + plain SGD update of all params):
   B4  Hessian-vector product of B1's loss w.r.t. all parameters, batch 500
   B5  LeNet-style CNN on 1x28x28: conv 5x5 1->6, ReLU, max pool 2, conv 5x5 6->16,
       ReLU, max pool 2, flatten, 256-120-84-10 ReLU, softmax cross-entropy, batch 64
+  B6  1-layer LSTM, input 28, hidden 128, 32 steps, linear head on the last state
+      (10 classes), softmax cross-entropy, batch 32
 
 Every implementation starts from the same seeded data and init. Before timing,
 one step of each is compared against PyTorch eager (or the first implementation
@@ -69,6 +71,8 @@ CASES = {
     "B3": Case("B3", "784-1024-1024-10 ReLU, bs 256", (784, 1024, 1024, 10), "relu", 256, "train"),
     "B4": Case("B4", "HVP of B1 loss, bs 500", (784, 100, 10), "tanh", 500, "hvp"),
     "B5": Case("B5", "LeNet CNN 1x28x28, bs 64", (256, 120, 84, 10), "relu", 64, "cnn"),
+    # sizes: input, hidden, classes; the steps are LSTM_STEPS (see the LSTM section below)
+    "B6": Case("B6", "LSTM 28-128 x 32 steps -> 10, bs 32", (28, 128, 10), "lstm", 32, "lstm"),
 }
 
 
@@ -83,6 +87,8 @@ class Data:
 def make_data(case: Case, seed: int = 0) -> Data:
     if case.kind == "cnn":
         return make_cnn_data(case, seed)
+    if case.kind == "lstm":
+        return make_lstm_data(case, seed)
     # Same seed for every case, so B4 sees exactly B1's data and init.
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((case.batch, case.sizes[0]), dtype=np.float32)
@@ -139,6 +145,8 @@ def register_kind(kind, name):
 def builder(impl: str, case: Case) -> Callable:
     if case.kind in ("train", "hvp"):
         return IMPLS[impl].build
+    if (impl, case.kind) in CASE_BUILDERS:        # the LSTM's registry (merged from i12-rnn)
+        return CASE_BUILDERS[(impl, case.kind)]
     if (case.kind, impl) not in KIND_BUILDERS:
         raise NotImplementedError(f"no {case.kind} builder for {impl}")
     return KIND_BUILDERS[(case.kind, impl)]
@@ -685,6 +693,193 @@ def build_jax_cnn(case: Case, d: Data) -> Runner:
     return Runner(step, lambda: {"loss": float(st["loss"]),
                                  "params": [np.asarray(p).copy() for p in st["params"]]},
                   sync=lambda: jax.block_until_ready(st["params"]))
+
+
+# ----------------------------------------------------------------------------
+# B6: a 1-layer LSTM classifier (case kind "lstm"), one builder per implementation
+# ----------------------------------------------------------------------------
+# params: [W_ih (I, 4H), W_hh (H, 4H), b_ih, b_hh (4H), W_out (H, C), b_out (C)], matrices
+# (in, out) as retrograd stores them (torch gets them transposed); gates i, f, g, o.
+
+LSTM_STEPS = 32
+CASE_BUILDERS: dict = {}  # (impl, case kind) -> builder, for cases the MLP builders do not cover
+
+
+def case_builder(impl, kind):
+    def deco(build):
+        CASE_BUILDERS[(impl, kind)] = build
+        return build
+    return deco
+
+
+def make_lstm_data(case: Case, seed: int = 0) -> Data:
+    rng = np.random.default_rng(seed)
+    (I, H, C), T, N = case.sizes, LSTM_STEPS, case.batch
+    X = rng.standard_normal((T, N, I), dtype=np.float32)  # time-major, as nn.LSTM's default
+    y = rng.integers(0, C, N, dtype=np.int64)
+    k = 1 / np.sqrt(H)  # PyTorch's LSTM init
+    u = lambda *shape: rng.uniform(-k, k, shape).astype(np.float32)
+    W_out = rng.standard_normal((H, C), dtype=np.float32) * np.float32(np.sqrt(1 / H))
+    params = [u(I, 4 * H), u(H, 4 * H), u(4 * H), u(4 * H), W_out, np.zeros(C, np.float32)]
+    return Data(X, y, params, [])
+
+
+def _sigmoid_np(a, out):
+    np.negative(a, out=out)
+    np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
+@case_builder("numpy", "lstm")
+def build_numpy_lstm(case: Case, d: Data) -> Runner:
+    """Forward and BPTT written out by hand, into preallocated buffers."""
+    W_ih, W_hh, b_ih, b_hh, W_o, b_o = [p.copy() for p in d.params]
+    X, y = d.X, d.y
+    T, N, I = X.shape
+    H = W_hh.shape[0]
+    rows, X2 = np.arange(N), X.reshape(T * N, I)
+    hs, cs = np.zeros((T + 1, N, H), np.float32), np.zeros((T + 1, N, H), np.float32)
+    gates, dA = np.empty((T, N, 4 * H), np.float32), np.empty((T, N, 4 * H), np.float32)
+    a, tc = np.empty((N, 4 * H), np.float32), np.empty((N, H), np.float32)
+    out = {}
+
+    def step():
+        XW = (X2 @ W_ih).reshape(T, N, 4 * H)
+        XW += b_ih + b_hh
+        with np.errstate(over="ignore"):
+            for t in range(T):
+                np.add(np.matmul(hs[t], W_hh, out=a), XW[t], out=a)
+                s = _sigmoid_np(a, gates[t])
+                np.tanh(a[:, 2 * H:3 * H], out=s[:, 2 * H:3 * H])
+                i, f, g, o = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
+                np.multiply(f, cs[t], out=cs[t + 1])
+                cs[t + 1] += i * g
+                np.multiply(o, np.tanh(cs[t + 1], out=tc), out=hs[t + 1])
+        z = hs[T] @ W_o + b_o
+        z -= z.max(axis=1, keepdims=True)
+        zy = z[rows, y]
+        np.exp(z, out=z)
+        sz = z.sum(axis=1)
+        out["loss"] = float(np.mean(np.log(sz) - zy))
+        z /= sz[:, None]
+        z[rows, y] -= 1
+        z *= np.float32(1 / N)
+        gW_o, gb_o = hs[T].T @ z, z.sum(axis=0)
+        dh, dc = z @ W_o.T, np.zeros((N, H), np.float32)
+        for t in range(T - 1, -1, -1):
+            s = gates[t]
+            i, f, g, o = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
+            np.tanh(cs[t + 1], out=tc)
+            dc += dh * o * (1 - tc * tc)
+            da = dA[t]
+            np.multiply(dc * g, i * (1 - i), out=da[:, :H])
+            np.multiply(dc * cs[t], f * (1 - f), out=da[:, H:2 * H])
+            np.multiply(dc * i, 1 - g * g, out=da[:, 2 * H:3 * H])
+            np.multiply(dh * tc, o * (1 - o), out=da[:, 3 * H:])
+            dc *= f
+            dh = da @ W_hh.T
+        dA2 = dA.reshape(T * N, 4 * H)
+        gW_ih, gW_hh = X2.T @ dA2, hs[:T].reshape(T * N, H).T @ dA2
+        gb = dA2.sum(axis=0)
+        for p, gp in ((W_ih, gW_ih), (W_hh, gW_hh), (b_ih, gb), (b_hh, gb), (W_o, gW_o),
+                      (b_o, gb_o)):
+            p -= LR * gp
+
+    def state():
+        return {"loss": out["loss"], "params": [p.copy() for p in (W_ih, W_hh, b_ih, b_hh, W_o, b_o)]}
+
+    return Runner(step, state)
+
+
+@case_builder("torch", "lstm")
+def build_torch_lstm(case: Case, d: Data) -> Runner:
+    torch = _torch_setup()
+    import torch.nn.functional as F
+    (I, H, C) = case.sizes
+    lstm = torch.nn.LSTM(I, H)
+    with torch.no_grad():
+        for name, p in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), d.params):
+            getattr(lstm, name).copy_(torch.from_numpy(p.T.copy() if p.ndim == 2 else p))
+    W_o, b_o = (torch.tensor(p, requires_grad=True) for p in d.params[4:])
+    params = list(lstm.parameters()) + [W_o, b_o]
+    X, y = torch.from_numpy(d.X), torch.from_numpy(d.y)
+    out = {}
+
+    def step():
+        _, (h, _) = lstm(X)
+        loss = F.cross_entropy(torch.addmm(b_o, h[0], W_o), y)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(p.grad, alpha=LR)
+                p.grad = None
+        out["loss"] = loss
+
+    def state():
+        ps = [p.detach().numpy() for p in params]
+        return {"loss": out["loss"].item(),
+                "params": [p.T.copy() if p.ndim == 2 and i < 2 else p.copy() for i, p in enumerate(ps)]}
+
+    return Runner(step, state)
+
+
+def _retrograd_lstm_model(case: Case, d: Data):
+    import retrograd as rg
+    (I, H, C) = case.sizes
+
+    class LSTMClassifier(rg.nn.Module):
+        def __init__(self):
+            self.lstm = rg.nn.LSTM(I, H)
+            self.lstm.load_state_dict(dict(zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                                                "bias_hh_l0"), d.params)))
+            self.head = rg.nn.Linear(H, C)
+            self.head.load_state_dict({"weight": d.params[4], "bias": d.params[5]})
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.head(h[0])
+
+    return rg, LSTMClassifier()
+
+
+def _retrograd_lstm_state(model, out):
+    return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in model.parameters()]}
+
+
+@case_builder("retrograd", "lstm")
+def build_retrograd_lstm(case: Case, d: Data) -> Runner:
+    rg, model = _retrograd_lstm_model(case, d)
+    X, params, out = rg.tensor(d.X), model.parameters(), {}
+
+    def step():
+        loss = rg.nn.functional.cross_entropy(model(X), d.y)
+        loss.backward()
+        for p in params:
+            p.data -= LR * p.grad.data
+            p.grad = None
+        out["loss"] = loss
+
+    return Runner(step, lambda: _retrograd_lstm_state(model, out))
+
+
+@case_builder("retrograd.compile", "lstm")
+def build_retrograd_compiled_lstm(case: Case, d: Data) -> Runner:
+    rg, model = _retrograd_lstm_model(case, d)
+    opt = rg.optim.SGD(model.parameters(), lr=LR)
+    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt)
+    X, out = rg.tensor(d.X), {}
+
+    def step():
+        out["loss"], _ = train_step(X, d.y)
+
+    return Runner(step, lambda: _retrograd_lstm_state(model, out))
+
+
+@case_builder("jax", "lstm")
+@case_builder("torch.compile", "lstm")
+def build_unsupported_lstm(case: Case, d: Data) -> Runner:
+    raise NotImplementedError("no LSTM implementation for this case")
 
 
 # ----------------------------------------------------------------------------

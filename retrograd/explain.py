@@ -1048,3 +1048,223 @@ def parse_numbers(text: str, what: str = "--input") -> list:
     if not values:
         raise ExplainError(f"{what}: expected numbers like 1,0, got {text!r}")
     return values
+
+
+# ====================================================================== recurrent nets (BPTT)
+
+RNN_SIZES = (2, 2, 3)          # inputs, hidden units, time steps: every number is printed
+
+
+@dataclass
+class RNNNumbers:
+    """Every number ``explain_rnn`` prints. Time steps t = 1 … T are index t of ``h``
+    (``h[0]`` = h_0 = 0) and index t−1 of ``x``, ``y``, ``z``, ``delta``; δ_t = ∂J/∂z_t
+    (seed 001's sign). ``checks`` maps a printed quantity to (by hand, autodiff, finite
+    differences or None)."""
+    Wx: np.ndarray             # (hidden, inputs): z_t = W_x x_t + W_h h_{t−1} + b
+    Wh: np.ndarray
+    b: np.ndarray
+    x: np.ndarray              # (T, inputs)
+    y: np.ndarray              # (T, hidden): the targets of h_t
+    z: np.ndarray
+    h: np.ndarray              # (T + 1, hidden)
+    J: float
+    dJdh: np.ndarray           # ∂J/∂h_t through the loss at step t only: h_t − y_t
+    carried: np.ndarray        # W_hᵀ δ_{t+1}: what flows back from step t + 1 (0 at t = T)
+    delta: np.ndarray
+    terms: dict                # "W_h", "W_x", "b" -> the per-step terms of the sum
+    checks: dict = field(default_factory=dict)
+
+
+def rnn_numbers(seed=0) -> RNNNumbers:
+    """BPTT by hand (NumPy, float64) for the 3-step RNN, checked against retrograd's
+    autodiff (rg.nn.RNN, and an unrolled graph for the δs) and central differences."""
+    n_in, n_h, T = RNN_SIZES
+    rng = np.random.default_rng(seed)
+    draw = lambda *shape: np.round(rng.uniform(-1, 1, shape), 2) + 0.0    # + 0.0: no -0.0
+    Wx, Wh, b, x, y = draw(n_h, n_in), draw(n_h, n_h), draw(n_h), draw(T, n_in), draw(T, n_h)
+    h, z = np.zeros((T + 1, n_h)), np.zeros((T, n_h))
+    for t in range(T):                                   # forward, unrolled
+        z[t] = Wx @ x[t] + Wh @ h[t] + b
+        h[t + 1] = np.tanh(z[t])
+    J = 0.5 * float(((h[1:] - y) ** 2).sum())
+    dJdh, carried, delta = h[1:] - y, np.zeros((T, n_h)), np.zeros((T, n_h))
+    for t in range(T - 1, -1, -1):                       # backward through time
+        if t < T - 1:
+            carried[t] = Wh.T @ delta[t + 1]
+        delta[t] = (dJdh[t] + carried[t]) * (1 - h[t + 1] ** 2)
+    terms = {"W_h": [np.outer(delta[t], h[t]) for t in range(T)],
+             "W_x": [np.outer(delta[t], x[t]) for t in range(T)],
+             "b": [delta[t] for t in range(T)]}
+    nums = RNNNumbers(Wx, Wh, b, x, y, z, h, J, dJdh, carried, delta, terms)
+    _rnn_checks(nums)
+    return nums
+
+
+def _rnn_loss_by_layer(Wx, Wh, b, h0, x, y):
+    """J computed by rg.nn.RNN(2, 2) with these weights (stored (in, out): W_xᵀ, W_hᵀ);
+    returns (J, output, the parameters and h0 as tensors)."""
+    from .nn import RNN
+    n_h, n_in = Wx.shape
+    layer = RNN(n_in, n_h, dtype=np.float64)
+    layer.load_state_dict({"weight_ih_l0": Wx.T, "weight_hh_l0": Wh.T, "bias_ih_l0": b,
+                           "bias_hh_l0": np.zeros_like(b)})
+    h0 = tensor(h0[None, None, :], requires_grad=True)
+    out, _ = layer(tensor(x[:, None, :]), h0)
+    J = 0.5 * ((out[:, 0, :] - tensor(y)) ** 2).sum()
+    return J, out, layer, h0
+
+
+def _rnn_checks(nums):
+    """Every printed number by hand vs autodiff (and the gradients vs finite differences)."""
+    T = len(nums.x)
+    J, out, layer, h0 = _rnn_loss_by_layer(nums.Wx, nums.Wh, nums.b, nums.h[0], nums.x, nums.y)
+    gx, gh, gb, gh0 = autodiff.grad(J, [layer.weight_ih_l0, layer.weight_hh_l0,
+                                        layer.bias_ih_l0, h0])
+    # the δs: the same recurrence as a graph of ops, differentiated w.r.t. each z_t
+    Wx, Wh, b = (tensor(a, requires_grad=True) for a in (nums.Wx, nums.Wh, nums.b))
+    h, zs, J2 = tensor(nums.h[0]), [], 0.0
+    for t in range(T):
+        zs.append(Wx @ tensor(nums.x[t]) + Wh @ h + b)
+        h = ops.tanh(zs[-1])
+        J2 = J2 + 0.5 * ((h - tensor(nums.y[t])) ** 2).sum()
+    deltas = autodiff.grad(J2, zs)
+
+    def loss_at(Wx_, Wh_, b_):
+        return lambda: float(_rnn_loss_by_layer(Wx_, Wh_, b_, nums.h[0], nums.x, nums.y)[0].data)
+
+    arrays = [nums.Wx.copy(), nums.Wh.copy(), nums.b.copy()]
+    fd = [central_differences(loss_at(*arrays), a).reshape(a.shape) for a in arrays]
+    c = nums.checks
+    c["h"] = (nums.h[1:], out.numpy()[:, 0, :], None)
+    c["J"] = (np.array(nums.J), J.numpy(), None)
+    c["delta"] = (nums.delta, np.stack([d.numpy() for d in deltas]), None)
+    c["W_h"] = (sum(nums.terms["W_h"]), gh.numpy().T, fd[1])
+    c["W_x"] = (sum(nums.terms["W_x"]), gx.numpy().T, fd[0])
+    c["b"] = (sum(nums.terms["b"]), gb.numpy(), fd[2])
+    c["h_0"] = (nums.Wh.T @ nums.delta[0], gh0.numpy()[0, 0], None)
+
+
+def _ok(by_hand, other, fd=False):
+    # autodiff does the same float64 arithmetic in another order (agrees to rounding);
+    # central differences carry truncation error, hence looser (as explain_network)
+    return bool(np.allclose(by_hand, other, rtol=1e-5 if fd else 1e-9, atol=1e-8 if fd else 1e-12))
+
+
+def _mat(m):
+    return "[" + "; ".join(" ".join(_n(e) for e in row) for row in m) + "]"
+
+
+def _checked(nums, key, index=None):
+    """'autodiff … ✓' (and 'finite differences … ✓') for the quantity ``key``."""
+    hand, ad, fd = nums.checks[key]
+    pick = (lambda a: a) if index is None else (lambda a: a[index])
+    show = _vec if np.ndim(pick(hand)) == 1 else (_mat if np.ndim(pick(hand)) == 2 else _n)
+    text = f"autodiff {show(pick(ad))} {_mark(_ok(pick(hand), pick(ad)))}"
+    if fd is not None:
+        text += f"   finite differences {show(pick(fd))} {_mark(_ok(pick(hand), pick(fd), True))}"
+    return text
+
+
+def _rnn_header(nums, seed):
+    n_in, n_h, T = RNN_SIZES
+    lines = [f"retrograd explain --rnn: backpropagation through time (BPTT) for a {T}-step RNN "
+             "(seed 001 §3.4)",
+             f"  {n_in} inputs, {n_h} hidden units, {T} steps:  z_t = W_x x_t + W_h h_(t−1) + b,  "
+             "h_t = tanh(z_t),  h_0 = 0",
+             "  loss J = ½ Σ_t ‖h_t − y_t‖²  (a target y_t for every state)",
+             "  one W_x, W_h, b shared by every step, drawn from U(−1, 1) with seed "
+             f"{seed} and rounded to 2 decimals (matrices row by row):",
+             f"    W_x = {_mat(nums.Wx)}   W_h = {_mat(nums.Wh)}   b = {_vec(nums.b)}"]
+    for t in range(T):
+        lines.append(f"    x_{t + 1} = {_vec(nums.x[t])}   y_{t + 1} = {_vec(nums.y[t])}")
+    lines += ["  δ_t = ∂J/∂z_t (seed 001's δ). The unrolled net is a feed-forward net with one "
+              "layer per step whose",
+              "  layers share their weights: BP1–BP4 hold per step, and each shared weight's "
+              "gradient is the sum over the steps.",
+              "  rg.nn.RNN stores the matrices (in, out), as Linear: weight_ih_l0 = W_xᵀ, "
+              "weight_hh_l0 = W_hᵀ."]
+    return lines
+
+
+def _rnn_forward_section(nums):
+    lines = ["1. the unrolled forward pass: the same layer at every step, fed its own last state"]
+    for t in range(len(nums.x)):
+        s = t + 1
+        lines.append(f"  z_{s} = W_x x_{s} + W_h h_{t} + b = {_vec(nums.Wx @ nums.x[t])} + "
+                     f"{_vec(nums.Wh @ nums.h[t])} + {_vec(nums.b)} = {_vec(nums.z[t])}")
+        lines.append(f"    h_{s} = tanh(z_{s}) = {_vec(nums.h[s])}   {_checked(nums, 'h', t)}")
+    lines.append(f"  J = {_n(nums.J)}   {_checked(nums, 'J')}")
+    return lines
+
+
+def _rnn_delta_section(nums):
+    T = len(nums.x)
+    lines = ["2. the deltas flowing back through time: δ_t = (∂J/∂h_t + W_hᵀ δ_(t+1)) ⊙ tanh′(z_t),",
+             "   tanh′(z_t) = 1 − h_t²; ∂J/∂h_t = h_t − y_t is the loss's own part (BP1), "
+             "W_hᵀ δ_(t+1) what step t+1 sends back",
+             f"   (BP2, with W_h in the place of Θ^(l+1)); nothing comes back into the last step: "
+             f"δ_{T + 1} = 0"]
+    for t in range(T - 1, -1, -1):
+        s = t + 1
+        tp = 1 - nums.h[s] ** 2
+        carried = (f"W_hᵀ δ_{s + 1} = {_vec(nums.carried[t])}" if t < T - 1
+                   else f"W_hᵀ δ_{s + 1} = {_vec(nums.carried[t])} (none)")
+        lines.append(f"  t = {s}: ∂J/∂h_{s} = h_{s} − y_{s} = {_vec(nums.dJdh[t])}   {carried}")
+        lines.append(f"    δ_{s} = ({_vec(nums.dJdh[t])} + {_vec(nums.carried[t])}) ⊙ "
+                     f"{_vec(tp)} = {_vec(nums.delta[t])}   {_checked(nums, 'delta', t)}")
+    lines.append(f"  and the initial state gets ∂J/∂h_0 = W_hᵀ δ_1 = "
+                 f"{_vec(nums.checks['h_0'][0])}   {_checked(nums, 'h_0')}")
+    return lines
+
+
+def _rnn_gradient_section(nums):
+    T = len(nums.x)
+    lines = ["3. the gradients of the shared weights: BP4/BP3 at every step, summed over the steps"]
+    for key, formula, factor in (("W_h", "δ_t h_(t−1)ᵀ", "h"), ("W_x", "δ_t x_tᵀ", "x"),
+                                 ("b", "δ_t", None)):
+        lines.append(f"  ∂J/∂{key} = Σ_t {formula}")
+        for t in range(T):
+            s = t + 1
+            term = nums.terms[key][t]
+            if factor is None:
+                lines.append(f"    t = {s}: δ_{s} = {_vec(term)}")
+            else:
+                other = nums.h[t] if factor == "h" else nums.x[t]
+                name = f"h_{t}" if factor == "h" else f"x_{s}"
+                lines.append(f"    t = {s}: δ_{s} {name}ᵀ = {_vec(nums.delta[t])} {_vec(other)}ᵀ "
+                             f"= {_mat(term)}")
+        show = _vec if key == "b" else _mat
+        lines.append(f"    sum: {show(nums.checks[key][0])}   {_checked(nums, key)}")
+    return lines
+
+
+def _rnn_summary(nums):
+    n_ad = n_all = n_fd = n_fd_all = 0
+    for hand, ad, fd in nums.checks.values():
+        hand, ad = np.atleast_1d(hand), np.atleast_1d(ad)
+        n_all += hand.size
+        n_ad += int(np.isclose(hand, ad, rtol=1e-9, atol=1e-12).sum())
+        if fd is not None:
+            n_fd_all += hand.size
+            n_fd += int(np.isclose(hand, fd, rtol=1e-5, atol=1e-8).sum())
+    return [f"checks: {n_ad} of {n_all} numbers agree with autodiff {_mark(n_ad == n_all)}, "
+            f"{n_fd} of {n_fd_all} weight gradients with finite differences "
+            f"{_mark(n_fd == n_fd_all)}"]
+
+
+def explain_rnn(seed=0) -> str:
+    """Backpropagation through time for a 3-step tanh RNN (2 inputs, 2 hidden units),
+    explained in seed 001's notation; returns the text. The unrolled forward states,
+    the deltas flowing back through time, and each shared weight's gradient as the sum
+    of its per-step terms -- every number checked against autodiff (rg.nn.RNN), the
+    weight gradients also against finite differences. ``seed`` draws the weights,
+    inputs and targets (U(−1, 1), rounded to 2 decimals)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ExplainError(f"--seed must be a non-negative integer, got {seed!r}")
+    nums = rnn_numbers(int(seed))
+    lines = _rnn_header(nums, seed)
+    for section in (_rnn_forward_section, _rnn_delta_section, _rnn_gradient_section):
+        lines += ["", *section(nums)]
+    lines += ["", *_rnn_summary(nums)]
+    return "\n".join(lines) + "\n"

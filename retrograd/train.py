@@ -256,7 +256,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
         meta=None, compile: bool = True, save_every: int = 1, save_interval: float = 0.0,
-        resume_lr=None, blas_threads="auto") -> History:
+        resume_lr=None, blas_threads="auto", augment=None) -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -286,6 +286,11 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     blas_threads: BLAS threads while training: "auto" (one per 2**26 multiply-adds of the
         largest product, unless RETROGRAD_BLAS_THREADS or OMP/OPENBLAS_NUM_THREADS say
         otherwise; see retrograd.blas), a positive int, or None to leave BLAS as it is.
+    augment: optional ``augment(x, rng) -> x`` applied to the inputs of each training
+        batch (an ndarray) before the step, e.g. ``lambda x, rng: random_shift(x, 2, rng,
+        (28, 28))`` (retrograd.data). ``rng`` is retrograd's global generator
+        (``rg.manual_seed``), which checkpoints hold, so a resumed run draws the same
+        augmentations as an uninterrupted one; validation and test data are not augmented.
 
     A NaN or infinite loss, validation loss or parameter raises ``TrainingDiverged``
     before anything of that epoch is saved: the checkpoints on disk stay the last finite ones.
@@ -299,7 +304,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     run = _Run(model, loss_fn, optimizer, scheduler, loader, val, _is_classification(y_train),
                epochs=epochs, early_stopping=early_stopping, out_dir=out_dir,
                progress=progress, log=log, meta=meta, save_every=save_every,
-               save_interval=save_interval)
+               save_interval=save_interval, augment=augment)
     if resume:
         run.resume(resume, resume_lr)
     run.choose_step(step, compile)
@@ -347,13 +352,14 @@ class _Run:
     ``end_epoch`` (validation, history, best, schedule, saving), then ``finish``."""
 
     def __init__(self, model, loss_fn, optimizer, scheduler, loader, val, classify, *, epochs,
-                 early_stopping, out_dir, progress, log, meta, save_every, save_interval):
+                 early_stopping, out_dir, progress, log, meta, save_every, save_interval,
+                 augment=None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.scheduler, self.loader, self.val, self.epochs = scheduler, loader, val, epochs
         self.early_stopping = early_stopping
         self.out_dir, self.progress, self.log, self.meta = out_dir, progress, log, meta
         self.save_every, self.save_interval = save_every, save_interval
-        self.classify = classify
+        self.classify, self.augment = classify, augment
         self.history = History()
         self.start, self.best, self.bad_epochs = 1, math.inf, 0
         self.partial = None        # the position inside an interrupted epoch, when resuming
@@ -455,6 +461,8 @@ class _Run:
             next(batches)
 
     def _batch(self, xb, yb):
+        if self.augment is not None:
+            xb = as_tensor(self.augment(xb.numpy(), default_generator()))
         loss, out = self.step(xb, yb)
         n = len(xb)
         lv = float(loss.item())

@@ -24,6 +24,8 @@ EXAMPLES = {
     "cnn.py": [r"LeNet-style CNN, 44426 parameters", r"epoch 1: training loss [0-9.]+, "
                r"test accuracy (\d+\.\d)%"],
     "xor.py": [r"predictions \[0 1 1 0\]", r"accuracy: 1\.0"],
+    "sequence.py": [r"final next-character accuracy: 0\.9[5-9]\d",
+                    r"greedy continuation of 'the quick': 'the quick brown fox jumps over"],
     "mnist_marian.py": [r"784-100-10", r"epoch 1: training cost [0-9.]+, test accuracy (\d+\.\d)%"],
     "quickprop_vs_rprop.py": [r"SGD \(η = 2\) +\d+/\d+", r"Quickprop .* +\d+/\d+ +\d+",
                               r"Rprop .* +\d+/\d+"],

@@ -71,6 +71,7 @@ NOT_DRAWN: dict[str, str] = {
                "tests/test_index_scan.py",
     "scatter_reduce": "tests/cases_index.py (scatter_reduce_*), tests/test_index_scan.py "
                       "(ties against PyTorch)",
+    "lstm_scan": "tests/cases_nn.py (op cases) and tests/test_rnn.py (LSTM vs torch.nn.LSTM)",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

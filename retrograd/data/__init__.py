@@ -13,12 +13,12 @@ from .loader import DataLoader
 from .mnist import load_mnist5k, load_mnist_idx
 from .registry import DATASETS, load_dataset
 from .synthetic import moons, spirals, xor
-from .transforms import minmax_scale, one_hot, standardize
+from .transforms import minmax_scale, one_hot, random_shift, standardize
 
 __all__ = [
     "Dataset", "ArrayDataset", "DataLoader", "DataError",
     "xor", "spirals", "moons",
     "load_mnist5k", "load_mnist_idx", "read_idx", "write_idx", "read_csv",
-    "standardize", "minmax_scale", "one_hot",
+    "standardize", "minmax_scale", "one_hot", "random_shift",
     "DATASETS", "load_dataset",
 ]

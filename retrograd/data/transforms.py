@@ -113,3 +113,36 @@ def check_class_labels(y, where, *, numbered_from_0=False, at="data row"):
         raise DataError(f"{where}: the labels run from {lo} to {hi} with no 0; classes are "
                         f"numbered from 0, so this would build {hi + 1} classes of which "
                         f"{'class 0' if lo == 1 else f'classes 0..{lo - 1}'} never occur: {fix}")
+
+
+def random_shift(X, max_shift: int, rng, image_shape=None):
+    """Each image moved by its own random whole number of pixels, up to ``max_shift``
+    in each direction along each of its last two axes (height, width); what moves in
+    is 0 (background). Data augmentation: the digits of a small training set are seen
+    at slightly different places each epoch.
+
+    ``X``: images of shape (n, ..., H, W), or rows of shape (n, features) with
+    ``image_shape`` saying what a row is, e.g. (28, 28) or (1, 28, 28); the result has
+    the shape and dtype of ``X``. ``rng``: a ``numpy.random.Generator`` or a seed; the
+    shifts (two per image) are drawn from it, so a seeded run is reproducible.
+    """
+    X = _float(X)
+    k = int(max_shift)
+    if k < 0:
+        raise DataError(f"random_shift: max_shift must be >= 0, got {max_shift}")
+    shape = X.shape if image_shape is None else (len(X),) + tuple(image_shape)
+    if len(shape) < 3 or int(np.prod(shape)) != X.size:
+        raise DataError(f"random_shift: expected images (n, ..., H, W) or rows with an "
+                        f"image_shape, got an array of shape {X.shape} and image_shape "
+                        f"{image_shape}")
+    if k == 0 or not len(X):
+        return X.copy()
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    images = X.reshape(shape)
+    n, h, w = shape[0], shape[-2], shape[-1]
+    pad = [(0, 0)] * (len(shape) - 2) + [(k, k), (k, k)]
+    # every (2k+1)^2 placement of each image as a view; each image picks one of its own
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(images, pad), (h, w), axis=(-2, -1))
+    dy, dx = rng.integers(0, 2 * k + 1, size=(2, n))
+    windows = np.moveaxis(windows, (-4, -3), (1, 2))       # (n, 2k+1, 2k+1, ..., H, W)
+    return windows[np.arange(n), dy, dx].reshape(X.shape)

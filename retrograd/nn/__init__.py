@@ -11,6 +11,7 @@ from .module import Buffer, Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .embedding import Dropout2d, Embedding
 from .transformer import MultiheadAttention, TransformerEncoderLayer
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
@@ -20,4 +21,5 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", 
            "Buffer", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding",
            "Dropout2d", "MultiheadAttention", "TransformerEncoderLayer",
            "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "Flatten", "Upsample"]
+           "Flatten", "Upsample",
+           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]

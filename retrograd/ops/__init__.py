@@ -30,6 +30,7 @@ from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, pro
                      sum, var)
 from .reduce import all, allclose, any, isclose, norm
 from .inplace import inplace_method, setitem
+from .rnn import lstm_scan
 from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
@@ -60,6 +61,7 @@ __all__ = [
     "einsum", "tensordot", "outer", "inner", "cross", "trace", "diagonal", "tril", "triu",
     "flip", "roll", "repeat", "tile", "moveaxis", "rollaxis", "array_split", "hstack", "vstack",
     "isclose", "allclose", "any", "all", "norm",
+    "lstm_scan",
 ]
 
 
