@@ -167,15 +167,15 @@ class Module:
     # ---- state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Parameter and buffer name -> a copy of its array (parameters first)."""
-        return OrderedDict((n, p.data.copy()) for n, p in self._state())
+        return OrderedDict((n, p.data.copy()) for n, p in self._named_state())
 
-    def _state(self):
+    def _named_state(self):
         yield from self.named_parameters()
         yield from self.named_buffers()
 
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays into the parameters and buffers in place (their dtype is kept)."""
-        own = dict(self._state())
+        own = dict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
