@@ -326,7 +326,7 @@ class _CellBase(Module):
             s += ", nonlinearity='relu'"
         return s
 
-    def _state(self, x, hx):
+    def _initial_state(self, x, hx):
         """x as (N, input_size), the state as a tuple of (N, H), and whether it was batched."""
         who = type(self).__name__
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
@@ -347,7 +347,7 @@ class _CellBase(Module):
         return x, tuple(h if batched else ops.expand_dims(h, 0) for h in hx), batched
 
     def forward(self, x, hx=None):
-        x, state, batched = self._state(x, hx)
+        x, state, batched = self._initial_state(x, hx)
         xw = ops.matmul(x, self.weight_ih)
         bias = _input_bias(self.mode, self.bias_ih, self.bias_hh)
         if bias is not None:
