@@ -47,6 +47,7 @@ from .classic.functions import get as activation_record
 from .classic.functions import loss_value as _loss_value
 from .classic.functions import sigmoid as _sigmoid
 from .errors import RetrogradError
+from .nn import RNN
 from .tensor import Tensor, tensor
 
 __all__ = ["ExplainError", "explain_network", "explain_expression", "network_weights",
@@ -1104,7 +1105,6 @@ def rnn_numbers(seed=0) -> RNNNumbers:
 def _rnn_loss_by_layer(Wx, Wh, b, h0, x, y):
     """J computed by rg.nn.RNN(2, 2) with these weights (stored (in, out): W_xᵀ, W_hᵀ);
     returns (J, output, the parameters and h0 as tensors)."""
-    from .nn import RNN
     n_h, n_in = Wx.shape
     layer = RNN(n_in, n_h, dtype=np.float64)
     layer.load_state_dict({"weight_ih_l0": Wx.T, "weight_hh_l0": Wh.T, "bias_ih_l0": b,

@@ -360,3 +360,14 @@ def test_cli_explain_rnn_refuses_other_flags_in_one_line(argv, flag, capsys):
     assert main(["explain", "--rnn", *argv]) == 2
     err = capsys.readouterr().err
     assert f"{flag} cannot be combined with --rnn" in err and err.count("\n") == 1
+
+
+def test_lstm_scan_names_the_shapes_it_expects():
+    with pytest.raises(ShapeError, match=r"lstm_scan: expected xw \(L, N, 4H\).*\(3, 2, 8\), "
+                                         r"\(2, 3\)"):
+        rg.lstm_scan(rg.zeros((3, 2, 8)), rg.zeros((2, 3)), rg.zeros((2, 3)), rg.zeros((3, 8)))
+    y = rg.lstm_scan(rg.zeros((3, 2, 8)), rg.zeros((2, 2)), rg.zeros((2, 2)), rg.zeros((2, 8)))
+    assert y.shape == (3, 2, 12)
+    gates = y.numpy()[..., 4:].reshape(3, 2, 4, 2)            # i, f, g, o of hidden 2
+    np.testing.assert_allclose(gates[:, :, [0, 1, 3]], 0.5)   # σ(0)
+    np.testing.assert_allclose(gates[:, :, 2], 0.0)           # tanh(0)

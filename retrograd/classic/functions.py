@@ -40,10 +40,13 @@ __all__ = ["ACTIVATIONS", "LOSSES", "Activation", "activation", "derivative", "l
 
 
 def sigmoid(z):
-    """1 / (1 + e^−z), as exp(−log(1 + e^−z)): no overflow for any z and accurate in both
-    tails. It is the form retrograd's op uses (ops/elementwise.py); the tanh form
-    0.5 + 0.5·tanh(z/2) rounds sigmoid(−30) to 0 in float32."""
-    return np.exp(-np.logaddexp(0, -z))
+    """1 / (1 + e^−z), with e = e^−|z| as 1/(1 + e) for z ≥ 0 and e/(1 + e) below: no
+    overflow for any z and accurate in both tails. It is the form retrograd's op uses
+    (ops/elementwise.py); the tanh form 0.5 + 0.5·tanh(z/2) rounds sigmoid(−30) to 0 in
+    float32."""
+    e = np.exp(-np.abs(z))
+    s = 1 / (1 + e)
+    return np.where(z >= 0, s, e * s)[()]      # [()]: a scalar for a scalar, as a ufunc
 
 
 def softmax(z):

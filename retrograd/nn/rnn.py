@@ -212,7 +212,10 @@ class _RNNBase(Module):
             for d in range(D):
                 k = layer * D + d
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
-                xw = ops.matmul(seq, w_ih)
+                # one 2-d product for all steps: its VJP for W_ih is then one matmul too
+                # (a 3-d x @ W would take a product per step and sum them)
+                L, N, F_in = seq.shape
+                xw = ops.reshape(ops.matmul(ops.reshape(seq, (L * N, F_in)), w_ih), (L, N, -1))
                 bias = _input_bias(self.mode, b_ih, b_hh)
                 if bias is not None:
                     xw = xw + bias

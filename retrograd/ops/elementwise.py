@@ -213,7 +213,7 @@ def _sigmoid(x):
     # float32), and ~7x faster than exp(-logaddexp(0, -x)) (an LSTM's gates are sigmoids)
     e = np.exp(-np.abs(x))
     s = 1 / (1 + e)
-    return np.where(x >= 0, s, e * s)
+    return np.where(x >= 0, s, e * s)[()]      # [()]: a scalar for a scalar, as a ufunc
 
 
 def _leaky_relu(x, negative_slope):
