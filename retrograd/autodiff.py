@@ -164,8 +164,10 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                     ct = _conform(ct, inp, op, reduce=True)
                 prev = table.get(inp)
                 table[inp] = ct if prev is None else prev + ct
-            if not retain_graph:
-                node._inputs = None     # free the saved values (and mark the node spent)
+            if not retain_graph and node._record is None:
+                # free the saved values (and mark the node spent); a graph value (Var)
+                # keeps its inputs: the graph being traced is still to be compiled
+                node._inputs = None
     return results
 
 

@@ -182,6 +182,7 @@ CASES = [
 
 # ops without a gradient, checked forward-only against NumPy
 NONDIFF = {
+    "stop_gradient": (rg.ops.stop_gradient, lambda a: a),
     "sign": (rg.sign, np.sign), "eq": (rg.equal, np.equal), "ne": (rg.not_equal, np.not_equal),
     "lt": (rg.less, np.less), "le": (rg.less_equal, np.less_equal), "gt": (rg.greater, np.greater),
     "ge": (rg.greater_equal, np.greater_equal), "argmax": (lambda a: rg.argmax(a, axis=1),

@@ -421,3 +421,30 @@ def test_a_compiled_step_after_eval_uses_and_keeps_the_running_statistics():
     eager_loss = rg.nn.CrossEntropyLoss()(nets[1](rg.tensor(x)), y)
     np.testing.assert_allclose(compiled_loss.numpy(), eager_loss.numpy(), rtol=1e-5)
     np.testing.assert_array_equal(nets[0][1].running_mean.numpy(), stats)   # eval: unchanged
+
+
+def test_detach_inside_a_compiled_function_cuts_the_gradient_and_reads_live_parameters():
+    w = rg.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    x = np.array([2.0, 1.0, 0.5])
+    f = lambda w, x: ((x * w).detach() * w + x).sum()
+    np.testing.assert_allclose(rg.compile(rg.grad(f))(w, x).numpy(), (x * w.data))
+    scaled = rg.compile(lambda x: w.detach() * x)      # a parameter, detached: not a constant
+    np.testing.assert_allclose(scaled(x).numpy(), w.data * x)
+    w.data[:] = 5.0
+    np.testing.assert_allclose(scaled(x).numpy(), 5.0 * x)
+    out = scaled(x)
+    assert not out.requires_grad
+
+
+def test_autograd_grad_without_create_graph_inside_a_compiled_function():
+    """The walk freed the traced nodes (as it frees an eager graph), so lowering failed
+    with a TypeError; a gradient taken in a trace keeps the graph it belongs to."""
+    w = rg.tensor(np.full((3, 2), 0.5), requires_grad=True)
+
+    def f(x):
+        (g,) = rg.autograd_grad((rg.tanh(x @ w) ** 2).sum(), [w])
+        return g
+
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    eager = f(rg.tensor(x))
+    np.testing.assert_allclose(rg.compile(f)(x).numpy(), eager.numpy(), rtol=1e-12)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..ops import base
-from ..ops.shape import astype
+from ..ops.shape import astype, stop_gradient
 from ..tensor import Tensor
 
 __all__ = ["ShapeDtype", "Var", "Tracer", "TraceError", "record"]
@@ -260,3 +260,5 @@ def record(op, args, params):
 
 # a Var records the ops applied to it (ops/base.apply asks the value)
 Var._record = staticmethod(record)
+# and its detach() is a node too (Tensor.detach would wrap the Var's stand-in, no array)
+Var.detach = stop_gradient

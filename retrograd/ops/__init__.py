@@ -31,7 +31,7 @@ from .reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min, pro
 from .reduce import all, allclose, any, isclose, norm
 from .inplace import inplace_method, setitem
 from .rnn import lstm_scan
-from .shape import (astype, broadcast_to, concatenate, expand_dims, flatten,
+from .shape import (astype, broadcast_to, concatenate, detach, expand_dims, flatten, stop_gradient,
                     getitem, pad, reshape, scatter_add, split, squeeze, stack, sum_to, swapaxes,
                     transpose)
 from .shape import (array_split, flip, hstack, moveaxis, repeat, roll, rollaxis, tile, vstack)
@@ -112,7 +112,7 @@ _methods = {
     "__itruediv__": inplace_method(div, np.true_divide, "/=", "__itruediv__"),
     "__setitem__": setitem,
     # methods, NumPy style
-    "T": property(_T), "reshape": _reshape_method, "transpose": _transpose_method,
+    "detach": detach, "T": property(_T), "reshape": _reshape_method, "transpose": _transpose_method,
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max, "min": min, "prod": prod,
     "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import AxisError, RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _unwrap_index, share_version
-from .base import Kernel, apply, defop, out_kw
+from .base import Kernel, apply, defop, out_kw, tracing
 from .rules import op_of, same_shape
 from .kernels import fsum
 
@@ -174,6 +174,25 @@ def flatten(x, start_axis=0):
     if shape:
         norm_axes(start_axis, len(shape), "flatten", of=_of_shape(shape), scalar=False)
     return reshape(x, tuple(shape[:start_axis]) + (-1,))
+
+
+# ---------------------------------------------------------------- detach
+
+stop_gradient = defop("stop_gradient", lambda x: x, None, fresh=False, args=("x",),
+                      doc="x itself, cut from the gradient (jax.lax.stop_gradient): what "
+                          "detach() records in a graph")
+_eager_detach = Tensor.detach
+
+
+def detach(x):
+    """``x.detach()``: the same values, with no gradient flowing back. Eagerly a new
+    Tensor sharing ``x``'s array; on a parameter inside rg.compile a ``stop_gradient``
+    node, so the compiled code reads the live value on every call (a plain detached copy
+    would be frozen into the trace as a constant). A graph value (graph.Var) records
+    the node itself."""
+    if x.requires_grad and tracing():
+        return apply(stop_gradient, x)
+    return _eager_detach(x)
 
 
 # ---------------------------------------------------------------- broadcast_to / sum_to
