@@ -158,6 +158,20 @@ def _n_layers(d: Data) -> int:
 
 # --- 1. hand-written NumPy backprop (the floor) -----------------------------
 
+def softmax_ce_in_place(z, y, rows):
+    """The mean softmax cross-entropy of logits ``z`` (float32, (B, classes)) for labels
+    ``y``; ``z`` becomes dLoss/dlogits in place (the hand-written NumPy steps share it)."""
+    z -= z.max(axis=1, keepdims=True)
+    zy = z[rows, y]
+    np.exp(z, out=z)
+    s = z.sum(axis=1)
+    loss = float(np.mean(np.log(s) - zy))
+    z /= s[:, None]
+    z[rows, y] -= 1
+    z *= np.float32(1 / len(z))
+    return loss
+
+
 @register("numpy", requires=("numpy",))
 def build_numpy(case: Case, d: Data) -> Runner:
     if case.kind == "hvp":
@@ -185,15 +199,7 @@ def build_numpy(case: Case, d: Data) -> Runner:
                 else:
                     np.maximum(z, 0, out=z)
             h = z
-        # Softmax cross-entropy; z becomes dLoss/dlogits in place.
-        z -= z.max(axis=1, keepdims=True)
-        zy = z[rows, y]
-        np.exp(z, out=z)
-        s = z.sum(axis=1)
-        out["loss"] = float(np.mean(np.log(s) - zy))
-        z /= s[:, None]
-        z[rows, y] -= 1
-        z *= np.float32(1 / B)
+        out["loss"] = softmax_ce_in_place(z, y, rows)
         delta = z
         for i in reversed(range(L)):
             a_in = X if i == 0 else acts[i - 1]
@@ -543,14 +549,7 @@ def build_numpy_cnn(case: Case, d: Data) -> Runner:
                 np.maximum(h, 0, out=h)
             hs.append(h)
         z = hs[-1]
-        z -= z.max(axis=1, keepdims=True)
-        zy = z[rows, y]
-        np.exp(z, out=z)
-        s = z.sum(axis=1)
-        out["loss"] = float(np.mean(np.log(s) - zy))
-        z /= s[:, None]
-        z[rows, y] -= 1
-        z *= np.float32(1 / B)
+        out["loss"] = softmax_ce_in_place(z, y, rows)
         delta, grads = z, [None] * len(ps)
         for i in reversed(range(3)):
             grads[4 + 2 * i], grads[5 + 2 * i] = hs[i].T @ delta, delta.sum(axis=0)
@@ -757,14 +756,7 @@ def build_numpy_lstm(case: Case, d: Data) -> Runner:
                 cs[t + 1] += i * g
                 np.multiply(o, np.tanh(cs[t + 1], out=tc), out=hs[t + 1])
         z = hs[T] @ W_o + b_o
-        z -= z.max(axis=1, keepdims=True)
-        zy = z[rows, y]
-        np.exp(z, out=z)
-        sz = z.sum(axis=1)
-        out["loss"] = float(np.mean(np.log(sz) - zy))
-        z /= sz[:, None]
-        z[rows, y] -= 1
-        z *= np.float32(1 / N)
+        out["loss"] = softmax_ce_in_place(z, y, rows)
         gW_o, gb_o = hs[T].T @ z, z.sum(axis=0)
         dh, dc = z @ W_o.T, np.zeros((N, H), np.float32)
         for t in range(T - 1, -1, -1):

@@ -11,22 +11,12 @@ import pytest
 
 import retrograd as rg
 from retrograd import io, nn, optim
-from retrograd.cli import main
 from retrograd.data import DataError, load_mnist5k, random_shift
 from retrograd.models import build_model, parameter_count
 from retrograd.train import fit
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+from cli_helpers import cli, one_line
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,7 @@ from retrograd.train import TrainingDiverged, evaluate, fit, predict, validation
 from test_signals import _signalling_loader
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+from cli_helpers import cli, one_line
 
 
 MOONS = ["train", "--data", "moons", "--epochs", "2", "--no-progress"]

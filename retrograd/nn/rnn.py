@@ -275,27 +275,26 @@ class RNN(_RNNBase):
     mode = "RNN_TANH"
 
 
-class LSTM(_RNNBase):
+class _Gated(_RNNBase):
+    """The gated layers take no ``nonlinearity`` (their gates fix sigmoid and tanh)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32):
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first,
+                         dropout, bidirectional, dtype)
+
+
+class LSTM(_Gated):
     """Long short-term memory, as ``torch.nn.LSTM`` (gates i, f, g, o) with (in, out)
     weights: weight_ih_l0 (input_size, 4·hidden_size). forward(x, (h0, c0)) ->
     (output, (h_n, c_n))."""
     mode = "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first,
-                         dropout, bidirectional, dtype)
 
-
-class GRU(_RNNBase):
+class GRU(_Gated):
     """Gated recurrent unit, as ``torch.nn.GRU`` (gates r, z, n) with (in, out) weights:
     weight_ih_l0 (input_size, 3·hidden_size)."""
     mode = "GRU"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first,
-                         dropout, bidirectional, dtype)
 
 
 # ---------------------------------------------------------------- cells
