@@ -21,7 +21,9 @@ import numpy as np
 from .errors import RetrogradError
 
 OPSET = 17
-_IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+# opsets the table is written for (ReduceSum's axes an input, ReduceMax's an attribute:
+# 13 to 17), with the IR version of each
+_IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8}
 _I64_MAX, _I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
 
@@ -57,6 +59,7 @@ class _Export:
         """The ONNX name of node ``n``'s value, emitting it (and what it needs) first.
         A Python-number constant becomes a scalar of ``dtype``."""
         if n.is_scalar_const:
+            self._same_value(n)
             return self.const(np.asarray(n.value, dtype=dtype))
         key = id(n)
         if key not in self.done:
@@ -142,8 +145,20 @@ class _Export:
                                                 self.ints([1])])
         return self.batch_name
 
+    def _same_value(self, n):
+        """A constant that is not the same in both traces (1/N of a mean over the batch
+        axis) would be wrong at any other batch size: refused."""
+        if self.twin is None:
+            return
+        a, b = np.asarray(n.value), np.asarray(self.twin[id(n)].value)
+        if a.shape == b.shape and not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
+            raise RetrogradError(f"rg.onnx.export: constant v{n.id} (shape {n.shape}) depends "
+                                 "on the batch size (a mean over the batch axis?); export with "
+                                 "dynamic_batch=False")
+
     def _constant(self, n):
         value = np.asarray(n.value)
+        self._same_value(n)
         if not self.batch_dims(n):
             return self.const(value)
         flat = value.reshape(-1)
@@ -697,6 +712,9 @@ def build(model_or_fn, example_input, dynamic_batch=True, opset=OPSET, input_nam
     """The ONNX ModelProto of ``model_or_fn`` (see ``export``), not written anywhere."""
     onnx = _onnx()
     from .nn import Module
+    if opset not in _IR_VERSION:
+        raise RetrogradError(f"rg.onnx.export: opset {opset} is not supported; the mapping is "
+                             f"written for opsets {min(_IR_VERSION)} to {max(_IR_VERSION)}")
     arrays = _as_inputs(example_input)
     model = model_or_fn if isinstance(model_or_fn, Module) else None
     params = {}
@@ -721,7 +739,7 @@ def build(model_or_fn, example_input, dynamic_batch=True, opset=OPSET, input_nam
                                    producer_name="retrograd")
     # the IR version of the opset, not the newest the onnx package knows: runtimes accept
     # files up to the IR version they were built for (onnxruntime 1.17 reads up to 9)
-    proto.ir_version = _IR_VERSION.get(opset, 8)
+    proto.ir_version = _IR_VERSION[opset]
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
