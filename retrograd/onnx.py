@@ -363,6 +363,9 @@ def _broadcast(e, n):
 
 
 def _transpose(e, n):
+    conv = _conv_pattern(n)
+    if conv is not None:
+        return _conv(e, *conv)
     axes = n.params["axes"]
     perm = list(range(len(n.shape)))[::-1] if axes is None else [int(a) for a in axes]
     return e.op("Transpose", [e.x(n.inputs[0])], perm=perm)
@@ -498,6 +501,33 @@ def _im2col(e, n):
     cols = e.op("Gather", [planes, e.const(index)], axis=2)              # (N, C, kk, oh·ow)
     cols = e.op("Transpose", [cols], perm=[1, 2, 3, 0])                  # (C, kk, oh·ow, N)
     return e.op("Reshape", [cols, e.ints([c * kh * kw, -1])])
+
+
+def _conv_pattern(n):
+    """conv2d as retrograd lowers it -- transpose(reshape(matmul(W (O, C·kh·kw),
+    im2col(x)), (O, oh, ow, N)), (3, 0, 1, 2)) -- as (x, W, im2col's params), else None."""
+    if tuple(n.params["axes"] or ()) != (3, 0, 1, 2):
+        return None
+    r = n.inputs[0]
+    m = r.inputs[0] if r.kind == "op" and r.op.name == "reshape" else None
+    if m is None or m.kind != "op" or m.op.name != "matmul":
+        return None
+    w, cols = m.inputs
+    if cols.kind != "op" or cols.op.name != "im2col" or len(w.shape) != 2:
+        return None
+    x = cols.inputs[0]
+    if r.shape[0] != w.shape[0] or r.shape[3] != x.shape[0] or n.shape[2:] != r.shape[1:3]:
+        return None
+    return x, w, cols.params
+
+
+def _conv(e, x, w, p):
+    """The pattern above as one ONNX Conv (its weight (O, C, kh, kw), as PyTorch's)."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (p["kernel_size"], p["dilation"], p["padding"],
+                                              p["stride"])
+    kernel = e.op("Reshape", [e.x(w), e.ints([w.shape[0], x.shape[1], kh, kw])])
+    return e.op("Conv", [e.x(x), kernel], kernel_shape=[kh, kw], strides=[sh, sw],
+                pads=[ph, pw, ph, pw], dilations=[dh, dw])
 
 
 def _maxpool(e, x_node, p, indices=False):

@@ -18,7 +18,7 @@ from cli_helpers import cli, one_line
 
 R = np.random.default_rng(0)
 W = R.standard_normal((5, 3)).astype(np.float32)          # a captured constant
-IDS = np.array([[0, 2, 1], [3, 3, 0]])
+K = R.standard_normal((3, 2, 3, 3)).astype(np.float32)  # a conv kernel
 
 
 def _run(proto, *arrays):
@@ -116,6 +116,10 @@ CASES = {
     "getitem_array": (lambda x: x[:, np.array([2, 0, 2])], [(4, 3)], {}),
     "pad": (lambda x: rg.pad(x, ((0, 0), (1, 2)), constant_values=0.5), [(4, 3)], {}),
     "astype": (lambda x: rg.astype(x, np.float64) * 2, [(4, 3)], {}),
+    "unfold": (lambda x: rg.unfold(x, (2, 3), padding=(1, 0), stride=(2, 1)) * 2,
+               [(4, 2, 5, 6)], {}),
+    "conv2d": (lambda x: rg.conv2d(x, rg.tensor(K), stride=2, padding=1, dilation=(1, 2)),
+               [(4, 2, 7, 9)], {}),
     "embedding": (lambda ids: rg.ops.nn.embedding(rg.tensor(W), ids), [(4, 3)],
                   {"make": lambda s: R.integers(0, 5, s)}),
 }
@@ -183,7 +187,8 @@ def test_the_cli_cnn_and_lstm_models_match_onnxruntime(name):
     rg.manual_seed(2)
     proto = _model_same(build_model(CONFIGS[name]), 784)
     ops = {n.op_type for n in proto.graph.node}
-    assert ("MaxPool" in ops) if name == "cnn" else ("Scan" in ops)
+    assert ({"Conv", "MaxPool"} <= ops and "Gather" not in ops) if name == "cnn" else \
+        ("Scan" in ops)
 
 
 def test_a_batch_norm_and_dropout_model_exports_in_eval_mode_and_keeps_its_mode():
