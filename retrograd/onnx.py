@@ -118,22 +118,14 @@ class _Export:
                                  "parameters that depend on the batch size; export with "
                                  "dynamic_batch=False")
 
-    def shape_of(self, n):
-        """A 1-D int64 tensor of ``n``'s shape, its batch-sized axes from the run-time batch."""
+    def shape_of(self, n, infer=True):
+        """A 1-D int64 tensor of ``n``'s shape, its batch-sized axes from the run-time
+        batch; with ``infer`` one such axis is left to Reshape as -1 (Expand needs all)."""
         dims = self.batch_dims(n)
         if not dims:
             return self.ints(n.shape)
-        if len(dims) == 1:           # Reshape infers the one axis left as -1
+        if infer and len(dims) == 1:
             return self.ints([-1 if a in dims else d for a, d in enumerate(n.shape)])
-        parts = [self.op("Mul", [self.batch(), self.ints([dims[a]])]) if a in dims
-                 else self.ints([d]) for a, d in enumerate(n.shape)]
-        return self.op("Concat", parts, axis=0)
-
-    def full_shape(self, n):
-        """As ``shape_of`` but with every axis explicit (Expand cannot infer a -1)."""
-        dims = self.batch_dims(n)
-        if not dims:
-            return self.ints(n.shape)
         parts = [self.op("Mul", [self.batch(), self.ints([dims[a]])]) if a in dims
                  else self.ints([d]) for a, d in enumerate(n.shape)]
         return self.op("Concat", parts, axis=0)
@@ -167,7 +159,7 @@ class _Export:
                                  "the batch size in its shape but is not one repeated value; "
                                  "export with dynamic_batch=False")
         fill = self.const(np.asarray(flat[0] if flat.size else 0, value.dtype))
-        return self.op("Expand", [fill, self.full_shape(n)])
+        return self.op("Expand", [fill, self.shape_of(n, infer=False)])
 
 
 def _what(n):
@@ -317,7 +309,9 @@ def _cast_to(e, i, dtype):
 def _axes(n):
     axis = n.params.get("axis")
     ndim = len(n.inputs[0].shape)
-    return list(range(ndim)) if axis is None else [int(a) % max(ndim, 1) for a in np.atleast_1d(axis)]
+    if axis is None:
+        return list(range(ndim))
+    return [int(a) % max(ndim, 1) for a in np.atleast_1d(axis)]
 
 
 def _reduce(op_type, axes_input=False):
@@ -359,7 +353,7 @@ def _reshape(e, n):
 
 
 def _broadcast(e, n):
-    return e.op("Expand", [e.x(n.inputs[0]), e.full_shape(n)])
+    return e.op("Expand", [e.x(n.inputs[0]), e.shape_of(n, infer=False)])
 
 
 def _transpose(e, n):
@@ -574,7 +568,7 @@ def _lstm_scan(e, n):
     hidden = w_hh.shape[0]
     ty = _onnx_type(n.dtype)
     tag = f"lstm{n.id}"
-    body = _Body(e, tag, ty)
+    body = _Body(e, tag)
     a = body.op("Add", [body.op("MatMul", [f"{tag}_h", e.x(w_hh)]), f"{tag}_x"])
     blocks = body.op("Split", [a, body.ints([hidden] * 4)], outputs=4, axis=1)
     i, f, o = (body.op("Sigmoid", [blocks[k]]) for k in (0, 1, 3))
@@ -598,7 +592,7 @@ class _Body:
     """A subgraph's nodes (a Scan body), named apart from the outer graph's; it reads
     the outer graph's values (W_hh) by name, as ONNX allows."""
 
-    def __init__(self, outer, tag, ty):
+    def __init__(self, outer, tag):
         self.outer, self.tag, self.nodes, self.inits, self.k = outer, tag, [], [], 0
 
     def op(self, op_type, inputs, outputs=1, **attrs):

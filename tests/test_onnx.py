@@ -263,6 +263,21 @@ def test_export_writes_a_file_that_onnx_loads(tmp_path):
                                rtol=1e-5, atol=1e-5)
 
 
+def test_a_compiled_function_of_several_inputs_and_outputs_in_float64():
+    w = rg.tensor(R.standard_normal((3, 2)), requires_grad=True)       # an initializer
+    fn = rg.compile(lambda x, y: (rg.tanh(x @ w) * y, rg.sum(x, axis=1)))
+    x, y = R.standard_normal((4, 3)), R.standard_normal((4, 2))
+    proto = rg.onnx.build(fn, (x, y), input_names=["x", "y"], output_names=["h", "s"])
+    assert [i.name for i in proto.graph.input] == ["x", "y"]
+    assert [i.name for i in proto.graph.output] == ["h", "s"]
+    x, y = R.standard_normal((6, 3)), R.standard_normal((6, 2))
+    h, s = _run(proto, x, y)
+    want_h, want_s = fn(x, y)
+    assert h.dtype == np.float64
+    np.testing.assert_allclose(h, want_h.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(s, want_s.numpy(), rtol=1e-12)
+
+
 # ---------------------------------------------------------------- errors
 
 def test_an_op_without_a_mapping_is_named_with_its_node():
@@ -347,6 +362,15 @@ def test_train_export_serve_gives_retrograd_predicts_predictions(model, digits, 
 def io_model(path):
     from retrograd.cli import _load_checkpoint
     return _load_checkpoint(str(path))[0]
+
+
+def test_export_without_onnx_installed_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnx" else real(name, *a))
+    code, _, err = cli(capsys, "export", tmp_path / "any.npz", tmp_path / "m.onnx")
+    assert code == 2 and "pip install 'retrograd[onnx]'" in one_line(err)
 
 
 def test_export_errors_are_one_line(digits, tmp_path, capsys):
