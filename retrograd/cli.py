@@ -316,7 +316,7 @@ def _add_export(sub):
                        "size; needs pip install 'retrograd[onnx]')")
     x.add_argument("checkpoint")
     x.add_argument("output", help="the .onnx file to write")
-    x.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 17 (default: 17)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 17")
 
 
 def _add_graph(sub):
