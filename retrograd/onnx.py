@@ -201,7 +201,9 @@ def _simple(op_type, cast=True, **attrs):
 
 def _compare(op_type, negate=False):
     def emit(e, n):
-        out = e.op(op_type, _inputs(e, n, cast=False))
+        # ONNX compares operands of one type: NumPy's common type of the two
+        common = np.result_type(*[i.dtype for i in n.inputs if not i.is_scalar_const])
+        out = e.op(op_type, [_cast_to(e, i, common) for i in n.inputs])
         return e.op("Not", [out]) if negate else out
     return emit
 

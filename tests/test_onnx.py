@@ -66,6 +66,8 @@ CASES = {
                                                     rg.logical_not(x <= 0.5)),
                                       1.0, rg.where(x == y, 2.0, rg.where(x < y, x, y))),
                 [(4, 3), (4, 3)], {}),
+    "compare_mixed_dtypes": (lambda x: rg.where(x > rg.tensor(np.array([0, 1, -1])), x, 0.0),
+                             [(4, 3)], {}),
     "clip": (lambda x: rg.clip(x, -0.5, 0.7), [(4, 3)], {}),
     "tanh": (rg.tanh, [(4, 3)], {}), "sigmoid": (rg.sigmoid, [(4, 3)], {}),
     "relu": (rg.relu, [(4, 3)], {}), "exp": (rg.exp, [(4, 3)], {}),
