@@ -28,8 +28,9 @@ float32 = "float32"
 float64 = "float64"
 
 # Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
-# (explain, classic), plotting (viz, which needs matplotlib) and the training loop (train).
-_LAZY = ("classic", "explain", "train", "viz")
+# (explain, classic), plotting (viz, which needs matplotlib), the training loop (train)
+# and ONNX export (onnx, which needs the onnx package).
+_LAZY = ("classic", "explain", "onnx", "train", "viz")
 
 
 def __getattr__(name):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import shlex
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_graph(sub)
     _add_plot(sub)
     _add_explain(sub)
+    _add_export(sub)
     return p
 
 
@@ -307,6 +309,14 @@ def _add_eval_predict(sub):
     r.add_argument("checkpoint")
     r.add_argument("input", help="CSV file of feature rows (no label column)")
     r.add_argument("--output", default=None, help="where to write (default: INPUT.pred.csv)")
+
+
+def _add_export(sub):
+    x = sub.add_parser("export", help="write a checkpoint's model as an ONNX file (any batch "
+                       "size; needs pip install 'retrograd[onnx]')")
+    x.add_argument("checkpoint")
+    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 17")
 
 
 def _add_graph(sub):
@@ -899,7 +909,25 @@ def cmd_predict(args):
     return 0
 
 
-def _refuse_overwriting_inputs(path, inputs):
+def cmd_export(args):
+    """The checkpoint's model as ONNX: input 'input' (batch, features), output 'output',
+    the model's own outputs (logits for a classifier without a softmax layer; the p
+    columns of ``retrograd predict`` are their softmax)."""
+    from .models import describe, n_features
+    if importlib.util.find_spec("onnx") is None:
+        raise UsageError("retrograd export: needs the onnx package: pip install 'retrograd[onnx]'")
+    model, config = _load_checkpoint(args.checkpoint, "export")
+    _refuse_overwriting_inputs(args.output, {"checkpoint": args.checkpoint}, "export")
+    from . import onnx
+    dtype = next(iter(model.parameters())).dtype
+    example = np.zeros((2, n_features(config)), dtype)
+    onnx.export(model, example, args.output, opset=args.opset)
+    print(f"wrote {args.output} ({describe(config)}; input 'input' (batch, "
+          f"{n_features(config)}), output 'output')")
+    return 0
+
+
+def _refuse_overwriting_inputs(path, inputs, command="predict"):
     """A regular file at ``path`` that is one of ``inputs`` (by inode: through symlinks
     and hard links too) would be destroyed by writing it."""
     try:
@@ -911,7 +939,8 @@ def _refuse_overwriting_inputs(path, inputs):
     for what, name in inputs.items():
         with contextlib.suppress(OSError):
             if os.path.samestat(st, os.stat(name)):
-                raise UsageError(f"retrograd predict: --output {path} is the {what} {name} "
+                flag = "--output " if command == "predict" else ""
+                raise UsageError(f"retrograd {command}: {flag}{path} is the {what} {name} "
                                  "itself; writing it would destroy it, choose another file")
 
 
@@ -1035,7 +1064,7 @@ def _explain_rnn(args, given):
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "graph": cmd_graph,
-            "plot": cmd_plot, "explain": cmd_explain}
+            "plot": cmd_plot, "explain": cmd_explain, "export": cmd_export}
 
 
 def main(argv=None) -> int:
