@@ -160,7 +160,7 @@ def _check_size_and_seed(sizes, seed, max_units=MAX_UNITS):
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ExplainError(f"--seed must be a non-negative integer, got {seed}")
     if max(sizes) > max_units:
-        raise ExplainError(f"explain prints every weight: use at most {max_units} units per layer")
+        raise ExplainError(f"explain shows every weight: use at most {max_units} units per layer")
 
 
 def _check_functions(K, activation, output, loss):

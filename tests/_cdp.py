@@ -45,7 +45,7 @@ class Browser:
              "--disable-sync", "--metrics-recording-only", "--disable-dev-shm-usage",
              f"--user-data-dir={self._profile}", "--window-size=1200,900", "about:blank"],
             preexec_fn=child_fds, pass_fds=(3, 4),   # kept open after child_fds stdout=subprocess.DEVNULL,
-            stderr=open('/tmp/cdpt/err','w'))
+            stderr=subprocess.DEVNULL)
         os.close(cmd_r)
         os.close(out_w)
         target = self.call("Target.createTarget", url="about:blank")["targetId"]

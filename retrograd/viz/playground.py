@@ -95,12 +95,21 @@ def _from_model(model):
 
 
 def _patterns(x, y, sizes):
-    """x, y as (P, n_in) and (P, K) float arrays (one pattern may be given as a vector)."""
-    X = np.atleast_2d(np.asarray(x, dtype=float))
-    D = np.asarray(y, dtype=float).reshape(len(X), -1)
-    if X.shape[1] != sizes[0] or D.shape[1] != sizes[-1]:
-        raise RetrogradError(f"playground: the net is {'-'.join(map(str, sizes))} but x has "
-                             f"{X.shape[1]} and y {D.shape[1]} values per pattern")
+    """x, y as (P, n_in) and (P, K) float arrays, or None where not given (explain's
+    default pattern, which one given pattern may complete)."""
+    X = None if x is None else np.atleast_2d(np.asarray(x, dtype=float))
+    D = None if y is None else np.asarray(y, dtype=float)
+    if D is not None:
+        D = D.reshape(len(X), -1) if X is not None and D.size % max(len(X), 1) == 0 \
+            else np.atleast_2d(D)
+    if (X is None) != (D is None) and len(X if D is None else D) > 1:
+        raise RetrogradError("playground: several patterns need both x and y (--input and --target)")
+    if X is not None and D is not None and len(X) != len(D):
+        raise RetrogradError(f"playground: {len(X)} input patterns but {len(D)} targets")
+    if len(sizes) >= 2 and ((X is not None and X.shape[1] != sizes[0])
+                            or (D is not None and D.shape[1] != sizes[-1])):
+        raise RetrogradError(f"playground: the net is {'-'.join(map(str, sizes))}; a pattern "
+                             f"needs {sizes[0]} inputs and {sizes[-1]} targets")
     return X, D
 
 
@@ -133,16 +142,12 @@ def playground(model=(2, 2, 1), x=None, y=None, steps=20, lr=0.5, mode="pattern"
                              f"got {steps}")
     if mode not in ("pattern", "batch"):
         raise RetrogradError(f"playground: mode must be 'pattern' or 'batch', got {mode!r}")
-    X = D = None
-    if x is not None or y is not None:
-        if x is None or y is None:
-            raise RetrogradError("playground: give both x and y (or neither)")
-        X, D = _patterns(x, y, sizes)
+    X, D = _patterns(x, y, sizes)
     spec = ex.NetworkSpec.from_arguments(sizes, activation, output, loss, seed, lr,
                                          None if X is None else X[0],
                                          None if D is None else D[0], max_units=MAX_LAYER)
-    if X is None:
-        X, D = spec.x[None, :], spec.d[None, :]
+    X = spec.x[None, :] if X is None else X       # explain's default pattern
+    D = spec.d[None, :] if D is None else D
     # every pattern goes through explain's checks (targets of a softmax, of cross-entropy)
     specs = [ex.NetworkSpec.from_arguments(sizes, activation, spec.output, loss, seed, lr, xp,
                                            dp, max_units=MAX_LAYER) for xp, dp in zip(X, D)]
@@ -335,21 +340,20 @@ def expression_playground(expr: str, at) -> Playground:
     _, bar, bar_x = ex._adjoint_section(nodes, f)
     consumers, _ = ex._uses(nodes)
     wname = lambda a: a.name if isinstance(a, ex._Node) else ex._n(a)
-    wval = lambda a: ex._p(a.value) if isinstance(a, ex._Node) else ex._p(a)
+    # explain's trace rows, one per node after its 4 lines of title
+    trace = ex._trace_section(expr, nodes, f)[4:4 + len(nodes)]
     grads = dict(zip([n.index for n in nodes if n.op == "input"],
                      ex._autodiff_expression(nodes, f)))
     out = []
-    for n in nodes:
+    for n, row in zip(nodes, trace):
         uses = consumers[n.index]
+        fwd = "   ".join(_cells(row))
         if n.index == f.index:
             adj = f"w̄{n.index} = ∂f/∂f = 1"
         elif not uses:
             adj = f"w̄{n.index} = 0   (f does not depend on w{n.index})"
         else:
             adj = ex._adjoint_line(n, uses, bar).strip()
-        fwd = (f"w{n.index} = {n.var} = {ex._n(n.value)}" if n.op == "input" else
-               f"w{n.index} = {ex._op_text(n, wname)} = {ex._op_text(n, wval)} = "
-               f"{ex._n(n.value)}")
         node = {"i": n.index, "op": n.op, "var": n.var, "value": n.value, "bar": bar[n.index],
                 "label": n.var if n.op == "input" else ex._op_text(n, wname),
                 "args": [a.index for a in n.args if isinstance(a, ex._Node)],
