@@ -71,7 +71,8 @@ def test_step_numbers_equal_network_numbers_and_train():
 
 def test_batch_xor_gradient_is_the_sum_over_patterns():
     data = playground((2, 2, 1), XOR_X, XOR_Y, steps=3, mode="batch").data
-    for s in data["steps"]:
+    for s, E in zip(data["steps"], data["loss"]):
+        assert E == pytest.approx(s["E"])               # the curve: Σ_p E_p at the step's W
         assert s["patterns"] == [0, 1, 2, 3]
         W = [np.array(w) for w in s["W"]]
         b = [np.array(v) for v in s["b"]]

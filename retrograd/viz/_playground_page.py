@@ -58,7 +58,8 @@ function item(g,id){g.setAttribute('tabindex','0');g.setAttribute('data-id',id);
   g.addEventListener('mouseenter',show);g.addEventListener('click',show);g.addEventListener('focus',show);items[id]=g;return g;}
 // ------------------------------------------------------------ network
 function buildNet(){
-  const S=D.sizes,L=S.length-1,W=640,H=420,pos={};
+  const S=D.sizes,L=S.length-1,W=640,H=Math.max(420,48*(Math.max(...S)+2)),pos={};
+  svg.setAttribute('height',H);
   const x=l=>50+l*(W-100)/L, y=(l,n)=>(n+1)*H/(S[l]+1+(l<L?1:0));
   for(let l=0;l<=L;l++)for(let n=0;n<S[l];n++)pos['u-'+l+'-'+n]=[x(l),y(l,n)];
   for(let l=0;l<L;l++)pos['bu-'+l]=[x(l),y(l,S[l])];
@@ -140,7 +141,7 @@ function buildSide(){
   if(D.kind!=='network'){c.style.display='none';$('.land').style.display='none';return;}
   const mx=Math.max(...ls),mn=Math.min(...ls),X=i=>30+i*260/Math.max(ls.length-1,1),Y=v=>130-110*(v-mn)/Math.max(mx-mn,1e-12);
   el('polyline',{points:ls.map((v,i)=>X(i)+','+Y(v)).join(' '),fill:'none',stroke:'#333'},c);
-  el('text',{x:30,y:14,'font-size':11},c).textContent='loss E per step: '+fmt(ls[0])+' → '+fmt(ls[ls.length-1]);
+  el('text',{x:30,y:14,'font-size':11},c).textContent=(D.npatterns>1?'E = Σ_p E_p over the '+D.npatterns+' patterns: ':'loss E per step: ')+fmt(ls[0])+' → '+fmt(ls[ls.length-1]);
   el('circle',{r:4,fill:'#f80',class:'cur'},c);c._X=X;c._Y=Y;
   const Ld=D.landscape,g=$('.land');if(!Ld){g.style.display='none';return;}
   const n=Ld.A.length,z=Ld.Z.flat(),zmin=Math.min(...z),zmax=Math.max(...z),cs=260/n;

@@ -172,7 +172,10 @@ def _record(spec, specs, W, b, steps, mode, weights):
             "sizes": list(spec.sizes), "letters": names.letters, "mode": mode,
             "activations": list(spec.activations),
             "phases": _phases(spec, names), "steps": records,
-            "loss": [r["E"] for r in records] + [records[-1]["E_after"]],
+            # the loss curve: every pattern's loss at each step's weights (for one pattern,
+            # explain's E; per-pattern steps would zigzag between the patterns' own E)
+            "loss": [_total_loss(spec, specs, W_s, b_s) for W_s, b_s in path],
+            "npatterns": len(specs),
             "landscape": _landscape(spec, specs, path, weights, names)}
 
 
