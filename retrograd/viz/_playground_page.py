@@ -128,7 +128,7 @@ function drawExpr(){
 function exprPanel(){
   const ph=D.phases[phase];if(!selected)return '';
   if(selected.startsWith('e-')){const [_,i,k]=selected.split('-'),nd=D.nodes[i-1],e=nd.edges.find(a=>a[0]==+k);
-    return 'w'+k+' uses w'+i+': ∂w'+k+'/∂w'+i+' = '+e[1];}
+    return 'w'+k+' uses w'+i+': '+e[2]+(ph.kind!=='forward'&&(ph.kind==='check'||+k>=ph.node)?'\nits share of w̄'+i+': w̄'+k+'·∂w'+k+'/∂w'+i+' = '+fmt(D.nodes[k-1].bar*e[1]):'');}
   const nd=D.nodes[+selected.slice(2)-1],lines=[];
   if(ph.kind!=='forward'||nd.i<=ph.node)lines.push(nd.forward);
   if(ph.kind==='check'||(ph.kind==='adjoint'&&nd.i>=ph.node))lines.push(nd.adjoint);
@@ -175,6 +175,10 @@ $('.phasesel').onchange=e=>{phase=+e.target.value;draw();};
 $('.stepsel').oninput=e=>{step=+e.target.value;draw();};
 $('.patsel').onchange=e=>{pat=+e.target.value;draw();};
 const tick=()=>{go(1);timer=setTimeout(tick,1600/(+$('.speed').value));};
+// the keyboard: ← → step through the phases, space plays (not while a control has focus)
+root.addEventListener('keydown',e=>{if(/SELECT|INPUT|BUTTON/.test(e.target.tagName))return;
+  if(e.key==='ArrowRight'){go(1);e.preventDefault();}else if(e.key==='ArrowLeft'){go(-1);e.preventDefault();}
+  else if(e.key===' '){$('.play').click();e.preventDefault();}});
 $('.play').onclick=()=>{if(timer){clearTimeout(timer);timer=null;$('.play').textContent='play';}else{$('.play').textContent='pause';tick();}};
 if(D.kind==='network'){buildNet();if(D.steps[0].pats.length<2)$('.patlab').style.display='none';}else{buildExpr();$('.nextstep').style.display='none';$('.stepsel').style.display='none';$('.patlab').style.display='none';}
 buildSide();draw();root.setAttribute('data-ready','1');

@@ -218,7 +218,8 @@ def _pattern_lines(spec, nums, names, ph_index):
         for l in range(L - 1, 0, -1):
             rule = next(hid).strip()
             for j in range(sizes[l]):
-                add(f"u-{l}-{j}", ph_index[l], next(hid).strip() + "   (" + rule + ")")
+                add(f"u-{l}-{j}", ph_index[l], rule)
+                add(f"u-{l}-{j}", ph_index[l], next(hid).strip())
     for l in range(1, L + 1):                     # δ_t = −∂E/∂b(t), which autodiff gives
         for t in range(sizes[l]):
             ad, ok = nums.grad_b.autodiff[l - 1][t], nums.grad_b.autodiff_ok[l - 1][t]
@@ -361,7 +362,8 @@ def expression_playground(expr: str, at) -> Playground:
                 "label": n.var if n.op == "input" else ex._op_text(n, wname),
                 "args": [a.index for a in n.args if isinstance(a, ex._Node)],
                 "forward": fwd, "adjoint": adj,
-                "edges": [[k.index, v] for k, _, v in uses]}
+                "edges": [[k.index, v, f"∂w{k.index}/∂w{n.index} = {sym.text} = {ex._n(v)}"]
+                          for k, sym, v in uses]}
         if n.index in grads:
             g = grads[n.index]
             ok = bool(np.isclose(bar[n.index], g, rtol=1e-12, atol=1e-14))
