@@ -207,7 +207,9 @@ def test_cli_writes_the_page(tmp_path):
 @pytest.mark.parametrize("args", [
     ["--expr", "x1", "--layers", "2-2-1"], ["--rnn"], ["--input", "0,0;1,1"],
     ["--input", "1,0,1"], ["--layers", "2-20-1"], ["--steps", "500"], ["--expr", "x1"],
-    ["--activation", "sigmoid", "--loss", "cross_entropy", "--target", "2"]])
+    ["--activation", "sigmoid", "--loss", "cross_entropy", "--target", "2"],
+    ["--input", "0,0;1", "--target", "0;1"], ["--input", "0,0;1,1", "--target", "0;1;1"],
+    ["--input", "x"], ["--lr", "-1"], ["--steps", "0"]])
 def test_cli_errors_are_one_line_and_keep_the_old_file(tmp_path, args):
     out = tmp_path / "step.html"
     out.write_text("the student's own file")

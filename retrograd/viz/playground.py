@@ -61,7 +61,7 @@ class Playground:
 
 def _from_model(model):
     """(sizes, [f of each layer], W, b) of an rg.nn.Sequential of Linear and activations."""
-    from ..nn import Linear, Module, Sequential
+    from ..nn import Linear, Sequential
     if not isinstance(model, Sequential):
         raise RetrogradError(f"playground: expected layer sizes such as (2, 2, 1) or an "
                              f"rg.nn.Sequential of Linear and activations, got "
@@ -81,7 +81,7 @@ def _from_model(model):
             W.append(np.asarray(layer.weight.data, dtype=float))
             b.append(np.asarray(layer.bias.data, dtype=float))
         elif name in ("sigmoid", "tanh", "relu", "identity", "softmax") and acts \
-                and acts[-1] == "identity" and isinstance(layer, Module):
+                and acts[-1] == "identity":
             acts[-1] = name
         else:
             raise RetrogradError(f"playground: cannot draw a {type(layer).__name__} layer; use "
@@ -97,8 +97,12 @@ def _from_model(model):
 def _patterns(x, y, sizes):
     """x, y as (P, n_in) and (P, K) float arrays, or None where not given (explain's
     default pattern, which one given pattern may complete)."""
-    X = None if x is None else np.atleast_2d(np.asarray(x, dtype=float))
-    D = None if y is None else np.asarray(y, dtype=float)
+    try:
+        X = None if x is None else np.atleast_2d(np.asarray(x, dtype=float))
+        D = None if y is None else np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        raise RetrogradError("playground: x and y must be numbers, one row per pattern, all "
+                             "rows of one length") from None
     if D is not None:
         D = D.reshape(len(X), -1) if X is not None and D.size % max(len(X), 1) == 0 \
             else np.atleast_2d(D)
@@ -137,7 +141,8 @@ def playground(model=(2, 2, 1), x=None, y=None, steps=20, lr=0.5, mode="pattern"
     if len(sizes) >= 2 and sum(sizes) > MAX_UNITS:
         raise RetrogradError(f"playground: draws at most {MAX_UNITS} units, the net has "
                              f"{sum(sizes)}")
-    if not (isinstance(steps, (int, np.integer)) and 1 <= steps <= MAX_STEPS):
+    if isinstance(steps, bool) or not (isinstance(steps, (int, np.integer))
+                                       and 1 <= steps <= MAX_STEPS):
         raise RetrogradError(f"playground: steps must be an integer from 1 to {MAX_STEPS}, "
                              f"got {steps}")
     if mode not in ("pattern", "batch"):
