@@ -89,6 +89,7 @@ def test_batch_xor_gradient_is_the_sum_over_patterns():
             np.testing.assert_allclose(s["gW"][l], r.grad_W[l], rtol=1e-10, atol=1e-14)
             np.testing.assert_allclose(s["newW"][l], W[l] - 0.5 * r.grad_W[l], rtol=1e-12)
         assert s["E"] == pytest.approx(r.loss)
+        assert s["sums"]["w-1-0-0"].endswith(f"= {ex._n(r.grad_W[1][0, 0])}")
 
 
 def test_per_pattern_xor_cycles_and_matches_torch():
@@ -360,6 +361,11 @@ def test_browser_play_xor_and_a_wider_net(browser, tmp_path):
             o = pg.data["steps"][step]["pats"][3]["o"]
             assert shown[:2] == ["o=1", "o=1"]
             assert float(shown[-1][2:]) == pytest.approx(o[-1][0], rel=1e-3)
+            browser.js("const s = document.querySelector('.phasesel'); s.value = '3'; "
+                       "s.dispatchEvent(new Event('change'))")        # ∂E/∂w: and its Σ_p
+            panel = _panel_of(browser, "w-1-0-0")
+            assert pg.data["steps"][step]["sums"]["w-1-0-0"] in panel
+            assert pg.data["steps"][step]["pats"][3]["lines"]["w-1-0-0"][0][1] in panel
 
 
 def test_browser_expression_adjoints_flow_back(browser, tmp_path):

@@ -98,7 +98,9 @@ function drawNet(){
 }
 function netPanel(){
   const P=curP(),s=D.steps[step],lines=(P.lines[selected]||[]).filter(a=>a[0]<=phase).map(a=>a[1]);
-  if(D.phases[phase].kind==='update'&&s.update[selected])lines.push(s.update[selected]);
+  const k=D.phases[phase].kind;
+  if((k==='grad'||k==='update')&&s.sums[selected])lines.push(s.sums[selected]+'   (this pattern and the other '+(s.pats.length-1)+')');
+  if(k==='update'&&s.update[selected])lines.push(s.update[selected]);
   if(selected&&selected.startsWith('bu-'))lines.push('the bias unit: o = 1 always, so ∂E/∂b(t) = −δ_t·1');
   return lines.join('\n')||'(nothing yet in this phase)';
 }
@@ -141,7 +143,7 @@ function buildSide(){
   if(D.kind!=='network'){c.style.display='none';$('.land').style.display='none';return;}
   const mx=Math.max(...ls),mn=Math.min(...ls),X=i=>30+i*260/Math.max(ls.length-1,1),Y=v=>130-110*(v-mn)/Math.max(mx-mn,1e-12);
   el('polyline',{points:ls.map((v,i)=>X(i)+','+Y(v)).join(' '),fill:'none',stroke:'#333'},c);
-  el('text',{x:30,y:14,'font-size':11},c).textContent=(D.npatterns>1?'E = Σ_p E_p over the '+D.npatterns+' patterns: ':'loss E per step: ')+fmt(ls[0])+' → '+fmt(ls[ls.length-1]);
+  el('text',{x:30,y:14,'font-size':11},c).textContent=(D.npatterns>1?'Σ_p E_p ('+D.npatterns+' patterns): ':'loss E per step: ')+fmt(ls[0])+' → '+fmt(ls[ls.length-1]);
   el('circle',{r:4,fill:'#f80',class:'cur'},c);c._X=X;c._Y=Y;
   const Ld=D.landscape,g=$('.land');if(!Ld){g.style.display='none';return;}
   const n=Ld.A.length,z=Ld.Z.flat(),zmin=Math.min(...z),zmax=Math.max(...z),cs=260/n;

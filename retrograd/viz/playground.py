@@ -261,18 +261,19 @@ def _step(spec, specs, W, b, names, mode):
         upd = ex._update_section(5, specs[0], nums, names)
         new_W, new_b, E_after = nums.new_W, nums.new_b, nums.E_after
         lines = _update_lines(spec, upd[1:-1])
-        tail = upd[-1].strip()
+        tail, sums = upd[-1].strip(), {}
     else:                                         # the batch rule: Δw = η Σ_p δ_p o_p
         new_W = [W[l] - spec.lr * gW[l] for l in range(L)]
         new_b = [b[l] - spec.lr * gb[l] for l in range(L)]
         lines = _batch_update_lines(spec, W, b, gW, gb, new_W, new_b, names)
+        sums = _batch_sum_lines(spec, gW, gb, names)
         E_after = _total_loss(spec, specs, new_W, new_b)
         tail = f"after the update E = Σ_p E_p = {ex._n(E_after)}"
     return {"W": [w.tolist() for w in W], "b": [v.tolist() for v in b],
             "gW": [g.tolist() for g in gW], "gb": [g.tolist() for g in gb],
             "newW": [w.tolist() for w in new_W], "newb": [v.tolist() for v in new_b],
             "E": float(sum(p["E"] for p in pats)), "E_after": float(E_after),
-            "pats": pats, "update": lines, "after": tail, "_new": (new_W, new_b)}
+            "pats": pats, "update": lines, "sums": sums, "after": tail, "_new": (new_W, new_b)}
 
 
 def _update_lines(spec, lines):
@@ -295,6 +296,19 @@ def _batch_update_lines(spec, W, b, gW, gb, new_W, new_b, names):
                     f"{ex._n(W[l][u, t])} − {lr}·{ex._p(gW[l][u, t])} = {ex._n(new_W[l][u, t])}")
             out[f"b-{l}-{t}"] = (f"{names.bias(l, t)} = {ex._n(b[l][t])} − {lr}·"
                                  f"{ex._p(gb[l][t])} = {ex._n(new_b[l][t])}")
+    return out
+
+
+def _batch_sum_lines(spec, gW, gb, names):
+    """{item id: "∂E/∂w = Σ_p ∂E_p/∂w = g"}: what a batch step's update uses."""
+    out = {}
+    for l in range(spec.L):
+        for t in range(spec.sizes[l + 1]):
+            for u in range(spec.sizes[l]):
+                w = names.weight(l, u, t)
+                out[f"w-{l}-{u}-{t}"] = f"∂E/∂{w} = Σ_p ∂E_p/∂{w} = {ex._n(gW[l][u, t])}"
+            bn = names.bias(l, t)
+            out[f"b-{l}-{t}"] = f"∂E/∂{bn} = Σ_p ∂E_p/∂{bn} = {ex._n(gb[l][t])}"
     return out
 
 
