@@ -382,3 +382,43 @@ def test_browser_expression_adjoints_flow_back(browser, tmp_path):
     panel = _hover(browser, "e-1-3")                          # the edge w1 → w3 = sin(w1)
     assert "∂w3/∂w1 = cos(w1) = -0.4161468" in panel
     assert _problems(browser, url) == []
+
+
+def test_browser_two_playgrounds_in_one_notebook(browser, tmp_path):
+    """Two _repr_html_ outputs in one page (as a notebook shows them) each run on their own."""
+    a, e = playground(steps=2), expression_playground("x1*x1", "x1=3")
+    host = tmp_path / "notebook.html"
+    host.write_text(f"<!DOCTYPE html><html><body>{a._repr_html_()}{e._repr_html_()}</body></html>")
+    b = browser
+    b.events.clear()
+    # the sandboxed iframes are opaque origins, which Chromium runs as their own targets
+    b.page("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=False, flatten=True)
+    b.page("Page.navigate", url=host.as_uri())
+    b.wait_for("document.readyState === 'complete'")
+    sessions = []
+    for _ in range(100):
+        b.js("1")                                           # collect the attach events
+        sessions = [ev["params"]["sessionId"] for ev in b.events
+                    if ev.get("method") == "Target.attachedToTarget"
+                    and ev["params"]["targetInfo"]["type"] == "iframe"]
+        if len(sessions) == 2:
+            break
+    assert len(sessions) == 2
+
+    def run(i, expression, tries=1):
+        for _ in range(tries):                  # tries > 1: wait for the frame's script
+            v = b.call("Runtime.evaluate", session=sessions[i], expression=expression,
+                       returnByValue=True)["result"].get("value")
+            if v is not None:
+                return v
+        return None
+
+    for i in (0, 1):
+        assert run(i, "document.querySelector('.rg-playground')?.dataset.ready", 200) == "1"
+    run(0, "document.querySelector('.nextphase').click()")
+    assert run(0, "document.querySelector('.rg-playground').dataset.phase") == "1"
+    assert run(1, "document.querySelector('.rg-playground').dataset.phase") == "0"
+    assert run(1, "document.querySelector('.title').textContent").startswith(
+        "reverse-mode autodiff of f = x1*x1")
+    assert not [ev for ev in b.events if ev.get("method") == "Runtime.exceptionThrown"]
+    b.page("Target.setAutoAttach", autoAttach=False, waitForDebuggerOnStart=False, flatten=True)
