@@ -362,8 +362,9 @@ def _add_explain(sub):
                    help="write an interactive page instead (one self-contained HTML file): the "
                         "net or the --expr graph, stepped through forward and backward")
     x.add_argument("--steps", type=_positive(int), default=None,
-                   help="--html: training steps on the timeline (default 20); --input and "
-                        "--target may then give several patterns, e.g. \"0,0;0,1;1,0;1,1\"")
+                   help="--html: training steps on the timeline (default 20); with --html, "
+                        "--input and --target may give several patterns separated by ';', "
+                        "e.g. \"0,0;0,1;1,0;1,1\" and \"0;1;1;0\"")
     x.add_argument("--batch", action="store_true",
                    help="--html: each step sums the gradients of every pattern (default: one "
                         "pattern per step, in turn)")
