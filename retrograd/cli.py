@@ -368,6 +368,16 @@ def _add_explain(sub):
     x.add_argument("--rnn", action="store_true",
                    help="explain backpropagation through time for a 3-step RNN instead "
                         "(--seed draws its weights)")
+    x.add_argument("--html", default=None, metavar="FILE",
+                   help="write an interactive page instead (one self-contained HTML file): the "
+                        "net or the --expr graph, stepped through forward and backward")
+    x.add_argument("--steps", type=_positive(int), default=None,
+                   help="--html: training steps on the timeline (default 20); with --html, "
+                        "--input and --target may give several patterns separated by ';', "
+                        "e.g. \"0,0;0,1;1,0;1,1\" and \"0;1;1;0\"")
+    x.add_argument("--batch", action="store_true",
+                   help="--html: each step sums the gradients of every pattern (default: one "
+                        "pattern per step, in turn)")
 
 
 # ---------------------------------------------------------------- helpers
@@ -1026,6 +1036,11 @@ def cmd_plot(args):
 
 def cmd_explain(args):
     from .explain import explain_expression, explain_network, parse_numbers
+    if args.html is not None:
+        return _explain_html(args)
+    for flag in ("steps", "batch"):
+        if getattr(args, flag) not in (None, False):
+            raise UsageError(f"retrograd explain: --{flag} is for the page of --html")
     net = {"layers": args.layers, "activation": args.activation, "output": args.output,
            "loss": args.loss, "seed": args.seed, "lr": args.lr,
            "x": None if args.input is None else parse_numbers(args.input, "--input"),
@@ -1046,6 +1061,39 @@ def cmd_explain(args):
             raise UsageError("retrograd explain: --at gives the point of an --expr expression")
         text = explain_network(**given)
     sys.stdout.write(text)
+    return 0
+
+
+def _explain_html(args):
+    """``retrograd explain --html FILE``: the page of ``rg.viz.playground`` (or of
+    ``expression_playground`` with --expr), from the same flags as the printout."""
+    from .explain import parse_numbers
+    from .viz.playground import expression_playground, playground
+    if args.rnn:
+        raise UsageError("retrograd explain: --html draws a feed-forward net or an --expr graph, "
+                         "not --rnn")
+    rows = lambda text, what: (None if text is None else
+                               [parse_numbers(r, what) for r in text.split(";") if r.strip()])
+    net = {"model": args.layers, "activation": args.activation, "output": args.output,
+           "loss": args.loss, "seed": args.seed, "lr": args.lr,
+           "x": rows(args.input, "--input"), "y": rows(args.target, "--target"),
+           "steps": args.steps, "mode": "batch" if args.batch else None}
+    given = {k: v for k, v in net.items() if v is not None}
+    if args.expr is not None:
+        if given:
+            flag = {"model": "layers", "x": "input", "y": "target", "mode": "batch"}.get(
+                next(iter(given)), next(iter(given)))
+            raise UsageError(f"retrograd explain: --{flag} describes a network; it cannot be "
+                             "combined with --expr")
+        if args.at is None:
+            raise UsageError("retrograd explain: --expr needs the point, e.g. --at x1=2,x2=5")
+        page = expression_playground(args.expr, args.at)
+    else:
+        if args.at is not None:
+            raise UsageError("retrograd explain: --at gives the point of an --expr expression")
+        page = playground(**given)
+    page.save(args.html)
+    print(f"wrote {args.html}")
     return 0
 
 

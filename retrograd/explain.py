@@ -139,11 +139,12 @@ class NetworkSpec:
 
     @classmethod
     def from_arguments(cls, layers=(2, 2, 1), activation="sigmoid", output=None, loss="sse",
-                       seed=0, lr=0.5, x=None, target=None) -> "NetworkSpec":
+                       seed=0, lr=0.5, x=None, target=None, max_units=MAX_UNITS) -> "NetworkSpec":
         """The spec of ``explain_network``'s arguments, or ExplainError (in the order the
-        checks are listed, so the first problem is the one reported)."""
+        checks are listed, so the first problem is the one reported). ``max_units`` per
+        layer: the printout's limit; the HTML playground draws wider layers."""
         sizes = tuple(int(s) for s in layers)
-        _check_size_and_seed(sizes, seed)
+        _check_size_and_seed(sizes, seed, max_units)
         output = _check_functions(sizes[-1], activation, output, loss)
         if not (lr > 0 and math.isfinite(lr)):
             raise ExplainError(f"the learning rate must be positive, got {lr}")
@@ -152,14 +153,14 @@ class NetworkSpec:
         return cls(sizes, (activation,) * (len(sizes) - 2) + (output,), loss, seed, lr, x, d)
 
 
-def _check_size_and_seed(sizes, seed):
+def _check_size_and_seed(sizes, seed, max_units=MAX_UNITS):
     if len(sizes) < 2 or min(sizes) < 1:
         raise ExplainError(f"--layers needs an input and an output size, all positive, e.g. 2-2-1; "
                            f"got {'-'.join(map(str, sizes)) or 'none'}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ExplainError(f"--seed must be a non-negative integer, got {seed}")
-    if max(sizes) > MAX_UNITS:
-        raise ExplainError(f"explain prints every weight: use at most {MAX_UNITS} units per layer")
+    if max(sizes) > max_units:
+        raise ExplainError(f"explain shows every weight: use at most {max_units} units per layer")
 
 
 def _check_functions(K, activation, output, loss):
@@ -249,10 +250,12 @@ class NetworkNumbers:
     relu_kinks: list              # (layer l, unit t) where a relu's net is exactly 0
 
 
-def network_numbers(spec: NetworkSpec) -> NetworkNumbers:
+def network_numbers(spec: NetworkSpec, W=None, b=None) -> NetworkNumbers:
     """One pattern's forward pass, deltas, gradients (checked) and update, from
-    ``retrograd.classic``'s hand-written equations."""
-    W, b = network_weights(spec.sizes, spec.seed)
+    ``retrograd.classic``'s hand-written equations; at the weights W, b (default:
+    ``network_weights(spec.sizes, spec.seed)``, as printed)."""
+    if W is None:
+        W, b = network_weights(spec.sizes, spec.seed)
     acts, x, d, L = list(spec.activations), spec.x, spec.d, spec.L
     r = classic.backprop(W, b, acts, x, d, loss=spec.loss)
     net, o = r.z, r.a

@@ -11,8 +11,10 @@ from .graph import (Graph, GradientTrace, GraphvizNotFound, draw_graph, graph, g
                     to_dot, trace_gradients)
 from .landscape import descent_path, loss_landscape, plot_landscape
 from ._mpl import MissingDependency
+from .playground import Playground, expression_playground, playground
 
 __all__ = ["to_dot", "trace_gradients", "GradientTrace", "draw_graph", "graph", "Graph",
            "GraphvizNotFound", "graphviz_available", "plot_history", "load_history",
            "loss_landscape", "descent_path", "plot_landscape", "GradientMonitor",
-           "plot_gradient_flow", "MissingDependency"]
+           "plot_gradient_flow", "MissingDependency", "playground", "expression_playground",
+           "Playground"]
