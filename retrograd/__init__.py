@@ -12,6 +12,7 @@ from . import autodiff, data, graph, io, nn, ops, optim
 from . import linalg
 from .graph import compile
 from .io import CheckpointError, load, save
+from .interop import from_dlpack
 from .autodiff import grad as autograd_grad
 from .autodiff import detect_anomaly
 from .check import GradcheckReport, gradcheck, gradgradcheck
