@@ -345,6 +345,10 @@ class Tensor:
             extras.append(f"name={self.name!r}")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
+    def _repr_html_(self):          # Jupyter: metadata over the values
+        from ._html import tensor
+        return tensor(self)
+
     # ---- autograd API
     def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""

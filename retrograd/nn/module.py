@@ -214,6 +214,12 @@ class Module:
     def extra_repr(self) -> str:
         return ""
 
+    def _repr_html_(self):
+        """Jupyter: a table of the layers and their parameter counts (nn.summary with an
+        input shape adds the output shapes)."""
+        from .summary import summary
+        return summary(self)._repr_html_()
+
     def __repr__(self):
         children = list(self.named_children())
         head = f"{type(self).__name__}({self.extra_repr()}"
