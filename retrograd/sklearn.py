@@ -97,8 +97,6 @@ class _BaseMLP(BaseEstimator):
         self.n_layers_, self._optimizer = len(sizes), None
         self.t_, self.n_iter_, self.loss_curve_ = 0, 0, []
         self.best_loss_, self._no_improvement_count = np.inf, 0
-        self.validation_scores_ = [] if self.early_stopping else None
-        self.best_validation_score_ = -np.inf if self.early_stopping else None
         self._net = None
 
     def _network(self):
@@ -178,7 +176,12 @@ class _BaseMLP(BaseEstimator):
             return self._train(X, T)
 
     def _train(self, X, T):
+        """Epochs until the stopping rule or max_iter. As scikit-learn's, a warm start
+        keeps the weights, the optimizer's state and n_iter_ but begins a new loss curve."""
         rng, X_val, y_val = self._rng, None, None
+        self.loss_curve_, self.best_loss_, self._no_improvement_count = [], np.inf, 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
         if self.early_stopping:
             stratify = (T.argmax(1) if T.shape[1] > 1 else T[:, 0]) if self._stratify else None
             X, X_val, T, y_val = train_test_split(X, T, test_size=self.validation_fraction,

@@ -185,3 +185,28 @@ def test_a_huge_header_length_is_refused_before_reading(tmp_path):
 def test_npz_checkpoints_are_unchanged(tmp_path):
     rg.save({"w": np.ones(2), "nested": [1, "x"]}, tmp_path / "c.npz")
     assert rg.load(tmp_path / "c.npz")["nested"] == [1, "x"]
+
+
+def test_transformer_encoder_layer_and_gru_both_ways(tmp_path):
+    """Attention's in_proj is stored in PyTorch's layout already, its out_proj and the
+    feed-forward Linears transposed; a GRU's gates are PyTorch's order."""
+    torch.manual_seed(0)
+    pairs = [(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True),
+              tnn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), (3, 5, 8)),
+             (nn.GRU(4, 6, num_layers=2, bidirectional=True),
+              tnn.GRU(4, 6, num_layers=2, bidirectional=True), (5, 3, 4))]
+    for ours, theirs, shape in pairs:
+        theirs.eval()
+        safetensors_torch.save_file(theirs.state_dict(), str(tmp_path / "t.safetensors"))
+        ours.load_state_dict(rg.load(tmp_path / "t.safetensors"), layout="torch")
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        with rg.no_grad():
+            a = ours(rg.tensor(x))
+        with torch.no_grad():
+            b = theirs(torch.from_numpy(x))
+        a, b = (a[0], b[0]) if isinstance(b, tuple) else (a, b)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+        rg.save(ours.state_dict(layout="torch"), tmp_path / "r.safetensors")
+        back = safetensors_torch.load_file(str(tmp_path / "r.safetensors"))
+        for k, v in theirs.state_dict().items():
+            torch.testing.assert_close(back[k], v)

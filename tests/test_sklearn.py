@@ -123,3 +123,16 @@ def test_bad_parameters_are_refused_in_fit():
                {"batch_size": 0}):
         with pytest.raises(ValueError):
             MLPClassifier(**kw).fit(X, y)
+
+
+def test_warm_start_continues_from_the_weights():
+    X, y = _iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = MLPClassifier((8,), max_iter=5, warm_start=True, random_state=0).fit(X, y)
+        first = [c.copy() for c in m.coefs_]
+        loss = m.loss_curve_[-1]
+        m.fit(X, y)
+    assert m.n_iter_ == 10 and len(m.loss_curve_) == 5
+    assert m.loss_curve_[0] < loss * 1.01                  # went on, did not restart
+    assert not np.array_equal(first[0], m.coefs_[0])
