@@ -136,3 +136,17 @@ def test_warm_start_continues_from_the_weights():
     assert m.n_iter_ == 10 and len(m.loss_curve_) == 5
     assert m.loss_curve_[0] < loss * 1.01                  # went on, did not restart
     assert not np.array_equal(first[0], m.coefs_[0])
+
+
+def test_coefs_are_the_trained_weights():
+    X, Y = make_regression(100, 4, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = MLPRegressor((6,), max_iter=20, random_state=0).fit(X, Y / Y.std())
+    (w0, w1), (b0, b1) = m.coefs_, m.intercepts_
+    by_hand = np.maximum(X @ w0 + b0, 0) @ w1 + b1          # relu hidden, identity output
+    np.testing.assert_allclose(m.predict(X), by_hand.ravel(), rtol=1e-10, atol=1e-12)
+    fresh = MLPRegressor((6,), max_iter=1, random_state=0)
+    fresh._check_params()
+    fresh._initialize([4, 6, 1], np.random.RandomState(0))
+    assert not np.allclose(fresh.coefs_[0], w0)                 # it did train
