@@ -210,3 +210,34 @@ def test_transformer_encoder_layer_and_gru_both_ways(tmp_path):
         back = safetensors_torch.load_file(str(tmp_path / "r.safetensors"))
         for k, v in theirs.state_dict().items():
             torch.testing.assert_close(back[k], v)
+
+
+def test_a_model_trained_by_retrograd_train_opens_in_torch(tmp_path, capsys):
+    """The issue's 'done when': `retrograd train` -> checkpoint -> safetensors -> torch."""
+    from cli_helpers import cli
+    code, _, err = cli(capsys, "train", "--data", "moons", "--epochs", "1", "--no-progress",
+                       "--out", tmp_path / "run")
+    assert code == 0, err
+    ck = rg.load(tmp_path / "run" / "best.npz")
+    model = build_model(ck["meta"])
+    model.load_state_dict(ck["model"])
+    rg.save(model.state_dict(layout="torch"), tmp_path / "m.safetensors")
+    sizes, act = ck["meta"]["sizes"], {"tanh": tnn.Tanh, "relu": tnn.ReLU,
+                                         "sigmoid": tnn.Sigmoid}[ck["meta"]["activation"]]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [tnn.Linear(a, b)] + ([act()] if i < len(sizes) - 2 else [])
+    theirs = tnn.Sequential(*layers)
+    theirs.load_state_dict(safetensors_torch.load_file(str(tmp_path / "m.safetensors")))
+    x = np.random.default_rng(0).standard_normal((16, sizes[0])).astype(np.float32)
+    a, b = _outputs(model, theirs, x)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_without_the_package_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(rg.RetrogradError, match=r"pip install 'retrograd\[safetensors\]'"):
+        rg.save({"a": np.ones(2)}, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
