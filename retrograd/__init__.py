@@ -12,6 +12,7 @@ from . import autodiff, data, graph, io, nn, ops, optim
 from . import linalg
 from .graph import compile
 from .io import CheckpointError, load, save
+from .interop import from_dlpack
 from .autodiff import grad as autograd_grad
 from .autodiff import detect_anomaly
 from .check import GradcheckReport, gradcheck, gradgradcheck
@@ -29,8 +30,9 @@ float64 = "float64"
 
 # Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
 # (explain, classic), plotting (viz, which needs matplotlib), the training loop (train)
-# and ONNX export (onnx, which needs the onnx package).
-_LAZY = ("classic", "explain", "onnx", "train", "viz")
+# ONNX export (onnx, which needs the onnx package) and the scikit-learn estimators
+# (sklearn, which needs scikit-learn).
+_LAZY = ("classic", "explain", "onnx", "sklearn", "train", "viz")
 
 
 def __getattr__(name):

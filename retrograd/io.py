@@ -8,6 +8,11 @@ file can never run code; saving refuses anything loading would refuse. Writes go
 to a temporary file in the same folder, which is fsync'ed and then renamed over
 the target: a crash at any moment leaves either the old file or the new one,
 never half of one (devices, FIFOs and stdout are written in place instead).
+
+A path ending in ``.safetensors`` is read and written in the safetensors format instead
+(through the optional ``safetensors`` package): a flat dict of named arrays plus string
+metadata, the weights-exchange format of Hugging Face and PyTorch. It holds state_dicts
+only, not checkpoints' nested structures, and is as safe to load (JSON and raw bytes).
 """
 from __future__ import annotations
 
@@ -264,9 +269,17 @@ def _decode(node, arrays, path, depth=0):
     return node
 
 
-def save(obj, path) -> str:
+def save(obj, path, metadata=None) -> str:
     """Save a nested structure (or a Module / Optimizer: their state_dict) to ``path``
-    atomically, without pickle. Returns the path."""
+    atomically, without pickle. Returns the path.
+
+    A ``.safetensors`` path stores a state_dict (a Module, or a flat dict of names to
+    arrays) and ``metadata``, a dict of strings, in the file's ``__metadata__``."""
+    if _is_safetensors(path):
+        return _save_safetensors(obj, path, metadata)
+    if metadata is not None:
+        raise RetrogradError(f"save: metadata= is stored by .safetensors files only; in the "
+                             f".npz checkpoint {os.fspath(path)} keep it in the saved structure")
     arrays: dict[str, np.ndarray] = {}
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "root": _encode(obj, arrays, "object")}
     buf = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
@@ -382,7 +395,7 @@ def _read_checkpoint(f, path, file_size):
     return meta, arrays
 
 
-def load(path):
+def load(path, with_metadata=False):
     """Load what ``save`` wrote. Raises CheckpointError (naming the file) for anything
     that is missing, truncated, foreign, corrupt, or of a newer format version.
 
@@ -390,12 +403,20 @@ def load(path):
     nothing is allocated before its size is checked against the file's: an entry
     whose header claims more data than it holds is refused, and a compressed entry
     cannot claim more than deflate can expand it to (about 1032 times its size).
+
+    A ``.safetensors`` file loads as a dict of arrays; ``with_metadata=True`` returns
+    ``(arrays, metadata)`` with its ``__metadata__`` strings.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not a file")
+    if _is_safetensors(path):
+        return _load_safetensors(path, with_metadata)
+    if with_metadata:
+        raise RetrogradError(f"load: with_metadata= is for .safetensors files; {path} is an "
+                             ".npz checkpoint")
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -416,3 +437,101 @@ def load(path):
             UnicodeDecodeError, NotImplementedError, RuntimeError, OverflowError,
             zlib.error) as e:
         raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------- safetensors
+
+def _is_safetensors(path) -> bool:
+    return os.fspath(path).lower().endswith(".safetensors")
+
+
+def _safetensors_numpy(who):
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise RetrogradError(f"{who}: .safetensors files need the safetensors package: pip "
+                             "install 'retrograd[safetensors]'") from None
+    return safetensors.numpy
+
+
+def _flat_arrays(obj, path):
+    """A state_dict as {name: C-contiguous ndarray}. Nested structures (a training
+    checkpoint, an optimizer's state) are refused: safetensors is a flat list of named
+    tensors, and a private convention for nesting would be one no other tool reads."""
+    if hasattr(obj, "state_dict") and not isinstance(obj, dict):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise RetrogradError(f"save: {path} is a .safetensors file, which holds a dict of named "
+                             f"arrays (a state_dict), not a {type(obj).__name__}; save other "
+                             "structures as .npz")
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise RetrogradError(f"save: {path}: key {k!r} is a {type(k).__name__}; a "
+                                 ".safetensors file names its arrays with strings")
+        if k == "__metadata__":
+            raise RetrogradError(f"save: {path}: the name '__metadata__' is reserved by the "
+                                 "safetensors format; pass metadata= instead")
+        v = v.data if isinstance(v, Tensor) else v
+        if not isinstance(v, (np.ndarray, np.generic)):
+            raise RetrogradError(f"save: {path}: entry {k!r} is a {type(v).__name__}, not an "
+                                 "array; a .safetensors file holds arrays only (save nested "
+                                 "structures as .npz)")
+        out[k] = np.asarray(v, order="C")      # (ascontiguousarray makes a 0-d array 1-d)
+    return out
+
+
+def _save_safetensors(obj, path, metadata):
+    """Serialise in memory first, so anything the format refuses (a dtype such as
+    complex128, non-string metadata) fails before the target is touched."""
+    st = _safetensors_numpy("save")
+    arrays = _flat_arrays(obj, os.fspath(path))
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+        raise RetrogradError(f"save: {os.fspath(path)}: metadata must be a dict of strings to "
+                             f"strings, got {metadata!r:.80}")
+    try:
+        data = st.save(arrays, metadata=metadata)
+    except Exception as e:      # noqa: BLE001 -- the Rust side raises its own error types
+        raise RetrogradError(f"save: {os.fspath(path)}: safetensors cannot store this "
+                             f"({type(e).__name__}: {e})") from None
+    with atomic_write(path) as f:
+        f.write(data)
+    return os.fspath(path)
+
+
+def _safetensors_header(data: bytes, path):
+    """The JSON header (an 8-byte little-endian length, then JSON), checked against the
+    file's size before the package parses it."""
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: truncated or corrupt (a .safetensors file starts with "
+                              f"an 8-byte header length; this one has {len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise CheckpointError(f"{path}: truncated or corrupt (its header claims {n} bytes, "
+                              f"the file holds {len(data) - 8} after the length)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a .safetensors file (unreadable header: "
+                              f"{type(e).__name__}: {e})") from None
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a .safetensors file (malformed header)")
+    return meta
+
+
+def _load_safetensors(path, with_metadata):
+    st = _safetensors_numpy("load")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        meta = _safetensors_header(data, path)
+        arrays = st.load(data)
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"{path}: not enough memory to load it") from None
+    except Exception as e:      # noqa: BLE001 -- SafetensorError and friends: a corrupt file
+        raise CheckpointError(f"{path}: truncated or corrupt ({type(e).__name__}: {e})") from None
+    return (arrays, meta) if with_metadata else arrays

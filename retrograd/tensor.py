@@ -257,6 +257,18 @@ class Tensor:
             return self._data.astype(dtype)
         return self._data.copy() if copy else self._data
 
+    # DLPack: zero-copy exchange with NumPy, PyTorch, JAX (``torch.from_dlpack(t)``), the
+    # ndarray's own export. A tensor that requires grad is refused, as PyTorch does: the
+    # other library would write into it behind autograd's back; .detach() shares the memory.
+    def __dlpack__(self, **kwargs):
+        if self.requires_grad:
+            raise RetrogradError("Tensor.__dlpack__: cannot export a tensor that requires "
+                                 "grad; export tensor.detach() (same memory, no graph)")
+        return np.asarray(self._data).__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return np.asarray(self._data).__dlpack_device__()
+
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only a tensor with one element can be converted to a "
@@ -332,6 +344,10 @@ class Tensor:
         if self.name:
             extras.append(f"name={self.name!r}")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    def _repr_html_(self):          # Jupyter: metadata over the values
+        from ._html import tensor
+        return tensor(self)
 
     # ---- autograd API
     def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False):

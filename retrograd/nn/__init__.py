@@ -12,6 +12,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .embedding import Dropout2d, Embedding
 from .transformer import MultiheadAttention, TransformerEncoderLayer
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .summary import Summary, summary
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", "Tanh", "ReLU",
            "LeakyReLU", "Softmax", "LogSoftmax", "Identity", "MLP", "activation", "MSELoss",
@@ -22,4 +23,4 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "Dropout", "Sigmoid", 
            "Dropout2d", "MultiheadAttention", "TransformerEncoderLayer",
            "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "Flatten", "Upsample",
-           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "summary", "Summary"]

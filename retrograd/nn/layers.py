@@ -17,6 +17,8 @@ class Linear(Module):
     "uniform", or any ``f(shape, dtype) -> ndarray``. The bias starts at zero.
     """
 
+    _torch_transposed = ("weight",)       # PyTorch's Linear.weight is (out, in)
+
     def __init__(self, n_in: int, n_out: int, bias: bool = True, init="glorot", dtype=np.float32):
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.weight = Parameter(initializers.get(init)((self.n_in, self.n_out), dtype=dtype))

@@ -165,16 +165,34 @@ class Module:
             p.grad = None
 
     # ---- state
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameter and buffer name -> a copy of its array (parameters first)."""
-        return OrderedDict((n, p.data.copy()) for n, p in self._named_state())
+    def state_dict(self, layout: str = "retrograd") -> "OrderedDict[str, np.ndarray]":
+        """Parameter and buffer name -> a copy of its array (parameters first).
+
+        ``layout="torch"``: the matrices retrograd stores as PyTorch's transpose (Linear's
+        weight is (in, out), PyTorch's (out, in); RNN/LSTM/GRU weights likewise) are
+        transposed, so the dict loads into the same torch.nn model (same names)."""
+        flip = self._torch_transposed_names(layout)
+        return OrderedDict((n, (p.data.T if n in flip else p.data).copy())
+                           for n, p in self._named_state())
+
+    def _torch_transposed_names(self, layout):
+        """Full names of the parameters a layout="torch" dict holds transposed: each
+        module lists its own in ``_torch_transposed``."""
+        if layout not in ("retrograd", "torch"):
+            raise ValueError(f"layout must be 'retrograd' or 'torch', got {layout!r}")
+        if layout == "retrograd":
+            return set()
+        return {f"{prefix}.{n}" if prefix else n for prefix, m in self.named_modules()
+                for n in getattr(m, "_torch_transposed", ())}
 
     def _named_state(self):
         yield from self.named_parameters()
         yield from self.named_buffers()
 
-    def load_state_dict(self, state, strict: bool = True):
-        """Copy arrays into the parameters and buffers in place (their dtype is kept)."""
+    def load_state_dict(self, state, strict: bool = True, layout: str = "retrograd"):
+        """Copy arrays into the parameters and buffers in place (their dtype is kept).
+        ``layout="torch"``: ``state`` is a PyTorch model's (see ``state_dict``)."""
+        flip = self._torch_transposed_names(layout)
         own = dict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -185,6 +203,7 @@ class Module:
             if name not in state:
                 continue
             arr = np.asarray(state[name])
+            arr = arr.T if name in flip else arr
             if arr.shape != p.shape:
                 raise ShapeError(f"{type(self).__name__}.load_state_dict: '{name}' has shape "
                                  f"{arr.shape} in the state dict but {p.shape} in the model")
@@ -194,6 +213,12 @@ class Module:
     # ---- display
     def extra_repr(self) -> str:
         return ""
+
+    def _repr_html_(self):
+        """Jupyter: a table of the layers and their parameter counts (nn.summary with an
+        input shape adds the output shapes)."""
+        from .summary import summary
+        return summary(self)._repr_html_()
 
     def __repr__(self):
         children = list(self.named_children())

@@ -131,6 +131,10 @@ class _RNNBase(Module):
                 self._param_names.append(names)
 
     @property
+    def _torch_transposed(self):          # PyTorch's weight_ih/hh are (gates·H, in)
+        return [n for names in self._param_names for n in names[:2]]
+
+    @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
 
@@ -301,6 +305,7 @@ class GRU(_Gated):
 
 class _CellBase(Module):
     mode = "RNN_TANH"
+    _torch_transposed = ("weight_ih", "weight_hh")
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=np.float32):
