@@ -29,7 +29,7 @@ float32 = "float32"
 float64 = "float64"
 
 # Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
-# (explain, classic), plotting (viz, which needs matplotlib), the training loop (train)
+# (explain, classic), plotting (viz, which needs matplotlib), the training loop (train),
 # ONNX export (onnx, which needs the onnx package) and the scikit-learn estimators
 # (sklearn, which needs scikit-learn).
 _LAZY = ("classic", "explain", "onnx", "sklearn", "train", "viz")
