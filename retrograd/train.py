@@ -256,7 +256,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
         meta=None, compile: bool = True, save_every: int = 1, save_interval: float = 0.0,
-        resume_lr=None, blas_threads="auto", augment=None) -> History:
+        resume_lr=None, blas_threads="auto", augment=None, distributed=None) -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -291,6 +291,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         (28, 28))`` (retrograd.data). ``rng`` is retrograd's global generator
         (``rg.manual_seed``), which checkpoints hold, so a resumed run draws the same
         augmentations as an uninterrupted one; validation and test data are not augmented.
+    distributed: None (automatic) trains data-parallel when ``rg.distributed.init()``
+        joined a world of several MPI ranks, False never. ``batch_size`` is then the global
+        batch: each rank steps on its slice (rg.distributed.DataParallel), only rank 0
+        logs and writes out_dir, and every rank reads the checkpoint to resume from.
 
     A NaN or infinite loss, validation loss or parameter raises ``TrainingDiverged``
     before anything of that epoch is saved: the checkpoints on disk stay the last finite ones.
@@ -300,17 +304,22 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     """
     x_train, y_train = train
     dataset = _checked_data(train, val, save_every)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    world = _world(distributed)
+    if world is not None and world.rank:
+        log, progress = None, False               # rank 0 speaks for all
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                        shard=world and (world.rank, world.size))
     run = _Run(model, loss_fn, optimizer, scheduler, loader, val, _is_classification(y_train),
                epochs=epochs, early_stopping=early_stopping, out_dir=out_dir,
                progress=progress, log=log, meta=meta, save_every=save_every,
                save_interval=save_interval, augment=augment)
+    run.world = world
     if resume:
         run.resume(resume, resume_lr)
     run.choose_step(step, compile)
     stop = run.stop = _StopSignals()
-    threads = blas.limit(blas_threads,
-                         blas.product_work(model, min(loader.batch_size, len(x_train))))
+    threads = blas.limit(blas_threads, blas.product_work(
+        model, min(loader.batch_size, len(x_train)) // (world.size if world else 1) or 1))
     with stop, threads:
         try:
             for run.epoch in range(run.start, epochs + 1):
@@ -328,6 +337,14 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         finally:
             run.close_bar()
     return run.history
+
+
+def _world(distributed):
+    """The MPI world to train data-parallel in, or None (one process). Looks only at
+    whether rg.distributed was imported and initialised: a plain run pays nothing."""
+    import sys
+    mod = sys.modules.get(__package__ + ".distributed")
+    return mod.active() if distributed is not False and mod is not None else None
 
 
 def _checked_data(train, val, save_every):
@@ -370,6 +387,7 @@ class _Run:
         self.epoch, self.b, self.bar, self.stop, self.step = 1, 0, None, None, None
         self.t0 = self.epoch_rng = None
         self.total, self.seen, self.correct = 0.0, 0, 0
+        self.world = None          # the MPI world of a data-parallel run (rg.distributed)
 
     # ------------------------------------------------------------ before the loop
     def resume(self, resume, resume_lr):
@@ -389,6 +407,9 @@ class _Run:
                 f"an epoch now has {len(self.loader)} batches; resume with the same data and "
                 "batch size")
         self.saved = (ck["epoch"], partial["batch"] if partial else 0)
+        if partial is not None and self.world is not None and self.world.rank:
+            # the sums are the ranks' together (rank 0 carries them on)
+            partial.update(total=0.0, seen=0, correct=0)
         if self.log:
             self.log(f"resumed from {path} after epoch {ck['epoch']}" + (
                 f" and batch {partial['batch']} of epoch {self.start}" if partial else ""))
@@ -406,6 +427,10 @@ class _Run:
             self.log(f"learning rate {lr:g} replaces the checkpoint's {old:g}")
 
     def choose_step(self, step, compile):
+        if step is None and self.world is not None:
+            from . import distributed
+            distributed.check_same("model and data", _signature(self.model, self.loader))
+            step = distributed.DataParallel(self.model, self.loss_fn, self.optimizer, compile)
         if step is None:
             from .graph import compile_step
             step = compile_step(self.model, self.loss_fn, self.optimizer) if compile \
@@ -442,7 +467,11 @@ class _Run:
             self._skip_done(batches)
         bar = self.bar = _progress(batches, len(self.loader), f"epoch {self.epoch}/{self.epochs}",
                                    self.progress, self.b)
+        world = self.world
         for xb, yb in bar:
+            if world is not None:
+                self._agree_on_stop()
+                self.step.global_rows = self.loader.global_rows(self.b)
             if self.stop.received is not None:       # stop between steps, consistently
                 self._stop_in_epoch()
             self._batch(xb, yb)
@@ -450,6 +479,23 @@ class _Run:
                 bar.set_postfix(loss=f"{self.total / self.seen:.4f}", refresh=False)
         if hasattr(bar, "close"):
             bar.close()
+
+    def _agree_on_stop(self):
+        """A signal that reached any rank stops every rank before the same batch."""
+        from . import distributed
+        flag = np.array([0 if self.stop.received is None else int(self.stop.received)],
+                        np.int32)
+        got = int(distributed.allreduce_(flag, "agreeing on a stop", "max")[0])
+        if got and self.stop.received is None:
+            self.stop.received = got
+
+    def _reduce_sums(self):
+        """The epoch's loss and accuracy sums over every rank's rows (at its end, or
+        before saving a point inside it), the same on every rank."""
+        from . import distributed
+        sums = distributed.allreduce_(np.array([self.total, self.seen, self.correct],
+                                               np.float64), "summing the epoch's loss")
+        self.total, self.seen, self.correct = float(sums[0]), int(sums[1]), float(sums[2])
 
     def _skip_done(self, batches):
         """Resuming inside an epoch: skip what ran before the interruption."""
@@ -465,6 +511,9 @@ class _Run:
             xb = as_tensor(self.augment(xb.numpy(), default_generator()))
         loss, out = self.step(xb, yb)
         n = len(xb)
+        if n == 0:                # data-parallel: an uneven last batch left this rank none
+            self.b += 1
+            return
         lv = float(loss.item())
         if not math.isfinite(lv):
             raise self.diverged(f"the loss of batch {self.b + 1} is {lv}")
@@ -479,6 +528,8 @@ class _Run:
         epoch, b = self.epoch, self.b
         # the start of an epoch is the end of the previous one, which save_every may
         # have left unsaved
+        if self.world is not None:
+            self._reduce_sums()
         if self.out_dir and self.saved != (epoch - 1, b) and (b > 0 or epoch > 1):
             self.save(epoch - 1, self.epoch_rng, {
                 "batch": b, "total": self.total, "seen": self.seen, "correct": self.correct,
@@ -511,6 +562,8 @@ class _Run:
 
     def _row(self):
         """This epoch's history row; TrainingDiverged for a non-finite weight or val loss."""
+        if self.world is not None:          # every rank's rows; the same row on every rank
+            self._reduce_sums()
         seen = max(self.seen, 1)
         row = {"epoch": self.epoch, "train_loss": self.total / seen,
                "train_acc": (self.correct / seen) if self.classify else None}
@@ -552,7 +605,13 @@ class _Run:
     # ------------------------------------------------------------ saving, stopping
     def save(self, done_epochs, loader_rng, position):
         """best.npz when pending, then last.npz at ``done_epochs`` (+ ``position`` inside
-        the next epoch), then history.json."""
+        the next epoch), then history.json. In a data-parallel run only rank 0 writes
+        (every rank holds the same model); the others only keep the books."""
+        if self.world is not None and self.world.rank:
+            self.best_pending = None
+            self.saved = (done_epochs, position["batch"] if position else 0)
+            self.last_save = time.monotonic()
+            return
         if self.best_pending is not None:
             io.save(self.best_pending, os.path.join(self.out_dir, BEST))
             self.best_pending = None
@@ -579,6 +638,16 @@ class _Run:
     def close_bar(self):
         if self.bar is not None and hasattr(self.bar, "close"):
             self.bar.close()
+
+
+def _signature(model, loader):
+    """What every rank of a data-parallel run must agree on: the parameters' names and
+    shapes, the data's rows and shapes, the global batch size and the shuffling seed."""
+    params = ", ".join(f"{k} {tuple(p.shape)}" for k, p in model.named_parameters())
+    arrays = getattr(loader.dataset, "arrays", ())
+    data = " and ".join(f"{a.shape[1:]} {a.dtype}" for a in arrays)
+    return (f"model [{params}], {len(loader.dataset)} rows of {data}, batch "
+            f"{loader.batch_size}, seed {loader.seed}")
 
 
 def _non_finite_parameter(model):
