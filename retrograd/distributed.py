@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
 import time
 
@@ -115,7 +116,8 @@ def _wait(req, what):
 def fail(message, code=1):
     """Print ``message`` (one line, stderr) and end every rank: MPI_Abort, so no rank
     is left waiting in a collective."""
-    print(f"retrograd: error: {message}", file=sys.stderr, flush=True)
+    if message is not None:
+        print(f"retrograd: error: {message}", file=sys.stderr, flush=True)
     w = _world
     if w is not None and w.comm is not None:
         w.comm.Abort(code)
@@ -294,8 +296,9 @@ class DataParallel:
 
 
 def _test_fault():
-    """Tests only: RETROGRAD_MPI_TEST_FAULT=rank:step:exit|sleep makes that rank exit
-    (or hang) at that step, to check that the others stop with a clear error."""
+    """Tests only: RETROGRAD_MPI_TEST_FAULT=rank:step:kill|exit|sleep makes that rank die
+    by SIGKILL, exit at once with status 17, or hang at that step, to check that the
+    others stop with a clear error."""
     spec = os.environ.get("RETROGRAD_MPI_TEST_FAULT")
     if not spec:
         return None
@@ -305,6 +308,8 @@ def _test_fault():
 
     def fault(k):
         if k == int(step):
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
             if action == "exit":
                 os._exit(17)
             time.sleep(10 * _world.timeout + 60)
