@@ -28,8 +28,9 @@ float32 = "float32"
 float64 = "float64"
 
 # Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
-# (explain, classic), plotting (viz, which needs matplotlib) and the training loop (train).
-_LAZY = ("classic", "explain", "train", "viz")
+# (explain, classic), plotting (viz, which needs matplotlib), the training loop (train) and
+# data-parallel training (distributed, which imports mpi4py only under mpiexec).
+_LAZY = ("classic", "distributed", "explain", "train", "viz")
 
 
 def __getattr__(name):

@@ -723,9 +723,14 @@ def _train_ranks(args, out, world):
             if world.rank:
                 return EXIT_USAGE
             raise
-        except KeyboardInterrupt as e:     # every rank stopped before the same batch
-            if world.rank:
-                return 128 + int(getattr(e, "signum", 2))
+        except KeyboardInterrupt as e:
+            from .train import TrainingInterrupted
+            if not isinstance(e, TrainingInterrupted) or getattr(e, "at_once", False):
+                # a second signal: this rank stopped at once, so must the others
+                e.resume_command = _resume_command(args)
+                distributed.fail(None, _interrupted(e) if world.rank == 0 else 130)
+            if world.rank:                 # every rank stopped at the same batch
+                return 128 + int(e.signum)
             raise
         except Exception as e:         # one rank's failure must not leave the others waiting
             distributed.fail(f"rank {world.rank}: {e}", EXIT_USAGE)
@@ -871,7 +876,9 @@ def _resume_command(args):
     argv = [a for a in getattr(args, "argv", None) or [] if a != "--overwrite"]
     if "--resume" not in argv:
         argv.append("--resume")
-    return shlex.join(["retrograd"] + argv)
+    world = sys.modules.get(__package__ + ".distributed")
+    world = world and world.active()        # a data-parallel run goes on as one
+    return shlex.join((["mpiexec", "-n", str(world.size)] if world else []) + ["retrograd"] + argv)
 
 
 def _interrupted(e) -> int:

@@ -66,7 +66,8 @@ def init() -> _World:
     try:
         w.timeout = float(text) if text else TIMEOUT
     except ValueError:
-        raise DistributedError(f"RETROGRAD_MPI_TIMEOUT={text!r} is not a number of seconds") from None
+        raise DistributedError(f"RETROGRAD_MPI_TIMEOUT={text!r} is not a number of "
+                               "seconds") from None
     if under_mpi():
         try:
             from mpi4py import MPI

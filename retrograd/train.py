@@ -219,13 +219,19 @@ class _StopSignals:
     Python can install handlers); signals that are ignored (e.g. SIGINT of a background
     job) stay ignored; the previous handlers come back on exit."""
 
-    def __init__(self):
+    def __init__(self, deferred=False):
         self.received = None
+        # data-parallel: a signal is only ``pending`` until the ranks agree on it (at the
+        # same batch boundary on every rank; see _Run._agree_on_stop)
+        self.deferred, self.pending = deferred, None
         self._old = {}
 
     def _handler(self, signum, frame):
-        if self.received is None:
-            self.received = signum
+        if self.received is None and self.pending is None:
+            if self.deferred:
+                self.pending = signum
+            else:
+                self.received = signum
             return
         raise KeyboardInterrupt                   # a second signal: stop now
 
@@ -317,7 +323,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     if resume:
         run.resume(resume, resume_lr)
     run.choose_step(step, compile)
-    stop = run.stop = _StopSignals()
+    stop = run.stop = _StopSignals(deferred=world is not None)
     threads = blas.limit(blas_threads, blas.product_work(
         model, min(loader.batch_size, len(x_train)) // (world.size if world else 1) or 1))
     with stop, threads:
@@ -333,7 +339,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         except KeyboardInterrupt:            # a second signal, or Ctrl-C outside the handler
             if stop.received is None:
                 stop.received = signal.SIGINT
-            raise run.interrupted(exact=False) from None
+            e = run.interrupted(exact=False)
+            e.at_once = True                 # not at a boundary the ranks agreed on
+            raise e from None
         finally:
             run.close_bar()
     return run.history
@@ -481,13 +489,14 @@ class _Run:
             bar.close()
 
     def _agree_on_stop(self):
-        """A signal that reached any rank stops every rank before the same batch."""
+        """A signal that reached any rank stops every rank at the same point: it counts
+        (``stop.received``) once the ranks have agreed on it, here."""
         from . import distributed
-        flag = np.array([0 if self.stop.received is None else int(self.stop.received)],
-                        np.int32)
+        stop = self.stop
+        flag = np.array([int(stop.pending or stop.received or 0)], np.int32)
         got = int(distributed.allreduce_(flag, "agreeing on a stop", "max")[0])
-        if got and self.stop.received is None:
-            self.stop.received = got
+        if got and stop.received is None:
+            stop.received = got
 
     def _reduce_sums(self):
         """The epoch's loss and accuracy sums over every rank's rows (at its end, or
@@ -551,6 +560,8 @@ class _Run:
                 self.scheduler.step()
         if self.log:
             self.log(_format_row(row, self.epochs))
+        if self.world is not None:
+            self._agree_on_stop()
         epoch, signalled = self.epoch, self.stop.received is not None
         due = epoch % self.save_every == 0 and \
             time.monotonic() - self.last_save >= self.save_interval
@@ -596,6 +607,8 @@ class _Run:
         """After the loop: save what early stopping or save_every left unsaved, and stop
         with TrainingInterrupted when a signal arrived as early stopping ended the loop."""
         done = self.history[-1]["epoch"] if self.history else self.start - 1
+        if self.world is not None:
+            self._agree_on_stop()
         if self.out_dir and self.history and self.saved != (done, 0):
             self.save(done, self.loader.generator_state(), None)
         if self.stop.received is not None:

@@ -98,7 +98,8 @@ class DataLoader:
             start, stop = k * b, min(k * b + b, n)
             if self.shard is not None:        # this rank's part of the global batch
                 r, size = self.shard
-                start, stop = start + (stop - start) * r // size, start + (stop - start) * (r + 1) // size
+                rows = stop - start
+                start, stop = start + rows * r // size, start + rows * (r + 1) // size
             idx = slice(start, stop) if order is None else order[start:stop]
             if fast:
                 yield tuple(as_tensor(a[idx]) for a in ds.arrays)
