@@ -225,3 +225,28 @@ def test_a_killed_rank_ends_the_run(tmp_path):
     assert rc != 0
     assert "epoch 2/4" not in out
     assert "BAD TERMINATION" in out + err          # mpiexec (hydra) names the lost process
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_at_one_point_and_resume_is_exact(tmp_path):
+    """SIGINT to mpiexec (which forwards it to every rank): the ranks agree on one batch
+    boundary, rank 0 saves that point, and a resumed run ends where an uninterrupted one
+    does."""
+    import signal
+    flags = ["--data", "mnist5k", "--layers", "16", "--batch-size", "100", "--epochs", "40"]
+    assert _train(tmp_path / "straight", None, *flags)[0] == 0
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "retrograd", "train", "--out",
+           tmp_path / "run", "--no-progress", *flags]
+    p = subprocess.Popen([str(a) for a in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env(PYTHONUNBUFFERED="1"))
+    for line in p.stdout:
+        if line.startswith("epoch  2/40"):
+            p.send_signal(signal.SIGINT)
+            break
+    out, err = p.communicate(timeout=LIMIT)
+    assert p.returncode == 130, err
+    assert "holds that point -- continue with: mpiexec -n 2 retrograd train" in err
+    assert "epoch 40/40" not in out
+    rc, out, err = _train(tmp_path / "run", 2, *flags, "--resume")
+    assert rc == 0, err
+    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "run"))
