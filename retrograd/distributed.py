@@ -32,6 +32,7 @@ __all__ = ["init", "rank", "world_size", "is_main", "allreduce_gradients",
            "DistributedError", "under_mpi"]
 
 TIMEOUT = 60.0
+SPIN = 0.002      # seconds a collective is polled flat out before polling sleeps between tests
 # the launchers' variables that say "this process is one rank of several"
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
@@ -103,15 +104,15 @@ def active():
 def _wait(req, what):
     """Complete a non-blocking request, or abort the job after the timeout."""
     w = _world
-    deadline = time.monotonic() + w.timeout
-    spins = 0
-    while not req.Test():
-        spins += 1
-        if spins > 2000:              # a quick collective costs no sleep; a slow one no CPU
-            if time.monotonic() > deadline:
+    start = time.monotonic()
+    spin, deadline = start + SPIN, start + w.timeout
+    while not req.Test():             # Test drives MPICH's progress engine
+        now = time.monotonic()
+        if now > spin:                # a quick collective costs no sleep, a slow one no CPU
+            if now > deadline:
                 fail(f"rank {w.rank}: {what} did not complete within {w.timeout:g} s "
                      "(RETROGRAD_MPI_TIMEOUT): another rank died or hangs")
-            time.sleep(0.0001)
+            time.sleep(5e-5)
 
 
 def fail(message, code=1):

@@ -435,6 +435,11 @@ class _Run:
             self.log(f"learning rate {lr:g} replaces the checkpoint's {old:g}")
 
     def choose_step(self, step, compile):
+        if step is not None and self.world is not None and not hasattr(step, "global_rows"):
+            # its gradients would stay this rank's: the ranks would drift apart, silently
+            raise RetrogradError("fit: in a data-parallel run (rg.distributed) the step must "
+                                 "sum the ranks' gradients: pass an rg.distributed.DataParallel "
+                                 "step, or distributed=False")
         if step is None and self.world is not None:
             from . import distributed
             distributed.check_same("model and data", _signature(self.model, self.loader))
