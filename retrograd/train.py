@@ -311,15 +311,12 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     x_train, y_train = train
     dataset = _checked_data(train, val, save_every)
     world = _world(distributed)
-    if world is not None and world.rank:
-        log, progress = None, False               # rank 0 speaks for all
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed,
                         shard=world and (world.rank, world.size))
     run = _Run(model, loss_fn, optimizer, scheduler, loader, val, _is_classification(y_train),
                epochs=epochs, early_stopping=early_stopping, out_dir=out_dir,
                progress=progress, log=log, meta=meta, save_every=save_every,
-               save_interval=save_interval, augment=augment)
-    run.world = world
+               save_interval=save_interval, augment=augment, world=world)
     if resume:
         run.resume(resume, resume_lr)
     run.choose_step(step, compile)
@@ -339,9 +336,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         except KeyboardInterrupt:            # a second signal, or Ctrl-C outside the handler
             if stop.received is None:
                 stop.received = signal.SIGINT
-            e = run.interrupted(exact=False)
-            e.at_once = True                 # not at a boundary the ranks agreed on
-            raise e from None
+            raise run.interrupted(exact=False, at_once=True) from None
         finally:
             run.close_bar()
     return run.history
@@ -378,7 +373,7 @@ class _Run:
 
     def __init__(self, model, loss_fn, optimizer, scheduler, loader, val, classify, *, epochs,
                  early_stopping, out_dir, progress, log, meta, save_every, save_interval,
-                 augment=None):
+                 augment=None, world=None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.scheduler, self.loader, self.val, self.epochs = scheduler, loader, val, epochs
         self.early_stopping = early_stopping
@@ -395,7 +390,9 @@ class _Run:
         self.epoch, self.b, self.bar, self.stop, self.step = 1, 0, None, None, None
         self.t0 = self.epoch_rng = None
         self.total, self.seen, self.correct = 0.0, 0, 0
-        self.world = None          # the MPI world of a data-parallel run (rg.distributed)
+        self.world = world         # the MPI world of a data-parallel run (rg.distributed)
+        if world is not None and world.rank:
+            self.log, self.progress = None, False         # rank 0 speaks for all
 
     # ------------------------------------------------------------ before the loop
     def resume(self, resume, resume_lr):
@@ -645,10 +642,11 @@ class _Run:
         self.saved = (done_epochs, position["batch"] if position else 0)
         self.last_save = time.monotonic()
 
-    def interrupted(self, exact):
-        return TrainingInterrupted(self.stop.received or signal.SIGINT, self.epoch, self.b,
-                                   len(self.loader), self.last_path, self.saved, exact,
-                                   self.history)
+    def interrupted(self, exact, at_once=False):
+        e = TrainingInterrupted(self.stop.received or signal.SIGINT, self.epoch, self.b,
+                                len(self.loader), self.last_path, self.saved, exact, self.history)
+        e.at_once = at_once       # a second signal: not at a point the ranks agreed on
+        return e
 
     def diverged(self, what):
         return TrainingDiverged(self.epoch, what, self.last_path, self.saved, self.history)
