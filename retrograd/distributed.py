@@ -228,6 +228,9 @@ class DataParallel:
     ``Allreduce`` of each flat gradient array of the compiled step (one per parameter
     group and dtype), or of one concatenated buffer eagerly -- then the optimizer
     updates. Broadcasts rank 0's parameters at construction, so the ranks start alike.
+    Not bucketed nor overlapped with the backward pass: the compiled step computes every
+    gradient in one generated call, so no gradient is ready before the others, and one
+    sum of the whole flat array moves the same bytes in the fewest calls.
     """
 
     def __init__(self, model, loss_fn, optimizer, compile=True):
