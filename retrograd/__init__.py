@@ -30,9 +30,10 @@ float64 = "float64"
 
 # Loaded on first use (PEP 562), so `import retrograd` stays light: the teaching layer
 # (explain, classic), plotting (viz, which needs matplotlib), the training loop (train),
-# ONNX export (onnx, which needs the onnx package) and the scikit-learn estimators
-# (sklearn, which needs scikit-learn).
-_LAZY = ("classic", "explain", "onnx", "sklearn", "train", "viz")
+# ONNX export (onnx, which needs the onnx package), the scikit-learn estimators (sklearn,
+# which needs scikit-learn) and data-parallel training (distributed, which imports mpi4py
+# only under mpiexec).
+_LAZY = ("classic", "distributed", "explain", "onnx", "sklearn", "train", "viz")
 
 
 def __getattr__(name):

@@ -698,6 +698,9 @@ def cmd_train(args):
     if args.model != "mlp":          # beside the MLP's run of the same data, not over it
         name += f"-{args.model}"
     out = args.out or os.path.join("runs", name)
+    world = _mpi_world()
+    if world is not None:
+        return _train_ranks(args, out, world)
     from .rundir import claim
     # one run per folder, claimed before anything is read or printed (nothing is written
     # with --no-save, so nothing to claim)
@@ -706,7 +709,57 @@ def cmd_train(args):
         return _train(args, out)
 
 
-def _train(args, out):
+def _mpi_world():
+    """The MPI world when mpiexec started this command as one of several ranks, else None
+    (retrograd.distributed imports mpi4py only then)."""
+    from . import distributed
+    if not distributed.under_mpi():
+        return None
+    world = distributed.init()
+    return world if world.size > 1 else None
+
+
+def _train_ranks(args, out, world):
+    """retrograd train as one rank of a data-parallel run: rank 0 claims the run folder,
+    prints and writes; an error on one rank ends them all (MPI_Abort) with its line."""
+    from . import distributed
+    from .rundir import claim
+    if world.rank:
+        sys.stdout = open(os.devnull, "w")          # rank 0 speaks for all
+    with contextlib.ExitStack() as stack:
+        failed = None
+        if world.rank == 0 and not args.no_save:
+            try:
+                stack.enter_context(claim(out, resume=args.resume, overwrite=args.overwrite))
+            except RetrogradError as e:
+                failed = e
+        if not distributed.agree(failed is None):    # the others wait for the claim
+            if failed is not None:
+                raise failed
+            return EXIT_USAGE
+        try:
+            code = _train(args, out, world)
+        except (UsageError, distributed.DistributedError):   # every rank finds it alike
+            if world.rank:
+                return EXIT_USAGE
+            raise
+        except KeyboardInterrupt as e:
+            from .train import TrainingInterrupted
+            if not isinstance(e, TrainingInterrupted) or getattr(e, "at_once", False):
+                # a second signal: this rank stopped at once, so must the others
+                e.resume_command = _resume_command(args)
+                distributed.fail(None, _interrupted(e) if world.rank == 0 else 130)
+            if world.rank:                 # every rank stopped at the same batch
+                return 128 + int(e.signum)
+            raise
+        except Exception as e:         # one rank's failure must not leave the others waiting
+            distributed.fail(f"rank {world.rank}: {e}", EXIT_USAGE)
+        if code:                       # said already (divergence); stop the others too
+            distributed.fail(None, code)
+        return code
+
+
+def _train(args, out, world=None):
     """retrograd train in its claimed run folder ``out``."""
     from .train import TrainingDiverged, validation_split
     if args.resume:
@@ -720,6 +773,10 @@ def _train(args, out):
     # never select or stop on the test set: hold out 10% of the training data
     train, val = validation_split(x_train, y_tr, seed=config["seed"])
     bs = len(train[0]) if config["batch_size"] == "full" else config["batch_size"]
+    if world is not None and bs % world.size:
+        raise UsageError(f"retrograd train: --batch-size {bs} is the global batch and must be "
+                         f"divisible by the {world.size} ranks (e.g. "
+                         f"{max(world.size, bs // world.size * world.size)})")
     _print_plan(config, lr_now or opt.param_groups[0]["lr"], bs, args.epochs, train, val,
                 len(x_test))
     t0 = time.perf_counter()
@@ -839,7 +896,9 @@ def _resume_command(args):
     argv = [a for a in getattr(args, "argv", None) or [] if a != "--overwrite"]
     if "--resume" not in argv:
         argv.append("--resume")
-    return shlex.join(["retrograd"] + argv)
+    world = sys.modules.get(__package__ + ".distributed")
+    world = world and world.active()        # a data-parallel run goes on as one
+    return shlex.join((["mpiexec", "-n", str(world.size)] if world else []) + ["retrograd"] + argv)
 
 
 def _interrupted(e) -> int:

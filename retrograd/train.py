@@ -219,13 +219,19 @@ class _StopSignals:
     Python can install handlers); signals that are ignored (e.g. SIGINT of a background
     job) stay ignored; the previous handlers come back on exit."""
 
-    def __init__(self):
+    def __init__(self, deferred=False):
         self.received = None
+        # data-parallel: a signal is only ``pending`` until the ranks agree on it (at the
+        # same batch boundary on every rank; see _Run._agree_on_stop)
+        self.deferred, self.pending = deferred, None
         self._old = {}
 
     def _handler(self, signum, frame):
-        if self.received is None:
-            self.received = signum
+        if self.received is None and self.pending is None:
+            if self.deferred:
+                self.pending = signum
+            else:
+                self.received = signum
             return
         raise KeyboardInterrupt                   # a second signal: stop now
 
@@ -256,7 +262,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
         meta=None, compile: bool = True, save_every: int = 1, save_interval: float = 0.0,
-        resume_lr=None, blas_threads="auto", augment=None) -> History:
+        resume_lr=None, blas_threads="auto", augment=None, distributed=None) -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -291,6 +297,10 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         (28, 28))`` (retrograd.data). ``rng`` is retrograd's global generator
         (``rg.manual_seed``), which checkpoints hold, so a resumed run draws the same
         augmentations as an uninterrupted one; validation and test data are not augmented.
+    distributed: None (automatic) trains data-parallel when ``rg.distributed.init()``
+        joined a world of several MPI ranks, False never. ``batch_size`` is then the global
+        batch: each rank steps on its slice (rg.distributed.DataParallel), only rank 0
+        logs and writes out_dir, and every rank reads the checkpoint to resume from.
 
     A NaN or infinite loss, validation loss or parameter raises ``TrainingDiverged``
     before anything of that epoch is saved: the checkpoints on disk stay the last finite ones.
@@ -300,17 +310,19 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     """
     x_train, y_train = train
     dataset = _checked_data(train, val, save_every)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    world = _world(distributed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                        shard=world and (world.rank, world.size))
     run = _Run(model, loss_fn, optimizer, scheduler, loader, val, _is_classification(y_train),
                epochs=epochs, early_stopping=early_stopping, out_dir=out_dir,
                progress=progress, log=log, meta=meta, save_every=save_every,
-               save_interval=save_interval, augment=augment)
+               save_interval=save_interval, augment=augment, world=world)
     if resume:
         run.resume(resume, resume_lr)
     run.choose_step(step, compile)
-    stop = run.stop = _StopSignals()
-    threads = blas.limit(blas_threads,
-                         blas.product_work(model, min(loader.batch_size, len(x_train))))
+    stop = run.stop = _StopSignals(deferred=world is not None)
+    threads = blas.limit(blas_threads, blas.product_work(
+        model, min(loader.batch_size, len(x_train)) // (world.size if world else 1) or 1))
     with stop, threads:
         try:
             for run.epoch in range(run.start, epochs + 1):
@@ -324,10 +336,18 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         except KeyboardInterrupt:            # a second signal, or Ctrl-C outside the handler
             if stop.received is None:
                 stop.received = signal.SIGINT
-            raise run.interrupted(exact=False) from None
+            raise run.interrupted(exact=False, at_once=True) from None
         finally:
             run.close_bar()
     return run.history
+
+
+def _world(distributed):
+    """The MPI world to train data-parallel in, or None (one process). Looks only at
+    whether rg.distributed was imported and initialised: a plain run pays nothing."""
+    import sys
+    mod = sys.modules.get(__package__ + ".distributed")
+    return mod.active() if distributed is not False and mod is not None else None
 
 
 def _checked_data(train, val, save_every):
@@ -353,7 +373,7 @@ class _Run:
 
     def __init__(self, model, loss_fn, optimizer, scheduler, loader, val, classify, *, epochs,
                  early_stopping, out_dir, progress, log, meta, save_every, save_interval,
-                 augment=None):
+                 augment=None, world=None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.scheduler, self.loader, self.val, self.epochs = scheduler, loader, val, epochs
         self.early_stopping = early_stopping
@@ -370,6 +390,9 @@ class _Run:
         self.epoch, self.b, self.bar, self.stop, self.step = 1, 0, None, None, None
         self.t0 = self.epoch_rng = None
         self.total, self.seen, self.correct = 0.0, 0, 0
+        self.world = world         # the MPI world of a data-parallel run (rg.distributed)
+        if world is not None and world.rank:
+            self.log, self.progress = None, False         # rank 0 speaks for all
 
     # ------------------------------------------------------------ before the loop
     def resume(self, resume, resume_lr):
@@ -389,6 +412,9 @@ class _Run:
                 f"an epoch now has {len(self.loader)} batches; resume with the same data and "
                 "batch size")
         self.saved = (ck["epoch"], partial["batch"] if partial else 0)
+        if partial is not None and self.world is not None and self.world.rank:
+            # the sums are the ranks' together (rank 0 carries them on)
+            partial.update(total=0.0, seen=0, correct=0)
         if self.log:
             self.log(f"resumed from {path} after epoch {ck['epoch']}" + (
                 f" and batch {partial['batch']} of epoch {self.start}" if partial else ""))
@@ -406,6 +432,15 @@ class _Run:
             self.log(f"learning rate {lr:g} replaces the checkpoint's {old:g}")
 
     def choose_step(self, step, compile):
+        if step is not None and self.world is not None and not hasattr(step, "global_rows"):
+            # its gradients would stay this rank's: the ranks would drift apart, silently
+            raise RetrogradError("fit: in a data-parallel run (rg.distributed) the step must "
+                                 "sum the ranks' gradients: pass an rg.distributed.DataParallel "
+                                 "step, or distributed=False")
+        if step is None and self.world is not None:
+            from . import distributed
+            distributed.check_same("model and data", _signature(self.model, self.loader))
+            step = distributed.DataParallel(self.model, self.loss_fn, self.optimizer, compile)
         if step is None:
             from .graph import compile_step
             step = compile_step(self.model, self.loss_fn, self.optimizer) if compile \
@@ -442,7 +477,11 @@ class _Run:
             self._skip_done(batches)
         bar = self.bar = _progress(batches, len(self.loader), f"epoch {self.epoch}/{self.epochs}",
                                    self.progress, self.b)
+        world = self.world
         for xb, yb in bar:
+            if world is not None:
+                self._agree_on_stop()
+                self.step.global_rows = self.loader.global_rows(self.b)
             if self.stop.received is not None:       # stop between steps, consistently
                 self._stop_in_epoch()
             self._batch(xb, yb)
@@ -450,6 +489,24 @@ class _Run:
                 bar.set_postfix(loss=f"{self.total / self.seen:.4f}", refresh=False)
         if hasattr(bar, "close"):
             bar.close()
+
+    def _agree_on_stop(self):
+        """A signal that reached any rank stops every rank at the same point: it counts
+        (``stop.received``) once the ranks have agreed on it, here."""
+        from . import distributed
+        stop = self.stop
+        flag = np.array([int(stop.pending or stop.received or 0)], np.int32)
+        got = int(distributed.allreduce_(flag, "agreeing on a stop", "max")[0])
+        if got and stop.received is None:
+            stop.received = got
+
+    def _reduce_sums(self):
+        """The epoch's loss and accuracy sums over every rank's rows (at its end, or
+        before saving a point inside it), the same on every rank."""
+        from . import distributed
+        sums = distributed.allreduce_(np.array([self.total, self.seen, self.correct],
+                                               np.float64), "summing the epoch's loss")
+        self.total, self.seen, self.correct = float(sums[0]), int(sums[1]), float(sums[2])
 
     def _skip_done(self, batches):
         """Resuming inside an epoch: skip what ran before the interruption."""
@@ -465,6 +522,9 @@ class _Run:
             xb = as_tensor(self.augment(xb.numpy(), default_generator()))
         loss, out = self.step(xb, yb)
         n = len(xb)
+        if n == 0:                # data-parallel: an uneven last batch left this rank none
+            self.b += 1
+            return
         lv = float(loss.item())
         if not math.isfinite(lv):
             raise self.diverged(f"the loss of batch {self.b + 1} is {lv}")
@@ -479,6 +539,8 @@ class _Run:
         epoch, b = self.epoch, self.b
         # the start of an epoch is the end of the previous one, which save_every may
         # have left unsaved
+        if self.world is not None:
+            self._reduce_sums()
         if self.out_dir and self.saved != (epoch - 1, b) and (b > 0 or epoch > 1):
             self.save(epoch - 1, self.epoch_rng, {
                 "batch": b, "total": self.total, "seen": self.seen, "correct": self.correct,
@@ -500,6 +562,8 @@ class _Run:
                 self.scheduler.step()
         if self.log:
             self.log(_format_row(row, self.epochs))
+        if self.world is not None:
+            self._agree_on_stop()
         epoch, signalled = self.epoch, self.stop.received is not None
         due = epoch % self.save_every == 0 and \
             time.monotonic() - self.last_save >= self.save_interval
@@ -511,6 +575,8 @@ class _Run:
 
     def _row(self):
         """This epoch's history row; TrainingDiverged for a non-finite weight or val loss."""
+        if self.world is not None:          # every rank's rows; the same row on every rank
+            self._reduce_sums()
         seen = max(self.seen, 1)
         row = {"epoch": self.epoch, "train_loss": self.total / seen,
                "train_acc": (self.correct / seen) if self.classify else None}
@@ -543,6 +609,8 @@ class _Run:
         """After the loop: save what early stopping or save_every left unsaved, and stop
         with TrainingInterrupted when a signal arrived as early stopping ended the loop."""
         done = self.history[-1]["epoch"] if self.history else self.start - 1
+        if self.world is not None:
+            self._agree_on_stop()
         if self.out_dir and self.history and self.saved != (done, 0):
             self.save(done, self.loader.generator_state(), None)
         if self.stop.received is not None:
@@ -552,7 +620,13 @@ class _Run:
     # ------------------------------------------------------------ saving, stopping
     def save(self, done_epochs, loader_rng, position):
         """best.npz when pending, then last.npz at ``done_epochs`` (+ ``position`` inside
-        the next epoch), then history.json."""
+        the next epoch), then history.json. In a data-parallel run only rank 0 writes
+        (every rank holds the same model); the others only keep the books."""
+        if self.world is not None and self.world.rank:
+            self.best_pending = None
+            self.saved = (done_epochs, position["batch"] if position else 0)
+            self.last_save = time.monotonic()
+            return
         if self.best_pending is not None:
             io.save(self.best_pending, os.path.join(self.out_dir, BEST))
             self.best_pending = None
@@ -568,10 +642,11 @@ class _Run:
         self.saved = (done_epochs, position["batch"] if position else 0)
         self.last_save = time.monotonic()
 
-    def interrupted(self, exact):
-        return TrainingInterrupted(self.stop.received or signal.SIGINT, self.epoch, self.b,
-                                   len(self.loader), self.last_path, self.saved, exact,
-                                   self.history)
+    def interrupted(self, exact, at_once=False):
+        e = TrainingInterrupted(self.stop.received or signal.SIGINT, self.epoch, self.b,
+                                len(self.loader), self.last_path, self.saved, exact, self.history)
+        e.at_once = at_once       # a second signal: not at a point the ranks agreed on
+        return e
 
     def diverged(self, what):
         return TrainingDiverged(self.epoch, what, self.last_path, self.saved, self.history)
@@ -579,6 +654,16 @@ class _Run:
     def close_bar(self):
         if self.bar is not None and hasattr(self.bar, "close"):
             self.bar.close()
+
+
+def _signature(model, loader):
+    """What every rank of a data-parallel run must agree on: the parameters' names and
+    shapes, the data's rows and shapes, the global batch size and the shuffling seed."""
+    params = ", ".join(f"{k} {tuple(p.shape)}" for k, p in model.named_parameters())
+    arrays = getattr(loader.dataset, "arrays", ())
+    data = " and ".join(f"{a.shape[1:]} {a.dtype}" for a in arrays)
+    return (f"model [{params}], {len(loader.dataset)} rows of {data}, batch "
+            f"{loader.batch_size}, seed {loader.seed}")
 
 
 def _non_finite_parameter(model):

@@ -30,10 +30,16 @@ class DataLoader:
     are views, shuffled ones copies); other datasets are read item by item and the
     fields stacked with ``np.stack``. Batches share memory with that data and do
     not require grad.
+
+    ``shard=(rank, size)`` (data-parallel training, rg.distributed): each batch is
+    rank ``rank``'s contiguous slice of the global batch of ``batch_size`` rows (sizes
+    differ by at most one), the order the same on every rank, so the ranks together see
+    exactly the batches of an unsharded loader; ``len()`` counts global batches and
+    ``global_rows(k)`` is the size of global batch ``k``.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None):
+                 seed: int | None = None, shard=None):
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise DataError(f"DataLoader: dataset must have __len__ and __getitem__, "
                             f"got {type(dataset).__name__}")
@@ -55,6 +61,16 @@ class DataLoader:
             seed = int(default_generator().integers(2**63)) if self.shuffle else 0
         self.seed = seed
         self._gen = np.random.default_rng(seed)
+        if shard is not None:
+            r, size = shard
+            if not 0 <= r < size:
+                raise DataError(f"DataLoader: shard {shard!r} is not (rank, size) with "
+                                "0 <= rank < size")
+        self.shard = shard
+
+    def global_rows(self, k) -> int:
+        """Rows in global batch ``k`` (all ranks' slices together)."""
+        return min(len(self.dataset), (k + 1) * self.batch_size) - k * self.batch_size
 
     @property
     def batch_size(self) -> int:
@@ -80,6 +96,10 @@ class DataLoader:
         fast = isinstance(ds, ArrayDataset)
         for k in range(len(self)):
             start, stop = k * b, min(k * b + b, n)
+            if self.shard is not None:        # this rank's part of the global batch
+                r, size = self.shard
+                rows = stop - start
+                start, stop = start + rows * r // size, start + rows * (r + 1) // size
             idx = slice(start, stop) if order is None else order[start:stop]
             if fast:
                 yield tuple(as_tensor(a[idx]) for a in ds.arrays)

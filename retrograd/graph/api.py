@@ -465,7 +465,7 @@ def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_s
     return make if fn is None else make(fn)
 
 
-def compile_step(model, loss_fn, optimizer, passes=PASSES):
+def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None):
     """A whole training step as one compiled call: ``step(x, y) -> (loss, output)``.
 
     Forward, loss and the gradients of every parameter run as one generated function;
@@ -476,7 +476,11 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
     optimizer's own rule. ``optimizer.state`` and ``p.grad`` stay per parameter, as after
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
-    optimizer's update and the returned gradients are shared)."""
+    optimizer's update and the returned gradients are shared).
+    on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
+    update with the gradient arrays, to change in place (rg.distributed sums them over
+    MPI ranks): the flat gradient array of each parameter group and dtype (fused), else
+    one array per parameter."""
     from ..optim.fused import FusedUpdate, can_fuse
     params = [p for p in model.parameters() if p.requires_grad]
     fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
@@ -517,12 +521,16 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES):
         outs = exe(xd, yd, *[t._data for t in captured])
         _write_state(state, outs)           # running statistics, as the eager step
         if fused is None:
+            if on_gradients is not None:
+                on_gradients(outs[2:])
             for p, g in zip(params, outs[2:]):
                 p.grad = Tensor._make(g)
             optimizer.step()
         else:
             for i, g in copies:
                 np.copyto(g, outs[i])
+            if on_gradients is not None:
+                on_gradients([b.g for b in fused.buckets])
             fused.update()
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
