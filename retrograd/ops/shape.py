@@ -133,6 +133,15 @@ def transpose(x, axes=None):
     return share_version(apply(_transpose, x, axes=axes), x)
 
 
+def rule_t(x):
+    """``x.T`` of a matrix inside a VJP rule. Unrecorded (no create_graph), the view is only
+    the next product's operand -- never returned, saved or written to -- so it needs no
+    share of x's version counter (share_version: ~2 us, twice per matmul node); recorded,
+    it is a graph node and gets one, as ``transpose`` gives every view."""
+    out = apply(_transpose, x, axes=(1, 0))
+    return out if out._op is None and type(out) is Tensor else share_version(out, x)
+
+
 def _of_shape(shape):
     return f"a {len(shape)}-d tensor of shape {tuple(shape)}"
 
@@ -179,6 +188,8 @@ def flatten(x, start_axis=0):
 # ---------------------------------------------------------------- broadcast_to / sum_to
 
 def _sum_to(x, shape):
+    if x.ndim == 2 and len(shape) == 1 and x.shape[1] == shape[0]:
+        return fsum(x, (0,))                # a bias gradient: the common case, directly
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and x.shape[i + lead] != 1)
