@@ -15,7 +15,8 @@ Every implementation starts from the same seeded data and init. Before timing,
 one step of each is compared against PyTorch eager (or the first implementation
 that ran) so the table compares like with like. Each (implementation, case) runs
 in its own fresh process; the parent interleaves their timing blocks and reports
-the median ms/step, and each process reports its own peak-RSS growth.
+the median ms/step, and each process reports its own peak-RSS growth. Each case's
+achieved GFLOP/s is reported against one large float32 matmul measured in the same run.
 
     python bench/bench.py                       # everything installed
     python bench/bench.py --quick               # smoke test (~20 s)
@@ -1148,6 +1149,58 @@ def run_case(case: Case, impls: list, s: Settings, packages: dict) -> dict:
 # Reporting
 # ----------------------------------------------------------------------------
 
+def case_flops(case: Case) -> int:
+    """Floating-point operations of one step's matrix products and convolutions (2 per
+    multiply-add; elementwise work, a few percent here, is not counted). A training step
+    runs each product forward, for its weight's gradient and, but for the first layer
+    (whose input needs none), for its input's gradient; the HVP (forward-over-reverse)
+    adds a tangent product per varying operand of each of those."""
+    macs = []              # (multiply-adds per sample, is it the first layer)
+    if case.kind == "cnn":
+        side = 28
+        for c_in, c_out, k in CNN_CONVS:
+            side -= k - 1
+            macs.append((c_out * side * side * c_in * k * k, not macs))
+            side //= 2                                    # 2x2 max pooling
+    for a, b in zip(case.sizes[:-1], case.sizes[1:]):
+        macs.append((a * b, not macs))
+    per = (4, 9) if case.kind == "hvp" else (2, 3)     # products per layer: first, others
+    return 2 * case.batch * sum(m * per[0 if first else 1] for m, first in macs)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` float32 (n, n) @ (n, n) products through NumPy's
+    BLAS with its default threads: the machine's practical ceiling for these cases."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)  # warm up: BLAS threads started, pages touched
+    best = min(_timed(lambda: np.matmul(a, a, out=out)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def _gflops_table(all_results: dict, impls: list, peak: float | None) -> None:
+    """Achieved GFLOP/s per case and implementation, and its share of the matmul peak."""
+    header = ["case", "GFLOP/step"] + [f"{n} GFLOP/s" for n in impls]
+    rows = []
+    for cname, res in all_results.items():
+        f = case_flops(CASES[cname])
+        row = [cname, f"{f / 1e9:.3f}"]
+        for n in impls:
+            ms = res[n].ms
+            g = f / ms / 1e6 if ms else None
+            row.append("—" if g is None else f"{g:.1f}" + (f" ({g / peak:.0%})" if peak else ""))
+        rows.append(row)
+    where = f" (in brackets: of the {peak:.1f} GFLOP/s float32 matmul peak)" if peak else ""
+    print(f"\nAchieved GFLOP/s: matrix-product FLOPs per step / median time{where}\n")
+    print(_table(header, rows))
+
+
 def machine_info() -> dict:
     info = {
         "platform": platform.platform(),
@@ -1180,7 +1233,7 @@ def _table(header: list, rows: list) -> str:
     return "\n".join(lines)
 
 
-def report(all_results: dict, impls: list) -> None:
+def report(all_results: dict, impls: list, peak: float | None = None) -> None:
     base = "torch" if "torch" in impls else None
     header = ["case"] + [f"{n} ms" for n in impls]
     if base:
@@ -1196,6 +1249,7 @@ def report(all_results: dict, impls: list) -> None:
         rows.append(row)
     print("\nTime per step (median of interleaved blocks, ms; lower is better)\n")
     print(_table(header, rows))
+    _gflops_table(all_results, impls, peak)
 
     rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
             for cname, res in all_results.items()]
@@ -1262,19 +1316,28 @@ def main(argv=None):
     print(f"- settings: float32, lr {LR}, warmup {s.warmup}, ~{s.time_per_impl:g} s/impl/case "
           f"in {s.repeats} interleaved blocks, torch threads {s.torch_threads}, seed {s.seed}\n")
 
+    n_peak = 1024 if a.quick else 2048
+    peak = matmul_peak(n_peak)            # measured again at the end: the better one counts
+    print(f"- float32 matmul peak at start: {peak:.1f} GFLOP/s (best of 5 {n_peak}^3 products, "
+          "NumPy's BLAS, default threads)\n")
     t0 = time.perf_counter()
     packages, all_results = {}, {}
     for c in cases:
         print(f"{c}: {CASES[c].desc}")
         all_results[c] = run_case(CASES[c], impls, s, packages)
 
-    print("\n" + "\n".join(f"- {k}: {v}" for k, v in packages.items()))
-    report(all_results, impls)
+    end_peak = matmul_peak(n_peak)
+    print(f"\n- float32 matmul peak at end: {end_peak:.1f} GFLOP/s")
+    peak = max(peak, end_peak)
+    print("\n".join(f"- {k}: {v}" for k, v in packages.items()))
+    report(all_results, impls, peak)
     load = f", load average now {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"\ntotal {time.perf_counter() - t0:.1f} s{load}")
 
     if a.json:
-        out = {"machine": {**machine, **packages}, "settings": vars(s), "lr": LR,
+        out = {"machine": {**machine, **packages, "matmul_peak_gflops": peak},
+               "flops_per_step": {c: case_flops(CASES[c]) for c in cases},
+               "settings": vars(s), "lr": LR,
                "results": {c: {n: vars(r) for n, r in res.items()} for c, res in all_results.items()}}
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

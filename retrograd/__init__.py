@@ -8,6 +8,10 @@
 """
 from importlib import import_module as _import_module
 
+from . import malloc as _malloc
+
+_malloc.tune()        # large NumPy temporaries reused, not page-faulted anew each step
+
 from . import autodiff, data, graph, io, nn, ops, optim
 from . import linalg
 from .graph import compile

@@ -32,7 +32,7 @@ import numpy as np
 from . import tensor as _tensor
 from .errors import AnomalyError, RetrogradError
 from .ops import base
-from .ops.shape import sum_to
+from .ops.shape import _sum_to_op
 from .tensor import Tensor, set_grad_enabled
 
 __all__ = ["backward", "grad", "detect_anomaly"]
@@ -318,7 +318,7 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
         ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
     shape = like.shape
     if reduce and ct.shape != shape and _broadcasts_to(shape, ct.shape):
-        ct = sum_to(ct, shape)
+        ct = base.apply(_sum_to_op, ct, shape=shape)     # (sum_to, its shapes checked above)
     if ct.shape != shape:
         raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
                              f"tensor of shape {shape}")

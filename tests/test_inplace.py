@@ -335,3 +335,14 @@ def test_a_change_through_a_view_is_seen_by_a_pending_backward():
     copy = w[[0, 1]]                      # advanced indexing copies: its own counter
     copy += 1.0
     assert w.version == 2
+
+
+def test_a_recorded_matmul_rule_sees_its_weight_changed():
+    # the matmul rules' w.T (shape.rule_t) shares w's counter when create_graph records it
+    x = rg.tensor(np.ones((3, 4), np.float32), requires_grad=True)
+    w = rg.tensor(np.ones((4, 2), np.float32), requires_grad=True)
+    gx, = rg.autograd_grad(((x @ w) ** 2).sum(), [x], create_graph=True)
+    with rg.no_grad():
+        w += 1
+    with pytest.raises(rg.RetrogradError, match="input 1 of 'matmul'"):
+        gx.sum().backward()

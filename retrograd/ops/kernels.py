@@ -37,10 +37,23 @@ def _keepdims_shaped(out, axis, keepdims):
     return out.reshape((1, -1) if axis[0] == 0 else (-1, 1))
 
 
+_ONES: dict = {}        # (length, dtype) -> a read-only vector of ones, made once
+
+
+def _ones(n, dtype):
+    ones = _ONES.get((n, dtype))
+    if ones is None:
+        ones = np.ones(n, dtype)
+        ones.flags.writeable = False
+        if len(_ONES) < 256 and n <= 1 << 16:       # a batch size or a width: few of them
+            _ONES[n, dtype] = ones
+    return ones
+
+
 def fsum(x, axis=None, keepdims=False):
     """np.sum(x, axis, keepdims), via a BLAS matrix-vector product for one matrix axis."""
     if _one_axis_of_matrix(x, axis):
-        ones = np.ones(x.shape[axis[0]], x.dtype)
+        ones = _ones(x.shape[axis[0]], x.dtype)
         return _keepdims_shaped(x @ ones if axis[0] == 1 else ones @ x, axis, keepdims)
     if isinstance(x, np.ndarray):    # the method: same result, ~2 µs less than np.sum
         return x.sum(axis=_plain_axis(axis), keepdims=keepdims)

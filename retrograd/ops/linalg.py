@@ -14,7 +14,7 @@ from ..tensor import Tensor, share_version
 from .base import apply, defop
 from .elementwise import mul, where
 from .reduce import sum as _sum
-from .shape import (broadcast_to, moveaxis, norm_axes, reshape, stack, sum_to, swapaxes,
+from .shape import (broadcast_to, moveaxis, norm_axes, reshape, rule_t, stack, sum_to, swapaxes,
                     transpose)
 
 
@@ -29,14 +29,14 @@ def _as_matrices(g, a, b):
 
 def _matmul_vjp_a(g, out, a, b):
     if a.ndim == 2 and b.ndim == 2:            # the common case, without reshapes
-        return g @ transpose(b)
+        return g @ rule_t(b)
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(g2 @ swapaxes(b2, -1, -2), a2.shape), a.shape)
 
 
 def _matmul_vjp_b(g, out, a, b):
     if a.ndim == 2 and b.ndim == 2:
-        return transpose(a) @ g
+        return rule_t(a) @ g
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(swapaxes(a2, -1, -2) @ g2, b2.shape), b.shape)
 

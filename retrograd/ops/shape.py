@@ -111,7 +111,7 @@ def _transpose_rule(n):
     return None
 
 
-_transpose = defop("transpose", lambda x, axes: np.transpose(x, axes),
+_transpose = defop("transpose", lambda x, axes: x.transpose(axes),    # (np.transpose's method)
                    (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),),
                    kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
                    if n.params["axes"] == (1, 0) else None,
@@ -131,6 +131,15 @@ def transpose(x, axes=None):
     if axes == tuple(range(ndim)):
         return x
     return share_version(apply(_transpose, x, axes=axes), x)
+
+
+def rule_t(x):
+    """``x.T`` of a matrix inside a VJP rule. Unrecorded (no create_graph), the view is only
+    the next product's operand -- never returned, saved or written to -- so it needs no
+    share of x's version counter (share_version: ~2 us, twice per matmul node); recorded,
+    it is a graph node and gets one, as ``transpose`` gives every view."""
+    out = apply(_transpose, x, axes=(1, 0))
+    return out if out._op is None and type(out) is Tensor else share_version(out, x)
 
 
 def _of_shape(shape):
@@ -198,6 +207,8 @@ def detach(x):
 # ---------------------------------------------------------------- broadcast_to / sum_to
 
 def _sum_to(x, shape):
+    if x.ndim == 2 and len(shape) == 1 and x.shape[1] == shape[0]:
+        return fsum(x, (0,))                # a bias gradient: the common case, directly
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and x.shape[i + lead] != 1)
