@@ -49,11 +49,18 @@ def available() -> bool:
 
 
 def resolve(backend, who="rg.compile") -> str:
-    """'numpy' or 'numba' for a backend name; 'auto': Numba when installed."""
+    """'numpy' or 'numba' for a backend name. 'auto': $RETROGRAD_BACKEND if set, else Numba
+    when installed."""
     if backend not in BACKENDS:
         raise ValueError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
                          f"got {backend!r}")
     if backend == "auto":
+        env = os.environ.get("RETROGRAD_BACKEND", "auto")
+        if env not in BACKENDS:
+            raise ValueError(f"{who}: RETROGRAD_BACKEND must be one of "
+                             f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
+        if env != "auto":
+            return resolve(env, who)
         return "numba" if available() else "numpy"
     if backend == "numba" and not available():
         raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
@@ -86,7 +93,8 @@ def _scalar_expr(n, args):
         e = n.op.scalar(*args, **n.params)
     except (TypeError, ValueError):
         return None
-    return e if isinstance(e, str) else None
+    # (Numba has NumPy's fmod for scalars, not the math module's)
+    return e.replace("math.fmod(", "np.fmod(") if isinstance(e, str) else None
 
 
 def _is_array(i):
@@ -458,6 +466,8 @@ class NumbaExecutable(Executable):
         self.kernel_source = _HEADER + "\n\n".join(s.source() for s in segs)
         mod = load_module(self.kernel_source) if segs else None
         ns = {"np": np}
+        zero_d = {names[n] for n in prog.nodes if n.kind != "const" and n.shape == () and not n.weak
+                  and n in names}
         lines, it = [], iter(segs)
         for kind, body in items:
             if kind == "seg":
@@ -465,7 +475,9 @@ class NumbaExecutable(Executable):
                 ns[s.name] = getattr(mod, s.name)
                 ret = ", ".join(names[n] for n in s.returns)
                 lhs = f"{ret}, = " if ret else ""
-                lines.append(f"    {lhs}{s.name}({', '.join(s.params)})  # numba: "
+                # a 0-d value may be a NumPy scalar (a full reduction's): the kernel indexes it
+                params = [f"np.asarray({p})" if p in zero_d else p for p in s.params]
+                lines.append(f"    {lhs}{s.name}({', '.join(params)})  # numba: "
                              + ", ".join(n.op.name for n in s.nodes))
                 continue
             n = body
