@@ -489,6 +489,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, backend="auto"):
     optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
     the optimizer's update stays the NumPy fused update (optim.fused) on either."""
     from ..optim.fused import FusedUpdate, can_fuse
+    backend = resolve(backend, "compile_step")
     params = [p for p in model.parameters() if p.requires_grad]
     fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
 
