@@ -62,10 +62,31 @@ def resolve(backend, who="rg.compile") -> str:
         if env != "auto":
             return resolve(env, who)
         return "numba" if available() else "numpy"
-    if backend == "numba" and not available():
-        raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
-                          "pip install 'retrograd[fast]'")
+    if backend == "numba":
+        if not available():
+            raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
+                              "pip install 'retrograd[fast]'")
+        # Numba's np.dot calls SciPy's own BLAS: loaded now, it is among the libraries a
+        # later BLAS thread limit (retrograd.blas, threadpoolctl) sees and sets
+        import scipy.linalg.cython_blas  # noqa: F401
     return backend
+
+
+#: fit's backend="auto" takes Numba for runs of at least this many steps. Numba's first
+#: compile of a training step takes seconds (~3 s for a small MLP on a 2-core machine; ~0.6 s
+#: loading it from the disk cache) and saves tens of microseconds a step, so a short run --
+#: the default `retrograd train` on mnist5k is ~2,300 steps in ~2 s -- is faster without
+#: it. (Counted in steps, not by whether the cache is warm: the same command gives the
+#: same numbers however often it ran.)
+AUTO_MIN_STEPS = 50_000
+
+
+def for_run(backend, steps, who="fit") -> str:
+    """The backend of a training run of ``steps`` steps: as ``resolve``, except that 'auto'
+    (RETROGRAD_BACKEND unset) takes Numba only from AUTO_MIN_STEPS steps on."""
+    if backend == "auto" and os.environ.get("RETROGRAD_BACKEND", "auto") == "auto":
+        return "numba" if available() and steps >= AUTO_MIN_STEPS else "numpy"
+    return resolve(backend, who)
 
 
 # ---------------------------------------------------------------- what can be lowered
