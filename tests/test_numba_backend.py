@@ -339,3 +339,18 @@ def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
                            text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert int(third.stdout.split()[1]) >= 1          # machine code loaded, not compiled
+
+
+def test_a_segment_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch):
+    real = nb._scalar_expr
+
+    def broken(n, args):            # a lowering bug: a function Numba does not know
+        e = real(n, args)
+        return e.replace("math.exp(", "math.no_such_function(") if e else e
+    monkeypatch.setattr(nb, "_scalar_expr", broken)
+    f = rg.compile(lambda x: rg.exp(x) * 2, backend="numba")
+    x = np.array([0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="Numba could not compile"):
+        np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
+    np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
+    assert f.cache[next(iter(f.cache))]["exe"].backend == "numpy"

@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 
 from ..errors import RetrogradError
-from .executor import Executable, _bind
+from .executor import Executable, _bind, generate
 
 _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("auto", "numpy", "numba")
@@ -436,7 +436,7 @@ def load_module(text):
         return mod
     folder = cache_dir()
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)     # code is imported from it
         path = os.path.join(folder, name + ".py")
         _write_once(path, text)
     except OSError:     # an unwritable cache: a folder of this process's own (no reuse)
@@ -466,6 +466,7 @@ class NumbaExecutable(Executable):
         super().__init__(*args, **kwargs)
 
     def _generate(self, prog, plan, kernels, name):
+        self._kernels = kernels
         names = {}
         for k, n in enumerate(prog.externals):
             names[n] = f"x{k}"
@@ -523,11 +524,44 @@ class NumbaExecutable(Executable):
         if self.compile_seconds is not None:
             return super().__call__(*arrays)
         t = time.perf_counter()
-        with warnings.catch_warnings():     # NumbaPerformanceWarning on a strided np.dot
-            warnings.simplefilter("ignore")
+        try:
+            with warnings.catch_warnings():     # NumbaPerformanceWarning on a strided np.dot
+                warnings.simplefilter("ignore")
+                out = super().__call__(*arrays)
+        except Exception as e:
+            if not _raised_by_numba(e):
+                raise
+            # a lowering Numba cannot compile is our bug, not the user's: say so, and run the
+            # program as NumPy code from now on (the nodes before the failed segment ran
+            # twice: a random op among them drew twice)
+            warnings.warn(f"rg.compile: Numba could not compile {self._name} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); running it "
+                          "with the NumPy backend", RuntimeWarning, stacklevel=2)
+            self._to_numpy()
             out = super().__call__(*arrays)
         self.compile_seconds = time.perf_counter() - t
         return out
+
+    def _to_numpy(self):
+        self.source, ns = generate(self.program, self.plan, self._kernels, self._name)
+        self._code = compile(self.source, f"<retrograd {self._name}>", "exec")
+        for b in range(len(self.plan.buffers)):       # keep the (possibly bound) buffers
+            ns[f"b{b}"] = self._fn.__globals__[f"b{b}"]
+        exec(self._code, ns)                                            # our own generated code
+        self._fn, self.backend, self.segments = ns[self._name], "numpy", []
+        self._bindings += 1                   # other threads' copies: regenerate
+
+
+def _raised_by_numba(e) -> bool:
+    """Whether ``e`` (or what it was raised from) came out of Numba's compiler."""
+    while e is not None:
+        tb = e.__traceback__
+        while tb is not None:
+            if f"{os.sep}numba{os.sep}" in tb.tb_frame.f_code.co_filename:
+                return True
+            tb = tb.tb_next
+        e = e.__context__
+    return False
 
 
 def executable(prog, backend, **kwargs):
