@@ -354,3 +354,12 @@ def test_a_segment_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monke
         np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
     np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
     assert f.cache[next(iter(f.cache))]["exe"].backend == "numpy"
+
+
+def test_arrays_of_another_shape_than_traced_are_refused_not_read_past_their_end():
+    f = rg.compile(lambda a, b: rg.exp(a) + rg.tanh(b), passes=(), backend="numba")
+    f(np.zeros(3), np.zeros(3))
+    exe = f.cache[next(iter(f.cache))]["exe"]
+    with pytest.raises(rg.ShapeError, match=r"operands could not be broadcast.*traced \(3,\).*"
+                       r"operand shapes: .*\(4,\).*\n  in compiled code: "):
+        exe(np.zeros(3), np.zeros(4))

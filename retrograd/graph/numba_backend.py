@@ -380,9 +380,25 @@ class _Segment:
     def _smo(self, n):
         self._sce(n, minus_onehot=True)
 
+    def _checks(self):
+        """Lines refusing an argument of another shape than traced: the loops' bounds are
+        the traced shapes, so a call of the executable with other arrays (rg.compile itself
+        always matches the signature first) must not read past their ends."""
+        lines, node_of = [], {v: k for k, v in self.names.items()}
+        for p in self.params:
+            n = node_of.get(p)
+            if n is None or n.kind == "const" or n.weak:
+                continue
+            user = next(c for c in self.nodes if n in c.inputs).op.name
+            lines += [f"    if {p}.shape != {n.shape!r}:",
+                      f"        raise ValueError(\"{user}: operands could not be broadcast: an "
+                      f"operand's shape is not the traced {n.shape}\")"]
+        return lines
+
     def source(self):
         ret = ", ".join(f"v{n.id}" for n in self.returns)
-        return (f"@_jit\ndef {self.name}({', '.join(self.params)}):\n" + "\n".join(self.body)
+        body = self._checks() + self.body
+        return (f"@_jit\ndef {self.name}({', '.join(self.params)}):\n" + "\n".join(body)
                 + f"\n    return ({ret}{',' if ret else ''})\n")
 
 
