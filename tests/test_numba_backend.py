@@ -363,3 +363,13 @@ def test_arrays_of_another_shape_than_traced_are_refused_not_read_past_their_end
     with pytest.raises(rg.ShapeError, match=r"operands could not be broadcast.*traced \(3,\).*"
                        r"operand shapes: .*\(4,\).*\n  in compiled code: "):
         exe(np.zeros(3), np.zeros(4))
+
+
+def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failure():
+    f = rg.compile(lambda z, y: rg.nn.functional.cross_entropy(rg.tanh(z) * 2, y), backend="numba")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no fallback warning
+        with pytest.raises(rg.RetrogradError, match="label 7 is out of range for 3 classes"):
+            f(np.zeros((2, 3)), np.array([0, 7]))
+    assert f.cache[next(iter(f.cache))]["exe"].backend == "numba"

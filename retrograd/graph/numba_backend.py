@@ -570,10 +570,12 @@ class NumbaExecutable(Executable):
 
 def _raised_by_numba(e) -> bool:
     """Whether ``e`` (or what it was raised from) came out of Numba's compiler."""
+    import numba
+    package = os.path.dirname(numba.__file__) + os.sep
     while e is not None:
         tb = e.__traceback__
         while tb is not None:
-            if f"{os.sep}numba{os.sep}" in tb.tb_frame.f_code.co_filename:
+            if tb.tb_frame.f_code.co_filename.startswith(package):
                 return True
             tb = tb.tb_next
         e = e.__context__
