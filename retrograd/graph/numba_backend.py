@@ -320,9 +320,9 @@ class _Segment:
         a, b = (self.ref(i) for i in n.inputs)
         if n in self.plan.out_buffer:
             self._out(n)
-            self.body.append(f"    np.dot({a}, {b}, v{n.id})")
+            self.body.append(f"    _dot({a}, {b}, v{n.id})")
         else:
-            self.body.append(f"    v{n.id} = np.dot({a}, {b})")
+            self.body.append(f"    v{n.id} = _dot_new({a}, {b})")
 
     def _reduce(self, n):
         x = n.inputs[0]
@@ -355,30 +355,15 @@ class _Segment:
         self.body += _nest(n.shape, [f"v{n.id}{_index(n.shape, n.shape)} = "
                                      f"{_CAST[n.dtype]}(r{n.id}{_index(n.shape, n.shape) if oidx else ''})"])
 
-    def _sce(self, n, minus_onehot=False):
-        z, labels = (self.ref(i) for i in n.inputs)
-        rows, cols = n.inputs[0].shape
-        cast = _CAST[n.dtype]
+    def _sce(self, n):
         self._out(n)
-        body = [f"for r in range({rows}):",
-                "    m = -np.inf",
-                f"    for c in range({cols}):",
-                f"        e = {z}[r, c]",
-                "        if e > m or e != e:",
-                "            m = e",
-                "    s = 0.0",
-                f"    for c in range({cols}):",
-                f"        s += math.exp({z}[r, c] - m)"]
-        if minus_onehot:
-            body += [f"    for c in range({cols}):",
-                     f"        v{n.id}[r, c] = {cast}(math.exp({z}[r, c] - m) / s)",
-                     f"    v{n.id}[r, {labels}[r]] -= 1"]
-        else:
-            body += [f"    v{n.id}[r] = {cast}(math.log(s) - ({z}[r, {labels}[r]] - m))"]
-        self.body += ["    " + b for b in body]
+        z, labels = (self.ref(i) for i in n.inputs)
+        self.body.append(f"    _sce({z}, {labels}, v{n.id})")
 
     def _smo(self, n):
-        self._sce(n, minus_onehot=True)
+        self._out(n)
+        z, labels = (self.ref(i) for i in n.inputs)
+        self.body.append(f"    _smo({z}, {labels}, v{n.id})")
 
     def _checks(self):
         """Lines refusing an argument of another shape than traced: the loops' bounds are
@@ -408,6 +393,9 @@ import numpy as np
 import numba
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+from retrograd.graph.numba_helpers import dot as _dot, dot_new as _dot_new
+from retrograd.graph.numba_helpers import softmax_cross_entropy as _sce
+from retrograd.graph.numba_helpers import softmax_minus_onehot as _smo
 
 
 '''
