@@ -373,3 +373,21 @@ def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failu
         with pytest.raises(rg.RetrogradError, match="label 7 is out of range for 3 classes"):
             f(np.zeros((2, 3)), np.array([0, 7]))
     assert f.cache[next(iter(f.cache))]["exe"].backend == "numba"
+
+
+def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, monkeypatch):
+    from retrograd.cli import main
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    finals = {}
+    for backend in ("numpy", "numba", "auto"):
+        code = main(["train", "--data", "spirals", "--layers", "16,16", "--epochs", "2",
+                     "--out", str(tmp_path / backend), "--no-progress", "--backend", backend,
+                     "--verbose"])
+        assert code == 0
+        out = capsys.readouterr().out
+        # auto: a 2-epoch run is far below the steps that repay a Numba compile
+        shown = "numpy" if backend == "auto" else backend
+        assert f"compiled step: {shown} backend, first call" in out
+        finals[backend] = rg.load(tmp_path / backend / "last.npz")
+    for part in ("model", "optimizer"):
+        _same_state(finals["numba"][part], finals["numpy"][part], f"CLI checkpoint: {part}")
