@@ -106,7 +106,7 @@ def _lit(v):
 
 def _scalar_expr(n, args):
     """One element of elementwise node ``n`` from the names ``args``, or None."""
-    if n.op.name == "astype":
+    if n.op.lowering == "cast":
         return args[0] if n.dtype.kind == "f" else f"({args[0]} != 0)"
     if n.op.scalar is None:
         return None
@@ -133,9 +133,9 @@ def _kind(n):
         return None
     if any(not i.is_scalar_const and (i.dtype is None or i.dtype.kind not in "fbiu") for i in ins):
         return None
-    name = n.op.name
+    how = n.op.lowering
     arrays = [i for i in ins if _is_array(i)]
-    if (n.dtype in _FLOAT or n.dtype.kind == "b") and (n.op.scalar is not None or name == "astype"):
+    if (n.dtype in _FLOAT or n.dtype.kind == "b") and (n.op.scalar is not None or how == "cast"):
         try:
             if np.broadcast_shapes(n.shape, *[i.shape for i in arrays]) != n.shape:
                 return None
@@ -144,16 +144,22 @@ def _kind(n):
         return "ew" if _scalar_expr(n, [f"_{k}" for k in range(len(ins))]) is not None else None
     if n.dtype not in _FLOAT or len(arrays) != len(ins):
         return None
-    if name == "transpose" and tuple(n.params.get("axes") or ()) == (1, 0):
+    if how == "view_T" and tuple(n.params.get("axes") or ()) == (1, 0):
         return "view"
-    if name == "matmul" and all(len(i.shape) == 2 and i.dtype == n.dtype for i in ins):
+    if how == "blas_dot" and all(len(i.shape) == 2 and i.dtype == n.dtype for i in ins):
         return "dot"
-    if name in ("sum", "max", "min", "sum_to") and ins[0].dtype == n.dtype:
+    if how in _REDUCE and ins[0].dtype == n.dtype:
         return "reduce"
-    if (name in ("softmax_cross_entropy", "softmax_minus_onehot") and len(ins[0].shape) == 2
+    if (how in ("rows_lse_pick", "rows_softmax_onehot") and len(ins[0].shape) == 2
             and ins[0].dtype == n.dtype and ins[1].dtype.kind in "iu" and len(ins[1].shape) == 1):
-        return "sce" if name == "softmax_cross_entropy" else "smo"
+        return "sce" if how == "rows_lse_pick" else "smo"
     return None
+
+
+# a reduction's start value and the step folding in one element e (NaN propagates, as np.max)
+_REDUCE = {"reduce_add": ("0.0", "{r} += {e}"), "reduce_to": ("0.0", "{r} += {e}"),
+           "reduce_max": ("-np.inf", "if {e} > {r} or {e} != {e}: {r} = {e}"),
+           "reduce_min": ("np.inf", "if {e} < {r} or {e} != {e}: {r} = {e}")}
 
 
 def segments(prog, plan):
@@ -327,7 +333,8 @@ class _Segment:
     def _reduce(self, n):
         x = n.inputs[0]
         shape, nd = x.shape, len(x.shape)
-        if n.op.name == "sum_to":
+        how = n.op.lowering
+        if how == "reduce_to":          # to params["shape"]: leading axes and 1-sides summed
             lead = nd - len(n.params["shape"])
             axes = set(range(lead)) | {d + lead for d, s in enumerate(n.params["shape"])
                                        if s == 1 and shape[d + lead] != 1}
@@ -337,23 +344,18 @@ class _Segment:
             axes = set(range(nd)) if ax is None else {a % nd for a in ax}
             keep = list(range(nd)) if n.params.get("keepdims") else [d for d in range(nd)
                                                                     if d not in axes]
-        # the accumulator is indexed like the output (reduced axes kept as 0, or dropped)
+        # the accumulator (float64) is indexed like the output (reduced axes 0, or dropped)
         oidx = ["0" if d in axes else f"i{d}" for d in keep]
-        acc = "[" + ", ".join(oidx) + ("," if len(oidx) == 1 else "") + "]" if oidx else ""
-        op = n.op.name
-        init = {"max": "-np.inf", "min": "np.inf"}.get(op, "0.0")
+        acc = f"r{n.id}" + ("[" + ", ".join(oidx) + ("," if len(oidx) == 1 else "") + "]"
+                            if oidx else "")
+        init, fold = _REDUCE[how]
         self._out(n)
         self.body.append(f"    r{n.id} = np.full({n.shape!r}, {init})" if oidx
                          else f"    r{n.id} = {init}")
-        v = f"{self.ref(x)}{_index(shape, shape)}"
-        if op in ("sum", "sum_to"):
-            step = [f"r{n.id}{acc} += {v}"]
-        else:       # NaN propagates, as np.max / np.min
-            cmp = ">" if op == "max" else "<"
-            step = [f"e = {v}", f"if e {cmp} r{n.id}{acc} or e != e:", f"    r{n.id}{acc} = e"]
-        self.body += _nest(shape, step)
-        self.body += _nest(n.shape, [f"v{n.id}{_index(n.shape, n.shape)} = "
-                                     f"{_CAST[n.dtype]}(r{n.id}{_index(n.shape, n.shape) if oidx else ''})"])
+        self.body += _nest(shape, [f"e = {self.ref(x)}{_index(shape, shape)}",
+                                   fold.format(r=acc, e="e")])
+        out = _index(n.shape, n.shape)
+        self.body += _nest(n.shape, [f"v{n.id}{out} = {_CAST[n.dtype]}(r{n.id}{out if oidx else ''})"])
 
     def _sce(self, n):
         self._out(n)
