@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -118,6 +119,14 @@ def _scalar_expr(n, args):
     return e.replace("math.fmod(", "np.fmod(") if isinstance(e, str) else None
 
 
+# Numba computes math.tanh, math.exp, ... one element at a time in the C library (~10-20 ns
+# each); NumPy's loops for them are SIMD. From LIBM_SIZE elements on (where NumPy's
+# per-call overhead is small beside the loop), such an op stays a NumPy call: B1's tanh
+# over (500, 100) ran 1.6x slower fused.
+LIBM_SIZE = 4096
+_LIBM = re.compile(r"math\.(?!isfinite|isnan|isinf|floor|ceil|trunc|copysign|sqrt)|\*\*")
+
+
 def _is_array(i):
     return not i.is_scalar_const and not i.weak
 
@@ -141,7 +150,10 @@ def _kind(n):
                 return None
         except ValueError:
             return None
-        return "ew" if _scalar_expr(n, [f"_{k}" for k in range(len(ins))]) is not None else None
+        e = _scalar_expr(n, [f"_{k}" for k in range(len(ins))])
+        if e is None or (math.prod(n.shape) >= LIBM_SIZE and _LIBM.search(e)):
+            return None
+        return "ew"
     if n.dtype not in _FLOAT or len(arrays) != len(ins):
         return None
     if how == "view_T" and tuple(n.params.get("axes") or ()) == (1, 0):
