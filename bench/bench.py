@@ -372,10 +372,10 @@ def build_retrograd(case: Case, d: Data) -> Runner:
 # --- 3b. retrograd compiled ---------------------------------------------------
 
 @register("retrograd.compile", requires=("retrograd",))
-def build_retrograd_compiled(case: Case, d: Data) -> Runner:
+def build_retrograd_compiled(case: Case, d: Data, backend="numpy") -> Runner:
     """The same model through retrograd's graph path: the training step is one generated
     function (rg.graph.compile_step) followed by the optimizer's in-place update; the HVP
-    is rg.compile(rg.hvp(...))."""
+    is rg.compile(rg.hvp(...)). ``backend``: the NumPy generator, or Numba."""
     import retrograd as rg
     act = rg.tanh if case.act == "tanh" else rg.relu
     L = _n_layers(d)
@@ -392,7 +392,7 @@ def build_retrograd_compiled(case: Case, d: Data) -> Runner:
         X = rg.tensor(d.X)
         loss = lambda *ps: rg.nn.functional.cross_entropy(forward(ps, X), d.y)
         n = len(d.params)
-        hvp = rg.compile(lambda *a: rg.hvp(loss, a[:n], a[n:]))
+        hvp = rg.compile(lambda *a: rg.hvp(loss, a[:n], a[n:]), backend=backend)
         params = [p.copy() for p in d.params]
 
         def step():
@@ -409,7 +409,7 @@ def build_retrograd_compiled(case: Case, d: Data) -> Runner:
 
     model = Model()
     opt = rg.optim.SGD(model.parameters(), lr=LR)
-    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt)
+    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt, backend=backend)
     X = rg.tensor(d.X)
 
     def step():
@@ -419,6 +419,14 @@ def build_retrograd_compiled(case: Case, d: Data) -> Runner:
         return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in model.ps]}
 
     return Runner(step, state)
+
+
+# --- 3c. retrograd compiled by Numba -------------------------------------------
+
+@register("retrograd.numba", requires=("retrograd", "numba"))
+def build_retrograd_numba(case: Case, d: Data) -> Runner:
+    """retrograd.compile's program lowered to Numba machine code (fused loops, BLAS)."""
+    return build_retrograd_compiled(case, d, backend="numba")
 
 
 # --- 4. JAX jit (optional) ---------------------------------------------------
@@ -635,7 +643,7 @@ def build_retrograd_cnn(case: Case, d: Data) -> Runner:
 
 
 @register_kind("cnn", "retrograd.compile")
-def build_retrograd_cnn_compiled(case: Case, d: Data) -> Runner:
+def build_retrograd_cnn_compiled(case: Case, d: Data, backend="numpy") -> Runner:
     import retrograd as rg
 
     class LeNet(rg.nn.Module):
@@ -647,7 +655,7 @@ def build_retrograd_cnn_compiled(case: Case, d: Data) -> Runner:
 
     model = LeNet()
     train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(),
-                                       rg.optim.SGD(model.parameters(), lr=LR))
+                                       rg.optim.SGD(model.parameters(), lr=LR), backend=backend)
     X = rg.tensor(d.X)
     out = {}
 
@@ -656,6 +664,11 @@ def build_retrograd_cnn_compiled(case: Case, d: Data) -> Runner:
 
     return Runner(step, lambda: {"loss": float(out["loss"].data),
                                  "params": [np.array(p.data) for p in model.ps]})
+
+
+@register_kind("cnn", "retrograd.numba")
+def build_retrograd_cnn_numba(case: Case, d: Data) -> Runner:
+    return build_retrograd_cnn_compiled(case, d, backend="numba")
 
 
 @register_kind("cnn", "jax")
@@ -906,6 +919,7 @@ class Result:
     steps_per_block: int = 0
     check: dict = field(default_factory=dict)
     peak_mb: float | None = None
+    first_s: float | None = None  # the first step: build + trace + compile (JIT impls)
 
 
 def time_block(r: Runner, n: int, max_s: float) -> float:
@@ -1003,10 +1017,12 @@ def worker(conn, impl: str, case_name: str, s: Settings) -> None:
         info = _package_info(impl)
         gc.collect()
         mem = PeakRSS()  # baseline: after imports and data
+        t0 = time.perf_counter()
         r = builder(impl, case)(case, d)
         r.step()
         r.sync()
-        conn.send(("ok", {"info": info, "state": r.state()}))
+        first = time.perf_counter() - t0
+        conn.send(("ok", {"info": info, "state": r.state(), "first_s": first}))
         while True:
             cmd, arg = conn.recv()
             if cmd == "calibrate":
@@ -1105,6 +1121,7 @@ def run_case(case: Case, impls: list, s: Settings, packages: dict) -> dict:
             status, payload = w.recv()
             if status == "ok":
                 states[name] = payload["state"]
+                results[name].first_s = payload["first_s"]
                 packages.update(payload["info"])
             else:
                 results[name].status, results[name].note = status, payload
@@ -1250,6 +1267,12 @@ def report(all_results: dict, impls: list, peak: float | None = None) -> None:
     print("\nTime per step (median of interleaved blocks, ms; lower is better)\n")
     print(_table(header, rows))
     _gflops_table(all_results, impls, peak)
+
+    rows = [[cname] + [f"{res[n].first_s:.2f}" if res[n].first_s is not None else "—" for n in impls]
+            for cname, res in all_results.items()]
+    print("\nFirst step (s): building the model, tracing and compiling (a JIT's compile time; "
+          "retrograd.numba: from an empty or a warm disk cache, whichever this run had)\n")
+    print(_table(["case"] + impls, rows))
 
     rows = [[cname] + [f"{res[n].peak_mb:.1f}" if res[n].peak_mb is not None else "—" for n in impls]
             for cname, res in all_results.items()]

@@ -298,6 +298,12 @@ def _add_run_flags(t):
     t.add_argument("--no-compile", action="store_true",
                    help="run each step eagerly (forward, backward, update op by op) instead of "
                         "as one compiled call; the results are the same up to float rounding")
+    t.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"),
+                   help="how the compiled step runs: NumPy calls, or Numba machine code "
+                        "(pip install 'retrograd[fast]'); auto: Numba when installed and the "
+                        "run is long enough to repay its compile (50,000 steps)")
+    t.add_argument("--verbose", action="store_true",
+                   help="also print the compiled step's backend and first-call compile time")
 
 
 def _add_eval_predict(sub):
@@ -863,6 +869,7 @@ def _fit(args, out, config, objects, train, val, bs, new_lr):
                scheduler=schedule, early_stopping=config["early_stopping"],
                out_dir=None if args.no_save else out, resume=args.resume,
                progress=not args.no_progress, meta=config, compile=not args.no_compile,
+               backend=args.backend, verbose=args.verbose,
                save_every=args.save_every or 1,
                save_interval=1.0 if args.save_every is None else 0.0, resume_lr=new_lr,
                augment=_augmentation(config))

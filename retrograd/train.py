@@ -262,7 +262,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         shuffle: bool = True, seed: int = 0, scheduler=None, early_stopping: int | None = None,
         out_dir=None, resume=False, progress: bool = True, log=print, step=None,
         meta=None, compile: bool = True, save_every: int = 1, save_interval: float = 0.0,
-        resume_lr=None, blas_threads="auto", augment=None, distributed=None) -> History:
+        resume_lr=None, blas_threads="auto", augment=None, distributed=None, backend="auto",
+        verbose=False) -> History:
     """Train ``model`` on ``train = (x, y)`` and return the History.
 
     batch_size: 1 (online), k (minibatch) or "full"/None (batch learning).
@@ -286,6 +287,9 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
     compile: when no step is given, run each step as one compiled call
         (rg.graph.compile_step; the same numbers as eager up to float rounding), or, with
         False, eagerly: forward, loss.backward(), optimizer.step().
+    backend: how a compiled step runs: "numpy", "numba", or "auto" -- Numba when installed
+        and the run has enough steps to repay its first compile (graph.numba_backend.for_run).
+    verbose: log the compiled step's backend and its first call's time (trace + compile).
     meta: a JSON-like dict stored in every checkpoint (e.g. the model's configuration).
     resume_lr: with resume, a new learning rate for every parameter group in place of
         the checkpoint's (without a scheduler: a schedule's state was built on the old one).
@@ -319,7 +323,7 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
                save_interval=save_interval, augment=augment, world=world)
     if resume:
         run.resume(resume, resume_lr)
-    run.choose_step(step, compile)
+    run.choose_step(step, compile, backend, verbose)
     stop = run.stop = _StopSignals(deferred=world is not None)
     threads = blas.limit(blas_threads, blas.product_work(
         model, min(loader.batch_size, len(x_train)) // (world.size if world else 1) or 1))
@@ -431,7 +435,7 @@ class _Run:
         if self.log and lr != old:
             self.log(f"learning rate {lr:g} replaces the checkpoint's {old:g}")
 
-    def choose_step(self, step, compile):
+    def choose_step(self, step, compile, backend="auto", verbose=False):
         if step is not None and self.world is not None and not hasattr(step, "global_rows"):
             # its gradients would stay this rank's: the ranks would drift apart, silently
             raise RetrogradError("fit: in a data-parallel run (rg.distributed) the step must "
@@ -441,11 +445,14 @@ class _Run:
             from . import distributed
             distributed.check_same("model and data", _signature(self.model, self.loader))
             step = distributed.DataParallel(self.model, self.loss_fn, self.optimizer, compile)
-        if step is None:
+        if step is None and compile:
             from .graph import compile_step
-            step = compile_step(self.model, self.loss_fn, self.optimizer) if compile \
-                else self._eager_step
-        self.step = step
+            from .graph.numba_backend import for_run
+            backend = for_run(backend, self.epochs * len(self.loader))
+            step = compile_step(self.model, self.loss_fn, self.optimizer, backend=backend)
+            if verbose and self.log:
+                step = _timed_first_call(step, self.log, f"compiled step: {backend} backend")
+        self.step = step if step is not None else self._eager_step
 
     def _eager_step(self, xb, yb):
         out = self.model(xb)
@@ -671,6 +678,21 @@ def _non_finite_parameter(model):
         if not np.isfinite(p.data).all():
             return name
     return None
+
+
+def _timed_first_call(step, log, what):
+    """``step``, logging how long its first call took (the trace and the compile)."""
+    first = []
+
+    def timed(xb, yb):
+        if first:
+            return step(xb, yb)
+        t = time.perf_counter()
+        out = step(xb, yb)
+        first.append(time.perf_counter() - t)
+        log(f"{what}, first call {first[0]:.2f}s (trace and compile)")
+        return out
+    return timed
 
 
 def _resumed_history(ck, path, log):

@@ -7,6 +7,12 @@ import pytest
 # the shared case table (tests/cases.py) is imported by several test modules
 sys.path.insert(0, os.path.dirname(__file__))
 
+# rg.compile's backend="auto" is Numba where it is installed; the suite tests the NumPy
+# generator through "auto" (a Numba compile per traced program would cost minutes), and
+# test_numba_backend.py asks for backend="numba" itself. RETROGRAD_BACKEND=numba runs
+# the whole suite through Numba.
+os.environ.setdefault("RETROGRAD_BACKEND", "numpy")
+
 # PyTorch is the test oracle but not a dependency of the test extra: unpinned torch wheels
 # pull gigabytes of CUDA on Linux. So the comparisons (marked @pytest.mark.torch) skip
 # without it, and the end of the run says how many did and the one command that adds it.

@@ -22,18 +22,20 @@ import numpy as np
 from .. import autodiff
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, enable_grad
-from .executor import Executable
+from .numba_backend import executable, resolve
 from .ir import Tracer, Var, _dummies
 from .program import lower, optimize
 
 PASSES = ("fold", "simplify", "cse", "dce")
 
 
-def _compile_program(outputs, externals, passes=PASSES, persistent_outputs=False, name="compiled"):
+def _compile_program(outputs, externals, passes=PASSES, persistent_outputs=False, name="compiled",
+                     backend="numpy"):
     _dummies.clear()                    # tracing is over: drop its zero stand-ins
     prog = lower(outputs, externals)
     prog = optimize(prog, passes) if passes else prog
-    return Executable(prog, reuse=bool(passes), persistent_outputs=persistent_outputs, name=name)
+    return executable(prog, backend, reuse=bool(passes), persistent_outputs=persistent_outputs,
+                      name=name)
 
 
 # ---------------------------------------------------------------- define-then-run
@@ -264,7 +266,8 @@ class Compiled:
     """A traced-and-compiled function (see ``compile``)."""
 
     def __init__(self, fn, passes=PASSES, fallback=None, persistent_outputs=False,
-                 static_argnums=(), cache_size=CACHE_SIZE):
+                 static_argnums=(), cache_size=CACHE_SIZE, backend="auto"):
+        self.backend = resolve(backend)
         if fallback not in (None, "eager"):
             raise ValueError("rg.compile: fallback must be None or 'eager'")
         static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
@@ -350,7 +353,7 @@ class Compiled:
         state = [(len(leaves) + k, b) for k, (b, _) in enumerate(tracer.updates.values())]
         leaves += [v for _, v in tracer.updates.values()]
         exe = _compile_program(leaves, inputs, self.passes, self.persistent_outputs,
-                               name=g.name if g.name.isidentifier() else "fn")
+                               name=g.name if g.name.isidentifier() else "fn", backend=self.backend)
         return {"graph": g, "exe": exe, "tree": tree, "n_inputs": len(inputs),
                 "positions": tuple(positions), "captured": _captured_tensors(exe),
                 "state": state, "modules": tuple(tracer.modules.values()),
@@ -438,7 +441,8 @@ def _captured(exe):
     return [t._data for t in _captured_tensors(exe)]
 
 
-def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_size=CACHE_SIZE):
+def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_size=CACHE_SIZE,
+            backend="auto"):
     """Trace ``fn`` into a graph once per input signature, optimise it, and run the
     generated code on later calls.
 
@@ -459,13 +463,19 @@ def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_s
     ``fallback='eager'`` runs ``fn`` eagerly.
 
     A compiled function may be called from several threads (its buffers are used by one
-    call at a time); traces are made one at a time and see only their own thread's ops."""
+    call at a time); traces are made one at a time and see only their own thread's ops.
+
+    ``backend``: "numpy" (generated NumPy calls), "numba" (fused loops compiled by Numba,
+    ``pip install 'retrograd[fast]'``; see graph/numba_backend.py) or "auto" (the default:
+    Numba when installed)."""
+    resolve(backend)        # an unknown name or a missing Numba fails here, not at the call
     def make(f):
-        return Compiled(f, passes, fallback, static_argnums=static_argnums, cache_size=cache_size)
+        return Compiled(f, passes, fallback, static_argnums=static_argnums, cache_size=cache_size,
+                        backend=backend)
     return make if fn is None else make(fn)
 
 
-def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None):
+def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, backend="auto"):
     """A whole training step as one compiled call: ``step(x, y) -> (loss, output)``.
 
     Forward, loss and the gradients of every parameter run as one generated function;
@@ -476,12 +486,14 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None):
     optimizer's own rule. ``optimizer.state`` and ``p.grad`` stay per parameter, as after
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
-    optimizer's update and the returned gradients are shared).
+    optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
+    the optimizer's update stays the NumPy fused update (optim.fused) on either.
     on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
     update with the gradient arrays, to change in place (rg.distributed sums them over
     MPI ranks): the flat gradient array of each parameter group and dtype (fused), else
     one array per parameter."""
     from ..optim.fused import FusedUpdate, can_fuse
+    backend = resolve(backend, "compile_step")
     params = [p for p in model.parameters() if p.requires_grad]
     fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
 
@@ -492,7 +504,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None):
         return loss, out, [g if g is not None else Tensor._make(np.zeros(p.shape, p.dtype))
                            for g, p in zip(grads, params)]
 
-    compiled = Compiled(loss_and_grads, passes, persistent_outputs=True)
+    compiled = Compiled(loss_and_grads, passes, persistent_outputs=True, backend=backend)
     modules = list(model.modules()) if hasattr(model, "modules") else []
     fast = {}          # signature -> (generated function, captured tensors, copies): the hot path
 
@@ -537,4 +549,5 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None):
     step.fused = fused
     step.prepared = fast  # per signature: (executable, captured, copies, layout generation, state)
     step.compiled = compiled
+    step.backend = compiled.backend
     return step

@@ -165,7 +165,7 @@ class Executable:
         self.program = prog
         kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
         self.plan = plan_memory(prog, reuse, persistent_outputs, kernels)
-        self.source, ns = generate(prog, self.plan, kernels, name)
+        self.source, ns = self._generate(prog, self.plan, kernels, name)
         self._code = compile(self.source, f"<retrograd {name}>", "exec")
         exec(self._code, ns)                                            # our own generated code
         self._name, self._fn = name, ns[name]
@@ -181,6 +181,12 @@ class Executable:
         self._bindings = 0                   # bind_output calls, for the threads' copies
         self._outputs_own = {f"b{self.plan.out_buffer[o]}" for o in prog.outputs
                              if o in self.plan.out_buffer}
+
+    backend = "numpy"
+
+    def _generate(self, prog, plan, kernels, name):
+        """(source, namespace) of the driver function; the Numba backend overrides it."""
+        return generate(prog, plan, kernels, name)
 
     def _thread_fn(self):
         """This thread's copy of the generated function, with buffers of its own."""

@@ -48,6 +48,11 @@ class Op:
     simplify: ``simplify(node)`` -> an existing node that ``node`` equals (x * 1 is x),
          or ``(op, inputs, params)`` to compute it by instead (x * -1 is neg(x)), or
          None: the algebraic identities of graph/program.py's simplify pass.
+    lowering: how a loop-generating backend computes the op, for ops that are not
+         elementwise (those have ``scalar``): "reduce_add", "reduce_max", "reduce_min" (over
+         the params axis/keepdims), "reduce_to" (to the param shape), "blas_dot", "view_T",
+         "cast" (elementwise to the node's dtype), "rows_lse_pick" and "rows_softmax_onehot"
+         (the fused softmax cross-entropy and its gradient); None: it has none.
     scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
          one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
          fuse loops (the Numba backend); None where it has none for these params. The
@@ -59,7 +64,7 @@ class Op:
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
                  shape=None, reads=None, fresh=None, kernel=None, simplify=None, scalar=None,
-                 args=None):
+                 args=None, lowering=None):
         self.name = self.__name__ = self.__qualname__ = name
         self.forward = forward
         self.vjp = vjp
@@ -82,6 +87,7 @@ class Op:
         self.shape = shape
         self.rewrite = None
         self.kernel, self.simplify, self.scalar = kernel, simplify, scalar
+        self.lowering = lowering
         self.__doc__ = doc
         self.__signature__ = _signature(forward, vjp, variadic, args)
 
@@ -155,7 +161,8 @@ def out_kw(o):
 
 def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
           shape=None, reads=None, **facts) -> Op:
-    """Define and register an op (``facts``: fresh, kernel, simplify, scalar, args; see Op)."""
+    """Define and register an op (``facts``: fresh, kernel, simplify, scalar, args, lowering;
+    see Op)."""
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
     op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape, reads, **facts)

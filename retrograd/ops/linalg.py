@@ -53,7 +53,7 @@ def _matmul_shape(a, b):
 
 
 _matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape,
-                reads=((1,), (0,)))
+                reads=((1,), (0,)), lowering="blas_dot")
 
 
 def _shape(x):

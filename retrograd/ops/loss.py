@@ -98,7 +98,7 @@ def _smo_vjp(u, out, z, labels):
 
 
 _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
-                              reads=((0,), ()), fresh=True)
+                              reads=((0,), ()), fresh=True, lowering="rows_softmax_onehot")
 
 
 def softmax_minus_onehot(z, labels):
@@ -111,7 +111,7 @@ def _sce_vjp(g, out, z, labels):            # (labels: checked by the forward's 
 
 
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
-                               reads=((0, 1), ()), fresh=True)
+                               reads=((0, 1), ()), fresh=True, lowering="rows_lse_pick")
 
 
 def _nll_vjp(g, out, x, labels):

@@ -60,7 +60,7 @@ def _half(x) -> bool:
 
 _sum = defop("sum", fsum, (
     lambda g, out, x, axis, keepdims: broadcast_to(_keep(g, x, axis, keepdims), x.shape),),
-    reads=((),), fresh=True)
+    reads=((),), fresh=True, lowering="reduce_add")
 
 
 def sum(x, axis=None, keepdims=False, *, dtype=None, out=None):
@@ -113,9 +113,10 @@ def _extremum_vjp(g, out, x, axis, keepdims):
     return _keep(g, x, axis, keepdims) * share
 
 
-_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),), fresh=True)
+_max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),), fresh=True,
+             lowering="reduce_max")
 _min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-             (_extremum_vjp,), reads=((0, "out"),), fresh=True)
+             (_extremum_vjp,), reads=((0, "out"),), fresh=True, lowering="reduce_min")
 
 
 def max(x, axis=None, keepdims=False, *, out=None):

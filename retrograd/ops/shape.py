@@ -50,7 +50,8 @@ def _astype_vjp(g, out, x, dtype):
 
 
 _astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),),
-                simplify=lambda n: n.inputs[0] if n.dtype == n.inputs[0].dtype else None)
+                simplify=lambda n: n.inputs[0] if n.dtype == n.inputs[0].dtype else None,
+                lowering="cast")
 
 
 def astype(x, dtype):
@@ -115,7 +116,7 @@ _transpose = defop("transpose", lambda x, axes: x.transpose(axes),    # (np.tran
                    (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),),
                    kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
                    if n.params["axes"] == (1, 0) else None,
-                   simplify=_transpose_rule)
+                   simplify=_transpose_rule, lowering="view_T")
 
 
 def transpose(x, axes=None):
@@ -231,7 +232,7 @@ _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape)
                       (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),),
                       simplify=same_shape)
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
-                   reads=((),), kernel=_bias_kernel, simplify=same_shape)
+                   reads=((),), kernel=_bias_kernel, simplify=same_shape, lowering="reduce_to")
 
 
 def broadcast_to(x, shape):

@@ -1,0 +1,593 @@
+"""The Numba backend: a planned Program lowered to ``numba.njit`` machine code.
+
+The same Program and memory plan as the NumPy generator (executor.py); what changes is
+how runs of nodes are computed. ``segments`` splits the schedule into
+
+  seg    a run of lowerable nodes, generated as ONE njit function: chains of
+         elementwise ops of one shape fused into one loop nest over their output
+         (each op's ``scalar=`` form, inputs broadcast by index arithmetic, a value
+         kept in a register unless a later node outside the loop needs it),
+         reductions (sum, sum_to, max, min) as loops accumulating in float64,
+         2-D matmul as ``np.dot`` (BLAS, through SciPy), 2-D transposes as views,
+         and the fused softmax cross-entropy ops as row loops;
+  py     any other node (conv, gather, sort, random, ...): the NumPy generator's line.
+
+The Python driver is the NumPy generator's function with each segment one call, so the
+plan's buffers, per-thread copies (Executable._thread_fn), bound outputs and error
+messages are the NumPy backend's. A node that writes no planned buffer and needs nothing
+of the open segment runs before it instead of splitting it (class_labels, weight views).
+
+Compile latency: the njit functions of a program are one Python file under
+``$RETROGRAD_CACHE_DIR/numba`` (default ``~/.cache/retrograd/numba``), named by a hash of
+its text and written atomically; ``cache=True`` then keeps the machine code next to it,
+so a second process loads it instead of compiling.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from ..errors import RetrogradError
+from .executor import Executable, _bind, generate
+
+_FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
+BACKENDS = ("auto", "numpy", "numba")
+
+
+def available() -> bool:
+    """Whether Numba (and SciPy, which its np.dot needs) can be imported."""
+    return (importlib.util.find_spec("numba") is not None
+            and importlib.util.find_spec("scipy") is not None)
+
+
+def resolve(backend, who="rg.compile") -> str:
+    """'numpy' or 'numba' for a backend name. 'auto': $RETROGRAD_BACKEND if set, else Numba
+    when installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
+                         f"got {backend!r}")
+    if backend == "auto":
+        env = os.environ.get("RETROGRAD_BACKEND", "auto")
+        if env not in BACKENDS:
+            raise ValueError(f"{who}: RETROGRAD_BACKEND must be one of "
+                             f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
+        if env != "auto":
+            return resolve(env, who)
+        return "numba" if available() else "numpy"
+    if backend == "numba":
+        if not available():
+            raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
+                              "pip install 'retrograd[fast]'")
+        # Numba's np.dot calls SciPy's own BLAS: loaded now, it is among the libraries a
+        # later BLAS thread limit (retrograd.blas, threadpoolctl) sees and sets
+        import scipy.linalg.cython_blas  # noqa: F401
+    return backend
+
+
+#: fit's backend="auto" takes Numba for runs of at least this many steps. Numba's first
+#: compile of a training step takes seconds (~3 s for a small MLP on a 2-core machine; ~0.6 s
+#: loading it from the disk cache) and saves tens of microseconds a step, so a short run --
+#: the default `retrograd train` on mnist5k is ~2,300 steps in ~2 s -- is faster without
+#: it. (Counted in steps, not by whether the cache is warm: the same command gives the
+#: same numbers however often it ran.)
+AUTO_MIN_STEPS = 50_000
+
+
+def for_run(backend, steps, who="fit") -> str:
+    """The backend of a training run of ``steps`` steps: as ``resolve``, except that 'auto'
+    (RETROGRAD_BACKEND unset) takes Numba only from AUTO_MIN_STEPS steps on."""
+    if backend == "auto" and os.environ.get("RETROGRAD_BACKEND", "auto") == "auto":
+        return "numba" if available() and steps >= AUTO_MIN_STEPS else "numpy"
+    return resolve(backend, who)
+
+
+# ---------------------------------------------------------------- what can be lowered
+
+def _lit(v):
+    """Source text of a scalar constant, or None (then the node is not lowered)."""
+    if isinstance(v, (bool, np.bool_)):
+        return repr(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return repr(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        s = repr(f) if math.isfinite(f) else "np.nan" if f != f else "np.inf" if f > 0 else "-np.inf"
+        return s if type(v) is float else f"np.{np.dtype(type(v)).name}({s})"
+    return None
+
+
+def _scalar_expr(n, args):
+    """One element of elementwise node ``n`` from the names ``args``, or None."""
+    if n.op.lowering == "cast":
+        return args[0] if n.dtype.kind == "f" else f"({args[0]} != 0)"
+    if n.op.scalar is None:
+        return None
+    try:
+        e = n.op.scalar(*args, **n.params)
+    except (TypeError, ValueError):
+        return None
+    # (Numba has NumPy's fmod for scalars, not the math module's)
+    return e.replace("math.fmod(", "np.fmod(") if isinstance(e, str) else None
+
+
+# Numba computes math.tanh, math.exp, ... one element at a time in the C library (~10-20 ns
+# each); NumPy's loops for them are SIMD. From LIBM_SIZE elements on (where NumPy's
+# per-call overhead is small beside the loop), such an op stays a NumPy call: B1's tanh
+# over (500, 100) ran 1.6x slower fused.
+LIBM_SIZE = 4096
+_LIBM = re.compile(r"math\.(?!isfinite|isnan|isinf|floor|ceil|trunc|copysign|sqrt)|\*\*")
+
+
+def _is_array(i):
+    return not i.is_scalar_const and not i.weak
+
+
+def _kind(n):
+    """How op node ``n`` is lowered: 'ew', 'view', 'dot', 'reduce', 'sce', 'smo', or None."""
+    if n.weak or not n.op.pure or n.dtype is None:
+        return None
+    ins = n.inputs
+    if 0 in n.shape or any(0 in i.shape for i in ins if not i.is_scalar_const):
+        return None
+    if any(i.is_scalar_const and _lit(i.value) is None for i in ins):
+        return None
+    if any(not i.is_scalar_const and (i.dtype is None or i.dtype.kind not in "fbiu") for i in ins):
+        return None
+    how = n.op.lowering
+    arrays = [i for i in ins if _is_array(i)]
+    if (n.dtype in _FLOAT or n.dtype.kind == "b") and (n.op.scalar is not None or how == "cast"):
+        try:
+            if np.broadcast_shapes(n.shape, *[i.shape for i in arrays]) != n.shape:
+                return None
+        except ValueError:
+            return None
+        e = _scalar_expr(n, [f"_{k}" for k in range(len(ins))])
+        if e is None or (math.prod(n.shape) >= LIBM_SIZE and _LIBM.search(e)):
+            return None
+        return "ew"
+    if n.dtype not in _FLOAT or len(arrays) != len(ins):
+        return None
+    if how == "view_T" and tuple(n.params.get("axes") or ()) == (1, 0):
+        return "view"
+    if how == "blas_dot" and all(len(i.shape) == 2 and i.dtype == n.dtype for i in ins):
+        return "dot"
+    if how in _REDUCE and ins[0].dtype == n.dtype:
+        return "reduce"
+    if (how in ("rows_lse_pick", "rows_softmax_onehot") and len(ins[0].shape) == 2
+            and ins[0].dtype == n.dtype and ins[1].dtype.kind in "iu" and len(ins[1].shape) == 1):
+        return "sce" if how == "rows_lse_pick" else "smo"
+    return None
+
+
+# a reduction's start value and the step folding in one element e (NaN propagates, as np.max)
+_REDUCE = {"reduce_add": ("0.0", "{r} += {e}"), "reduce_to": ("0.0", "{r} += {e}"),
+           "reduce_max": ("-np.inf", "if {e} > {r} or {e} != {e}: {r} = {e}"),
+           "reduce_min": ("np.inf", "if {e} < {r} or {e} != {e}: {r} = {e}")}
+
+
+def segments(prog, plan):
+    """The schedule as ("py", node) and ("seg", [nodes]) items (see the module docstring)."""
+    items, seg, produced = [], None, set()
+    for n in prog.nodes:
+        if n.kind != "op":
+            continue
+        if _kind(n) is not None:
+            if seg is None:
+                seg, produced = [], set()
+                items.append(("seg", seg))
+            seg.append(n)
+            produced.add(n)
+        elif (seg is not None and n not in plan.out_buffer
+              and not any(i in produced for i in n.inputs)):
+            # writes no planned buffer and needs nothing of the open segment: it runs before
+            # the segment (a write into a buffer could clobber a value the segment still reads)
+            items.insert(len(items) - 1, ("py", n))
+        else:
+            seg = None
+            items.append(("py", n))
+    # a segment of views alone is not worth a call
+    return [it for s in items for it in (
+        [("py", n) for n in s[1]] if s[0] == "seg" and all(_kind(n) == "view" for n in s[1])
+        else [s])]
+
+
+def _storage(prog, plan, kernels):
+    """The planned buffers each value may live in (as executor.plan_memory tracks them)."""
+    st = {}
+    for n in prog.nodes:
+        if n in plan.out_buffer:
+            st[n] = {plan.out_buffer[n]}
+        elif n.kind == "op" and not kernels[n].fresh:
+            st[n] = set().union(*[st.get(i, set()) for i in n.inputs])
+        else:
+            st[n] = set()
+    return st
+
+
+# ---------------------------------------------------------------- code generation
+
+_CAST = {np.dtype(np.float32): "np.float32", np.dtype(np.float64): "np.float64"}
+
+
+def _index(shape, loop):
+    """Index expression of an array of ``shape`` broadcast to a loop nest over ``loop``."""
+    off = len(loop) - len(shape)
+    idx = ["0" if s == 1 and loop[d + off] != 1 else f"i{d + off}" for d, s in enumerate(shape)]
+    return "[" + (", ".join(idx) + ("," if len(idx) == 1 else "") if idx else "()") + "]"
+
+
+def _nest(shape, body, indent="    "):
+    """Lines of a loop nest over ``shape`` around ``body`` (a list of lines)."""
+    lines = [f"{indent}{'    ' * d}for i{d} in range({s}):" for d, s in enumerate(shape)]
+    pad = indent + "    " * len(shape)
+    return lines + [pad + b for b in body]
+
+
+class _Segment:
+    """One segment's njit function: its source, parameters and the values it returns."""
+
+    def __init__(self, k, nodes, names, consumers, outputs, plan, storage):
+        self.name = f"k{k}"
+        self.inside = set(nodes)
+        self.nodes, self.names, self.plan, self.storage = nodes, names, plan, storage
+        inside = set(nodes)
+        self.returns = [n for n in nodes if n in outputs or any(c not in inside for c in consumers[n])]
+        self.groups = self._groups()
+        group_of = {n: g for g in self.groups for n in g}
+        # a value needs an array when something outside its loop reads it
+        self.arrays = {n for n in nodes if n in self.returns or _kind(n) != "ew"
+                       or any(c in inside and group_of.get(c) is not group_of[n] for c in consumers[n])}
+        self.params = []              # the names the driver passes, in order
+        for n in nodes:
+            for i in n.inputs:
+                if i not in inside and not i.is_scalar_const and names[i] not in self.params:
+                    self.params.append(names[i])
+        for n in nodes:
+            b = f"b{plan.out_buffer[n]}" if n in self.arrays and n in plan.out_buffer else None
+            if b is not None and b not in self.params:      # (in-place nodes share one)
+                self.params.append(b)
+        self.body = []
+        done = set()
+        for n in nodes:
+            g = group_of.get(n)
+            if g is not None:
+                if id(g) not in done:
+                    done.add(id(g))
+                    self._loop(g)
+            else:
+                getattr(self, "_" + _kind(n))(n)
+
+    def _groups(self):
+        """Consecutive elementwise nodes of one shape fused into one loop, unless a load
+        other than at the loop's own index could see a store of the same loop into the
+        same buffer (the plan reuses buffers in schedule order, a loop runs its nodes
+        interleaved)."""
+        groups, cur, stores, odd = [], None, set(), set()
+        for n in self.nodes:
+            if _kind(n) != "ew":
+                cur = None
+                continue
+            mine = {self.plan.out_buffer[n]} if n in self.plan.out_buffer else set()
+            loads = set()
+            for i in n.inputs:
+                if _is_array(i) and (cur is None or i not in cur):
+                    direct = i in self.plan.out_buffer and i.shape == n.shape
+                    if not direct:
+                        loads |= self.storage.get(i, set())
+            if (cur is None or cur[0].shape != n.shape or mine & odd or loads & (stores | mine)):
+                cur, stores, odd = [], set(), set()
+                groups.append(cur)
+            cur.append(n)
+            stores |= mine
+            odd |= loads
+        return groups
+
+    def ref(self, i):
+        """The kernel's name for the array or scalar value of node ``i``."""
+        if i.is_scalar_const:
+            return _lit(i.value)
+        return f"v{i.id}" if i in self.inside else self.names[i]
+
+    def _out(self, n, alloc=True):
+        """Bind ``v<id>`` to n's planned buffer or a new array."""
+        if n in self.plan.out_buffer:
+            self.body.append(f"    v{n.id} = b{self.plan.out_buffer[n]}")
+        elif alloc:
+            self.body.append(f"    v{n.id} = np.empty({n.shape!r}, np.{n.dtype.name})")
+
+    def _loop(self, group):
+        shape = group[0].shape
+        members = set(group)
+        for n in group:
+            if n in self.arrays:
+                self._out(n)
+        loads, body, stores = {}, [], []
+        for n in group:
+            args = []
+            for i in n.inputs:
+                if i in members:
+                    args.append(f"t{i.id}")
+                elif _is_array(i):
+                    src = f"{self.ref(i)}{_index(i.shape, shape)}"
+                    if src not in loads:
+                        loads[src] = f"a{len(loads)}"
+                    args.append(loads[src])
+                else:
+                    args.append(self.ref(i))
+            e = _scalar_expr(n, args)
+            cast = _CAST.get(n.dtype, "bool")
+            body.append(f"t{n.id} = {cast}({e})")
+            if n in self.arrays:
+                stores.append(f"v{n.id}{_index(shape, shape)} = t{n.id}")
+        # every load of an element before any store of it: in-place buffers stay correct
+        self.body += _nest(shape, [f"{a} = {src}" for src, a in loads.items()] + body + stores)
+
+    def _view(self, n):
+        self.body.append(f"    v{n.id} = {self.ref(n.inputs[0])}.T")
+
+    def _dot(self, n):
+        a, b = (self.ref(i) for i in n.inputs)
+        if n in self.plan.out_buffer:
+            self._out(n)
+            self.body.append(f"    _dot({a}, {b}, v{n.id})")
+        else:
+            self.body.append(f"    v{n.id} = _dot_new({a}, {b})")
+
+    def _reduce(self, n):
+        x = n.inputs[0]
+        shape, nd = x.shape, len(x.shape)
+        how = n.op.lowering
+        if how == "reduce_to":          # to params["shape"]: leading axes and 1-sides summed
+            lead = nd - len(n.params["shape"])
+            axes = set(range(lead)) | {d + lead for d, s in enumerate(n.params["shape"])
+                                       if s == 1 and shape[d + lead] != 1}
+            keep = list(range(lead, nd))
+        else:
+            ax = n.params.get("axis")
+            axes = set(range(nd)) if ax is None else {a % nd for a in ax}
+            keep = list(range(nd)) if n.params.get("keepdims") else [d for d in range(nd)
+                                                                    if d not in axes]
+        # the accumulator (float64) is indexed like the output (reduced axes 0, or dropped)
+        oidx = ["0" if d in axes else f"i{d}" for d in keep]
+        acc = f"r{n.id}" + ("[" + ", ".join(oidx) + ("," if len(oidx) == 1 else "") + "]"
+                            if oidx else "")
+        init, fold = _REDUCE[how]
+        self._out(n)
+        self.body.append(f"    r{n.id} = np.full({n.shape!r}, {init})" if oidx
+                         else f"    r{n.id} = {init}")
+        self.body += _nest(shape, [f"e = {self.ref(x)}{_index(shape, shape)}",
+                                   fold.format(r=acc, e="e")])
+        out = _index(n.shape, n.shape)
+        self.body += _nest(n.shape, [f"v{n.id}{out} = {_CAST[n.dtype]}(r{n.id}{out if oidx else ''})"])
+
+    def _sce(self, n):
+        self._out(n)
+        z, labels = (self.ref(i) for i in n.inputs)
+        self.body.append(f"    _sce({z}, {labels}, v{n.id})")
+
+    def _smo(self, n):
+        self._out(n)
+        z, labels = (self.ref(i) for i in n.inputs)
+        self.body.append(f"    _smo({z}, {labels}, v{n.id})")
+
+    def _checks(self):
+        """Lines refusing an argument of another shape than traced: the loops' bounds are
+        the traced shapes, so a call of the executable with other arrays (rg.compile itself
+        always matches the signature first) must not read past their ends."""
+        lines, node_of = [], {v: k for k, v in self.names.items()}
+        for p in self.params:
+            n = node_of.get(p)
+            if n is None or n.kind == "const" or n.weak:
+                continue
+            user = next(c for c in self.nodes if n in c.inputs).op.name
+            lines += [f"    if {p}.shape != {n.shape!r}:",
+                      f"        raise ValueError(\"{user}: operands could not be broadcast: an "
+                      f"operand's shape is not the traced {n.shape}\")"]
+        return lines
+
+    def source(self):
+        ret = ", ".join(f"v{n.id}" for n in self.returns)
+        body = self._checks() + self.body
+        return (f"@_jit\ndef {self.name}({', '.join(self.params)}):\n" + "\n".join(body)
+                + f"\n    return ({ret}{',' if ret else ''})\n")
+
+
+_HEADER = '''"""Generated by retrograd's Numba backend (retrograd/graph/numba_backend.py)."""
+import math
+import numpy as np
+import numba
+
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+from retrograd.graph.numba_helpers import dot as _dot, dot_new as _dot_new
+from retrograd.graph.numba_helpers import softmax_cross_entropy as _sce
+from retrograd.graph.numba_helpers import softmax_minus_onehot as _smo
+
+
+'''
+
+
+# ---------------------------------------------------------------- the on-disk cache
+
+def cache_dir() -> str:
+    root = os.environ.get("RETROGRAD_CACHE_DIR")
+    root = root or os.path.join(os.path.expanduser("~"), ".cache", "retrograd")
+    return os.path.join(root, "numba")
+
+
+_MODULES = {}          # module name -> module: one import per process
+
+
+def _write_once(path, text):
+    """``text`` at ``path``, written atomically (a temporary file renamed into place): two
+    processes writing the same program at once both leave the whole file. An existing file
+    with the same text is left alone (a new mtime would make Numba's cache index stale)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_module(text):
+    """Import the generated module ``text`` from the cache folder (written there first)."""
+    name = "retrograd_numba_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    mod = _MODULES.get(name)
+    if mod is not None:
+        return mod
+    folder = cache_dir()
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)     # code is imported from it
+        path = os.path.join(folder, name + ".py")
+        _write_once(path, text)
+    except OSError:     # an unwritable cache: a folder of this process's own (no reuse)
+        folder = tempfile.mkdtemp(prefix="retrograd-numba-")
+        path = os.path.join(folder, name + ".py")
+        _write_once(path, text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod          # Numba's cache finds a function's module by name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(mod)
+    _MODULES[name] = mod
+    return mod
+
+
+# ---------------------------------------------------------------- the executable
+
+class NumbaExecutable(Executable):
+    """An Executable whose lowerable segments run as njit functions (see the module
+    docstring). ``compile_seconds``: the first call's Numba compile (or cache load) time."""
+
+    backend = "numba"
+
+    def __init__(self, *args, **kwargs):
+        self.compile_seconds = None
+        super().__init__(*args, **kwargs)
+
+    def _generate(self, prog, plan, kernels, name):
+        self._kernels = kernels
+        names = {}
+        for k, n in enumerate(prog.externals):
+            names[n] = f"x{k}"
+        for n in prog.nodes:
+            if n.kind == "const":
+                names[n] = f"c{n.id}"
+            elif n.kind == "op":
+                names[n] = f"v{n.id}"
+        consumers = {n: [] for n in prog.nodes}
+        for n in prog.nodes:
+            for i in n.inputs:
+                consumers[i].append(n)
+        items = segments(prog, plan)
+        storage = _storage(prog, plan, kernels)
+        outputs = set(prog.outputs)
+        segs = [_Segment(k, it[1], names, consumers, outputs, plan, storage)
+                for k, it in enumerate(x for x in items if x[0] == "seg")]
+        self.segments = segs
+        self.kernel_source = _HEADER + "\n\n".join(s.source() for s in segs)
+        mod = load_module(self.kernel_source) if segs else None
+        ns = {"np": np}
+        zero_d = {names[n] for n in prog.nodes if n.kind != "const" and n.shape == () and not n.weak
+                  and n in names}
+        lines, it = [], iter(segs)
+        for kind, body in items:
+            if kind == "seg":
+                s = next(it)
+                ns[s.name] = getattr(mod, s.name)
+                ret = ", ".join(names[n] for n in s.returns)
+                lhs = f"{ret}, = " if ret else ""
+                # a 0-d value may be a NumPy scalar (a full reduction's): the kernel indexes it
+                params = [f"np.asarray({p})" if p in zero_d else p for p in s.params]
+                lines.append(f"    {lhs}{s.name}({', '.join(params)})  # numba: "
+                             + ", ".join(n.op.name for n in s.nodes))
+                continue
+            n = body
+            k = kernels[n]
+            ns[f"f{n.id}"] = _bind(n)
+            ns.update(k.consts)
+            out = f"b{plan.out_buffer[n]}" if n in plan.out_buffer else None
+            lines.append(f"    v{n.id} = {k.emit([names[i] for i in n.inputs], out)}  # {n.op.name}")
+        for n in prog.nodes:
+            if n.kind == "const":
+                ns[f"c{n.id}"] = n.value
+        outs = ", ".join(f"np.array({names[o]}, copy=True)" if o in plan.copy_outputs else names[o]
+                         for o in prog.outputs)
+        args = [names[n] for n in prog.externals]
+        src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
+               + f"    return ({outs}{',' if outs else ''})\n")
+        for b, (shape, dtype) in enumerate(plan.buffers):
+            ns[f"b{b}"] = np.empty(shape, dtype)
+        return src, ns
+
+    def __call__(self, *arrays):
+        if self.compile_seconds is not None:
+            return super().__call__(*arrays)
+        t = time.perf_counter()
+        try:
+            with warnings.catch_warnings():     # NumbaPerformanceWarning on a strided np.dot
+                warnings.simplefilter("ignore")
+                out = super().__call__(*arrays)
+        except Exception as e:
+            if not _raised_by_numba(e):
+                raise
+            # a lowering Numba cannot compile is our bug, not the user's: say so, and run the
+            # program as NumPy code from now on (the nodes before the failed segment ran
+            # twice: a random op among them drew twice)
+            warnings.warn(f"rg.compile: Numba could not compile {self._name} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); running it "
+                          "with the NumPy backend", RuntimeWarning, stacklevel=2)
+            self._to_numpy()
+            out = super().__call__(*arrays)
+        self.compile_seconds = time.perf_counter() - t
+        return out
+
+    def _to_numpy(self):
+        self.source, ns = generate(self.program, self.plan, self._kernels, self._name)
+        self._code = compile(self.source, f"<retrograd {self._name}>", "exec")
+        for b in range(len(self.plan.buffers)):       # keep the (possibly bound) buffers
+            ns[f"b{b}"] = self._fn.__globals__[f"b{b}"]
+        exec(self._code, ns)                                            # our own generated code
+        self._fn, self.backend, self.segments = ns[self._name], "numpy", []
+        self._bindings += 1                   # other threads' copies: regenerate
+
+
+def _raised_by_numba(e) -> bool:
+    """Whether ``e`` (or what it was raised from) came out of Numba's compiler."""
+    import numba
+    package = os.path.dirname(numba.__file__) + os.sep
+    while e is not None:
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(package):
+                return True
+            tb = tb.tb_next
+        e = e.__context__
+    return False
+
+
+def executable(prog, backend, **kwargs):
+    """The Executable of ``prog`` for a resolved backend name."""
+    if backend == "numba":
+        return NumbaExecutable(prog, **kwargs)
+    if backend != "numpy":
+        raise RetrogradError(f"unknown backend {backend!r}")
+    return Executable(prog, **kwargs)

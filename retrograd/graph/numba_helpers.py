@@ -1,0 +1,50 @@
+"""The njit functions every kernel of the Numba backend calls (numba_backend.py): compiled
+once per operand types and layouts, and cached beside this file by Numba, instead of being
+typed and compiled again inside each generated kernel (seconds for each product)."""
+import math
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True, inline="never")
+
+
+@_jit
+def dot(a, b, out):
+    np.dot(a, b, out)
+
+
+@_jit
+def dot_new(a, b):
+    return np.dot(a, b)
+
+
+@_jit
+def _row_max_sumexp(z, r):
+    m = -np.inf
+    for c in range(z.shape[1]):
+        e = z[r, c]
+        if e > m or e != e:      # NaN propagates, as np.max
+            m = e
+    s = 0.0
+    for c in range(z.shape[1]):
+        s += math.exp(z[r, c] - m)
+    return m, s
+
+
+@_jit
+def softmax_cross_entropy(z, labels, out):
+    """log-sum-exp(z[r]) - z[r, label], from the row's shifted logits (ops/loss.py)."""
+    for r in range(z.shape[0]):
+        m, s = _row_max_sumexp(z, r)
+        out[r] = math.log(s) - (z[r, labels[r]] - m)
+
+
+@_jit
+def softmax_minus_onehot(z, labels, out):
+    """softmax(z[r]) - onehot(label) (ops/loss.py)."""
+    for r in range(z.shape[0]):
+        m, s = _row_max_sumexp(z, r)
+        for c in range(z.shape[1]):
+            out[r, c] = math.exp(z[r, c] - m) / s
+        out[r, labels[r]] -= 1

@@ -1,0 +1,393 @@
+"""The Numba backend (retrograd/graph/numba_backend.py) gives the NumPy backend's numbers:
+every op case, first and second order, the property-based random graphs, whole training
+steps with their optimizer state and checkpoints, programs with ops it cannot lower, and
+concurrent calls. Skipped without Numba."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import retrograd as rg
+from retrograd.graph import numba_backend as nb
+
+from cases import CASES
+
+numba = pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, note, settings, HealthCheck  # noqa: E402
+
+from test_properties import expression_graphs, _other_inputs  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    # one cache folder for the module's tests (a second program of the same text loads it)
+    monkeypatch.setenv("RETROGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "rgcache"))
+
+
+def _both(fn, *args, **kwargs):
+    """fn compiled by each backend and called on args: (numpy's outputs, numba's)."""
+    out = []
+    for backend in ("numpy", "numba"):
+        res = rg.compile(fn, backend=backend, **kwargs)(*args)
+        out.append([r.numpy() for r in _leaves(res)])
+    return out
+
+
+def _leaves(x):
+    if isinstance(x, (tuple, list)):
+        return [y for i in x for y in _leaves(i)]
+    return [x]
+
+
+def _close(a, b, dtype=np.float64, what=""):
+    assert len(a) == len(b)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and x.dtype == y.dtype, what
+        np.testing.assert_allclose(x, y, err_msg=what, **tol)
+
+
+# ---------------------------------------------------------------- choosing a backend
+
+def test_backend_names_are_checked_and_auto_follows_the_environment(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of 'auto', 'numpy', 'numba'"):
+        rg.compile(lambda x: x * 2, backend="cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        lin = rg.nn.Linear(2, 1)
+        rg.graph.compile_step(lin, rg.nn.CrossEntropyLoss(), rg.optim.SGD(lin.parameters(), lr=0.1),
+                              backend="jax")
+    monkeypatch.setenv("RETROGRAD_BACKEND", "numba")
+    assert rg.compile(lambda x: x * 2).backend == "numba"
+    monkeypatch.setenv("RETROGRAD_BACKEND", "numpy")
+    assert rg.compile(lambda x: x * 2).backend == "numpy"
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    assert rg.compile(lambda x: x * 2).backend == "numba"      # installed: the default
+    monkeypatch.setenv("RETROGRAD_BACKEND", "fast")
+    with pytest.raises(ValueError, match="RETROGRAD_BACKEND must be one of"):
+        rg.compile(lambda x: x * 2)
+
+
+def test_without_numba_asking_for_it_names_the_extra_and_auto_is_numpy(monkeypatch):
+    monkeypatch.setattr(nb, "available", lambda: False)
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    with pytest.raises(ImportError, match=r"pip install 'retrograd\[fast\]'"):
+        rg.compile(lambda x: x * 2, backend="numba")
+    f = rg.compile(lambda x: x * 2)
+    assert f.backend == "numpy"
+    np.testing.assert_array_equal(f(np.ones(3)).numpy(), [2, 2, 2])
+
+
+# ---------------------------------------------------------------- every op case
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_op_case_value_and_gradient_equal_numpy_backend(case):
+    for dtype in (np.float64,) + ((np.float32,) if CASES.index(case) % 4 == 0 else ()):
+        xs = case.inputs(seed=11, dtype=dtype)
+        ct = np.random.default_rng(12).standard_normal(
+            case.fn(*[rg.tensor(x) for x in xs]).shape).astype(dtype)
+        f = lambda *a: (case.fn(*a) * ct).sum()
+        grad = rg.grad(f, argnums=tuple(range(len(xs))))
+        a, b = _both(lambda *a: (case.fn(*a), grad(*a)), *xs)
+        _close(b, a, dtype, f"{case.name} {np.dtype(dtype).name}")
+
+
+SECOND = [c for c in CASES if c.second_order][::3]
+
+
+@pytest.mark.parametrize("case", SECOND, ids=[c.name for c in SECOND])
+def test_compiled_hvp_equals_numpy_backend(case):
+    xs = case.inputs(seed=13)
+    vs = [np.random.default_rng(14 + i).standard_normal(x.shape) for i, x in enumerate(xs)]
+    ct = np.random.default_rng(15).standard_normal(case.fn(*[rg.tensor(x) for x in xs]).shape)
+    f = lambda *a: (case.fn(*a) * ct).sum()
+    n = len(xs)
+    a, b = _both(lambda *a: rg.hvp(f, a[:n], a[n:]), *xs, *vs)
+    _close(b, a, what=case.name)
+
+
+# ---------------------------------------------------------------- random graphs
+
+_SETTINGS = settings(max_examples=int(os.environ.get("RETROGRAD_PROPERTY_EXAMPLES", 25)),
+                     deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                            HealthCheck.filter_too_much])
+
+
+def _three_calls(f, xs):
+    """First inputs, other inputs, first again: buffers reused across calls stay right."""
+    first = [r.numpy().copy() for r in _leaves(f(*xs))]
+    with np.errstate(all="ignore"):
+        f(*_other_inputs(xs))
+    return first, [r.numpy() for r in _leaves(f(*xs))]
+
+
+@_SETTINGS
+@given(g=expression_graphs())
+def test_random_graphs_value_and_gradient_equal_numpy_backend(g):
+    note(g.script())
+    fn = rg.value_and_grad(g.fn, argnums=g.argnums)
+    ref = _three_calls(rg.compile(fn, backend="numpy"), g.inputs)
+    got = _three_calls(rg.compile(fn, backend="numba"), g.inputs)
+    for r, c in zip(ref, got):
+        _close(c, r, what="value_and_grad")
+
+
+@_SETTINGS
+@given(g=expression_graphs(max_steps=7))
+def test_random_graphs_hvp_equals_numpy_backend(g):
+    note(g.script())
+    n = len(g.inputs)
+    vs = [np.random.default_rng(0).standard_normal(x.shape) for x in g.inputs]
+    fn = lambda *a: rg.hvp(g.fn, a[:n], a[n:])
+    with np.errstate(all="ignore"):
+        ref = rg.compile(fn, backend="numpy")(*g.inputs, *vs)
+        got = rg.compile(fn, backend="numba")(*g.inputs, *vs)
+    _close([h.numpy() for h in got], [h.numpy() for h in ref], what="hvp")
+
+
+# ---------------------------------------------------------------- training steps
+
+class MLP(rg.nn.Module):
+    def __init__(self, dropout=0.0):
+        self.l1, self.l2, self.l3 = rg.nn.Linear(12, 16), rg.nn.Linear(16, 16), rg.nn.Linear(16, 5)
+        self.drop = rg.nn.Dropout(dropout)
+
+    def forward(self, x):
+        h = self.drop(rg.relu(self.l1(x)))
+        return self.l3(rg.tanh(self.l2(h)))
+
+
+def _train(backend, make_opt, steps=6, dropout=0.0):
+    rg.manual_seed(3)
+    model = MLP(dropout)
+    opt = make_opt(model.parameters())
+    step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt, backend=backend)
+    assert step.backend == backend
+    rng = np.random.default_rng(4)
+    losses = []
+    for _ in range(steps):
+        x = rng.standard_normal((8, 12)).astype(np.float32)
+        y = rng.integers(0, 5, 8)
+        losses.append(float(step(x, y)[0].data))
+    return model, opt, losses, step
+
+
+def _flat(tree, prefix=""):
+    """(key path, value) pairs of a nested state dict."""
+    if isinstance(tree, dict):
+        return [kv for k in sorted(tree, key=str) for kv in _flat(tree[k], f"{prefix}/{k}")]
+    if isinstance(tree, (list, tuple)):
+        return [kv for i, v in enumerate(tree) for kv in _flat(v, f"{prefix}/{i}")]
+    return [(prefix, tree)]
+
+
+def _same_state(a, b, what):
+    fa, fb = _flat(a), _flat(b)
+    assert [k for k, _ in fa] == [k for k, _ in fb], what
+    for (k, x), (_, y) in zip(fa, fb):
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape, (what, k)
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=f"{what} {k}")
+        else:
+            assert x == y, (what, k)
+
+
+OPTIMIZERS = {"sgd_momentum": lambda ps: rg.optim.SGD(ps, lr=0.1, momentum=0.9),
+              "adam": lambda ps: rg.optim.Adam(ps, lr=0.01)}
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_compile_step_trains_to_the_same_parameters_state_and_checkpoints(opt, dropout, tmp_path):
+    ref = _train("numpy", OPTIMIZERS[opt], dropout=dropout)
+    got = _train("numba", OPTIMIZERS[opt], dropout=dropout)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-5)
+    for p, q in zip(got[0].parameters(), ref[0].parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6)
+    _same_state(got[1].state_dict(), ref[1].state_dict(), "optimizer.state_dict()")
+    for what, obj_got, obj_ref in (("model", got[0], ref[0]), ("optimizer", got[1], ref[1])):
+        pa, pb = tmp_path / f"numba_{what}.npz", tmp_path / f"numpy_{what}.npz"
+        rg.save(obj_got, pa)
+        rg.save(obj_ref, pb)
+        _same_state(rg.load(pa), rg.load(pb), f"checkpoint of the {what}")
+    # the program really ran as Numba code: one segment at least, the elementwise ops fused
+    exe = next(iter(got[3].prepared.values()))[0]
+    assert exe.backend == "numba" and exe.segments and exe.compile_seconds is not None
+    assert "for i0 in range" in exe.kernel_source
+
+
+def test_resuming_a_numba_step_from_a_checkpoint_continues_as_numpy_does(tmp_path):
+    """Save after 3 steps, load into fresh objects, 3 more steps: both backends agree."""
+    ends = {}
+    for backend in ("numpy", "numba"):
+        model, opt, _, _ = _train(backend, OPTIMIZERS["adam"], steps=3)
+        rg.save({"model": model.state_dict(), "opt": opt.state_dict()}, tmp_path / f"{backend}.npz")
+        rg.manual_seed(9)
+        model2 = MLP()
+        opt2 = OPTIMIZERS["adam"](model2.parameters())
+        saved = rg.load(tmp_path / f"{backend}.npz")
+        model2.load_state_dict(saved["model"])
+        opt2.load_state_dict(saved["opt"])
+        step = rg.graph.compile_step(model2, rg.nn.CrossEntropyLoss(), opt2, backend=backend)
+        rng = np.random.default_rng(5)
+        for _ in range(3):
+            step(rng.standard_normal((8, 12)).astype(np.float32), rng.integers(0, 5, 8))
+        ends[backend] = (model2, opt2)
+    for p, q in zip(ends["numba"][0].parameters(), ends["numpy"][0].parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6)
+    _same_state(ends["numba"][1].state_dict(), ends["numpy"][1].state_dict(), "resumed state")
+
+
+# ---------------------------------------------------------------- segments
+
+def test_ops_without_a_lowering_run_in_numpy_segments_between_numba_ones():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    idx = rng.integers(0, 4, (2, 4, 6, 6))
+
+    def f(x, w):
+        h = rg.tanh(rg.conv2d(x * 0.5 + 1, w)) * 2      # fused, im2col, matmul, fused
+        g = rg.gather(h, 1, idx)                               # gather
+        return (rg.exp(g) - h[:, :, :6, :6]).sum()
+
+    a, b = _both(rg.value_and_grad(f, argnums=(0, 1)), x, w)
+    _close(b, a)
+    exe = rg.compile(rg.value_and_grad(f, argnums=(0, 1)), backend="numba")
+    exe(x, w)
+    src = exe.source(x, w)
+    assert "# numba:" in src and "# im2col" in src and "# gather" in src
+
+
+def test_programs_with_nothing_to_lower_and_scalar_arguments():
+    f = rg.compile(lambda x, s: rg.sort(x * s, axis=0), backend="numba")
+    x = np.array([3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(f(x, 2.0).numpy(), [2.0, 4.0, 6.0])
+    g = rg.compile(lambda x, s: (x * s + s).sum(), backend="numba")    # a weak Python float
+    assert float(g(np.float32([1, 2]), 0.5).numpy()) == 2.5
+    assert g(np.float32([1, 2]), 0.5).numpy().dtype == np.float32
+
+
+def test_in_place_buffers_with_transposed_reads_are_not_clobbered():
+    # w + w.T and friends: a fused loop must not store into a buffer it still reads
+    # transposed (the plan reuses buffers in schedule order)
+    def f(a):
+        w = rg.exp(a)
+        return rg.tanh(w + w.T) * w, (w.T * 2 + 1).sum(axis=0)
+    x = np.random.default_rng(1).standard_normal((5, 5))
+    a, b = _both(f, x)
+    _close(b, a)
+
+
+# ---------------------------------------------------------------- threads and processes
+
+def test_concurrent_calls_from_threads_use_buffers_of_their_own():
+    f = rg.compile(lambda x: rg.tanh(x @ x.T + 1).sum(axis=1), backend="numba")
+    xs = [np.random.default_rng(i).standard_normal((30, 20)) for i in range(4)]
+    expected = [rg.compile(lambda x: rg.tanh(x @ x.T + 1).sum(axis=1), backend="numpy")(x).numpy()
+                for x in xs]
+    f(xs[0])
+    errors = []
+
+    def work(i):
+        for _ in range(50):
+            got = f(xs[i]).numpy()
+            if not np.allclose(got, expected[i], rtol=1e-12):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+_SCRIPT = """
+import numpy as np, retrograd as rg
+f = rg.compile(lambda x: rg.tanh(x * 3 + 1).sum(axis=0), backend="numba")
+print(float(f(np.ones((4, 3))).numpy()[0]))
+k = f.cache[next(iter(f.cache))]["exe"].segments
+import sys
+mod = sys.modules[[m for m in sys.modules if m.startswith("retrograd_numba_")][0]]
+print(sum(getattr(mod, s.name).stats.cache_hits.__len__() for s in k))
+"""
+
+
+def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
+    env = dict(os.environ, RETROGRAD_CACHE_DIR=str(tmp_path), PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(rg.__file__))] + sys.path))
+    # two processes at once write the same file: each sees all of it
+    procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    value = float(np.tanh(4.0) * 4)
+    assert all(abs(float(o[0].split()[0]) - value) < 1e-12 for o in outs)
+    files = os.listdir(tmp_path / "numba")
+    assert len([f for f in files if f.endswith(".py")]) == 1
+    assert not [f for f in files if f.startswith(".tmp-")]
+    third = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert int(third.stdout.split()[1]) >= 1          # machine code loaded, not compiled
+
+
+def test_a_segment_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch):
+    real = nb._scalar_expr
+
+    def broken(n, args):            # a lowering bug: a function Numba does not know
+        e = real(n, args)
+        return e.replace("math.exp(", "math.no_such_function(") if e else e
+    monkeypatch.setattr(nb, "_scalar_expr", broken)
+    f = rg.compile(lambda x: rg.exp(x) * 2, backend="numba")
+    x = np.array([0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="Numba could not compile"):
+        np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
+    np.testing.assert_allclose(f(x).numpy(), 2 * np.exp(x))
+    assert f.cache[next(iter(f.cache))]["exe"].backend == "numpy"
+
+
+def test_arrays_of_another_shape_than_traced_are_refused_not_read_past_their_end():
+    f = rg.compile(lambda a, b: rg.exp(a) + rg.tanh(b), passes=(), backend="numba")
+    f(np.zeros(3), np.zeros(3))
+    exe = f.cache[next(iter(f.cache))]["exe"]
+    with pytest.raises(rg.ShapeError, match=r"operands could not be broadcast.*traced \(3,\).*"
+                       r"operand shapes: .*\(4,\).*\n  in compiled code: "):
+        exe(np.zeros(3), np.zeros(4))
+
+
+def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failure():
+    f = rg.compile(lambda z, y: rg.nn.functional.cross_entropy(rg.tanh(z) * 2, y), backend="numba")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no fallback warning
+        with pytest.raises(rg.RetrogradError, match="label 7 is out of range for 3 classes"):
+            f(np.zeros((2, 3)), np.array([0, 7]))
+    assert f.cache[next(iter(f.cache))]["exe"].backend == "numba"
+
+
+def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, monkeypatch):
+    from retrograd.cli import main
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    finals = {}
+    for backend in ("numpy", "numba", "auto"):
+        code = main(["train", "--data", "spirals", "--layers", "16,16", "--epochs", "2",
+                     "--out", str(tmp_path / backend), "--no-progress", "--backend", backend,
+                     "--verbose"])
+        assert code == 0
+        out = capsys.readouterr().out
+        # auto: a 2-epoch run is far below the steps that repay a Numba compile
+        shown = "numpy" if backend == "auto" else backend
+        assert f"compiled step: {shown} backend, first call" in out
+        finals[backend] = rg.load(tmp_path / backend / "last.npz")
+    for part in ("model", "optimizer"):
+        _same_state(finals["numba"][part], finals["numpy"][part], f"CLI checkpoint: {part}")
