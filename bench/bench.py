@@ -132,7 +132,8 @@ def register(name, requires=(), quick=True):
     return deco
 
 
-# builders for the case kinds beyond the MLP ("train", "hvp"): (kind, impl) -> build
+# builders for the case kinds beyond the MLP ("train", "hvp"), e.g. "cnn" (B5) and
+# "lstm" (B6): (kind, impl) -> build
 KIND_BUILDERS: dict = {}
 
 
@@ -146,8 +147,6 @@ def register_kind(kind, name):
 def builder(impl: str, case: Case) -> Callable:
     if case.kind in ("train", "hvp"):
         return IMPLS[impl].build
-    if (impl, case.kind) in CASE_BUILDERS:        # the LSTM's registry (merged from i12-rnn)
-        return CASE_BUILDERS[(impl, case.kind)]
     if (case.kind, impl) not in KIND_BUILDERS:
         raise NotImplementedError(f"no {case.kind} builder for {impl}")
     return KIND_BUILDERS[(case.kind, impl)]
@@ -715,16 +714,6 @@ def build_jax_cnn(case: Case, d: Data) -> Runner:
 # (in, out) as retrograd stores them (torch gets them transposed); gates i, f, g, o.
 
 LSTM_STEPS = 32
-CASE_BUILDERS: dict = {}  # (impl, case kind) -> builder, for cases the MLP builders do not cover
-
-
-def case_builder(impl, kind):
-    def deco(build):
-        CASE_BUILDERS[(impl, kind)] = build
-        return build
-    return deco
-
-
 def make_lstm_data(case: Case, seed: int = 0) -> Data:
     rng = np.random.default_rng(seed)
     (I, H, C), T, N = case.sizes, LSTM_STEPS, case.batch
@@ -744,7 +733,7 @@ def _sigmoid_np(a, out):
     return np.reciprocal(out, out=out)
 
 
-@case_builder("numpy", "lstm")
+@register_kind("lstm", "numpy")
 def build_numpy_lstm(case: Case, d: Data) -> Runner:
     """Forward and BPTT written out by hand, into preallocated buffers."""
     W_ih, W_hh, b_ih, b_hh, W_o, b_o = [p.copy() for p in d.params]
@@ -798,7 +787,7 @@ def build_numpy_lstm(case: Case, d: Data) -> Runner:
     return Runner(step, state)
 
 
-@case_builder("torch", "lstm")
+@register_kind("lstm", "torch")
 def build_torch_lstm(case: Case, d: Data) -> Runner:
     torch = _torch_setup()
     import torch.nn.functional as F
@@ -853,7 +842,7 @@ def _retrograd_lstm_state(model, out):
     return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in model.parameters()]}
 
 
-@case_builder("retrograd", "lstm")
+@register_kind("lstm", "retrograd")
 def build_retrograd_lstm(case: Case, d: Data) -> Runner:
     rg, model = _retrograd_lstm_model(case, d)
     X, params, out = rg.tensor(d.X), model.parameters(), {}
@@ -869,11 +858,11 @@ def build_retrograd_lstm(case: Case, d: Data) -> Runner:
     return Runner(step, lambda: _retrograd_lstm_state(model, out))
 
 
-@case_builder("retrograd.compile", "lstm")
-def build_retrograd_compiled_lstm(case: Case, d: Data) -> Runner:
+@register_kind("lstm", "retrograd.compile")
+def build_retrograd_compiled_lstm(case: Case, d: Data, backend="numpy") -> Runner:
     rg, model = _retrograd_lstm_model(case, d)
     opt = rg.optim.SGD(model.parameters(), lr=LR)
-    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt)
+    train_step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt, backend=backend)
     X, out = rg.tensor(d.X), {}
 
     def step():
@@ -882,8 +871,13 @@ def build_retrograd_compiled_lstm(case: Case, d: Data) -> Runner:
     return Runner(step, lambda: _retrograd_lstm_state(model, out))
 
 
-@case_builder("jax", "lstm")
-@case_builder("torch.compile", "lstm")
+@register_kind("lstm", "retrograd.numba")
+def build_numba_lstm(case: Case, d: Data) -> Runner:
+    return build_retrograd_compiled_lstm(case, d, backend="numba")
+
+
+@register_kind("lstm", "jax")
+@register_kind("lstm", "torch.compile")
 def build_unsupported_lstm(case: Case, d: Data) -> Runner:
     raise NotImplementedError("no LSTM implementation for this case")
 

@@ -300,8 +300,8 @@ def _add_run_flags(t):
                         "as one compiled call; the results are the same up to float rounding")
     t.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"),
                    help="how the compiled step runs: NumPy calls, or Numba machine code "
-                        "(pip install 'retrograd[fast]'); auto: Numba when installed and the "
-                        "run is long enough to repay its compile (50,000 steps)")
+                        "(pip install 'retrograd[fast]'); auto: $RETROGRAD_BACKEND if set, else "
+                        "NumPy (Numba is opt-in: faster only on small, overhead-bound steps)")
     t.add_argument("--verbose", action="store_true",
                    help="also print the compiled step's backend and first-call compile time")
 

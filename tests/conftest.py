@@ -7,8 +7,8 @@ import pytest
 # the shared case table (tests/cases.py) is imported by several test modules
 sys.path.insert(0, os.path.dirname(__file__))
 
-# rg.compile's backend="auto" is Numba where it is installed; the suite tests the NumPy
-# generator through "auto" (a Numba compile per traced program would cost minutes), and
+# rg.compile's backend="auto" follows RETROGRAD_BACKEND (else NumPy); the suite tests the
+# NumPy generator through "auto" whatever the machine's environment says, and
 # test_numba_backend.py asks for backend="numba" itself. RETROGRAD_BACKEND=numba runs
 # the whole suite through Numba.
 os.environ.setdefault("RETROGRAD_BACKEND", "numpy")

@@ -50,8 +50,11 @@ def available() -> bool:
 
 
 def resolve(backend, who="rg.compile") -> str:
-    """'numpy' or 'numba' for a backend name. 'auto': $RETROGRAD_BACKEND if set, else Numba
-    when installed."""
+    """'numpy' or 'numba' for a backend name. 'auto': $RETROGRAD_BACKEND if set, else the
+    NumPy generator. (Numba is opt-in for now: in one interleaved bench run it was faster
+    only where per-op overhead dominates (B2, 0.71x the NumPy backend's time) and slower on
+    B1, B4, B5 and, with lstm_scan in NumPy segments, B6 (3.3x), besides seconds of first
+    compile and ~100 MB of LLVM; 'auto' takes it once it wins.)"""
     if backend not in BACKENDS:
         raise ValueError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
                          f"got {backend!r}")
@@ -62,7 +65,7 @@ def resolve(backend, who="rg.compile") -> str:
                              f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
         if env != "auto":
             return resolve(env, who)
-        return "numba" if available() else "numpy"
+        return "numpy"
     if backend == "numba":
         if not available():
             raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
@@ -73,20 +76,9 @@ def resolve(backend, who="rg.compile") -> str:
     return backend
 
 
-#: fit's backend="auto" takes Numba for runs of at least this many steps. Numba's first
-#: compile of a training step takes seconds (~3 s for a small MLP on a 2-core machine; ~0.6 s
-#: loading it from the disk cache) and saves tens of microseconds a step, so a short run --
-#: the default `retrograd train` on mnist5k is ~2,300 steps in ~2 s -- is faster without
-#: it. (Counted in steps, not by whether the cache is warm: the same command gives the
-#: same numbers however often it ran.)
-AUTO_MIN_STEPS = 50_000
-
-
 def for_run(backend, steps, who="fit") -> str:
-    """The backend of a training run of ``steps`` steps: as ``resolve``, except that 'auto'
-    (RETROGRAD_BACKEND unset) takes Numba only from AUTO_MIN_STEPS steps on."""
-    if backend == "auto" and os.environ.get("RETROGRAD_BACKEND", "auto") == "auto":
-        return "numba" if available() and steps >= AUTO_MIN_STEPS else "numpy"
+    """The backend of a training run of ``steps`` steps (as ``resolve``: a run long enough
+    to repay Numba's first compile is where 'auto' would take it, once it is faster)."""
     return resolve(backend, who)
 
 
