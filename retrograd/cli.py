@@ -1114,20 +1114,32 @@ def cmd_explain(args):
     given = {k: v for k, v in net.items() if v is not None}
     if args.rnn:
         return _explain_rnn(args, given)
-    if args.expr is not None:
-        if given:
-            flag = {"x": "input"}.get(next(iter(given)), next(iter(given)))
-            raise UsageError(f"retrograd explain: --{flag} describes a network; it cannot be "
-                             "combined with --expr")
-        if args.at is None:
-            raise UsageError("retrograd explain: --expr needs the point, e.g. --at x1=2,x2=5")
+    if _expression_mode(args, given):
         text = explain_expression(args.expr, args.at)
     else:
-        if args.at is not None:
-            raise UsageError("retrograd explain: --at gives the point of an --expr expression")
         text = explain_network(**given)
     sys.stdout.write(text)
     return 0
+
+
+# the flag of each network setting explain takes (the others are named as their flags)
+_NETWORK_FLAGS = {"model": "layers", "x": "input", "y": "target", "mode": "batch"}
+
+
+def _expression_mode(args, given):
+    """Whether explain is about an --expr expression (True) or a network: --expr takes no
+    network setting (``given``) and needs --at; --at belongs to --expr."""
+    if args.expr is not None:
+        if given:
+            key = next(iter(given))
+            raise UsageError(f"retrograd explain: --{_NETWORK_FLAGS.get(key, key)} describes a "
+                             "network; it cannot be combined with --expr")
+        if args.at is None:
+            raise UsageError("retrograd explain: --expr needs the point, e.g. --at x1=2,x2=5")
+        return True
+    if args.at is not None:
+        raise UsageError("retrograd explain: --at gives the point of an --expr expression")
+    return False
 
 
 def _explain_html(args):
@@ -1145,18 +1157,9 @@ def _explain_html(args):
            "x": rows(args.input, "--input"), "y": rows(args.target, "--target"),
            "steps": args.steps, "mode": "batch" if args.batch else None}
     given = {k: v for k, v in net.items() if v is not None}
-    if args.expr is not None:
-        if given:
-            flag = {"model": "layers", "x": "input", "y": "target", "mode": "batch"}.get(
-                next(iter(given)), next(iter(given)))
-            raise UsageError(f"retrograd explain: --{flag} describes a network; it cannot be "
-                             "combined with --expr")
-        if args.at is None:
-            raise UsageError("retrograd explain: --expr needs the point, e.g. --at x1=2,x2=5")
+    if _expression_mode(args, given):
         page = expression_playground(args.expr, args.at)
     else:
-        if args.at is not None:
-            raise UsageError("retrograd explain: --at gives the point of an --expr expression")
         page = playground(**given)
     page.save(args.html)
     print(f"wrote {args.html}")
