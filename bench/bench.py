@@ -235,6 +235,15 @@ def _torch_setup():
     return torch
 
 
+def _torch_sgd_step(torch, loss, params):
+    """Backward from ``loss`` and the plain SGD update of ``params`` (every torch case)."""
+    loss.backward()
+    with torch.no_grad():
+        for p in params:
+            p.sub_(p.grad, alpha=LR)
+            p.grad = None
+
+
 def _torch_loss(params, X, y, act):
     import torch
     import torch.nn.functional as F
@@ -274,11 +283,7 @@ def build_torch(case: Case, d: Data) -> Runner:
 
     def step():
         loss = _torch_loss(params, X, y, act)
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.sub_(p.grad, alpha=LR)
-                p.grad = None
+        _torch_sgd_step(torch, loss, params)
         out["loss"] = loss
 
     def state():
@@ -599,11 +604,7 @@ def build_torch_cnn(case: Case, d: Data) -> Runner:
 
     def step():
         loss = _torch_cnn_loss(F, torch, params, X, y)
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.sub_(p.grad, alpha=LR)
-                p.grad = None
+        _torch_sgd_step(torch, loss, params)
         out["loss"] = loss
 
     return Runner(step, lambda: {"loss": out["loss"].item(),
@@ -804,11 +805,7 @@ def build_torch_lstm(case: Case, d: Data) -> Runner:
     def step():
         _, (h, _) = lstm(X)
         loss = F.cross_entropy(torch.addmm(b_o, h[0], W_o), y)
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.sub_(p.grad, alpha=LR)
-                p.grad = None
+        _torch_sgd_step(torch, loss, params)
         out["loss"] = loss
 
     def state():
