@@ -122,6 +122,10 @@ def fail(message, code=1):
         print(f"retrograd: error: {message}", file=sys.stderr, flush=True)
     w = _world
     if w is not None and w.comm is not None:
+        if message is not None:
+            # mpiexec relays a rank's stderr asynchronously and MPI_Abort ends the job at
+            # once: on a busy machine the line was lost (a full CI run saw it empty)
+            time.sleep(0.5)
         w.comm.Abort(code)
     raise SystemExit(code)
 
