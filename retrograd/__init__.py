@@ -12,7 +12,8 @@ from . import malloc as _malloc
 
 _malloc.tune()        # large NumPy temporaries reused, not page-faulted anew each step
 
-from . import autodiff, data, graph, io, nn, ops, optim
+from . import arrays, autodiff, data, graph, io, nn, ops, optim
+from .arrays import to_namespace
 from . import linalg
 from .graph import compile
 from .io import CheckpointError, load, save

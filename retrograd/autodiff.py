@@ -29,6 +29,7 @@ import sys
 
 import numpy as np
 
+from . import arrays
 from . import tensor as _tensor
 from .errors import AnomalyError, RetrogradError
 from .ops import base
@@ -92,14 +93,16 @@ def _seed(root: Tensor, g) -> Tensor:
             raise RetrogradError(
                 f"backward: the output has shape {root.shape}; a gradient can be created "
                 "implicitly only for a single-element output -- pass grad= of that shape")
-        return Tensor._make(np.ones(root.shape, dtype=root.dtype))
-    g = g if isinstance(g, Tensor) else Tensor._make(np.asarray(g))
+        data = root._data
+        return Tensor._make(arrays.namespace(data).ones_like(data) if arrays.is_foreign(data)
+                            else np.ones(root.shape, dtype=root.dtype))
+    g = g if isinstance(g, Tensor) else Tensor._make(_lift(g))
     if g.shape != root.shape:
         raise RetrogradError(f"backward: grad has shape {g.shape} but the output has shape "
                              f"{root.shape}")
     if g.dtype != root.dtype:
         g = g.astype(root.dtype)
-    return g if g.requires_grad else Tensor._make(g.data.copy())
+    return g if g.requires_grad else Tensor._make(_copy(g.data))
 
 
 def _walk(roots, seeds, targets, retain_graph, create_graph):
@@ -249,11 +252,26 @@ def _describe_site(site) -> str:
     return f"{name}:{line} in {func}" + (f"\n    {code}" if code else "")
 
 
+def _lift(a, dtype=None):
+    """A gradient given as an array, a list or a number, as an array (NumPy's, unless it
+    is an array of another namespace)."""
+    if isinstance(a, (np.ndarray, list, tuple, int, float, bool, complex, np.generic)):
+        return np.asarray(a, dtype=dtype)
+    return a if dtype is None or a.dtype == dtype else arrays.astype(a, dtype)
+
+
+def _copy(a):
+    return arrays.namespace(a).asarray(a, copy=True) if arrays.is_foreign(a) else a.copy()
+
+
 def _finite(a) -> bool:
     if isinstance(a, Tensor):
         a = a._data
     if isinstance(a, np.ndarray):
         return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+    if arrays.is_foreign(a):
+        xp = arrays.namespace(a)
+        return arrays.kind(a.dtype) not in "fc" or bool(xp.all(xp.isfinite(a)))
     if isinstance(a, (float, complex)):
         return cmath.isfinite(a)
     return True
@@ -315,7 +333,7 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
     once, for every op (tinygrad's way), so rules read ``g * b``; the sum is the sum_to op,
     recorded under create_graph like the rules' own ops, so higher orders see it."""
     if not isinstance(ct, Tensor):
-        ct = Tensor._make(np.asarray(ct, dtype=like.dtype))
+        ct = Tensor._make(_lift(ct, like.dtype))
     shape = like.shape
     if reduce and ct.shape != shape and _broadcasts_to(shape, ct.shape):
         ct = base.apply(_sum_to_op, ct, shape=shape)     # (sum_to, its shapes checked above)
@@ -323,7 +341,7 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
         raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
                              f"tensor of shape {shape}")
     if ct.dtype != like.dtype:
-        if like.dtype.kind not in "fc":
+        if arrays.kind(like.dtype) not in "fc":
             # only reachable when requires_grad was set by hand on an integer tensor
             # (Tensor() and requires_grad_() refuse it): casting would truncate the gradient
             raise RetrogradError(f"{_who(who)} sends a gradient to a tensor of dtype "

@@ -16,6 +16,7 @@ import weakref
 
 import numpy as np
 
+from . import arrays as _xp
 from .errors import RetrogradError
 
 __all__ = [
@@ -74,6 +75,8 @@ def _default_array(data, dtype=None) -> np.ndarray:
         arr = data.data
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
+    elif _xp.is_foreign(data):          # CuPy, array_api_strict, ...: kept where it is
+        return data if dtype is None else _xp.astype(data, dtype)
     else:
         try:
             arr = np.asarray(data)
@@ -93,7 +96,7 @@ def _default_array(data, dtype=None) -> np.ndarray:
 
 
 def _check_can_require_grad(arr: np.ndarray, where: str = "tensor"):
-    if arr.dtype.kind not in "fc":
+    if _xp.kind(arr.dtype) not in "fc":
         raise RetrogradError(
             f"{where}: only floating-point tensors can require gradients, got dtype {arr.dtype}")
 
@@ -237,7 +240,9 @@ class Tensor:
 
     @data.setter
     def data(self, value):
-        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+        arr = value.data if isinstance(value, Tensor) else value
+        if not _xp.is_foreign(arr):
+            arr = np.asarray(arr)
         # `t.data -= x` changes the array in place and then assigns it back, the same one:
         # same array, same counter (shared with .detach()); a new array, a counter of its own
         new_array = arr is not self._data
@@ -250,9 +255,14 @@ class Tensor:
         return 0 if self._vc is None else self._vc.version
 
     def numpy(self) -> np.ndarray:
-        return self._data
+        """The data as an ndarray: the tensor's own memory, or a host copy of an array that
+        lives elsewhere (another namespace, a GPU)."""
+        return _xp.to_numpy(self._data)
 
     def __array__(self, dtype=None, copy=None):
+        if type(self._data) is not np.ndarray:
+            arr = _xp.to_numpy(self._data)
+            return arr if dtype is None else arr.astype(dtype)
         if dtype is not None and dtype != self._data.dtype:
             return self._data.astype(dtype)
         return self._data.copy() if copy else self._data
@@ -264,19 +274,20 @@ class Tensor:
         if self.requires_grad:
             raise RetrogradError("Tensor.__dlpack__: cannot export a tensor that requires "
                                  "grad; export tensor.detach() (same memory, no graph)")
-        return np.asarray(self._data).__dlpack__(**kwargs)
+        data = self._data if type(self._data) is not np.ndarray else np.asarray(self._data)
+        return data.__dlpack__(**kwargs)
 
     def __dlpack_device__(self):
-        return np.asarray(self._data).__dlpack_device__()
+        return self._data.__dlpack_device__()
 
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only a tensor with one element can be converted to a "
                              f"Python scalar, this one has shape {self.shape}")
-        return self._data.item()
+        return _xp.to_numpy(self._data).item()
 
     def tolist(self):
-        return self._data.tolist()
+        return _xp.to_numpy(self._data).tolist()
 
     def __float__(self):
         return float(self.item())
@@ -285,7 +296,7 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
-        if self._data.dtype.kind not in "iub":
+        if _xp.kind(self._data.dtype) not in "iub":
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
 
@@ -332,10 +343,12 @@ class Tensor:
         return None if self._op is None else self._op.name
 
     def __repr__(self):
-        body = np.array2string(self._data, separator=", ", precision=4, threshold=20,
-                               prefix="tensor(")
+        body = np.array2string(_xp.to_numpy(self._data), separator=", ", precision=4,
+                               threshold=20, prefix="tensor(")
         extras = []
-        if self._data.dtype not in (np.float32, np.int64, np.bool_):
+        if type(self._data) is not np.ndarray:
+            extras.append(f"dtype={self._data.dtype}, namespace={_xp.name_of(self._data)}")
+        elif self._data.dtype not in (np.float32, np.int64, np.bool_):
             extras.append(f"dtype={self._data.dtype}")
         if self._op is not None:
             extras.append(f"op={self._op.name}")
@@ -420,7 +433,7 @@ def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = Non
     NumPy arrays keep their dtype. The data is copied."""
     arr = _default_array(data, dtype)
     if arr is (data.data if isinstance(data, Tensor) else data):
-        arr = arr.copy()
+        arr = arr.copy() if type(arr) is np.ndarray else _xp.namespace(arr).asarray(arr, copy=True)
     return Tensor(arr, requires_grad=requires_grad, name=name)
 
 
@@ -497,8 +510,12 @@ def randn(*shape, dtype=np.float32, requires_grad=False, generator=None) -> Tens
 
 def _like(maker):
     def make_like(t, dtype=None, requires_grad=False, **kw):
-        arr = np.asarray(t.data if isinstance(t, Tensor) else t)
-        return maker(arr.shape, dtype=dtype or arr.dtype, requires_grad=requires_grad, **kw)
+        data = t.data if isinstance(t, Tensor) else t
+        arr = _xp.to_numpy(data)
+        out = maker(arr.shape, dtype=dtype or arr.dtype, requires_grad=requires_grad, **kw)
+        if type(data) is not np.ndarray and _xp.is_foreign(data):   # same namespace, device
+            out._data = _xp.to_namespace(out._data, _xp.namespace(data), _xp.device(data))
+        return out
     make_like.__name__ = maker.__name__ + "_like"
     make_like.__doc__ = f"Like rg.{maker.__name__}, with the shape and dtype of ``t``."
     return make_like

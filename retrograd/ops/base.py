@@ -12,6 +12,7 @@ from types import MethodType
 
 import numpy as np
 
+from ..arrays import device, is_numpy, kind, namespace
 from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
@@ -48,6 +49,11 @@ class Op:
     simplify: ``simplify(node)`` -> an existing node that ``node`` equals (x * 1 is x),
          or ``(op, inputs, params)`` to compute it by instead (x * -1 is neg(x)), or
          None: the algebraic identities of graph/program.py's simplify pass.
+    xp_forward: ``xp_forward(xp, *arrays, **params)``, the forward on arrays of another
+         namespace ``xp`` (retrograd.arrays), for ops whose ``forward`` is NumPy-only;
+         for a ufunc forward it defaults to the array API's function of that name
+         (``np.add`` -> ``xp.add``). Ops without it compute with the namespace of their
+         inputs in ``forward`` itself.
     lowering: how a loop-generating backend computes the op, for ops that are not
          elementwise (those have ``scalar``): "reduce_add", "reduce_max", "reduce_min" (over
          the params axis/keepdims), "reduce_to" (to the param shape), "blas_dot", "view_T",
@@ -64,7 +70,7 @@ class Op:
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
                  shape=None, reads=None, fresh=None, kernel=None, simplify=None, scalar=None,
-                 args=None, lowering=None):
+                 args=None, lowering=None, xp_forward=None):
         self.name = self.__name__ = self.__qualname__ = name
         self.forward = forward
         self.vjp = vjp
@@ -88,6 +94,9 @@ class Op:
         self.rewrite = None
         self.kernel, self.simplify, self.scalar = kernel, simplify, scalar
         self.lowering = lowering
+        self.xp_forward = xp_forward
+        if xp_forward is None and ufunc:
+            self.xp_forward = _standard_function(name, forward)
         self.__doc__ = doc
         self.__signature__ = _signature(forward, vjp, variadic, args)
 
@@ -102,6 +111,14 @@ class Op:
     def __reduce__(self):
         # one object, as a function is: a copy or a pickle of an op is the registered op
         return _registered, (self.name,)
+
+    def forward_in(self, xp, arrays, params):
+        """The forward on arrays of namespace ``xp`` (not NumPy): ``xp_forward`` where the
+        NumPy forward is a ufunc or NumPy-only, else the forward itself, which takes its
+        namespace from its inputs."""
+        if self.xp_forward is not None:
+            return self.xp_forward(xp, *arrays, **params)
+        return self.forward(*arrays, **params)
 
     def read_by(self, needs) -> set | None:
         """The values (input positions, "out") read by the rules for the inputs flagged
@@ -121,6 +138,25 @@ class Op:
 
     def __repr__(self):
         return f"<op {self.name}{self.__signature__ or ''}>"
+
+
+# NumPy ufuncs whose array-API function has another name
+_STANDARD_NAMES = {"absolute": "abs", "power": "pow", "arccos": "acos", "arcsin": "asin",
+                   "arctan": "atan", "arccosh": "acosh", "arcsinh": "asinh", "arctanh": "atanh",
+                   "arctan2": "atan2", "true_divide": "divide", "rint": "round"}
+
+
+def _standard_function(name, ufunc):
+    """``xp_forward`` for a ufunc forward: the array API's function of the same name."""
+    std = _STANDARD_NAMES.get(ufunc.__name__, ufunc.__name__)
+
+    def xp_forward(xp, *arrays, **params):
+        f = getattr(xp, std, None)
+        if f is None:
+            raise RetrogradError(f"{name}: namespace {xp.__name__} has no {std}()")
+        return f(*arrays, **params)
+    xp_forward.__name__ = f"xp_{std}"
+    return xp_forward
 
 
 def _registered(name):
@@ -234,14 +270,18 @@ def apply(op: Op, *args, **params) -> Tensor:
     record = False
     recorder = None
     has_tensor = False
+    foreign = False
     for a in args:
         if isinstance(a, Tensor):
-            arrays.append(a._data)
+            d = a._data
+            arrays.append(d)
             has_tensor = True
             if a.requires_grad:
                 record = True
             if a._record is not None:      # a value that records ops itself (graph.Var)
                 recorder = a._record
+            elif type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+                foreign = True
         elif isinstance(a, _SCALARS):
             arrays.append(a)
         else:
@@ -252,6 +292,8 @@ def apply(op: Op, *args, **params) -> Tensor:
         return recorder(op, args, params)
     if record and _n_captures and _captures.top is not None:
         return _captures.top.record(op, args, params)
+    if foreign:
+        return _apply_foreign(op, args, arrays, params, record)
     try:
         out = op.forward(*arrays, **params)
     except (ValueError, IndexError) as e:
@@ -274,6 +316,31 @@ def apply(op: Op, *args, **params) -> Tensor:
 
 
 Op.__call__ = apply          # exp(x) is apply(exp, x): no wrapper function in between
+
+
+def _apply_foreign(op, args, arrays, params, record):
+    """apply() on arrays of another namespace (arrays.py): the op's forward computes in
+    their namespace, a NumPy ufunc as the standard function of the same name."""
+    xp = namespace(*arrays)
+    if any(type(a) is np.ndarray for a in arrays):
+        # NumPy constants (index arrays, masks) join the others' namespace and device, as
+        # JAX moves NumPy arguments onto its device
+        on = device(next(a for a in arrays if not is_numpy(a)))
+        arrays = [xp.asarray(a, device=on) if type(a) is np.ndarray else a for a in arrays]
+    try:
+        out = op.forward_in(xp, arrays, params)
+    except (ValueError, IndexError, TypeError, AttributeError, RuntimeError) as e:
+        # (RuntimeError, TypeError: also an op that reached for NumPy on a device array)
+        shapes = ", ".join(str(getattr(a, "shape", ())) for a in arrays)
+        raise RetrogradError(f"{op.name}: {e} (operand shapes: {shapes}; "
+                             f"namespace {xp.__name__})") from None
+    if record and _mode.enabled and op.vjp is not None and kind(out.dtype) in "fc":
+        out = _make(out, op, args, params)
+    else:
+        out = _make(out, None, None, None)
+    if anomaly_hook is not None:
+        anomaly_hook(op, arrays, out)
+    return out
 
 
 def _apply_lifted(op, args, params):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import is_numpy, namespace
+
 _SHORT_ROW = 64     # below this many columns a row-wise reduction is overhead-bound
 _MIN_ROWS = 128     # row-wise (axis 1): below this many rows NumPy's own is faster (measured)
 
@@ -51,7 +53,10 @@ def _ones(n, dtype):
 
 
 def fsum(x, axis=None, keepdims=False):
-    """np.sum(x, axis, keepdims), via a BLAS matrix-vector product for one matrix axis."""
+    """np.sum(x, axis, keepdims), via a BLAS matrix-vector product for one matrix axis
+    (in ``x``'s own namespace for arrays of another library)."""
+    if type(x) is not np.ndarray and not is_numpy(x):
+        return namespace(x).sum(x, axis=axis, keepdims=keepdims)
     if _one_axis_of_matrix(x, axis):
         ones = _ones(x.shape[axis[0]], x.dtype)
         return _keepdims_shaped(x @ ones if axis[0] == 1 else ones @ x, axis, keepdims)

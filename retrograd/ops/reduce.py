@@ -53,7 +53,7 @@ def _half(x) -> bool:
     # float16 sums overflow past 65,504 (and lose precision long before): accumulate in
     # float32 and round once, as PyTorch and NumPy's mean do
     dt = getattr(x, "dtype", None)
-    return dt is not None and dt.itemsize == 2 and dt.kind == "f"
+    return dt is not None and str(dt).endswith("float16")
 
 
 # ---------------------------------------------------------------- sum

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..arrays import namespace
 from ..errors import AxisError, RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _unwrap_index, share_version
 from .base import Kernel, apply, defop, out_kw, tracing
@@ -214,7 +215,9 @@ def _sum_to(x, shape):
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and x.shape[i + lead] != 1)
     out = fsum(x, axis=axes, keepdims=True) if axes else x
-    return out.reshape(shape) if lead else out
+    if not lead:
+        return out
+    return out.reshape(shape) if type(out) is np.ndarray else namespace(out).reshape(out, shape)
 
 
 def _bias_kernel(n):

@@ -1,0 +1,154 @@
+"""Array namespaces: which array library computes an op.
+
+An op computes in the namespace of its inputs (the Python array API standard): NumPy
+for ndarrays and Python scalars -- the default and the fast path, where nothing here
+costs more than a type test -- and, through array-api-compat, any library that
+implements the standard: CuPy on a GPU, array_api_strict (which the tests use to prove
+that no op calls NumPy behind its inputs' back), PyTorch tensors. ``namespace`` is all
+an op's forward needs; ``to_numpy`` and ``to_namespace`` move arrays across.
+
+NumPy 2's main namespace has the standard's names (``concat``, ``permute_dims``,
+``pow``, ``astype``...), so an op written once against ``xp`` runs on ``numpy`` itself
+unchanged; ops keep NumPy-only fast paths (``out=``, strides, einsum) behind
+``if xp is np``.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from .errors import RetrogradError
+
+_PLAIN = (np.ndarray, np.generic, int, float, bool, complex)
+_by_type: dict[type, types.ModuleType] = {}
+
+
+def is_numpy(a) -> bool:
+    """An ndarray, a NumPy scalar or a Python number (what the NumPy path computes on)."""
+    return isinstance(a, _PLAIN)
+
+
+def namespace(*arrays) -> types.ModuleType:
+    """The array namespace the arrays belong to: ``numpy`` when all are NumPy arrays or
+    Python scalars, else the array-api-compat namespace of the others (one per array type,
+    looked up once). Arrays of two libraries are refused."""
+    xp = np
+    for a in arrays:
+        if isinstance(a, _PLAIN) or a is None:
+            continue
+        other = _by_type.get(type(a)) or _lookup(a)
+        if xp is not np and other is not xp:
+            raise RetrogradError(f"arrays of two libraries in one op: {_name(xp)} and "
+                                 f"{_name(other)} (move them with Module.to or rg.to_namespace)")
+        xp = other
+    return xp
+
+
+def _lookup(a):
+    try:
+        import array_api_compat
+    except ImportError:
+        raise RetrogradError(
+            f"a {type(a).__module__}.{type(a).__name__} is not a NumPy array: computing on "
+            "other array libraries needs array-api-compat (pip install 'retrograd[array-api]')"
+        ) from None
+    if not array_api_compat.is_array_api_obj(a):
+        raise TypeError(f"not an array: {type(a).__name__}")
+    xp = _by_type[type(a)] = array_api_compat.array_namespace(a)
+    return xp
+
+
+def _name(xp) -> str:
+    return getattr(xp, "__name__", repr(xp)).replace("array_api_compat.", "")
+
+
+def name_of(a) -> str:
+    """The name of an array's namespace: 'numpy', 'cupy', 'array_api_strict'..."""
+    return _name(namespace(a))
+
+
+def is_foreign(a) -> bool:
+    """An array of another array library (it has the array API's ``__array_namespace__``,
+    or array-api-compat knows it): not NumPy's, not a list, not a graph value."""
+    return (not isinstance(a, (_PLAIN, list, tuple)) and a is not None
+            and (hasattr(a, "__array_namespace__") or known_array(a)))
+
+
+def known_array(a) -> bool:
+    """Whether array-api-compat (when installed) knows ``a`` as an array (CuPy, PyTorch,
+    JAX, Dask...); False without array-api-compat."""
+    try:
+        import array_api_compat
+    except ImportError:
+        return False
+    return array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray)
+
+
+def dtype_of(xp, dtype):
+    """``dtype`` (a NumPy dtype, or the namespace's own) as namespace ``xp``'s dtype."""
+    if xp is np or not isinstance(dtype, (type, np.dtype, str)):
+        return dtype
+    return getattr(xp, np.dtype(dtype).name)
+
+
+def astype(a, dtype):
+    """``a`` cast to ``dtype`` (NumPy's or ``a``'s namespace's), in ``a``'s namespace."""
+    xp = namespace(a)
+    return xp.astype(a, dtype_of(xp, dtype))
+
+
+def device(a):
+    """The device an array lives on (None for NumPy: the host)."""
+    if isinstance(a, _PLAIN):
+        return None
+    import array_api_compat
+    return array_api_compat.device(a)
+
+
+def kind(dtype) -> str:
+    """NumPy's one-letter kind of a dtype of any namespace: 'f', 'c', 'i', 'u' or 'b'."""
+    k = getattr(dtype, "kind", None)           # NumPy and CuPy dtypes
+    if isinstance(k, str):
+        return k
+    name = str(dtype).rsplit(".", 1)[-1]       # array_api_strict.float32, torch.int64
+    for prefix, letter in (("bool", "b"), ("uint", "u"), ("int", "i"), ("float", "f"),
+                           ("bfloat", "f"), ("complex", "c")):
+        if name.startswith(prefix):
+            return letter
+    raise TypeError(f"unknown dtype {dtype!r}")
+
+
+def is_floating(a) -> bool:
+    """Whether an array's dtype is real or complex floating point."""
+    return kind(a.dtype) in "fc"
+
+
+def to_numpy(a) -> np.ndarray:
+    """An array as an ndarray on the host (a copy where it lives elsewhere, e.g. a GPU)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, _PLAIN):
+        return np.asarray(a)
+    get = getattr(a, "get", None)              # CuPy: device to host
+    if callable(get) and type(a).__module__.startswith("cupy"):
+        return get()
+    try:
+        return np.from_dlpack(a, device="cpu")
+    except (TypeError, ValueError, RuntimeError, BufferError, AttributeError):
+        pass
+    xp = namespace(a)
+    host = getattr(xp, "Device", None)         # array_api_strict: its CPU device
+    if host is not None:
+        return np.asarray(xp.asarray(a, device=host()))
+    return np.asarray(a)
+
+
+def to_namespace(a, xp, device=None):
+    """An array (of any library) in namespace ``xp`` (a module: ``numpy``, ``cupy``,
+    ``array_api_strict``...) on ``device`` (default: the namespace's default)."""
+    if xp is np or getattr(xp, "__name__", "") == "numpy":
+        return to_numpy(a)
+    if not isinstance(a, _PLAIN) and namespace(a) is not xp:
+        a = to_numpy(a)
+    return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
