@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import arrays as arrays_mod
 from . import autodiff
 from .errors import GradcheckError
 from .tensor import Tensor, enable_grad
 
-__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport", "central_differences"]
+__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport", "central_differences",
+           "namespace_check"]
 
 
 def _outputs(res):
@@ -175,3 +177,70 @@ def gradgradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, report=False, seed
                      for g, t in zip(gs, targets))
 
     return gradcheck(vjp_of_f, *inputs, *vs, eps=eps, atol=atol, rtol=rtol, report=report)
+
+
+def namespace_check(f, *inputs, xp, device=None, second_order=True, rtol=1e-10, atol=1e-12,
+                    seed=0):
+    """Check that ``f`` computes on arrays of namespace ``xp`` (e.g. ``cupy``, or
+    ``array_api_strict`` with ``device=array_api_strict.Device("device1")``) what it computes
+    on NumPy: the output, the gradient of a random projection of it (a VJP) and, with
+    ``second_order``, a Hessian-vector product of that projection -- each result still in
+    ``xp`` on ``device``. ``inputs``: float NumPy arrays (float64 for these tolerances).
+    Returns the largest relative difference seen; raises GradcheckError naming the first
+    value that differs or that left the namespace."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(x) for x in inputs]
+    ref = _namespace_results(f, arrays, np.asarray, second_order, rng)
+    moved = lambda a: arrays_mod.to_namespace(a, xp, device)         # noqa: E731
+    rng = np.random.default_rng(seed)
+    ours = _namespace_results(f, arrays, moved, second_order, rng)
+    worst = 0.0
+    for what, a, b in _paired(ref, ours):
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                raise GradcheckError(f"namespace_check: {what} is None on one side only")
+            continue
+        if arrays_mod.is_numpy(b) or arrays_mod.namespace(b) is not arrays_mod.namespace(moved(a)):
+            raise GradcheckError(f"namespace_check: {what} is a {type(b).__name__}, not an "
+                                 f"array of {getattr(xp, '__name__', xp)}")
+        if device is not None and arrays_mod.device(b) != device:
+            raise GradcheckError(f"namespace_check: {what} is on {arrays_mod.device(b)}, "
+                                 f"not on {device}")
+        b = arrays_mod.to_numpy(b)
+        if a.shape != b.shape or not np.allclose(b, a, rtol=rtol, atol=atol, equal_nan=True):
+            diff = np.max(np.abs(b - a)) if a.shape == b.shape else "shape"
+            raise GradcheckError(f"namespace_check: {what} differs from NumPy's (shapes "
+                                 f"{a.shape} and {b.shape}, max abs difference {diff})")
+        scale = np.maximum(np.abs(a), atol / rtol)
+        worst = max(worst, float(np.max(np.abs(b - a) / scale, initial=0.0)))
+    return worst
+
+
+def _namespace_results(f, arrays, lift, second_order, rng):
+    """[("what", array or None)]: f's output, a VJP and an HVP, the leaves lifted by ``lift``;
+    the random directions are drawn from ``rng`` as NumPy arrays (the same on both sides)."""
+    xs = [Tensor(lift(a), requires_grad=True) for a in arrays]
+    with enable_grad():
+        out = f(*xs)
+        ct = rng.standard_normal(out.shape)
+        proj = (out * lift(ct)).sum()
+        gs = autodiff.grad(proj, xs, create_graph=second_order, allow_unused=True)
+        results = [("the output", out._data)]
+        results += [(f"the gradient of input {i}", None if g is None else g._data)
+                    for i, g in enumerate(gs)]
+        if second_order:
+            vs = [rng.standard_normal(a.shape) for a in arrays]
+            terms = [(g * lift(v)).sum() for g, v in zip(gs, vs) if g is not None]
+            s = terms[0] if terms else None
+            for t in terms[1:]:
+                s = s + t
+            hs = (autodiff.grad(s, xs, allow_unused=True) if s is not None and s.requires_grad
+                  else [None] * len(xs))
+            results += [(f"the Hessian-vector product of input {i}",
+                         None if h is None else h._data) for i, h in enumerate(hs)]
+    return results
+
+
+def _paired(ref, ours):
+    for (what, a), (_, b) in zip(ref, ours):
+        yield what, (None if a is None else np.asarray(a)), b
