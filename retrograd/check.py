@@ -224,7 +224,8 @@ def _namespace_results(f, arrays, lift, second_order, rng):
         out = f(*xs)
         ct = rng.standard_normal(out.shape)
         proj = (out * lift(ct)).sum()
-        gs = autodiff.grad(proj, xs, create_graph=second_order, allow_unused=True)
+        gs = (autodiff.grad(proj, xs, create_graph=second_order, allow_unused=True)
+              if proj.requires_grad else [None] * len(xs))
         results = [("the output", out._data)]
         results += [(f"the gradient of input {i}", None if g is None else g._data)
                     for i, g in enumerate(gs)]
