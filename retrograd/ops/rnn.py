@@ -267,28 +267,26 @@ def _lstm_bptt_numba(x, keep, f, scale, w_hh, reverse, out):
     """_lstm_bptt (the steps in the reverse of the scan's order)."""
     L, N, S = x.shape
     H = S // 6
-    d, dh, dc = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype), np.zeros((N, H), out.dtype)
-    w_t = w_hh.T
+    dh = np.zeros((N, H), out.dtype)
+    d, dc, f_next = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype), f[0]
     for k in range(L):
         t = k if reverse else L - 1 - k
-        nxt = t - 1 if reverse else t + 1
-        later = k > 0
-        if later:
-            np.dot(d, w_t, dh)
+        if k > 0:
+            np.dot(d, w_hh.T, dh)
         for r in range(N):
+            xr, y, sr, kr, dr, dcr = x[t, r], out[t, r], scale[t, r], keep[t, r], d[r], dc[r]
+            fr = f_next[r]
             for j in range(H):
-                hj = x[t, r, 4 * H + j] + dh[r, j]
-                cj = x[t, r, 5 * H + j] + hj * keep[t, r, j]
-                if later:
-                    cj += dc[r, j] * f[nxt, r, j]
-                di = cj * scale[t, r, j] + x[t, r, j]
-                df = cj * scale[t, r, H + j] + x[t, r, H + j]
-                dg = cj * scale[t, r, 2 * H + j] + x[t, r, 2 * H + j]
-                do = hj * scale[t, r, 3 * H + j] + x[t, r, 3 * H + j]
-                d[r, j], d[r, H + j], d[r, 2 * H + j], d[r, 3 * H + j] = di, df, dg, do
-                dc[r, j] = cj
-                out[t, r, j], out[t, r, H + j], out[t, r, 2 * H + j] = di, df, dg
-                out[t, r, 3 * H + j], out[t, r, 4 * H + j], out[t, r, 5 * H + j] = do, hj, cj
+                hj = xr[4 * H + j] + dh[r, j]
+                cj = xr[5 * H + j] + hj * kr[j]
+                if k > 0:
+                    cj += dcr[j] * fr[j]
+                y[4 * H + j], y[5 * H + j], dcr[j] = hj, cj, cj
+            for j in range(3 * H):
+                dr[j] = y[j] = y[5 * H + j % H] * sr[j] + xr[j]
+            for j in range(3 * H, 4 * H):
+                dr[j] = y[j] = y[j + H] * sr[j] + xr[j]
+        f_next = f[t]
     return out
 
 
@@ -299,23 +297,19 @@ def _lstm_bptt_adjoint_numba(x, keep, f, scale, w_hh, reverse, out):
     a, zh, zc = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype), np.zeros((N, H), out.dtype)
     for k in range(L):
         t = L - 1 - k if reverse else k
-        earlier = k > 0
-        if earlier:
+        if k > 0:
             np.dot(zh, w_hh, a)
         for r in range(N):
+            xr, y, sr, kr, fr, ar, zcr = x[t, r], out[t, r], scale[t, r], keep[t, r], f[t, r], a[r], zc[r]
+            for j in range(4 * H):
+                y[j] = xr[j] + ar[j]
             for j in range(H):
-                ai = x[t, r, j] + a[r, j]
-                af = x[t, r, H + j] + a[r, H + j]
-                ag = x[t, r, 2 * H + j] + a[r, 2 * H + j]
-                ao = x[t, r, 3 * H + j] + a[r, 3 * H + j]
-                cj = (x[t, r, 5 * H + j] + ai * scale[t, r, j] + af * scale[t, r, H + j]
-                      + ag * scale[t, r, 2 * H + j])
-                if earlier:
-                    cj += zc[r, j] * f[t, r, j]
-                hj = x[t, r, 4 * H + j] + ao * scale[t, r, 3 * H + j] + cj * keep[t, r, j]
-                zh[r, j], zc[r, j] = hj, cj
-                out[t, r, j], out[t, r, H + j], out[t, r, 2 * H + j] = ai, af, ag
-                out[t, r, 3 * H + j], out[t, r, 4 * H + j], out[t, r, 5 * H + j] = ao, hj, cj
+                cj = (xr[5 * H + j] + y[j] * sr[j] + y[H + j] * sr[H + j]
+                      + y[2 * H + j] * sr[2 * H + j])
+                if k > 0:
+                    cj += zcr[j] * fr[j]
+                hj = xr[4 * H + j] + y[3 * H + j] * sr[3 * H + j] + cj * kr[j]
+                zh[r, j], zcr[j], y[4 * H + j], y[5 * H + j] = hj, cj, hj, cj
     return out
 
 
