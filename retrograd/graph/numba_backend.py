@@ -9,7 +9,10 @@ how runs of nodes are computed. ``segments`` splits the schedule into
          kept in a register unless a later node outside the loop needs it),
          reductions (sum, sum_to, max, min) as loops accumulating in float64,
          2-D matmul as ``np.dot`` (BLAS, through SciPy), 2-D transposes as views,
-         and the fused softmax cross-entropy ops as row loops;
+         the fused softmax cross-entropy ops as row loops, and ops with a Numba form
+         (``lowering=`` a plain-Python loop function in the op's record file, e.g.
+         lstm_scan's whole time loop) as a call of it, njit-compiled
+         (numba_helpers.loop_form);
   py     any other node (conv, gather, sort, random, ...): the NumPy generator's line.
 
 The Python driver is the NumPy generator's function with each segment one call, so the

@@ -5,8 +5,10 @@ the gradient of W_hh arrives as one (H, 4H) product and sum per step. As one rec
 the forward is a plain NumPy loop, and the VJP -- written in retrograd ops, so it is
 differentiable again -- is the textbook BPTT recursion: everything that does not
 depend on the recursion (the gate derivatives, the products the deltas are scaled by)
-is computed for all steps at once, the loop per step is five small ops, and
-∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t is a single matmul over all steps (as cuDNN and PyTorch).
+is computed for all steps at once, the recursion itself is one op (lstm_bptt, whose
+VJP is its transpose lstm_bptt_adjoint and back), and ∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t is a
+single matmul over all steps (as cuDNN and PyTorch). Each of the three ops has a Numba
+form (its ``lowering=``): the Numba backend runs its whole time loop as one njit call.
 """
 from __future__ import annotations
 
@@ -294,13 +296,15 @@ def _lstm_bptt_adjoint_numba(x, keep, f, scale, w_hh, reverse, out):
     """_lstm_bptt_adjoint (the steps in the scan's order)."""
     L, N, S = x.shape
     H = S // 6
-    a, zh, zc = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype), np.zeros((N, H), out.dtype)
+    a = np.zeros((N, 4 * H), out.dtype)
+    zh, zc = np.zeros((N, H), out.dtype), np.zeros((N, H), out.dtype)
     for k in range(L):
         t = L - 1 - k if reverse else k
         if k > 0:
             np.dot(zh, w_hh, a)
         for r in range(N):
-            xr, y, sr, kr, fr, ar, zcr = x[t, r], out[t, r], scale[t, r], keep[t, r], f[t, r], a[r], zc[r]
+            xr, y, sr, kr, fr = x[t, r], out[t, r], scale[t, r], keep[t, r], f[t, r]
+            ar, zcr = a[r], zc[r]
             for j in range(4 * H):
                 y[j] = xr[j] + ar[j]
             for j in range(H):
@@ -319,7 +323,8 @@ _bptt = defop("lstm_bptt", _lstm_bptt, _lstm_bptt_vjp, variadic=True, out=True,
               doc="The BPTT recursion of lstm_scan's VJP (see ops/rnn.py).")
 _bptt_adjoint = defop("lstm_bptt_adjoint", _lstm_bptt_adjoint, _lstm_bptt_adjoint_vjp,
                       variadic=True, out=True, reads=((1, 2, 3, 4, "out"),), args=_BPTT_ARGS,
-                      lowering=_lstm_bptt_adjoint_numba, doc="The transpose of lstm_bptt (see ops/rnn.py).")
+                      lowering=_lstm_bptt_adjoint_numba,
+                      doc="The transpose of lstm_bptt (see ops/rnn.py).")
 
 
 _scan = defop("lstm_scan", _lstm_scan, _lstm_scan_vjp, variadic=True, out=True,
