@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 import retrograd as rg
+from retrograd.ops import rnn as ops_rnn
+from retrograd.ops.base import apply as rg_apply
 
 from opcase import Case
 from torch_oracle import torch   # None without it: those tests are skipped
@@ -104,4 +106,14 @@ CASES += [
          ((3, 2, 8), (2, 2), (2, 2), (2, 8))),
     Case("lstm_scan_reverse", lambda xw, h0, c0, w: rg.lstm_scan(xw, h0, c0, w, reverse=True),
          lambda *a: _torch_lstm_scan(*a, reverse=True), ((4, 1, 4), (1, 1), (1, 1), (1, 4))),
+]
+
+# lstm_scan's BPTT recursion and its transpose (ops/rnn.py), each the other's VJP in x:
+# checked directly (finite differences, first and second order) with arbitrary
+# coefficients, both directions; inputs x, keep, f, scale, w_hh
+_BPTT_SHAPES = ((3, 2, 12), (3, 2, 2), (3, 2, 2), (3, 2, 8), (2, 8))
+CASES += [
+    Case(f"{op.name}{'_reverse' if rev else ''}",
+         (lambda op, rev: lambda *a: rg_apply(op, *a, reverse=rev))(op, rev), None, _BPTT_SHAPES)
+    for op in (ops_rnn._bptt, ops_rnn._bptt_adjoint) for rev in (False, True)
 ]

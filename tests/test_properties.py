@@ -72,6 +72,8 @@ NOT_DRAWN: dict[str, str] = {
     "scatter_reduce": "tests/cases_index.py (scatter_reduce_*), tests/test_index_scan.py "
                       "(ties against PyTorch)",
     "lstm_scan": "tests/cases_nn.py (op cases) and tests/test_rnn.py (LSTM vs torch.nn.LSTM)",
+    "lstm_bptt": "lstm_scan's VJP: tests/cases_nn.py (op cases of both), tests/test_rnn.py",
+    "lstm_bptt_adjoint": "lstm_bptt's VJP: tests/cases_nn.py (op cases), tests/test_rnn.py",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

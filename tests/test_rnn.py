@@ -371,3 +371,71 @@ def test_lstm_scan_names_the_shapes_it_expects():
     gates = y.numpy()[..., 4:].reshape(3, 2, 4, 2)            # i, f, g, o of hidden 2
     np.testing.assert_allclose(gates[:, :, [0, 1, 3]], 0.5)   # σ(0)
     np.testing.assert_allclose(gates[:, :, 2], 0.0)           # tanh(0)
+
+
+# ---------------------------------------------------------------- the Numba forms (ops/rnn.py)
+
+def _scan_and_bptt_inputs(rng, dtype, L=5, N=3, H=4):
+    xw = rng.standard_normal((L, N, 4 * H)) * 3       # saturating gates too
+    xw[0, 0, :4] = [30, -30, 1e-5, -1e-5]
+    state = [rng.standard_normal((N, H)) for _ in range(2)]
+    w = rng.standard_normal((H, 4 * H)) * 0.5
+    bptt = [rng.standard_normal((L, N, 6 * H)), rng.random((L, N, H)), rng.random((L, N, H)),
+            rng.standard_normal((L, N, 4 * H)), w]
+    cast = lambda vs: [np.asarray(v, dtype) for v in vs]
+    return cast([xw, *state, w]), cast(bptt)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_numba_forms_agree_with_the_numpy_forms(reverse):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from retrograd.graph.numba_helpers import loop_form
+    from retrograd.ops import rnn as ops_rnn
+    rng = np.random.default_rng(11)
+    scan, _ = _scan_and_bptt_inputs(rng, np.float32)
+    want = ops_rnn._lstm_scan(*scan, reverse)
+    got = loop_form("retrograd.ops.rnn", "_lstm_scan_numba")(*scan, reverse=reverse,
+                                                             out=np.empty_like(want))
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)         # float32 rounding
+    for dtype, tol in ((np.float32, 2e-6), (np.float64, 1e-13)):
+        _, bptt = _scan_and_bptt_inputs(rng, dtype)
+        for op in (ops_rnn._bptt, ops_rnn._bptt_adjoint):
+            want = op.forward(*bptt, reverse)
+            got = loop_form("retrograd.ops.rnn", op.lowering.__name__)(
+                *bptt, reverse=reverse, out=np.empty_like(want))
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=op.name)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_scan_under_the_numba_backend_to_second_order(reverse, tmp_path, monkeypatch):
+    """Forward, gradient and second derivative of a float32 lstm_scan: the Numba backend
+    (the scan and both BPTT ops as Numba forms) gives the NumPy backend's numbers."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    monkeypatch.setenv("RETROGRAD_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(5)
+    scan, _ = _scan_and_bptt_inputs(rng, np.float32)
+    ct = rg.tensor(rng.standard_normal((5, 3, 24)).astype(np.float32))
+
+    def loss(xw, h0, c0, w):
+        return (rg.lstm_scan(xw, h0, c0, w, reverse=reverse) * ct).sum()
+
+    def grad_norm(xw, h0, c0, w):
+        gs = rg.grad(loss, argnums=(0, 1, 2, 3))(xw, h0, c0, w)
+        return sum((g * g).sum() for g in gs)
+
+    fns = [loss, rg.grad(loss, argnums=(0, 1, 2, 3))]
+    if reverse:         # (each order is a Numba compile of seconds: the second, one way)
+        fns.append(rg.grad(grad_norm, argnums=(0, 3)))
+    for fn in fns:
+        outs = []
+        for backend in ("numpy", "numba"):
+            f = rg.compile(fn, backend=backend)
+            res = f(*scan)
+            outs.append([r.numpy() for r in (res if isinstance(res, tuple) else (res,))])
+            if backend == "numba":
+                src = next(iter(f.cache.values()))["exe"].source
+                assert "numba: " in src and "lstm_scan" in src.split("numba: ", 1)[1]
+        for a, b in zip(*outs):
+            np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-4)

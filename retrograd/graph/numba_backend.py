@@ -9,7 +9,10 @@ how runs of nodes are computed. ``segments`` splits the schedule into
          kept in a register unless a later node outside the loop needs it),
          reductions (sum, sum_to, max, min) as loops accumulating in float64,
          2-D matmul as ``np.dot`` (BLAS, through SciPy), 2-D transposes as views,
-         and the fused softmax cross-entropy ops as row loops;
+         the fused softmax cross-entropy ops as row loops, and ops with a Numba form
+         (``lowering=`` a plain-Python loop function in the op's record file, e.g.
+         lstm_scan's whole time loop) as a call of it, njit-compiled
+         (numba_helpers.loop_form);
   py     any other node (conv, gather, sort, random, ...): the NumPy generator's line.
 
 The Python driver is the NumPy generator's function with each segment one call, so the
@@ -136,6 +139,8 @@ def _kind(n):
         return None
     how = n.op.lowering
     arrays = [i for i in ins if _is_array(i)]
+    if callable(how):
+        return _form_kind(n, how, arrays)
     if (n.dtype in _FLOAT or n.dtype.kind == "b") and (n.op.scalar is not None or how == "cast"):
         try:
             if np.broadcast_shapes(n.shape, *[i.shape for i in arrays]) != n.shape:
@@ -158,6 +163,18 @@ def _kind(n):
             and ins[0].dtype == n.dtype and ins[1].dtype.kind in "iu" and len(ins[1].shape) == 1):
         return "sce" if how == "rows_lse_pick" else "smo"
     return None
+
+
+def _form_kind(n, form, arrays):
+    """'form' where op node ``n`` has a Numba form (its ``lowering=`` is a plain-Python
+    loop function, ``form(*inputs, **params, out=...)``, for the dtypes in its ``dtypes``,
+    default float32 and float64) and every input is an array of the node's dtype."""
+    dtypes = getattr(form, "dtypes", _FLOAT)
+    if n.dtype not in dtypes or len(arrays) != len(n.inputs):
+        return None
+    if any(i.dtype != n.dtype for i in arrays) or any(_lit(v) is None for v in n.params.values()):
+        return None
+    return "form"
 
 
 # a reduction's start value and the step folding in one element e (NaN propagates, as np.max)
@@ -371,6 +388,20 @@ class _Segment:
         z, labels = (self.ref(i) for i in n.inputs)
         self.body.append(f"    _smo({z}, {labels}, v{n.id})")
 
+    def _form(self, n):
+        """A call of the op's njit Numba form, writing the node's buffer (or a new array)."""
+        form = n.op.lowering
+        if n in self.plan.out_buffer:
+            self._out(n)
+        else:
+            self.body.append(f"    v{n.id} = np.empty({n.shape!r}, np.{n.dtype.name})")
+        args = [self.ref(i) for i in n.inputs] + [f"{k}={_lit(v)}" for k, v in n.params.items()]
+        self.body.append(f"    {_form_name(form)}({', '.join(args)}, out=v{n.id})")
+
+    def forms(self):
+        """The Numba forms this segment calls."""
+        return {n.op.lowering for n in self.nodes if _kind(n) == "form"}
+
     def _checks(self):
         """Lines refusing an argument of another shape than traced: the loops' bounds are
         the traced shapes, so a call of the executable with other arrays (rg.compile itself
@@ -402,9 +433,21 @@ _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 from retrograd.graph.numba_helpers import dot as _dot, dot_new as _dot_new
 from retrograd.graph.numba_helpers import softmax_cross_entropy as _sce
 from retrograd.graph.numba_helpers import softmax_minus_onehot as _smo
+from retrograd.graph.numba_helpers import loop_form as _loop_form
 
 
 '''
+
+
+def _form_name(form):
+    return f"_form_{form.__name__.lstrip('_')}"
+
+
+def _form_imports(segs):
+    """Header lines binding each op Numba form the segments call to its njit function."""
+    forms = sorted(set().union(*[s.forms() for s in segs]), key=_form_name)
+    return "".join(f"{_form_name(f)} = _loop_form({f.__module__!r}, {f.__name__!r})\n"
+                   for f in forms) + ("\n\n" if forms else "")
 
 
 # ---------------------------------------------------------------- the on-disk cache
@@ -495,7 +538,8 @@ class NumbaExecutable(Executable):
         segs = [_Segment(k, it[1], names, consumers, outputs, plan, storage)
                 for k, it in enumerate(x for x in items if x[0] == "seg")]
         self.segments = segs
-        self.kernel_source = _HEADER + "\n\n".join(s.source() for s in segs)
+        self.kernel_source = (_HEADER + _form_imports(segs)
+                              + "\n\n".join(s.source() for s in segs))
         mod = load_module(self.kernel_source) if segs else None
         ns = {"np": np}
         zero_d = {names[n] for n in prog.nodes if n.kind != "const" and n.shape == () and not n.weak

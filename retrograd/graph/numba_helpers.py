@@ -48,3 +48,18 @@ def softmax_minus_onehot(z, labels, out):
         for c in range(z.shape[1]):
             out[r, c] = math.exp(z[r, c] - m) / s
         out[r, labels[r]] -= 1
+
+
+_FORMS = {}         # (module, name) -> its njit dispatcher: one per process
+
+
+def loop_form(module, name):
+    """The njit function of an op's Numba form (its ``lowering=`` fact, a plain-Python
+    function in its record's file, e.g. ops/rnn.py), compiled once per process and
+    cached by Numba beside that file."""
+    key = (module, name)
+    if key not in _FORMS:
+        import importlib
+        fn = getattr(importlib.import_module(module), name)
+        _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True)(fn)
+    return _FORMS[key]

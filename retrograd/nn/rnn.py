@@ -9,7 +9,7 @@ walk's multi-path rule adds up. Being ops, it is twice differentiable and compil
 Truncated BPTT: ``h.detach()`` of the state carried to the next chunk.
 
 Speed: an LSTM layer is one matmul x @ W_ih for all steps and one ``lstm_scan`` op
-(ops/rnn.py: the recurrence as a NumPy loop, BPTT as its VJP in retrograd ops, with
+(ops/rnn.py: the recurrence as a NumPy loop, BPTT as one lstm_bptt op in its VJP, with
 ∂L/∂W_hh as one matmul over all steps). RNN and GRU are composed of per-step ops
 (each step: x_t @ W_ih + b, h @ W_hh, one sigmoid over the gates and slices of it), and
 there the input projection is done per step: slicing step t out of one (L, N, G·H)

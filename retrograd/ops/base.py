@@ -58,7 +58,10 @@ class Op:
          elementwise (those have ``scalar``): "reduce_add", "reduce_max", "reduce_min" (over
          the params axis/keepdims), "reduce_to" (to the param shape), "blas_dot", "view_T",
          "cast" (elementwise to the node's dtype), "rows_lse_pick" and "rows_softmax_onehot"
-         (the fused softmax cross-entropy and its gradient); None: it has none.
+         (the fused softmax cross-entropy and its gradient); or a function, the op's
+         Numba form: ``form(*inputs, **params, out=array)`` in loops and np.dot that
+         Numba compiles (kept in the op's file, tested against ``forward``), for the dtypes
+         in its ``dtypes`` attribute (default float32 and float64); None: it has none.
     scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
          one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
          fuse loops (the Numba backend); None where it has none for these params. The
