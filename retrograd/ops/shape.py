@@ -368,9 +368,21 @@ def _pad_vjp(g, out, x, pad_width, constant_values):
     return getitem(g, tuple(builtins.slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape)))
 
 
+def _pad_in(xp, x, pad_width, constant_values):
+    """np.pad's constant mode in namespace xp (the standard has no pad): each padded axis
+    joined to blocks of the constant; a copy, as np.pad's, where nothing is padded."""
+    x = xp.asarray(x, copy=True)
+    for axis, (lo, hi) in enumerate(pad_width):
+        if lo or hi:
+            block = [xp.full(x.shape[:axis] + (k,) + x.shape[axis + 1:], constant_values,
+                             dtype=x.dtype, device=device(x)) for k in (lo, hi)]
+            x = xp.concat([block[0], x, block[1]], axis=axis)
+    return x
+
+
 _pad = defop("pad", lambda x, pad_width, constant_values:
              np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
-             reads=((),), fresh=True)
+             reads=((),), fresh=True, xp_forward=_pad_in)
 
 # the border modes, NumPy's names (PyTorch's 'replicate' and 'circular' are 'edge', 'wrap')
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "replicate": "edge",
@@ -392,6 +404,32 @@ def _pad_border(x, pad_width, mode):
     # np.pad itself (fast); _source says the same, which the adjoint below folds by
     # (tests/test_linalg_movement.py checks the two agree, borders longer than the axis too)
     return np.pad(x, pad_width, mode=mode)
+
+
+def _pad_border_in(xp, x, pad_width, mode):
+    # _source's copy, axis by axis, as one gather along each padded axis
+    for axis, ((lo, hi), n) in enumerate(zip(pad_width, x.shape)):
+        if lo or hi:
+            x = xp.take(x, xp.asarray(_source(mode, lo, hi, n), device=device(x)), axis=axis)
+    return x
+
+
+def add_along(xp, g, idx, axis, n):
+    """The n slices along ``axis`` of zeros with g's slices along ``axis`` added at ``idx``
+    (1-D integers in 0..n-1, NumPy's or xp's; repeats accumulate), in namespace xp."""
+    moved = xp.moveaxis(g, axis, 0)
+    rest = tuple(moved.shape[1:])
+    out = reduce_at(xp, n, idx, xp.reshape(moved, (moved.shape[0], math.prod(rest))))
+    return xp.moveaxis(xp.reshape(out, (n,) + rest), 0, axis)
+
+
+def _fold_border_in(xp, g, pad_width, mode, shape):
+    # each padded axis: every position of g (border and centre) added onto what it copied
+    for axis in reversed(range(len(shape))):
+        (lo, hi), n = pad_width[axis], shape[axis]
+        if lo or hi:
+            g = add_along(xp, g, _source(mode, lo, hi, n), axis, n)
+    return g
 
 
 def _fold_border(g, pad_width, mode, shape):
@@ -427,10 +465,12 @@ def _add_along(out, pre, idx, gp, axis):
 
 _pad_border_op = defop("pad_border", _pad_border, (
     lambda g, out, x, pad_width, mode: apply(_fold_border_op, g, pad_width=pad_width, mode=mode,
-                                             shape=x.shape),), reads=((),), fresh=True)
+                                             shape=x.shape),), reads=((),), fresh=True,
+    xp_forward=_pad_border_in)
 _fold_border_op = defop("pad_border_vjp", _fold_border, (
     lambda g, out, gg, pad_width, mode, shape: apply(_pad_border_op, g, pad_width=pad_width,
-                                                     mode=mode),), reads=((),), fresh=True)
+                                                     mode=mode),), reads=((),), fresh=True,
+    xp_forward=_fold_border_in)
 
 
 def _pad_width(pad_width, shape):
@@ -482,9 +522,10 @@ def _stack_vjp(g, out, *xs, axis):
 
 
 _concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                     _concat_vjp, variadic=True, reads=((),), fresh=True)
+                     _concat_vjp, variadic=True, reads=((),), fresh=True,
+                     xp_forward=lambda xp, *xs, axis: xp.concat(xs, axis=axis))
 _stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True,
-               reads=((),), fresh=True)
+               reads=((),), fresh=True, xp_forward=lambda xp, *xs, axis: xp.stack(xs, axis=axis))
 
 
 def _norm_axis(axis, ndim, op):
