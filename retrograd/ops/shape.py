@@ -346,12 +346,17 @@ def _canonical_index(idx):
     return _host_index(idx)
 
 
+_PLAIN_INDEX = (slice, int, np.integer, np.ndarray, type(None), type(Ellipsis))
+
+
 def _host_index(i):
     # a list, or an index array of another namespace (a device), as a NumPy array: the
     # static index param is NumPy's, whatever the namespace of the array it indexes
-    if isinstance(i, list) or is_foreign(i):
-        return to_numpy(i) if is_foreign(i) else np.asarray(i)
-    return i
+    if isinstance(i, _PLAIN_INDEX):
+        return i
+    if isinstance(i, list):
+        return np.asarray(i)
+    return to_numpy(i) if is_foreign(i) else i
 
 
 def getitem(x, idx):
