@@ -59,8 +59,8 @@ _astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype
 
 def astype(x, dtype):
     """Cast to ``dtype``; the gradient is cast back (float -> float only)."""
-    try:
-        dtype = numpy_dtype(dtype)          # (a param: NumPy's, whatever x's namespace)
+    try:                                    # (a param: NumPy's, whatever x's namespace)
+        dtype = np.dtype(dtype) if isinstance(dtype, (type, str, np.dtype)) else numpy_dtype(dtype)
     except TypeError as e:
         raise RetrogradError(f"astype: {dtype!r} is not a dtype ({e})") from None
     if isinstance(x, Tensor) and numpy_dtype(x.dtype) == dtype:
