@@ -13,7 +13,8 @@ from ..tensor import Tensor, _bump_version, _mode
 from .base import tracing
 from .elementwise import where
 from .index import _scattered_in
-from .shape import _canonical_index, _full_basic, _is_basic, astype, broadcast_to, positions, scatter_add
+from .shape import (_canonical_index, _full_basic, _is_basic, astype, broadcast_to, positions,
+                    scatter_add)
 
 __all__ = ["inplace_method", "setitem"]
 

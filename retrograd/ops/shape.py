@@ -333,8 +333,8 @@ _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: ge
 def _canonical_index(idx):
     items = idx if isinstance(idx, (tuple, list)) else (idx,)
     # the index is a static parameter of getitem: it cannot be a graph value (no array)
-    traced = next((i for i in items if isinstance(i, Tensor) and not isinstance(i._data, np.ndarray)
-                   and not is_foreign(i._data)), None)
+    traced = next((i for i in items if isinstance(i, Tensor)
+                   and not isinstance(i._data, np.ndarray) and not is_foreign(i._data)), None)
     if traced is not None:
         raise TraceError(f"indexing with a traced value ({traced.describe()}): an index must "
                          "be known when the graph is built (a constant array, a slice or an "
