@@ -80,10 +80,11 @@ def _wrapped(xp, idx, n):
 def _flat_along(xp, idx, axis, shape):
     """The flat positions in an array of ``shape`` of _along(idx, axis), in xp."""
     nd, dev = idx.ndim, device(idx)
-    lin, stride = _wrapped(xp, idx, shape[axis]) * 0, 1
+    at = _wrapped(xp, idx, shape[axis])
+    lin, stride = at * 0, 1
     for d in reversed(range(nd)):
-        c = _wrapped(xp, idx, shape[axis]) if d == axis else xp.reshape(
-            xp.arange(idx.shape[d], device=dev), (-1,) + (1,) * (nd - d - 1))
+        c = at if d == axis else xp.reshape(xp.arange(idx.shape[d], device=dev),
+                                            (-1,) + (1,) * (nd - d - 1))
         lin, stride = lin + c * stride, stride * shape[d]
     return xp.reshape(lin, (-1,))
 
