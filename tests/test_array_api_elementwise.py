@@ -138,8 +138,9 @@ def test_fmod_takes_the_sign_of_a():
 
 def test_logsumexp_and_softmax_keep_all_minus_inf_rows():
     z = np.array([[-np.inf, -np.inf, -np.inf], [1.0, 2.0, -np.inf]])
-    same(lambda a: rg.logsumexp(a, axis=1), z)
-    same(lambda a: rg.logsumexp(a, axis=1, keepdims=True), z)
+    with np.errstate(divide="ignore"):      # (array_api_strict's log of 0 warns, as NumPy's)
+        same(lambda a: rg.logsumexp(a, axis=1), z)
+        same(lambda a: rg.logsumexp(a, axis=1, keepdims=True), z)
     same(lambda a: rg.softmax(a, axis=1), z[1:])
     same(lambda a: rg.log_softmax(a, axis=-1), z[1:])
 
