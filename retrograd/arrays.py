@@ -93,13 +93,6 @@ def dtype_of(xp, dtype):
     return getattr(xp, np.dtype(dtype).name)
 
 
-def numpy_dtype(dtype) -> np.dtype:
-    """A dtype of any namespace as the NumPy dtype of the same name."""
-    if isinstance(dtype, np.dtype):
-        return dtype
-    return np.dtype(str(dtype).rsplit(".", 1)[-1])      # array_api_strict.float64, torch.int64
-
-
 _SCALAR_KINDS = {bool: "b", int: "i", float: "f", complex: "c"}
 _KIND_ORDER = "biufc"
 
