@@ -63,7 +63,7 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
 # matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
 
 def _im2col(x, kernel_size, dilation, padding, stride):
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = x.shape
     oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
     if type(x) is not np.ndarray:
@@ -129,7 +129,7 @@ def _xp_col2im(xp, cols, shape, kernel_size, dilation, padding, stride, out_size
 
 
 def _col2im(cols, shape, kernel_size, dilation, padding, stride):
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = shape
     oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
     if type(cols) is not np.ndarray:
@@ -349,9 +349,8 @@ def _unspatial(b, n, c, batch_last):
 
 def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
     """For each window the flat index (into H·W) of its first maximum (a NaN wins)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = x.shape
-    oh, ow = out_size
     far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))      # ceil_mode's overhang
            for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
     if type(x) is not np.ndarray:

@@ -422,18 +422,22 @@ def _planes_last(ndim, axis1, axis2):
     return tuple(i for i in range(ndim) if i not in (axis1, axis2)) + (axis1, axis2)
 
 
+def _diag_len(n, m, offset):
+    """The length of the ``offset`` diagonal of an n x m plane."""
+    return builtins.max(0, builtins.min(n - builtins.max(-offset, 0), m - builtins.max(offset, 0)))
+
+
 def _diag_flat(xp, n, m, offset, dev):
     """Flat positions (in an n x m plane) of the ``offset`` diagonal, as an xp array."""
-    k = builtins.max(0, builtins.min(n - builtins.max(-offset, 0), m - builtins.max(offset, 0)))
-    i = xp.arange(k, device=dev)
-    return (i + builtins.max(-offset, 0)) * m + (i + builtins.max(offset, 0)), k
+    i = xp.arange(_diag_len(n, m, offset), device=dev)
+    return (i + builtins.max(-offset, 0)) * m + (i + builtins.max(offset, 0))
 
 
 def _xp_diagonal(xp, x, offset, axis1, axis2):
     """np.diagonal in the standard's words: the planes last and flat, the diagonal taken."""
     x = xp.permute_dims(x, _planes_last(x.ndim, axis1, axis2))
     n, m = x.shape[-2:]
-    flat, _ = _diag_flat(xp, n, m, offset, device(x))
+    flat = _diag_flat(xp, n, m, offset, device(x))
     return xp.take(xp.reshape(x, tuple(x.shape[:-2]) + (n * m,)), flat, axis=-1)
 
 
@@ -442,7 +446,7 @@ def _xp_diag_embed(xp, g, offset, axis1, axis2, shape):
     entry of g (a gather) where it is on the diagonal, else 0."""
     order = _planes_last(len(shape), axis1, axis2)
     n, m = shape[axis1], shape[axis2]
-    flat, k = _diag_flat(xp, n, m, offset, device(g))
+    k = _diag_len(n, m, offset)
     planes = tuple(shape[i] for i in order)
     if k == 0:
         out = xp.zeros(planes, dtype=g.dtype, device=device(g))
