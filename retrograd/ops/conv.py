@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..arrays import device, kind, namespace
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, as_tensor
 from .base import apply, defop
@@ -62,9 +63,11 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
 # matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
 
 def _im2col(x, kernel_size, dilation, padding, stride):
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = x.shape
     oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    if type(x) is not np.ndarray:
+        return _xp_im2col(namespace(x), x, kernel_size, dilation, padding, stride, (oh, ow))
     xt = x.transpose(1, 2, 3, 0)                       # (C, H, W, N), a view
     if ph or pw:
         padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
@@ -75,22 +78,69 @@ def _im2col(x, kernel_size, dilation, padding, stride):
     out = np.empty((c, kh, kw, oh, ow, n), x.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, i, j] = xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                              j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            out[:, i, j] = xt[_offset_window(i, j, kernel_size, dilation, stride, (oh, ow))]
     return out.reshape(c * kh * kw, oh * ow * n)
 
 
+def _offset_window(i, j, kernel_size, dilation, stride, out_size):
+    """The (H, W) slices of a (C, H, W, N) image that kernel offset (i, j) reads for every
+    window: rows i·dh + sh·t, columns j·dw + sw·u."""
+    (dh, dw), (sh, sw), (oh, ow) = dilation, stride, out_size
+    return (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), Ellipsis)
+
+
+def _xp_pad_hw(xp, a, rows, cols, value):
+    """(B, H, W, B') padded along H and W by (lo, hi) pairs of ``value`` (concatenated
+    slabs: the standard has no pad)."""
+    def side(a, axis, width):
+        shape = list(a.shape)
+        shape[axis] = width
+        return xp.full(tuple(shape), value, dtype=a.dtype, device=device(a))
+    for axis, (lo, hi) in ((1, rows), (2, cols)):
+        if lo or hi:
+            a = xp.concat([side(a, axis, lo), a, side(a, axis, hi)], axis=axis)
+    return a
+
+
+def _xp_im2col(xp, x, kernel_size, dilation, padding, stride, out_size):
+    """im2col in the standard's words (no as_strided): the window slices of every kernel
+    offset, stacked."""
+    (kh, kw), (ph, pw), (oh, ow) = kernel_size, padding, out_size
+    n, c = x.shape[:2]
+    xt = _xp_pad_hw(xp, xp.permute_dims(x, (1, 2, 3, 0)), (ph, ph), (pw, pw), 0)
+    out = xp.stack([xt[_offset_window(i, j, kernel_size, dilation, stride, out_size)]
+                    for i in range(kh) for j in range(kw)], axis=1)
+    return xp.reshape(out, (c * kh * kw, oh * ow * n))
+
+
+def _xp_col2im(xp, cols, shape, kernel_size, dilation, padding, stride, out_size):
+    """col2im in the standard's words: each kernel offset's windows added into their
+    slices (item assignment of slices, which the standard has; not JAX's arrays)."""
+    (kh, kw), (ph, pw), (oh, ow) = kernel_size, padding, out_size
+    n, c, h, w = shape
+    c6 = xp.reshape(cols, (c, kh, kw, oh, ow, n))
+    xt = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=cols.dtype, device=device(cols))
+    for i in range(kh):
+        for j in range(kw):
+            window = _offset_window(i, j, kernel_size, dilation, stride, out_size)
+            xt[window] = xt[window] + c6[:, i, j, ...]
+    return xp.permute_dims(xt[:, ph:ph + h, pw:pw + w, :], (3, 0, 1, 2))
+
+
 def _col2im(cols, shape, kernel_size, dilation, padding, stride):
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = shape
     oh, ow = _blocks((h, w), kernel_size, dilation, padding, stride)
+    if type(cols) is not np.ndarray:
+        return _xp_col2im(namespace(cols), cols, shape, kernel_size, dilation, padding, stride,
+                          (oh, ow))
     c6 = cols.reshape(c, kh, kw, oh, ow, n)
     xt = np.zeros((c, h + 2 * ph, w + 2 * pw, n), cols.dtype)
     # windows overlap: add them one kernel offset at a time (kh·kw vectorised adds)
     for i in range(kh):
         for j in range(kw):
-            xt[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-               j * dw:j * dw + sw * (ow - 1) + 1:sw] += c6[:, i, j]
+            xt[_offset_window(i, j, kernel_size, dilation, stride, (oh, ow))] += c6[:, i, j]
     # (N, C, H, W) as a view of the batch-last result; the next conv reads it as it is
     return xt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
 
@@ -299,19 +349,20 @@ def _unspatial(b, n, c, batch_last):
 
 def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
     """For each window the flat index (into H·W) of its first maximum (a NaN wins)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    (kh, kw), (ph, pw) = kernel_size, padding
     n, c, h, w = x.shape
-    oh, ow = out_size
-    bl = _batch_last(x)
-    xs = _spatial(x, bl)
     far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))      # ceil_mode's overhang
            for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
+    if type(x) is not np.ndarray:
+        return _xp_max_pool_indices(namespace(x), x, kernel_size, stride, padding, dilation,
+                                    out_size, far)
+    bl = _batch_last(x)
+    xs = _spatial(x, bl)
     if ph or pw or any(far):
         xs = np.pad(xs, ((0, 0), (ph, ph + far[0]), (pw, pw + far[1]), (0, 0)),
                     constant_values=-np.inf)
     nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
-    window = lambda i, j: xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                             j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    window = lambda i, j: xs[_offset_window(i, j, kernel_size, dilation, stride, out_size)]
     best = window(0, 0).copy()
     arg = np.zeros(best.shape, np.int8 if kh * kw < 128 else np.int64)
     for i in range(kh):
@@ -325,11 +376,44 @@ def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
                 # arg = where(m, k, arg) by arithmetic: NumPy's masked copies are ~30x slower
                 arg += m * (np.int8(i * kw + j) - arg) if arg.dtype == np.int8 else \
                     m * (i * kw + j - arg)
-    # flat index = window origin + the offset of its argmax (a table lookup: NumPy's
-    # integer // and % are far slower)
-    origin = (np.arange(oh) * sh - ph)[:, None] * w + (np.arange(ow) * sw - pw)
-    offset = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(kh * kw)])
+    origin, offset = _window_tables(w, kernel_size, stride, padding, dilation, out_size)
     return _unspatial(origin[:, :, None] + np.take(offset, arg), n, c, bl)
+
+
+def _window_tables(w, kernel_size, stride, padding, dilation, out_size):
+    """The flat index (into H·W) of each window's origin, (oh, ow), and of each kernel
+    offset from it, (kh·kw,): an argmax's flat index is their sum (a table lookup: NumPy's
+    integer // and % are far slower)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    origin = (np.arange(out_size[0]) * sh - ph)[:, None] * w + (np.arange(out_size[1]) * sw - pw)
+    offset = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(kh * kw)])
+    return origin, offset
+
+
+def _xp_max_pool_indices(xp, x, kernel_size, stride, padding, dilation, out_size, far):
+    """_max_pool_indices in the standard's words, on the (N·C, H, W, 1) layout."""
+    (kh, kw), (ph, pw) = kernel_size, padding
+    n, c, h, w = x.shape
+    floating = kind(x.dtype) == "f"
+    low = -math.inf if floating else int(xp.iinfo(x.dtype).min)
+    xs = _xp_pad_hw(xp, xp.reshape(x, (n * c, h, w, 1)), (ph, ph + far[0]), (pw, pw + far[1]),
+                    low)
+    window = lambda i, j: xs[_offset_window(i, j, kernel_size, dilation, stride, out_size)]
+    best = window(0, 0)
+    arg = xp.zeros(best.shape, dtype=xp.int64, device=device(x))
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                v = window(i, j)
+                m = v > best                       # strict: ties keep the first, as PyTorch
+                if floating:
+                    m = xp.logical_or(m, xp.isnan(v))
+                best = xp.maximum(best, v)
+                arg = xp.where(m, i * kw + j, arg)
+    origin, offset = (xp.asarray(t, device=device(x))
+                      for t in _window_tables(w, kernel_size, stride, padding, dilation, out_size))
+    flat = origin[:, :, None] + xp.reshape(xp.take(offset, xp.reshape(arg, (-1,))), arg.shape)
+    return xp.reshape(flat, (n, c) + out_size)
 
 
 def _planes(a, batch_last):
@@ -338,14 +422,46 @@ def _planes(a, batch_last):
     return s.reshape(s.shape[0], -1, s.shape[3])
 
 
+def _xp_planes(xp, a):
+    """(N, C, ...) as (N·C, the spatial axes flattened)."""
+    return xp.reshape(a, (a.shape[0] * a.shape[1], math.prod(a.shape[2:])))
+
+
 def _gather(x, idx, unique):
+    if type(x) is not np.ndarray:
+        xp = namespace(x, idx)
+        return xp.reshape(xp.take_along_axis(_xp_planes(xp, x), _xp_planes(xp, idx), axis=1),
+                          idx.shape)
     bl = _batch_last(x)
     out = np.take_along_axis(_planes(x, bl), _planes(idx, bl), 1)
     return _unspatial(out.reshape((out.shape[0],) + idx.shape[2:] + (out.shape[2],)),
                       *idx.shape[:2], bl)
 
 
+def _xp_scatter(xp, g, idx, shape, unique):
+    """_scatter without item assignment or bincount (not in the standard): the indices
+    sorted (stably), each target's run of them found by searchsorted, and the values of
+    the runs added in their order, one gather per repeat -- the sums bincount makes."""
+    plane, dev = math.prod(shape[2:]), device(g)
+    ip, gp = _xp_planes(xp, idx), _xp_planes(xp, g)
+    size = ip.shape[0] * plane
+    flat = xp.reshape(ip + xp.arange(ip.shape[0], device=dev)[:, None] * plane, (-1,))
+    order = xp.argsort(flat, stable=True)
+    keys, values = xp.take(flat, order), xp.take(xp.reshape(gp, (-1,)), order)
+    targets = xp.arange(size, device=dev)
+    first = xp.searchsorted(keys, targets, side="left")
+    count = xp.searchsorted(keys, targets, side="right") - first
+    out = xp.zeros(size, dtype=g.dtype, device=dev)
+    repeats = 0 if keys.shape[0] == 0 else 1 if unique else int(xp.max(count))
+    for r in range(repeats):          # (one host sync above: the most repeats of a target)
+        at = xp.take(values, xp.clip(first + r, 0, keys.shape[0] - 1))
+        out = out + xp.where(count > r, at, xp.zeros((), dtype=g.dtype, device=dev))
+    return xp.reshape(out, tuple(shape))
+
+
 def _scatter(g, idx, shape, unique):
+    if type(g) is not np.ndarray:
+        return _xp_scatter(namespace(g, idx), g, idx, shape, unique)
     n, c = shape[:2]
     bl = _batch_last(idx)
     ip, gp = _planes(idx, bl), _planes(g, bl)
@@ -430,8 +546,12 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 def _shape_dtype(x):
+    """The NumPy dtype of the constant matrices of a resampling of x (another library's
+    dtype by its name: they join x's namespace when applied)."""
     dt = x.dtype if isinstance(x, Tensor) else np.asarray(x).dtype
-    return dt if dt.kind == "f" else np.dtype(np.float32)
+    if kind(dt) != "f":
+        return np.dtype(np.float32)
+    return dt if isinstance(dt, np.dtype) else np.dtype(str(dt).rsplit(".", 1)[-1])
 
 
 # ---------------------------------------------------------------- adaptive pooling, interpolation

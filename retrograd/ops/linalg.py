@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 
 import numpy as np
 
+from ..arrays import astype as _astype_array, device, is_foreign, namespace, to_namespace
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, share_version
 from .base import apply, defop
@@ -152,10 +154,81 @@ def _check_sizes(spec, shapes, subscripts):
 
 
 def _einsum_forward(*xs, subscripts):
+    xp = namespace(*xs)
+    if xp is not np:
+        return _xp_einsum(xp, subscripts, xs)
     # BLAS (optimize) pays off for two operands past small ones (one operand: a view, or a
     # sum, either way without it)
     big = len(xs) == 2 and builtins.sum(getattr(x, "size", 1) for x in xs) > 4096
     return np.einsum(subscripts, *xs, optimize=big)
+
+
+# The array API has no einsum: for other namespaces an explicit spec of one or two operands
+# is planned once (per spec and shapes) as diagonals, sums, permute_dims, reshape and one
+# batched matmul -- the steps a BLAS-backed einsum takes.
+
+@functools.lru_cache(maxsize=512)
+def _einsum_plan(spec, shapes):
+    """(per operand: its diagonal axis pairs and summed axes, then its labels left), and,
+    for two operands, the matmul layout (see _contract)."""
+    ins, out = spec.split("->")
+    terms = ins.split(",")
+    size = {}
+    for t, shape in zip(terms, shapes):
+        for c, n in zip(t, shape):
+            size.setdefault(c, set()).add(n)
+    steps = []
+    for k, t in enumerate(terms):
+        diags = []
+        while len(set(t)) < len(t):                # a repeated label: its diagonal, last
+            c = next(c for c in t if t.count(c) > 1)
+            i = t.index(c)
+            j = t.index(c, i + 1)
+            diags.append((i, j))
+            t = t[:i] + t[i + 1:j] + t[j + 1:] + c
+        others = set(out).union(*(u for m, u in enumerate(terms) if m != k))
+        # summed here: labels no one else has, and contracted labels of size 1 on one side
+        # (the other side is then summed over them alone: a broadcast factor)
+        summed = [c for c in t if c not in others
+                  or (c not in out and len(size[c]) > 1)]
+        steps.append((tuple(diags), tuple(t.index(c) for c in summed),
+                      "".join(c for c in t if c not in summed)))
+    return tuple(steps), out
+
+
+def _xp_einsum(xp, spec, xs):
+    steps, out = _einsum_plan(spec, tuple(tuple(x.shape) for x in xs))
+    terms = []
+    xs = list(xs)
+    for k, (diags, summed, t) in enumerate(steps):
+        for i, j in diags:
+            xs[k] = _xp_diagonal(xp, xs[k], 0, i, j)
+        if summed:
+            xs[k] = xp.sum(xs[k], axis=summed)
+        terms.append(t)
+    if len(xs) == 1:
+        return xp.permute_dims(xs[0], tuple(terms[0].index(c) for c in out))
+    return _contract(xp, xs[0], xs[1], terms[0], terms[1], out)
+
+
+def _contract(xp, a, b, ta, tb, out):
+    """a, b (labels ta, tb, none repeated) contracted to labels ``out`` by one matmul:
+    a as (batch..., A, K), b as (batch..., K, B); the batch axes broadcast as matmul's."""
+    batch = [c for c in ta if c in tb and c in out]
+    red = [c for c in ta if c in tb and c not in out]
+    only_a = [c for c in ta if c not in tb]
+    only_b = [c for c in tb if c not in ta]
+    sa, sb = dict(zip(ta, a.shape)), dict(zip(tb, b.shape))
+    a = xp.permute_dims(a, tuple(ta.index(c) for c in batch + only_a + red))
+    b = xp.permute_dims(b, tuple(tb.index(c) for c in batch + red + only_b))
+    ka = math.prod(sa[c] for c in red)
+    a = xp.reshape(a, tuple(sa[c] for c in batch) + (math.prod(sa[c] for c in only_a), ka))
+    b = xp.reshape(b, tuple(sb[c] for c in batch) + (ka, math.prod(sb[c] for c in only_b)))
+    r = xp.matmul(a, b)
+    labels = batch + only_a + only_b
+    r = xp.reshape(r, tuple(r.shape[:len(batch)]) + tuple(sa[c] for c in only_a)
+                   + tuple(sb[c] for c in only_b))
+    return xp.permute_dims(r, tuple(labels.index(c) for c in out))
 
 
 def _einsum_ct(g, xs, subscripts, k):
@@ -179,19 +252,29 @@ def _einsum_ct(g, xs, subscripts, k):
         r = broadcast_to(r, full)
     if len(uniq) < len(t):                         # x's diagonal: zeros off it
         r = reshape(r, tuple(size[c] if t.index(c) == i else 1 for i, c in enumerate(t)))
-        r = r * _diag_mask(t, x.shape, r.dtype)
+        r = r * _diag_mask(t, x.shape, r)
     return r
 
 
-def _diag_mask(t, shape, dtype):
-    """1 where every repeated label of ``t`` takes one value along all its axes."""
+def _diag_mask(t, shape, like):
+    """1 where every repeated label of ``t`` takes one value along all its axes (of the
+    dtype, namespace and device of tensor ``like``)."""
     grids = np.indices(shape, sparse=True)
     mask = np.ones(shape, dtype=bool)
     for i, c in enumerate(t):
         j = t.index(c)
         if j != i:
             mask = mask & (grids[i] == grids[j])
-    return mask.astype(dtype)
+    return constant_like(mask, like)
+
+
+def constant_like(arr, like):
+    """A NumPy constant ``arr`` with the dtype of tensor ``like``, in its namespace and on
+    its device when its data is another library's (as is, cast, for NumPy and graph values)."""
+    data = like._data
+    if not is_foreign(data):
+        return arr.astype(like.dtype)
+    return _astype_array(to_namespace(arr, namespace(data), device(data)), like.dtype)
 
 
 def _einsum_shape(*xs, subscripts):
@@ -326,13 +409,64 @@ def _diag_index(n, offset):
 
 def _diag_embed(g, offset, axis1, axis2, shape):
     # the adjoint of diagonal: zeros of x's shape with g (diagonal last) on the diagonal
+    if type(g) is not np.ndarray:
+        return _xp_diag_embed(namespace(g), g, offset, axis1, axis2, shape)
     out = np.zeros(shape, dtype=g.dtype)
     rows, cols = _diag_index(g.shape[-1], offset)
     np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g
     return out
 
 
-_diagonal = defop("diagonal", lambda x, offset, axis1, axis2: np.diagonal(x, offset, axis1, axis2),
+def _planes_last(ndim, axis1, axis2):
+    """The axes order that puts axis1, axis2 last, the others in order before them."""
+    return tuple(i for i in range(ndim) if i not in (axis1, axis2)) + (axis1, axis2)
+
+
+def _diag_len(n, m, offset):
+    """The length of the ``offset`` diagonal of an n x m plane."""
+    return builtins.max(0, builtins.min(n - builtins.max(-offset, 0), m - builtins.max(offset, 0)))
+
+
+def _diag_flat(xp, n, m, offset, dev):
+    """Flat positions (in an n x m plane) of the ``offset`` diagonal, as an xp array."""
+    i = xp.arange(_diag_len(n, m, offset), device=dev)
+    return (i + builtins.max(-offset, 0)) * m + (i + builtins.max(offset, 0))
+
+
+def _xp_diagonal(xp, x, offset, axis1, axis2):
+    """np.diagonal in the standard's words: the planes last and flat, the diagonal taken."""
+    x = xp.permute_dims(x, _planes_last(x.ndim, axis1, axis2))
+    n, m = x.shape[-2:]
+    flat = _diag_flat(xp, n, m, offset, device(x))
+    return xp.take(xp.reshape(x, tuple(x.shape[:-2]) + (n * m,)), flat, axis=-1)
+
+
+def _xp_diag_embed(xp, g, offset, axis1, axis2, shape):
+    """_diag_embed without item assignment: each flat plane position takes its diagonal
+    entry of g (a gather) where it is on the diagonal, else 0."""
+    order = _planes_last(len(shape), axis1, axis2)
+    n, m = shape[axis1], shape[axis2]
+    k = _diag_len(n, m, offset)
+    planes = tuple(shape[i] for i in order)
+    if k == 0:
+        out = xp.zeros(planes, dtype=g.dtype, device=device(g))
+    else:
+        p = xp.arange(n * m, device=device(g))
+        row, col = p // m, p % m
+        on = (col - row) == offset
+        src = xp.clip(row - builtins.max(-offset, 0), 0, k - 1)
+        out = xp.where(on, xp.take(g, src, axis=-1), xp.zeros((), dtype=g.dtype, device=device(g)))
+        out = xp.reshape(out, planes)
+    return xp.permute_dims(out, tuple(order.index(i) for i in range(len(shape))))
+
+
+def _diagonal_forward(x, offset, axis1, axis2):
+    if type(x) is not np.ndarray:
+        return _xp_diagonal(namespace(x), x, offset, axis1, axis2)
+    return np.diagonal(x, offset, axis1, axis2)
+
+
+_diagonal = defop("diagonal", _diagonal_forward,
                   (lambda g, out, x, offset, axis1, axis2:
                    apply(_diagonal_vjp, g, offset=offset, axis1=axis1, axis2=axis2, shape=x.shape),),
                   reads=((),))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import namespace
 from ..errors import ShapeError
 from .base import apply, defop
 from .elementwise import _sigmoid, tanh
@@ -27,6 +28,8 @@ def _lstm_scan(xw, h0, c0, w_hh, reverse, out=None):
     h = o·tanh(c). Returns (L, N, 6H): per step [h, c, i, f, g, o]. Every step writes
     into ``out`` (in compiled code a planned buffer) and two scratch buffers: no
     allocation in the loop."""
+    if type(xw) is not np.ndarray:
+        return _xp_lstm_scan(namespace(xw, h0, c0, w_hh), xw, h0, c0, w_hh, reverse)
     L, N, G = xw.shape
     H = G // 4
     dt = np.result_type(xw, h0, c0, w_hh)
@@ -68,6 +71,23 @@ def _prev_run(x, reverse):
     """Entry t: x at the step run before t (0 for the step run first), along axis 0."""
     zero = np.zeros((1,) + tuple(x.shape[1:]), x.dtype)
     return concatenate([x[1:], zero] if reverse else [zero, x[:-1]], axis=0)
+
+
+def _xp_lstm_scan(xp, xw, h0, c0, w_hh, reverse):
+    """_lstm_scan in the standard's words (another namespace): the same step, its
+    [h, c, i, f, g, o] concatenated, the steps stacked."""
+    L, H = xw.shape[0], xw.shape[2] // 4
+    h, c = h0, c0
+    steps = [None] * L
+    for t in (range(L - 1, -1, -1) if reverse else range(L)):
+        a = xp.matmul(h, w_hh) + xw[t, ...]
+        s = 1 / (xp.exp(-a) + 1)
+        i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]
+        g = xp.tanh(a[:, 2 * H:3 * H])
+        c = f * c + i * g
+        h = o * xp.tanh(c)
+        steps[t] = xp.concat([h, c, i, f, g, o], axis=-1)
+    return xp.stack(steps, axis=0)
 
 
 def _lstm_scan_vjp(g, out, xw, h0, c0, w_hh, reverse):

@@ -10,6 +10,7 @@ import builtins
 
 import numpy as np
 
+from ..arrays import device, is_foreign, kind, namespace
 from ..errors import ShapeError
 from ..tensor import Tensor, as_tensor, is_grad_enabled
 from .base import apply, defop
@@ -36,13 +37,34 @@ def _reversed(f):
     def scan(x, axis, reverse):
         if not reverse:
             return f(x, axis)
-        return np.flip(f(np.flip(x, axis), axis), axis)
+        flip = np.flip if type(x) is np.ndarray else namespace(x).flip
+        return flip(f(flip(x, axis=axis), axis), axis=axis)
     return scan
+
+
+def _accumulate(f, x, axis):
+    """The running ``f`` (associative: maximum, minimum, logaddexp; a function of x's
+    namespace) along ``axis`` for another namespace, which has no ufunc.accumulate: in
+    ceil(log2 n) steps, each entry combined with the one ``shift`` before it."""
+    xp, shift = namespace(x), 1
+    lead = (builtins.slice(None),) * axis
+    while shift < x.shape[axis]:
+        x = xp.concat([x[lead + (builtins.slice(0, shift), ...)],
+                       f(x[lead + (builtins.slice(shift, None), ...)],
+                         x[lead + (builtins.slice(0, -shift), ...)])], axis=axis)
+        shift *= 2
+    return x
+
+
+def _cumsum_forward(x, axis):
+    if type(x) is not np.ndarray:
+        return namespace(x).cumulative_sum(x, axis=axis)
+    return np.cumsum(x, axis=axis)
 
 
 # ---------------------------------------------------------------- cumsum
 
-_cumsum = defop("cumsum", _reversed(lambda x, axis: np.cumsum(x, axis=axis)), (
+_cumsum = defop("cumsum", _reversed(_cumsum_forward), (
     lambda g, out, x, axis, reverse: apply(_cumsum, g, axis=axis, reverse=not reverse),),
     reads=((),), fresh=True, args=("x",))
 
@@ -88,7 +110,13 @@ def _cumprod_vjp(g, out, x, axis):
     return where(zero, at_zeros, nonzero)
 
 
-_cumprod = defop("cumprod", lambda x, axis: np.cumprod(x, axis=axis), (_cumprod_vjp,),
+def _cumprod_forward(x, axis):
+    if type(x) is not np.ndarray:
+        return namespace(x).cumulative_prod(x, axis=axis)
+    return np.cumprod(x, axis=axis)
+
+
+_cumprod = defop("cumprod", _cumprod_forward, (_cumprod_vjp,),
                  reads=((0, "out"),), fresh=True, args=("x",))
 
 
@@ -101,9 +129,21 @@ def cumprod(x, axis=None):
 
 # ---------------------------------------------------------------- cummax / cummin
 
+def _xp_cum_indices(xp, x, axis, reduce):
+    """_cum_indices in the standard's words (its running extrema by _accumulate)."""
+    acc = _accumulate(xp.maximum if reduce == "max" else xp.minimum, x, axis)
+    hit = x == acc
+    if kind(x.dtype) in "fc":
+        hit = xp.logical_or(hit, xp.isnan(x))
+    pos = xp.reshape(xp.arange(x.shape[axis], device=device(x)), (-1,) + (1,) * (x.ndim - axis - 1))
+    return _accumulate(xp.maximum, xp.where(hit, pos, 0), axis)
+
+
 def _cum_indices(x, axis, reduce):
     # the index of the running extremum: the last entry so far that equals it (a tie
     # moves the index on, as PyTorch's cummax/cummin), a NaN once one is seen
+    if type(x) is not np.ndarray:
+        return _xp_cum_indices(namespace(x), x, axis, reduce)
     acc = (np.maximum if reduce == "max" else np.minimum).accumulate(x, axis=axis)
     hit = x == acc
     if x.dtype.kind in "fc":
@@ -140,7 +180,7 @@ def _logcumsumexp_vjp(g, out, x, axis, reverse):
     # from the other end, of the positive and the negative parts of g apart (PyTorch's rule;
     # a quarter of the lowest float stands for log 0, so nothing is inf - inf, and sums of
     # it in the second derivative do not overflow)
-    lowest = float(np.finfo(x.dtype).min) / 4
+    lowest = float((namespace(x._data) if is_foreign(x._data) else np).finfo(x.dtype).min) / 4
 
     def part(mask, mag):
         lg = where(mask, log(where(mask, mag, 1)), lowest)
@@ -148,15 +188,21 @@ def _logcumsumexp_vjp(g, out, x, axis, reverse):
     return part(g > 0, g) - part(g < 0, -g)
 
 
+def _logcumsumexp_forward(x, axis):
+    if type(x) is not np.ndarray:
+        return _accumulate(namespace(x).logaddexp, x, axis)
+    return np.logaddexp.accumulate(x, axis=axis)
+
+
 _logcumsumexp = defop(
-    "logcumsumexp", _reversed(lambda x, axis: np.logaddexp.accumulate(x, axis=axis)),
+    "logcumsumexp", _reversed(_logcumsumexp_forward),
     (_logcumsumexp_vjp,), reads=((0, "out"),), fresh=True, args=("x",))
 
 
 def logcumsumexp(x, axis):
     """log(cumsum(exp(x))) along ``axis``, computed without overflow (torch.logcumsumexp)."""
     x, axis = _scan_axis(x, axis, "logcumsumexp")
-    if np.dtype(getattr(x, "dtype", np.float64)).kind not in "fc":
+    if kind(getattr(x, "dtype", np.dtype(np.float64))) not in "fc":
         x = astype(x, np.float64)
     return apply(_logcumsumexp, x, axis=axis, reverse=False)
 
@@ -170,6 +216,8 @@ def _edge(v, x, axis):
         return v
     shape = list(_shape(x))
     shape[axis] = 1
+    if isinstance(x, Tensor) and is_foreign(x._data):       # in x's namespace, on its device
+        return namespace(x._data).full(tuple(shape), v, dtype=x.dtype, device=device(x._data))
     return np.full(shape, v, dtype=getattr(x, "dtype", np.float64))
 
 
