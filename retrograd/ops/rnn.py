@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrays import namespace
+from ..arrays import namespace, numpy_dtype
 from ..errors import ShapeError
 from .base import apply, defop
 from .elementwise import _sigmoid, tanh
@@ -61,15 +61,20 @@ def _run_order(L, reverse):
     return range(L - 1, -1, -1) if reverse else range(L)
 
 
+def _zero_step(x):
+    """One step of zeros shaped as x's steps (a NumPy constant: ops move it to x's device)."""
+    return np.zeros((1,) + tuple(x.shape[1:]), numpy_dtype(x.dtype))
+
+
 def _next_run(x, reverse):
     """Entry t: x at the step run after t (0 for the step run last), along axis 0."""
-    zero = np.zeros((1,) + tuple(x.shape[1:]), x.dtype)
+    zero = _zero_step(x)
     return concatenate([zero, x[:-1]] if reverse else [x[1:], zero], axis=0)
 
 
 def _prev_run(x, reverse):
     """Entry t: x at the step run before t (0 for the step run first), along axis 0."""
-    zero = np.zeros((1,) + tuple(x.shape[1:]), x.dtype)
+    zero = _zero_step(x)
     return concatenate([x[1:], zero] if reverse else [zero, x[:-1]], axis=0)
 
 
@@ -140,6 +145,8 @@ def _bptt_blocks(v, t, N, H):
 
 
 def _lstm_bptt(x, keep, f, scale, w_hh, reverse, out=None):
+    if type(x) is not np.ndarray:
+        return _xp_lstm_bptt(namespace(x, keep, f, scale, w_hh), x, keep, f, scale, w_hh, reverse)
     L, N, S = x.shape
     H = S // 6
     dt = np.result_type(x, keep, f, scale, w_hh)
@@ -172,6 +179,9 @@ def _lstm_bptt_adjoint(x, keep, f, scale, w_hh, reverse, out=None):
     step run before t, its terms 0 for the step run first):
         a = x_δ + z_h,prev W_hh;  u = a ⊙ scale;
         z_c = x_c + u_i + u_f + u_g + z_c,prev·f;  z_h = x_h + u_o + z_c·keep;  z_t = [a, z_h, z_c]."""
+    if type(x) is not np.ndarray:
+        return _xp_lstm_bptt_adjoint(namespace(x, keep, f, scale, w_hh), x, keep, f, scale,
+                                     w_hh, reverse)
     L, N, S = x.shape
     H = S // 6
     dt = np.result_type(x, keep, f, scale, w_hh)
@@ -198,6 +208,48 @@ def _lstm_bptt_adjoint(x, keep, f, scale, w_hh, reverse, out=None):
         zh += xt[:, 4]
         prev = t
     return out
+
+
+def _xp_lstm_bptt(xp, x, keep, f, scale, w_hh, reverse):
+    """_lstm_bptt in the standard's words (another namespace): the same recursion, each
+    step's [δ, dh, dc] joined, the steps stacked (no writes into arrays)."""
+    L, N, S = x.shape
+    H = S // 6
+    steps, nxt = [None] * L, None
+    for t in _run_order(L, not reverse):
+        xt = xp.reshape(x[t, ...], (N, 6, H))
+        dh = xt[:, 4, :]
+        if nxt is not None:
+            dh = dh + xp.matmul(steps[nxt][:, :4 * H], xp.matrix_transpose(w_hh))
+        dc = dh * keep[t, ...] + xt[:, 5, :]
+        if nxt is not None:
+            dc = dc + steps[nxt][:, 5 * H:] * f[nxt, ...]
+        s = xp.reshape(scale[t, ...], (N, 4, H))
+        d = xp.concat([s[:, :3, :] * dc[:, None, :], (s[:, 3, :] * dh)[:, None, :]], axis=1)
+        d = d + xt[:, :4, :]
+        steps[t] = xp.concat([xp.reshape(d, (N, 4 * H)), dh, dc], axis=-1)
+        nxt = t
+    return xp.stack(steps, axis=0)
+
+
+def _xp_lstm_bptt_adjoint(xp, x, keep, f, scale, w_hh, reverse):
+    """_lstm_bptt_adjoint in the standard's words (another namespace)."""
+    L, N, S = x.shape
+    H = S // 6
+    steps, prev = [None] * L, None
+    for t in _run_order(L, reverse):
+        xt = xp.reshape(x[t, ...], (N, 6, H))
+        a = xt[:, :4, :]
+        if prev is not None:
+            a = a + xp.reshape(xp.matmul(steps[prev][:, 4 * H:5 * H], w_hh), (N, 4, H))
+        u = a * xp.reshape(scale[t, ...], (N, 4, H))
+        zc = u[:, 0, :] + u[:, 1, :] + u[:, 2, :] + xt[:, 5, :]
+        if prev is not None:
+            zc = zc + steps[prev][:, 5 * H:] * f[t, ...]
+        zh = zc * keep[t, ...] + u[:, 3, :] + xt[:, 4, :]
+        steps[t] = xp.concat([xp.reshape(a, (N, 4 * H)), zh, zc], axis=-1)
+        prev = t
+    return xp.stack(steps, axis=0)
 
 
 def _coefficients(y, z, reverse):
