@@ -124,6 +124,40 @@ def is_floating(a) -> bool:
     return kind(a.dtype) in "fc"
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """The NumPy dtype of a dtype of any namespace (array_api_strict.float32 -> float32)."""
+    if isinstance(dtype, (np.dtype, type, str)):
+        return np.dtype(dtype)
+    return np.dtype(str(dtype).rsplit(".", 1)[-1])
+
+
+def copy(a):
+    """A copy of an array, in its namespace and on its device."""
+    return a.copy() if type(a) is np.ndarray else namespace(a).asarray(a, copy=True)
+
+
+def require_numpy(a, who: str):
+    """Refuse an array of another namespace where only NumPy arrays can go: compiled code
+    (rg.compile, compile_step, the fused update) is generated NumPy code."""
+    if type(a) is not np.ndarray and is_foreign(a):
+        raise RetrogradError(
+            f"{who}: compiled code computes with NumPy only, and this array is "
+            f"{name_of(a)}'s (on {device(a)}); use the eager step instead (call the function "
+            "without rg.compile; loss.backward() then optimizer.step() in place of "
+            "compile_step; rg.train.fit(compile=False)), or move the model back with "
+            "model.to(numpy)")
+
+
+#: counts the moves of module state between namespaces (Module.to): an optimizer whose
+#: state was made before a move brings it to its parameters' namespace at its next step
+moves = 0
+
+
+def count_move():
+    global moves
+    moves += 1
+
+
 def to_numpy(a) -> np.ndarray:
     """An array as an ndarray on the host (a copy where it lives elsewhere, e.g. a GPU)."""
     if isinstance(a, np.ndarray):
