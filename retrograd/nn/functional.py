@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 
 from .. import ops
+from ..arrays import kind
 from ..errors import RetrogradError, ShapeError
 from ..ops.loss import binary_cross_entropy as _bce
 from ..ops.loss import IgnoredLabel, nll
@@ -36,7 +37,7 @@ def _same_shape(a, b, who):
 
 def _float_target(target, like, who):
     t = as_tensor(target)
-    if t.dtype.kind not in "fcb" and t.dtype.kind not in "iu":
+    if kind(t.dtype) not in "fcbiu":
         raise RetrogradError(f"{who}: target must be numeric, got dtype {t.dtype}")
     if t.dtype != like.dtype:
         t = ops.astype(t, like.dtype)
@@ -65,7 +66,7 @@ def _class_weight(weight, logits, who):
     if weight is None:
         return None
     w = as_tensor(weight)
-    if w.dtype.kind not in "fiu":
+    if kind(w.dtype) not in "fiu":
         raise RetrogradError(f"{who}: weight must be a float array of one weight per class, "
                              f"got dtype {w.dtype}")
     if w.shape != (logits.shape[1],):
@@ -118,7 +119,7 @@ def _plain(labels, weight, ignore_index, smoothing):
     can equal ignore_index (or it is the default, see _DefaultIgnore)."""
     return (weight is None and not smoothing
             and (ignore_index is IGNORE_INDEX or ignore_index is None
-                 or (labels.dtype.kind == "u" and ignore_index < 0)))
+                 or (kind(labels.dtype) == "u" and ignore_index < 0)))
 
 
 def _fused(loss, logits, labels, ignore_index, reduction, who):
@@ -148,7 +149,8 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=IG
     n, c = logits.shape
     w = _class_weight(weight, logits, "cross_entropy")
     t = as_tensor(target)
-    if t.dtype.kind in "iu":
+    k = kind(t.dtype)
+    if k in "iu":
         if t.shape != (n,):
             raise ShapeError(f"cross_entropy: integer labels must have shape ({n},) for logits "
                              f"{logits.shape}, got {t.shape}")
@@ -157,7 +159,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=IG
                           "cross_entropy")
         return _labelled(lambda safe: ops.softmax_cross_entropy(logits, safe), logits, t, w,
                          ignore_index, label_smoothing, reduction, "cross_entropy")
-    if t.dtype.kind == "f":
+    if k == "f":
         if t.shape != logits.shape:
             hint = (" (class labels must be an integer array: use labels.astype(np.int64))"
                     if t.shape == (n,) else "")
@@ -177,7 +179,7 @@ def nll_loss(log_probs, target, reduction="mean", weight=None, ignore_index=IGNO
     """Negative log-likelihood of integer labels given log-probabilities (N, C);
     ``weight`` and ``ignore_index`` as PyTorch's NLLLoss."""
     t = as_tensor(target)
-    if t.dtype.kind not in "iu":
+    if kind(t.dtype) not in "iu":
         raise RetrogradError(f"nll_loss: labels must be integers, got dtype {t.dtype}")
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: needs log-probabilities (batch, classes) and labels "
