@@ -178,11 +178,14 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def to_namespace(a, xp, device=None):
+def to_namespace(a, xp, device=None, copy=None):
     """An array (of any library) in namespace ``xp`` (a module: ``numpy``, ``cupy``,
-    ``array_api_strict``...) on ``device`` (default: the namespace's default)."""
+    ``array_api_strict``...) on ``device`` (default: the namespace's default).
+    ``copy=True``: never memory shared with ``a`` (array_api_strict, for one, wraps a
+    NumPy array without copying), for a target other than NumPy."""
     if xp is np or getattr(xp, "__name__", "") == "numpy":
         return to_numpy(a)
     if not isinstance(a, _PLAIN) and namespace(a) is not xp:
         a = to_numpy(a)
-    return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
+    kw = {} if copy is None else {"copy": copy}
+    return xp.asarray(a, device=device, **kw) if device is not None else xp.asarray(a, **kw)

@@ -191,12 +191,13 @@ class Module:
         keeps working (its state follows at its next step); gradients move with them.
         ``model.to(numpy)`` brings the model back to the host. Returns the module."""
         for _, t in self._named_state():
-            data = arrays.to_namespace(t._data, xp, device)
+            # (a copy, as a move to a device makes one: never memory shared with the old array)
+            data = arrays.to_namespace(t._data, xp, device, copy=True)
             if data is not t._data:
                 t._data = data
                 _bump_version(t, new_array=True)    # graphs saved before must not backprop
             if isinstance(t.grad, Tensor):
-                t.grad = Tensor._make(arrays.to_namespace(t.grad._data, xp, device))
+                t.grad = Tensor._make(arrays.to_namespace(t.grad._data, xp, device, copy=True))
         arrays.count_move()
         return self
 
