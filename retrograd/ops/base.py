@@ -12,7 +12,7 @@ from types import MethodType
 
 import numpy as np
 
-from ..arrays import device, is_numpy, kind, namespace
+from ..arrays import device, is_numpy, kind, namespace, promote
 from ..errors import AxisError, RetrogradError, ShapeError
 from ..tensor import Tensor, _mode, as_tensor
 
@@ -146,15 +146,27 @@ _STANDARD_NAMES = {"absolute": "abs", "power": "pow", "arccos": "acos", "arcsin"
                    "arctan2": "atan2", "true_divide": "divide", "rint": "round"}
 
 
+# standard functions defined on floating-point arguments only, whose ufuncs compute
+# integers (and bools) as float64
+_FLOATING = frozenset({
+    "divide", "exp", "expm1", "log", "log1p", "log2", "log10", "logaddexp", "sqrt", "sin",
+    "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh",
+    "atanh", "hypot", "copysign"})
+
+
 def _standard_function(name, ufunc):
-    """``xp_forward`` for a ufunc forward: the array API's function of the same name."""
+    """``xp_forward`` for a ufunc forward: the array API's function of the same name, on
+    its arguments promoted as the ufunc would (a bool mask times a float: ``g * (x > 0)``;
+    integers as floats for ``exp``)."""
     std = _STANDARD_NAMES.get(ufunc.__name__, ufunc.__name__)
+    floating = std in _FLOATING
 
     def xp_forward(xp, *arrays, **params):
         f = getattr(xp, std, None)
         if f is None:
             raise RetrogradError(f"{name}: namespace {xp.__name__} has no {std}()")
-        return f(*arrays, **params)
+        args = promote(xp, *arrays, 1.0)[:-1] if floating else promote(xp, *arrays)
+        return f(*args, **params)
     xp_forward.__name__ = f"xp_{std}"
     return xp_forward
 

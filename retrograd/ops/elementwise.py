@@ -1,10 +1,12 @@
-"""Elementwise ops: forward in NumPy, VJP in retrograd ops, one record each.
+"""Elementwise ops: forward in the inputs' namespace, VJP in retrograd ops, one record each.
 
 Each record is the op itself -- ``exp(x)`` calls it -- and holds its other facts:
 what its VJP reads, the compiler's identities (``simplify``) and kernels, and the
 one-element Python form (``scalar``) that a fusing code generator inlines. Binary
 ops broadcast like NumPy; their rules return the cotangent in the broadcast shape
-and the backward walk sums it back to each input's shape.
+and the backward walk sums it back to each input's shape. A forward computes with
+the array-API functions of its inputs' namespace (``namespace(x)``: ``numpy`` itself
+for ndarrays), so one definition runs on NumPy, CuPy or array_api_strict alike.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import math
 
 import numpy as np
 
+from ..arrays import device, kind, namespace, numpy_dtype, promote, to_namespace
 from ..errors import RetrogradError
 from ..tensor import Tensor
 from .base import Kernel, apply, defop, out_kw
@@ -125,8 +128,8 @@ def _square_kernel(n):
 
 
 _pow_scalar = defop(
-    "pow_scalar", lambda x, p: np.power(x, p), (_pow_scalar_vjp,), reads=((0,),), fresh=True,
-    args=("x",), kernel=_square_kernel,
+    "pow_scalar", lambda x, p: namespace(x).pow(x, p), (_pow_scalar_vjp,), reads=((0,),),
+    fresh=True, args=("x",), kernel=_square_kernel,
     simplify=lambda n: n.inputs[0] if n.params["p"] == 1 and passes_through(n, n.inputs[0])
     else None,
     scalar=lambda x, p: f"({x} * {x})" if p == 2 else f"({x} ** {p!r})")
@@ -162,7 +165,17 @@ minimum = defop("minimum", np.minimum, (
     doc="Elementwise minimum; at ties each input gets half the gradient.",
     scalar=lambda a, b: f"({a} if {a} < {b} or {a} != {a} else {b})")
 
-where = defop("where", np.where, (
+
+def _where(cond, a, b):
+    xp = namespace(cond, a, b)
+    if xp is np:
+        return np.where(cond, a, b)
+    if kind(cond.dtype) != "b":                 # (NumPy takes any truth value)
+        cond = cond != 0
+    return xp.where(cond, *promote(xp, a, b))
+
+
+where = defop("where", _where, (
     None,
     lambda g, out, c, a, b: where(c, g, 0),
     lambda g, out, c, a, b: where(c, 0, g)), reads=((), (0,), (0,)), fresh=True,
@@ -211,17 +224,29 @@ def _sigmoid(x):
     # with e = e^-|x|: 1/(1 + e) for x >= 0, e/(1 + e) below -- overflow-free for any x and
     # accurate in both tails (the tanh form 0.5 + 0.5·tanh(x/2) rounds sigmoid(-30) to 0 in
     # float32), and ~7x faster than exp(-logaddexp(0, -x)) (an LSTM's gates are sigmoids)
-    e = np.exp(-np.abs(x))
+    xp = namespace(x)
+    e = xp.exp(-xp.abs(x))
     s = 1 / (1 + e)
-    return np.where(x >= 0, s, e * s)[()]      # [()]: a scalar for a scalar, as a ufunc
+    out = xp.where(x >= 0, s, e * s)
+    return out[()] if xp is np else out        # [()]: a scalar for a scalar, as a ufunc
 
 
 def _leaky_relu(x, negative_slope):
-    return np.where(x > 0, x, x * negative_slope)
+    return namespace(x).where(x > 0, x, x * negative_slope)
 
 
 def _clip(x, lo, hi):
-    return np.clip(x, lo, hi)
+    xp = namespace(x)
+    if xp is np:
+        return np.clip(x, lo, hi)
+    return xp.clip(x, _beside(lo, x), _beside(hi, x))
+
+
+def _beside(bound, x):
+    """A clip bound given as a NumPy array, moved to ``x``'s namespace and device."""
+    if isinstance(bound, np.ndarray):
+        return namespace(x).asarray(bound, device=device(x))
+    return bound
 
 
 def _clip_mask(x, lo, hi):
@@ -275,16 +300,17 @@ sigmoid = defop("sigmoid", _sigmoid, (lambda g, out, x: g * (out * (1 - out)),),
 # relu'(x) = [x > 0] (0 at the kink). Multiplying by the mask is branch-free and ~15x
 # faster than np.where on large arrays; the one difference, a NaN or inf gradient
 # arriving where x <= 0, means training has already diverged.
-relu = defop("relu", lambda x: np.maximum(x, 0), (lambda g, out, x: g * (out > 0),), reads=_OUT,
-             fresh=True, doc="max(x, 0), with relu'(0) = 0.",
+relu = defop("relu", lambda x: namespace(x).maximum(x, 0), (lambda g, out, x: g * (out > 0),),
+             reads=_OUT, fresh=True, doc="max(x, 0), with relu'(0) = 0.",
              kernel=lambda n: Kernel(lambda a, o: f"np.maximum({a[0]}, 0{out_kw(o)})", True, True),
              scalar=lambda x: f"({x} if {x} > 0 or {x} != {x} else 0.0)")
 _leaky = defop("leaky_relu", _leaky_relu, (
     lambda g, out, x, negative_slope: where(x > 0, g, g * negative_slope),), reads=_X, fresh=True,
     args=("x",),
     scalar=lambda x, negative_slope: f"({x} if {x} > 0 else {x} * {negative_slope!r})")
-softplus = defop("softplus", lambda x: np.logaddexp(0, x), (lambda g, out, x: g * sigmoid(x),),
-                 reads=_X, fresh=True, doc="log(1 + e^x), stable for large |x|.",
+softplus = defop("softplus", lambda x: namespace(x).logaddexp(0, x),
+                 (lambda g, out, x: g * sigmoid(x),), reads=_X, fresh=True,
+                 doc="log(1 + e^x), stable for large |x|.",
                  scalar=lambda x: f"(max({x}, 0.0) + math.log1p(math.exp(-abs({x}))))")
 _clip_op = defop("clip", _clip, (
     lambda g, out, x, lo, hi: g if lo is None and hi is None else g * _clip_mask(x, lo, hi),),
@@ -325,13 +351,18 @@ log2 = defop("log2", np.log2, (lambda g, out, x: g / (x * _LN2),), reads=_X,
 log10 = defop("log10", np.log10, (lambda g, out, x: g / (x * _LN10),), reads=_X,
               doc="Base-10 logarithm.", scalar=lambda x: f"math.log10({x})")
 exp2 = defop("exp2", np.exp2, (lambda g, out, x: g * (out * _LN2),), reads=_OUT,
-             doc="2 ** x.", scalar=lambda x: f"(2.0 ** {x})")
+             xp_forward=lambda xp, x: xp.pow(*promote(xp, 2.0, x)), doc="2 ** x.",
+             scalar=lambda x: f"(2.0 ** {x})")
 # 1 / x, not np.reciprocal: that truncates integers (1 / 2 = 0); PyTorch gives floats
+# (elsewhere: integers as floats, as np.divide, which the standard's divide refuses)
 reciprocal = defop("reciprocal", lambda x: np.divide(1, x), (lambda g, out, x: -g * (out * out),),
-                   reads=_OUT, fresh=True, doc="1 / x.", scalar=lambda x: f"(1.0 / {x})")
+                   reads=_OUT, fresh=True, doc="1 / x.",
+                   xp_forward=lambda xp, x: xp.divide(*promote(xp, 1.0, x)),
+                   scalar=lambda x: f"(1.0 / {x})")
 # d/dx x^-1/2 = -x^-3/2 / 2 = -out^3 / 2 (PyTorch's rule)
 rsqrt = defop("rsqrt", lambda x: 1 / np.sqrt(x),
               (lambda g, out, x: g * (out * out * out * -0.5),), reads=_OUT, fresh=True,
+              xp_forward=lambda xp, x: 1 / xp.sqrt(promote(xp, x, 1.0)[0]),
               doc="1 / sqrt(x).", scalar=lambda x: f"(1.0 / math.sqrt({x}))")
 # PyTorch's names for the inverse functions (NumPy's are the ops' names)
 asin, acos, atan, asinh, acosh, atanh = arcsin, arccos, arctan, arcsinh, arccosh, arctanh
@@ -343,12 +374,41 @@ def _erf(x):
     # only ~2x faster and 5-100 ulp off (float64 coefficients carry their own rounding;
     # libm's exactness comes from a careful split we would have to copy); no hot path
     # uses erf yet, and a fusing backend inlines the scalar form, math.erf, natively
+    if type(x) is not np.ndarray and not isinstance(x, (np.generic, int, float)):
+        return _erf_in(namespace(x), x)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     return np.asarray(_erf_each(x), dtype=dtype)
 
 
 _erf_each = np.frompyfunc(math.erf, 1, 1)
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+_ERF_SPLIT, _ERF_TERMS = 2.5, 40        # (measured: within 6 ulp of math.erf on [-7, 7])
+
+
+def _erf_in(xp, x):
+    """erf in the array API's functions, for namespaces without one (the standard has
+    none; no per-element Python call on a GPU). Below the split, the series
+    e^-x² Σ (2x²)^n x / (2n+1)!! (positive terms: no cancellation); above it, 1 - erfc
+    with erfc's continued fraction e^-x² / sqrt(pi) / (x + (1/2) / (x + 1 / (x + ...)))."""
+    if kind(x.dtype) != "f":
+        x = xp.astype(x, xp.float64)
+    a = xp.abs(x)
+    near = a < _ERF_SPLIT
+    xs = xp.where(near, x, 0.0)
+    x2 = xs * xs
+    term = total = xs
+    for n in range(1, _ERF_TERMS):
+        term = term * (x2 * (2 / (2 * n + 1)))
+        total = total + term
+    series = total * xp.exp(-x2) * _TWO_OVER_SQRT_PI
+    xl = xp.where(near, _ERF_SPLIT, a)
+    t = xl
+    for k in range(_ERF_TERMS, 0, -1):
+        t = xl + (k / 2) / t
+    erfc = xp.exp(-xl * xl) / (t * math.sqrt(math.pi))
+    out = xp.where(near, series, xp.where(x < 0, erfc - 1, 1 - erfc))
+    return xp.where(xp.isnan(x), x, out)
+
 
 erf = defop("erf", _erf, (lambda g, out, x: g * (exp(-(x * x)) * _TWO_OVER_SQRT_PI),), reads=_X,
             fresh=True, doc="The error function 2/sqrt(pi) * integral of e^(-t^2) from 0 to x.",
@@ -364,7 +424,7 @@ _GELU_K, _GELU_C = math.sqrt(2 / math.pi), 0.044715      # the tanh form's const
 
 def _gelu(x, approximate):
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(_GELU_K * (x + _GELU_C * x * x * x)))
+        return 0.5 * x * (1 + namespace(x).tanh(_GELU_K * (x + _GELU_C * x * x * x)))
     return 0.5 * x * (1 + _erf(x * _INV_SQRT2))
 
 
@@ -401,18 +461,23 @@ def _mish_vjp(g, out, x):
     return g * (t + x * sigmoid(x) * (1 - t * t))
 
 
-mish = defop("mish", lambda x: x * np.tanh(np.logaddexp(0, x)), (_mish_vjp,), reads=_X,
+def _mish(x):
+    xp = namespace(x)
+    return x * xp.tanh(xp.logaddexp(0, x))
+
+
+mish = defop("mish", _mish, (_mish_vjp,), reads=_X,
              fresh=True, doc="x * tanh(softplus(x)), softplus computed stably.",
              scalar=lambda x: f"({x} * math.tanh(max({x}, 0.0) + math.log1p(math.exp(-abs({x})))))")
 
 # log(sigmoid(x)) = -softplus(-x): finite for any x (log of an underflowed sigmoid is not)
-logsigmoid = defop("logsigmoid", lambda x: -np.logaddexp(0, -x),
+logsigmoid = defop("logsigmoid", lambda x: -namespace(x).logaddexp(0, -x),
                    (lambda g, out, x: g * sigmoid(-x),), reads=_X, fresh=True,
                    doc="log(sigmoid(x)), computed as -softplus(-x): finite for any x.",
                    scalar=lambda x: f"(min({x}, 0.0) - math.log1p(math.exp(-abs({x}))))")
 
 # softsign'(x) = 1/(1+|x|)^2; its own derivative uses abs'(0) = 0, as PyTorch's composite
-softsign = defop("softsign", lambda x: x / (1 + np.abs(x)),
+softsign = defop("softsign", lambda x: x / (1 + namespace(x).abs(x)),
                  (lambda g, out, x: g / pow_scalar(abs(x) + 1, 2),), reads=_X, fresh=True,
                  doc="x / (1 + |x|).", scalar=lambda x: f"({x} / (1.0 + abs({x})))")
 
@@ -420,7 +485,8 @@ softsign = defop("softsign", lambda x: x / (1 + np.abs(x)),
 def _elu(x, alpha, scale, input_scale):
     # np.where computes both branches: the exponent is clamped at 0 so that x > 0 (unused
     # there) cannot overflow
-    return np.where(x > 0, x * scale, np.expm1(np.minimum(x, 0) * input_scale) * (scale * alpha))
+    xp = namespace(x)
+    return xp.where(x > 0, x * scale, xp.expm1(xp.minimum(x, 0) * input_scale) * (scale * alpha))
 
 
 def _elu_vjp(g, out, x, alpha, scale, input_scale):
@@ -450,13 +516,13 @@ def _hardswish_vjp(g, out, x):
     return where(inside, g * (x * (1 / 3) + 0.5), g * mask_like(x >= 3, x))
 
 
-hardswish = defop("hardswish", lambda x: x * np.clip(x + 3, 0, 6) * (1 / 6), (_hardswish_vjp,),
-                  reads=_X, fresh=True, doc="x * relu6(x + 3) / 6.",
+hardswish = defop("hardswish", lambda x: x * namespace(x).clip(x + 3, 0, 6) * (1 / 6),
+                  (_hardswish_vjp,), reads=_X, fresh=True, doc="x * relu6(x + 3) / 6.",
                   scalar=lambda x: f"({x} * min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
 
 # the slope 1/6 on the open interval (-3, 3), 0 at its ends, as PyTorch
 hardsigmoid = defop(
-    "hardsigmoid", lambda x: np.clip(x + 3, 0, 6) * (1 / 6),
+    "hardsigmoid", lambda x: namespace(x).clip(x + 3, 0, 6) * (1 / 6),
     (lambda g, out, x: g * (mask_like(logical_and(x > -3, x < 3), x) * (1 / 6)),), reads=_X,
     fresh=True, doc="relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between.",
     scalar=lambda x: f"(min(max({x} + 3.0, 0.0), 6.0) * {1 / 6!r})")
@@ -464,7 +530,7 @@ hardsigmoid = defop(
 # the gradient passes on the open interval (lo, hi), 0 at its ends, as PyTorch's hardtanh
 # (clip, as torch.clamp, passes it at the ends)
 _hardtanh_op = defop(
-    "hardtanh", lambda x, lo, hi: np.clip(x, lo, hi),
+    "hardtanh", lambda x, lo, hi: namespace(x).clip(x, lo, hi),
     (lambda g, out, x, lo, hi: g * mask_like(logical_and(x > lo, x < hi), x),), reads=_X,
     fresh=True, args=("x",), scalar=lambda x, lo, hi: f"min(max({x}, {lo!r}), {hi!r})")
 
@@ -556,7 +622,7 @@ isnan = defop("isnan", np.isnan, doc="Whether x is nan (no gradient).",
 isinf = defop("isinf", np.isinf, doc="Whether x is inf or -inf (no gradient).",
               scalar=lambda x: f"math.isinf({x})")
 # Python's round(), as np.round, rounds halves to even
-round = defop("round", np.round, args=("x",),
+round = defop("round", lambda x: namespace(x).round(x), args=("x",),
               doc="x rounded to the nearest integer, halves to even (no gradient).",
               scalar=lambda x: f"float(round({x}))")
 
@@ -566,7 +632,10 @@ def _bernoulli_mask(x, p, generator):
     # generator in the same order as eager mode, so both give the same masks
     from ..tensor import default_generator
     keep = (generator or default_generator()).random(x.shape) >= p
-    return (keep / (1 - p)).astype(x.dtype)
+    if type(x) is np.ndarray:
+        return (keep / (1 - p)).astype(x.dtype)
+    # drawn on the host, so another namespace gets the same masks as NumPy, then moved
+    return to_namespace((keep / (1 - p)).astype(numpy_dtype(x.dtype)), namespace(x), device(x))
 
 
 # random, so never folded or shared by the graph compiler; x only gives shape and dtype
@@ -597,8 +666,18 @@ mod = defop("mod", np.mod, (
     scalar=lambda a, b: f"({a} % {b})")
 remainder = mod                                        # PyTorch's name
 
+
+def _fmod_in(xp, a, b):
+    # the standard's remainder has b's sign (Python's %); C's fmod has a's: where they
+    # differ, fmod is remainder - b (remainder added b to fmod's result)
+    a, b = promote(xp, a, b)
+    r = xp.remainder(a, b)
+    return xp.where(xp.logical_and(r != 0, (r < 0) != (a < 0)), r - b, r)
+
+
 fmod = defop("fmod", np.fmod, (
     lambda g, out, a, b: g,
     lambda g, out, a, b: -g * _quotient(a, b, out)), reads=((), (0, 1, "out")),
+    xp_forward=_fmod_in,
     doc="a mod b with the sign of a (C's fmod, np.fmod, torch.fmod).",
     scalar=lambda a, b: f"math.fmod({a}, {b})")

@@ -66,7 +66,10 @@ def fsum(x, axis=None, keepdims=False):
 
 
 def fmax(x, axis=None, keepdims=False):
-    """np.max(x, axis, keepdims); a short last axis is reduced on a transposed copy."""
+    """np.max(x, axis, keepdims); a short last axis is reduced on a transposed copy (in
+    ``x``'s own namespace for arrays of another library)."""
+    if type(x) is not np.ndarray and not is_numpy(x):
+        return namespace(x).max(x, axis=axis, keepdims=keepdims)
     if _one_axis_of_matrix(x, axis) and axis[0] == 1 and x.shape[1] <= _SHORT_ROW:
         return _keepdims_shaped(np.ascontiguousarray(x.T).max(axis=0), axis, keepdims)
     if isinstance(x, np.ndarray):

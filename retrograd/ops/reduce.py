@@ -7,11 +7,13 @@ broadcasts it over the reduced axes.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import math
 
 import numpy as np
 
 from .. import tensor as _tensor
+from ..arrays import constant_like, kind, namespace, promote
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
@@ -79,7 +81,7 @@ def mean(x, axis=None, keepdims=False, *, dtype=None, out=None):
         return astype(mean(astype(x, np.float32), axis, keepdims), np.float16)
     axis = norm_axes(axis, _ndim(x), "mean", sort=True)
     s = sum(x, axis, keepdims)
-    n = _count(x if isinstance(x, Tensor) else np.asarray(x), axis)
+    n = _count(x if hasattr(x, "shape") else np.asarray(x), axis)
     return s / n
 
 
@@ -115,7 +117,7 @@ def _extremum_vjp(g, out, x, axis, keepdims):
 
 _max = defop("max", fmax, (_extremum_vjp,), reads=((0, "out"),), fresh=True,
              lowering="reduce_max")
-_min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+_min = defop("min", lambda x, axis, keepdims: namespace(x).min(x, axis=axis, keepdims=keepdims),
              (_extremum_vjp,), reads=((0, "out"),), fresh=True, lowering="reduce_min")
 
 
@@ -135,10 +137,10 @@ def min(x, axis=None, keepdims=False, *, out=None):
     return apply(_min, x, axis=axis, keepdims=bool(keepdims))
 
 
-_argmax = defop("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
-                fresh=True)
-_argmin = defop("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
-                fresh=True)
+_argmax = defop("argmax", lambda x, axis, keepdims:
+                namespace(x).argmax(x, axis=axis, keepdims=keepdims), fresh=True)
+_argmin = defop("argmin", lambda x, axis, keepdims:
+                namespace(x).argmin(x, axis=axis, keepdims=keepdims), fresh=True)
 
 
 def _one_int_axis(axis, x, op):
@@ -177,6 +179,8 @@ def _others(x, axis):
     those before it times the product of those after it (exclusive cumulative products).
     No division, so exact where entries are 0 (out / x divides by zero there); O(n)."""
     perm, lead, n = _to_last(x, axis)
+    if type(x) is not np.ndarray:
+        return _others_in(namespace(x), x, perm, lead, n)
     xt = np.transpose(x, perm)
     f = xt.reshape(lead + (n,))
     before, after = np.ones_like(f), np.ones_like(f)
@@ -185,13 +189,24 @@ def _others(x, axis):
     return np.transpose((before * after).reshape(xt.shape), np.argsort(perm))
 
 
+def _others_in(xp, x, perm, lead, n):
+    # _others in the array API's words (no writes into slices): the same products, in
+    # the same order, as cumulative products that start at 1
+    xt = xp.permute_dims(x, perm)
+    f = xp.reshape(xt, lead + (n,))
+    before = xp.cumulative_prod(f, axis=-1, include_initial=True)[..., :-1]
+    after = xp.cumulative_prod(xp.flip(f, axis=-1), axis=-1, include_initial=True)[..., :-1]
+    others = xp.reshape(before * xp.flip(after, axis=-1), xt.shape)
+    return xp.permute_dims(others, tuple(int(i) for i in np.argsort(perm)))
+
+
 def _others_vjp(g, out, x, axis):
     # d others_i / d x_j (j != i) is the product of the entries other than i and j: row j
     # of the n x n stack with x_j set to 1, whose own others give it (O(n^2), second order
     # only); then the cotangent of x_j sums g_i over i != j
     perm, lead, n = _to_last(x, axis)
     flat = reshape(transpose(x, perm), lead + (1, n))
-    eye = np.eye(n, dtype=bool)
+    eye = constant_like(np.eye(n, dtype=bool), x)
     pair = apply(_others_op, where(eye, 1, flat), axis=(len(lead) + 1,))   # lead + (n, n)
     gf = reshape(transpose(g, perm), lead + (1, n))
     ct = sum(where(eye, 0, pair) * gf, axis=len(lead) + 1)                # lead + (n,)
@@ -209,7 +224,7 @@ def _prod_vjp(g, out, x, axis, keepdims):
 
 # (the rule no longer reads out, but PyTorch's prod saves its result and refuses a
 # backward after it changed in place: "out" stays declared so that both refuse alike)
-_prod = defop("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+_prod = defop("prod", lambda x, axis, keepdims: namespace(x).prod(x, axis=axis, keepdims=keepdims),
               (_prod_vjp,), reads=((0, "out"),), fresh=True)
 
 
@@ -224,29 +239,50 @@ def prod(x, axis=None, keepdims=False, *, dtype=None, out=None):
 # ---------------------------------------------------------------- logsumexp / softmax
 
 def _stable_max(x, axis):
+    # all -inf rows: shifted by 0, so that they stay -inf, not nan
     m = fmax(x, axis=axis, keepdims=True)
-    if not np.isfinite(m).all():               # all -inf rows: leave them -inf, not nan
+    if type(m) is not np.ndarray:              # (no write into another library's array)
+        xp = namespace(m)
+        return xp.where(xp.isfinite(m), m, 0)
+    if not np.isfinite(m).all():
         m[~np.isfinite(m)] = 0
     return m
 
 
+def _quiet(xp):
+    # log(0) = -inf is the answer for an all -inf row: no NumPy warning for it
+    return np.errstate(divide="ignore") if xp is np else contextlib.nullcontext()
+
+
 def _logsumexp(x, axis, keepdims):
+    xp = namespace(x)
     m = _stable_max(x, axis)
-    with np.errstate(divide="ignore"):
-        out = np.log(fsum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
+    with _quiet(xp):
+        out = xp.log(fsum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    if keepdims:
+        return out
+    if xp is np or axis is not None:
+        return xp.squeeze(out, axis=axis)
+    return xp.reshape(out, ())                 # (the standard's squeeze needs the axes)
 
 
 def _softmax(x, axis):
-    e = np.exp(x - _stable_max(x, axis))
-    e /= fsum(e, axis=axis, keepdims=True)
+    xp = namespace(x)
+    e = xp.exp(x - _stable_max(x, axis))
+    if xp is not np:
+        return e / fsum(e, axis=axis, keepdims=True)
+    e /= fsum(e, axis=axis, keepdims=True)     # in place: no second array
     return e
 
 
 def _log_softmax(x, axis):
+    xp = namespace(x)
     s = x - _stable_max(x, axis)
-    with np.errstate(divide="ignore"):
-        s -= np.log(fsum(np.exp(s), axis=axis, keepdims=True))
+    with _quiet(xp):
+        lse = xp.log(fsum(xp.exp(s), axis=axis, keepdims=True))
+    if xp is not np:
+        return s - lse
+    s -= lse
     return s
 
 
@@ -303,11 +339,26 @@ def log_softmax(x, axis=-1):
 
 # ---------------------------------------------------------------- any / all / isclose
 
-_any = defop("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims), fresh=True)
-_all = defop("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims), fresh=True)
-_isclose = defop("isclose", lambda a, b, rtol, atol, equal_nan:
-                 np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan), fresh=True,
-                 args=("a", "b"))
+_any = defop("any", lambda x, axis, keepdims: namespace(x).any(x, axis=axis, keepdims=keepdims),
+             fresh=True)
+_all = defop("all", lambda x, axis, keepdims: namespace(x).all(x, axis=axis, keepdims=keepdims),
+             fresh=True)
+
+
+def _isclose(a, b, rtol, atol, equal_nan):
+    xp = namespace(a, b)
+    if xp is np:
+        return np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    # NumPy's definition, in floating point (integers compared as floats, as NumPy does)
+    a, b, _ = promote(xp, a, b, 1.0)
+    close = xp.logical_or(xp.logical_and(xp.abs(a - b) <= atol + rtol * xp.abs(b),
+                                         xp.isfinite(b)), a == b)
+    if equal_nan:
+        close = xp.logical_or(close, xp.logical_and(xp.isnan(a), xp.isnan(b)))
+    return close
+
+
+_isclose_op = defop("isclose", _isclose, fresh=True, args=("a", "b"))
 
 
 def any(x, axis=None, keepdims=False):
@@ -324,7 +375,7 @@ def all(x, axis=None, keepdims=False):
 
 def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     """``np.isclose``: |a - b| <= atol + rtol * |b| elementwise (a boolean tensor)."""
-    return apply(_isclose, a, b, rtol=float(rtol), atol=float(atol), equal_nan=bool(equal_nan))
+    return apply(_isclose_op, a, b, rtol=float(rtol), atol=float(atol), equal_nan=bool(equal_nan))
 
 
 def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
@@ -350,7 +401,7 @@ def _vector_norm(x, ord, axis, keepdims):
     if ord == -math.inf:
         return min(abs(x), axis, keepdims)
     if ord == 0:                                   # the count of nonzeros: no gradient
-        return sum(astype(x != 0, x.dtype if x.dtype.kind == "f" else np.float64), axis, keepdims)
+        return sum(astype(x != 0, x.dtype if kind(x.dtype) == "f" else np.float64), axis, keepdims)
     if ord == 1:
         return sum(abs(x), axis, keepdims)
     return _safe_root(sum(abs(x) ** ord, axis, keepdims), ord)
@@ -377,7 +428,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     Its gradient at 0 is 0, as PyTorch's (not nan)."""
     x = x if isinstance(x, Tensor) else _tensor.as_tensor(x)
     nd = x.ndim
-    if x.dtype.kind not in "fc":
+    if kind(x.dtype) not in "fc":
         x = astype(x, np.float64)
     if axis is None:
         if ord is None:
