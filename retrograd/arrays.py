@@ -96,6 +96,8 @@ def numpy_dtype(dtype) -> np.dtype:
     """A dtype of any namespace as the NumPy dtype of the same name."""
     if isinstance(dtype, np.dtype):
         return dtype
+    if isinstance(dtype, (type, str)):                  # np.float32, "float32"
+        return np.dtype(dtype)
     return np.dtype(str(dtype).rsplit(".", 1)[-1])      # array_api_strict.float64, torch.int64
 
 
@@ -162,13 +164,6 @@ def kind(dtype) -> str:
 def is_floating(a) -> bool:
     """Whether an array's dtype is real or complex floating point."""
     return kind(a.dtype) in "fc"
-
-
-def numpy_dtype(dtype) -> np.dtype:
-    """The NumPy dtype of a dtype of any namespace (array_api_strict.float32 -> float32)."""
-    if isinstance(dtype, (np.dtype, type, str)):
-        return np.dtype(dtype)
-    return np.dtype(str(dtype).rsplit(".", 1)[-1])
 
 
 def copy(a):
