@@ -14,6 +14,7 @@ unchanged; ops keep NumPy-only fast paths (``out=``, strides, einsum) behind
 """
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -224,3 +225,61 @@ def to_namespace(a, xp, device=None, copy=None):
         a = to_numpy(a)
     kw = {} if copy is None else {"copy": copy}
     return xp.asarray(a, device=device, **kw) if device is not None else xp.asarray(a, **kw)
+
+
+def size(a) -> int:
+    """The number of elements of an array of any namespace."""
+    return math.prod(a.shape)
+
+
+# the identity of each reduction, the value a place no index points at takes
+_IDENTITY = {"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}
+
+
+def reduce_at(xp, n, lin, values, how="sum"):
+    """``values`` (m, ...) reduced by ``how`` ("sum", "prod", "max", "min") into n rows at
+    rows ``lin`` (m integers, NumPy's or ``xp``'s; repeats combine, as ``np.add.at``);
+    rows no index points at hold the reduction's identity. The standard has no scatter:
+    CuPy and PyTorch sums use their own; otherwise the grouping of the indices is
+    planned on the host (``lin`` copied there) and the device does gathers and sums."""
+    rest, dev = tuple(values.shape[1:]), device(values)
+    lib = _name(xp)
+    if how == "sum" and lib in ("cupy", "torch") and not isinstance(lin, np.ndarray):
+        out = xp.zeros((n,) + rest, dtype=values.dtype, device=dev)
+        if lib == "cupy":
+            import cupyx
+            cupyx.scatter_add(out, lin, values)
+            return out
+        return out.index_add_(0, xp.astype(lin, xp.int64), values)
+    fill = xp.full((1,) + rest, _IDENTITY[how], dtype=values.dtype, device=dev)
+    lin = to_numpy(lin).reshape(-1)
+    if not lin.size:
+        return xp.broadcast_to(fill, (n,) + rest)
+    padded = xp.concat([values, fill], axis=0)          # row m: the identity, the padding
+    reduce = getattr(xp, how)
+    parts, rows = [], []
+    for targets, src in _reduce_plan(lin, len(lin)):
+        got = xp.take(padded, xp.asarray(src.reshape(-1), device=dev), axis=0)
+        parts.append(reduce(xp.reshape(got, src.shape + rest), axis=1, **(
+            {"dtype": values.dtype} if how in ("sum", "prod") else {})))
+        rows.append(targets)
+    hit = np.concatenate(rows)
+    where = np.full(n, len(hit), dtype=np.int64)        # (row len(hit): the fill)
+    where[hit] = np.arange(len(hit))
+    return xp.take(xp.concat(parts + [fill], axis=0), xp.asarray(where, device=dev), axis=0)
+
+
+def _reduce_plan(lin, m):
+    """For the positions ``lin`` points at, grouped by how often (rounded up to a power of
+    two, so padding at most doubles the work): (targets, src), src (targets, width) the
+    indices of each target's values in index order, padded with ``m`` (the fill row)."""
+    order = np.argsort(lin, kind="stable")
+    hit = lin[order]
+    starts = np.flatnonzero(np.r_[True, hit[1:] != hit[:-1]])
+    counts = np.diff(np.r_[starts, len(hit)])
+    width = 1 << np.ceil(np.log2(counts)).astype(np.int64)
+    for w in np.unique(width):
+        sel = np.flatnonzero(width == w)
+        k = np.arange(w)
+        at = np.minimum(starts[sel, None] + k, len(hit) - 1)
+        yield hit[starts[sel]], np.where(k < counts[sel, None], order[at], m)

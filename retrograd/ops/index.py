@@ -21,11 +21,12 @@ from collections import namedtuple
 
 import numpy as np
 
+from ..arrays import device, kind, namespace, numpy_dtype, reduce_at, to_numpy
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
 from .elementwise import logical_and, mask_like, where
-from .shape import astype, broadcast_to, getitem, norm_axes, reshape
+from .shape import add_along, astype, broadcast_to, getitem, norm_axes, reshape
 
 # what cummax, cummin and topk return, as PyTorch's named tuples
 ValuesIndices = namedtuple("ValuesIndices", "values indices")
@@ -47,10 +48,14 @@ def _check(idx, n, axis, who, op):
     """Refuse non-integer or out-of-range indices (run by each forward of ``op``). ``who``:
     the PyTorch-named function called (negative indices refused, as PyTorch; named in the
     message where it is not the op), or None (NumPy's rule: -n <= i < n)."""
-    if idx.dtype.kind not in "iu":
+    if kind(idx.dtype) not in "iu":
         raise TypeError(f"indices must be integers, got {idx.dtype}")
     if idx.size:
-        lo, hi = idx.min(), idx.max()
+        if type(idx) is np.ndarray:
+            lo, hi = idx.min(), idx.max()
+        else:
+            xp = namespace(idx)
+            lo, hi = int(xp.min(idx)), int(xp.max(idx))
         low = 0 if who else -n
         if hi >= n or lo < low:
             bad = hi if hi >= n else lo
@@ -65,6 +70,23 @@ def _along(idx, axis):
     return tuple(idx if d == axis else
                  np.arange(idx.shape[d]).reshape((-1,) + (1,) * (nd - d - 1))
                  for d in range(nd))
+
+
+def _wrapped(xp, idx, n):
+    """Negative indices (checked to be >= -n) counted from the end, in namespace xp."""
+    return xp.where(idx < 0, idx + n, idx)
+
+
+def _flat_along(xp, idx, axis, shape):
+    """The flat positions in an array of ``shape`` of _along(idx, axis), in xp."""
+    nd, dev = idx.ndim, device(idx)
+    at = _wrapped(xp, idx, shape[axis])
+    lin, stride = at * 0, 1
+    for d in reversed(range(nd)):
+        c = at if d == axis else xp.reshape(xp.arange(idx.shape[d], device=dev),
+                                            (-1,) + (1,) * (nd - d - 1))
+        lin, stride = lin + c * stride, stride * shape[d]
+    return xp.reshape(lin, (-1,))
 
 
 # ---------------------------------------------------------------- take (np.take)
@@ -95,12 +117,23 @@ def _take_add(g, idx, axis, n):
     return _sum_into(pre + (n,) + post, lin, g)
 
 
+def _take_in(xp, x, idx, axis, who):
+    _check(idx, x.shape[axis], axis, who, "take")
+    out = xp.take(x, xp.reshape(_wrapped(xp, idx, x.shape[axis]), (-1,)), axis=axis)
+    return xp.reshape(out, x.shape[:axis] + tuple(idx.shape) + x.shape[axis + 1:])
+
+
+def _take_add_in(xp, g, idx, axis, n):
+    flat = g.shape[:axis] + (idx.size,) + g.shape[axis + idx.ndim:]
+    return add_along(xp, xp.reshape(g, flat), xp.reshape(_wrapped(xp, idx, n), (-1,)), axis, n)
+
+
 _take_op = defop("take", _take, (
     lambda g, out, x, idx, axis, who: apply(_take_add_op, g, idx, axis=axis, n=x.shape[axis]),
-    None), reads=((1,), ()), fresh=True, args=("x", "indices"))
+    None), reads=((1,), ()), fresh=True, args=("x", "indices"), xp_forward=_take_in)
 _take_add_op = defop("take_add", _take_add, (
     lambda g, out, gg, idx, axis, n: apply(_take_op, g, idx, axis=axis, who=None), None),
-    reads=((1,), ()), fresh=True, args=("g", "indices"))
+    reads=((1,), ()), fresh=True, args=("g", "indices"), xp_forward=_take_add_in)
 
 
 def _axis(axis, x, op):
@@ -138,14 +171,28 @@ def _gather_add(g, idx, axis, shape, who):
     return _sum_into(shape, np.ravel_multi_index(np.broadcast_arrays(*at), shape), g)
 
 
+def _gather_in(xp, x, idx, axis, who):
+    _check(idx, x.shape[axis], axis, who, "gather")
+    # the standard's take_along_axis, on x cut to the index's extent in the other axes
+    x = x[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))]
+    return xp.take_along_axis(x, _wrapped(xp, idx, x.shape[axis]), axis=axis)
+
+
+def _gather_add_in(xp, g, idx, axis, shape, who):
+    _check(idx, shape[axis], axis, who, "gather_add")
+    size = int(np.prod(shape))
+    return xp.reshape(reduce_at(xp, size, _flat_along(xp, idx, axis, shape),
+                                xp.reshape(g, (-1,))), shape)
+
+
 _gather_op = defop("gather", _gather, (
     lambda g, out, x, idx, axis, who: apply(_gather_add_op, g, idx, axis=axis, shape=x.shape,
                                             who=None),
-    None), reads=((1,), ()), fresh=True, args=("x", "index"))
+    None), reads=((1,), ()), fresh=True, args=("x", "index"), xp_forward=_gather_in)
 _gather_add_op = defop("gather_add", _gather_add, (
     lambda g, out, gg, idx, axis, shape, who: apply(_gather_op, g, idx, axis=axis, who=None),
     None),
-    reads=((1,), ()), fresh=True, args=("g", "index"))
+    reads=((1,), ()), fresh=True, args=("g", "index"), xp_forward=_gather_add_in)
 
 
 def _same_ndim(op, x, index):
@@ -202,19 +249,47 @@ def _scatter(x, idx, src, axis, who):
     return out
 
 
+def _last_writes(xp, idx, axis, shape):
+    """(places, which): the distinct flat places _along(idx, axis) writes to (host) and,
+    for each, the position in idx of its last write (the one NumPy's x[at] = v keeps)."""
+    lin = to_numpy(_flat_along(xp, idx, axis, shape))
+    places, first = np.unique(lin[::-1], return_index=True)
+    return places, len(lin) - 1 - first
+
+
+def _scattered_in(xp, x, places, values):
+    """x with its flat ``places`` (host) set to ``values`` (one each), in namespace xp."""
+    size, dev = int(np.prod(x.shape)), device(x)
+    hit = np.zeros(size, bool)
+    hit[places] = True
+    placed = reduce_at(xp, size, places, values)
+    out = xp.where(xp.asarray(hit, device=dev), placed, xp.reshape(x, (-1,)))
+    return xp.reshape(out, x.shape)
+
+
+def _scatter_in(xp, x, idx, src, axis, who):
+    _check(idx, x.shape[axis], axis, who, "scatter")
+    places, which = _last_writes(xp, idx, axis, x.shape)
+    if isinstance(src, (int, float)):
+        values = xp.full((len(places),), src, dtype=x.dtype, device=device(x))
+    else:
+        values = xp.take(xp.reshape(src, (-1,)), xp.asarray(which, device=device(x)), axis=0)
+    return _scattered_in(xp, x, places, values)
+
+
 # x's gradient is g with the overwritten entries zeroed: the same scatter, of 0
 _scatter_op = defop("scatter", _scatter, (
     lambda g, out, x, idx, src, axis, who: apply(_scatter_op, g, idx, 0.0, axis=axis, who=None),
     None,
     lambda g, out, x, idx, src, axis, who: apply(_gather_op, g, idx, axis=axis, who=None)),
-    reads=((1,), (), (1,)), fresh=True, args=("x", "index", "src"))
+    reads=((1,), (), (1,)), fresh=True, args=("x", "index", "src"), xp_forward=_scatter_in)
 
 
 def _src_for(op, index, src, x):
     """``src`` cut to the index's shape (PyTorch uses only that part of a larger src)."""
     si = tuple(_shape(index))
     if isinstance(src, (int, float)) and not isinstance(src, bool):
-        return float(src) if np.dtype(getattr(x, "dtype", np.float64)).kind in "fc" else src
+        return float(src) if kind(numpy_dtype(getattr(x, "dtype", np.float64))) in "fc" else src
     ss = tuple(_shape(src))
     if len(ss) != len(si) or any(a < b for a, b in zip(ss, si)):
         raise ShapeError(f"{op}: src of shape {ss} must have the index's axes and be at least "
@@ -247,9 +322,25 @@ def _scatter_ext(x, idx, src, axis, reduce, include_self, who):
     return out
 
 
+_HOW = {"amax": "max", "amin": "min", "prod": "prod"}
+_COMBINE = {"amax": "maximum", "amin": "minimum", "prod": "multiply"}
+
+
+def _scatter_ext_in(xp, x, idx, src, axis, reduce, include_self, who):
+    _check(idx, x.shape[axis], axis, who, "scatter_reduce")
+    lin = to_numpy(_flat_along(xp, idx, axis, x.shape))
+    size = int(np.prod(x.shape))
+    red = xp.reshape(reduce_at(xp, size, lin, xp.reshape(src, (-1,)), _HOW[reduce]), x.shape)
+    if include_self:                   # (the reduction's identity where nothing points)
+        return getattr(xp, _COMBINE[reduce])(x, red)
+    hit = np.zeros(size, bool)
+    hit[lin] = True
+    return xp.where(xp.asarray(hit.reshape(x.shape), device=device(x)), red, x)
+
+
 def _scattered(idx, axis, like):
     """1 where some index points, else 0, in ``like``'s shape (a constant)."""
-    ones = np.ones(_shape(idx), like.dtype)
+    ones = np.ones(_shape(idx), numpy_dtype(like.dtype))
     return mask_like(apply(_gather_add_op, ones, idx, axis=axis, shape=like.shape, who=None) > 0,
                      like)
 
@@ -309,7 +400,7 @@ def _ext_src_vjp(g, out, x, idx, src, axis, reduce, include_self, who):
 
 _scatter_ext_op = defop("scatter_reduce", _scatter_ext, (_ext_x_vjp, None, _ext_src_vjp),
                         reads=((0, 1, 2, "out"), (), (0, 1, 2, "out")), fresh=True,
-                        args=("x", "index", "src"))
+                        args=("x", "index", "src"), xp_forward=_scatter_ext_in)
 
 
 def scatter_reduce(x, dim, index, src, reduce, include_self=True):
@@ -322,7 +413,8 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
                              f"'amin', got {reduce!r}")
     dim, index = _torch_args("scatter_reduce", x, dim, index)
     if not isinstance(src, Tensor):
-        src = np.asarray(src, dtype=getattr(x, "dtype", None))
+        dtype = getattr(x, "dtype", None)
+        src = np.asarray(src, dtype=None if dtype is None else numpy_dtype(dtype))
     src = _src_for("scatter_reduce", index, src, x)
     if reduce in _REDUCE:
         return apply(_scatter_ext_op, x, index, src, axis=dim, reduce=reduce,
@@ -333,7 +425,7 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
     total = base + apply(_gather_add_op, src, index, axis=dim, shape=shape, who="scatter_reduce")
     if reduce == "sum":
         return total
-    ones = np.ones(tuple(_shape(index)), getattr(x, "dtype", np.float64))
+    ones = np.ones(tuple(_shape(index)), numpy_dtype(getattr(x, "dtype", np.float64)))
     count = apply(_gather_add_op, ones, index, axis=dim, shape=shape, who=None)
     count = count + 1 if include_self else where(count == 0, 1, count)
     return total / count
@@ -346,7 +438,7 @@ def masked_fill(x, mask, value):
     if m is None:
         mask = np.asarray(mask)
         m = mask.dtype
-    if m != np.bool_:
+    if kind(m) != "b":
         raise RetrogradError(f"masked_fill: mask must be boolean, got {m}")
     out = where(mask, value, x)
     if tuple(out.shape) != tuple(_shape(x)):
@@ -366,7 +458,14 @@ def _argsort(x, axis, descending):
     return x.shape[axis] - 1 - r
 
 
-_argsort_op = defop("argsort", _argsort, fresh=True, args=("x",),
+def _argsort_in(xp, x, axis, descending):
+    if not descending:
+        return xp.argsort(x, axis=axis, stable=True)
+    r = xp.flip(xp.argsort(xp.flip(x, axis=axis), axis=axis, stable=True), axis=axis)
+    return x.shape[axis] - 1 - r
+
+
+_argsort_op = defop("argsort", _argsort, fresh=True, args=("x",), xp_forward=_argsort_in,
                     doc="The indices that sort x along an axis, stably (no gradient).")
 
 

@@ -2,14 +2,19 @@
 ``t[idx] = v``, changing the array or recording the change, where PyTorch allows them."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .. import tensor as _tensor
+from ..arrays import device, is_foreign, namespace, numpy_dtype, to_numpy
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _bump_version, _mode
 from .base import tracing
 from .elementwise import where
-from .shape import _canonical_index, astype, broadcast_to, scatter_add
+from .index import _scattered_in
+from .shape import (_canonical_index, _full_basic, _is_basic, astype, broadcast_to, positions,
+                    scatter_add)
 
 __all__ = ["inplace_method", "setitem"]
 
@@ -96,6 +101,9 @@ def inplace_method(fn, ufunc, symbol, name):
                 _refuse_traced(f"'{symbol}'", f"write t = t {symbol[0]} x instead")
             return fn(self, other)         # a plain tensor plus a traced value: a new value
         if not (_mode.enabled and (self.requires_grad or other_rg)):
+            if type(self._data) is not np.ndarray and is_foreign(self._data):
+                _foreign_update(self, _IN_PLACE[symbol], other)
+                return self
             if not self._data.flags.writeable:
                 raise RetrogradError(f"'{symbol}': the tensor's array is read-only")
             value = other._data if isinstance(other, Tensor) else other
@@ -116,6 +124,46 @@ def inplace_method(fn, ufunc, symbol, name):
     return method
 
 
+_IN_PLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
+             "/=": operator.itruediv}
+
+
+def _on_device(value, like):
+    """A value for an array of another namespace: NumPy arrays moved to its device."""
+    value = value._data if isinstance(value, Tensor) else value
+    if isinstance(value, np.ndarray):
+        value = namespace(like).asarray(value, device=device(like))
+    return value
+
+
+def _foreign_update(t, iop, other):
+    # the standard's in-place operator (it changes the array, so aliases see it, where
+    # the library allows; a library of immutable arrays returns a new one)
+    t._data = iop(t._data, _on_device(other, t._data))
+    _bump_version(t)
+
+
+def _foreign_setitem(t, idx, value):
+    """``t[idx] = value`` (unrecorded) on an array of another namespace: basic indices in
+    place by the standard's setitem; integer arrays and masks (which the standard cannot
+    assign) give t a new array, each place's last value written, as NumPy's."""
+    data, value = t._data, _on_device(value, t._data)
+    xp = namespace(data)
+    if _is_basic(idx):
+        at = tuple(i for i in _full_basic(idx) if i is not None)   # (no None in a setitem)
+        data[at] = value if isinstance(value, (int, float, bool)) else xp.reshape(
+            xp.broadcast_to(value, data[_full_basic(idx)].shape), data[at].shape)
+    else:
+        pos = positions(data.shape, idx)
+        lin = pos.reshape(-1)
+        places, first = np.unique(lin[::-1], return_index=True)
+        values = xp.reshape(xp.broadcast_to(xp.asarray(value, dtype=data.dtype, device=device(
+            data)), pos.shape), (-1,))
+        which = xp.asarray(len(lin) - 1 - first, device=device(data))
+        t._data = _scattered_in(xp, data, places, xp.take(values, which, axis=0))
+    _bump_version(t)
+
+
 def _assigned(old, idx, value):
     """``old`` with ``old[idx]`` replaced by ``value``, differentiably in both."""
     shape, dtype = old.shape, old.dtype
@@ -129,8 +177,9 @@ def _assigned(old, idx, value):
         v = broadcast_to(astype(value, dtype), counts[idx].shape)
         placed = scatter_add(v, idx, shape)
     else:
-        placed = np.zeros(shape, dtype)
-        placed[idx] = value._data if isinstance(value, Tensor) else value
+        placed = np.zeros(shape, numpy_dtype(dtype))     # (a constant: moved where old is)
+        value = value._data if isinstance(value, Tensor) else value
+        placed[idx] = to_numpy(value) if is_foreign(value) else value
     return where(mask, placed, old)
 
 
@@ -143,6 +192,8 @@ def setitem(self, idx, value):
     if tracing() and (self.requires_grad or value_rg):
         _refuse_traced("t[idx] = v", "build the new value with rg.where")
     if not (_mode.enabled and (self.requires_grad or value_rg)):
+        if type(self._data) is not np.ndarray and is_foreign(self._data):
+            return _foreign_setitem(self, _canonical_index(idx), value)
         self._data[_canonical_index(idx)] = value._data if isinstance(value, Tensor) else value
         _bump_version(self)
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import device, kind, namespace, to_numpy
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 from .base import apply, defop
@@ -47,6 +48,13 @@ class IgnoredLabel(RetrogradError):
 
 
 def _class_labels_forward(labels, classes, who, ignore=None):
+    if type(labels) is not np.ndarray:
+        # another namespace: a min and a max where the labels live; for a bad label, the
+        # NumPy check of a host copy gives the message
+        xp = namespace(labels)
+        if labels.size and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= classes):
+            _class_labels_forward(to_numpy(labels), classes, who, ignore)
+        return labels
     if labels.size:
         unsigned, limit = _UNSIGNED[labels.dtype]
         if classes <= limit:
@@ -66,6 +74,27 @@ def _class_labels_forward(labels, classes, who, ignore=None):
 
 
 _class_labels = defop("class_labels", _class_labels_forward)
+
+
+def _onehot(xp, labels, classes, dtype):
+    """onehot(labels) (N, C) of ``dtype`` in namespace xp."""
+    hit = xp.arange(classes, device=device(labels))[None, :] == xp.reshape(labels, (-1, 1))
+    return xp.astype(hit, dtype)
+
+
+def _picked(xp, z, labels):
+    """z[i, labels[i]] per row, in namespace xp."""
+    return xp.take_along_axis(z, xp.reshape(labels, (-1, 1)), axis=1)[:, 0]
+
+
+def _sce_in(xp, z, labels):
+    s = z - xp.max(z, axis=1, keepdims=True)
+    return xp.log(xp.sum(xp.exp(s), axis=1)) - _picked(xp, s, labels)
+
+
+def _smo_in(xp, z, labels):
+    p = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return p / xp.sum(p, axis=1, keepdims=True) - _onehot(xp, labels, z.shape[1], z.dtype)
 
 
 def _checked(who, logits, labels, ignore=None):
@@ -98,7 +127,8 @@ def _smo_vjp(u, out, z, labels):
 
 
 _softmax_minus_onehot = defop("softmax_minus_onehot", _smo_forward, (_smo_vjp, None),
-                              reads=((0,), ()), fresh=True, lowering="rows_softmax_onehot")
+                              reads=((0,), ()), fresh=True, lowering="rows_softmax_onehot",
+                              xp_forward=_smo_in)
 
 
 def softmax_minus_onehot(z, labels):
@@ -111,7 +141,8 @@ def _sce_vjp(g, out, z, labels):            # (labels: checked by the forward's 
 
 
 _softmax_cross_entropy = defop("softmax_cross_entropy", _sce_forward, (_sce_vjp, None),
-                               reads=((0, 1), ()), fresh=True, lowering="rows_lse_pick")
+                               reads=((0, 1), ()), fresh=True, lowering="rows_lse_pick",
+                               xp_forward=_sce_in)
 
 
 def _nll_vjp(g, out, x, labels):
@@ -126,10 +157,16 @@ def _nll_t_forward(g, labels, classes):
 
 # -x[i, labels[i]] per row and its transpose: each one's VJP is the other, so it is
 # differentiable to any order; labels are data (checked by class_labels), not an index param
+def _nll_t_in(xp, g, labels, classes):
+    hit = _onehot(xp, labels, classes, xp.bool)
+    return xp.where(hit, -xp.reshape(g, (-1, 1)), xp.zeros_like(hit, dtype=g.dtype))
+
+
 _nll = defop("nll_loss", lambda x, labels: -x[np.arange(len(labels)), labels], (_nll_vjp, None),
-             reads=((1,), ()))
+             reads=((1,), ()), xp_forward=lambda xp, x, labels: -_picked(xp, x, labels))
 _nll_t = defop("nll_loss_vjp", _nll_t_forward,
-               (lambda u, out, g, labels, classes: apply(_nll, u, labels), None), reads=((1,), ()))
+               (lambda u, out, g, labels, classes: apply(_nll, u, labels), None), reads=((1,), ()),
+               xp_forward=_nll_t_in)
 
 
 def _check_labels(op, logits, labels):
@@ -137,7 +174,7 @@ def _check_labels(op, logits, labels):
     z = getattr(logits, "shape", np.shape(logits))
     shape, dtype = (labels.shape, labels.dtype) if isinstance(labels, Tensor) else (
         np.shape(labels), np.asarray(labels).dtype)
-    if dtype.kind not in "iu":
+    if kind(dtype) not in "iu":
         raise RetrogradError(f"{op}: labels must be integers, got dtype {dtype}")
     if len(z) != 2 or shape != z[:1]:
         raise ShapeError(f"{op}: needs logits (N, C) and integer labels (N,), got shapes "
@@ -164,6 +201,10 @@ def _bce_forward(p, t):
         return -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
 
 
+def _bce_in(xp, p, t):
+    return -(t * xp.maximum(xp.log(p), -100.0) + (1 - t) * xp.maximum(xp.log1p(-p), -100.0))
+
+
 def _clamped_log(x):
     """max(log x, -100) as ops, finite (and warning-free) at x = 0."""
     pos = x > 0
@@ -178,7 +219,7 @@ def _bce_scalar(p, t):
 binary_cross_entropy = defop("binary_cross_entropy", _bce_forward, (
     lambda g, out, p, t: g * (p - t) / maximum(p * (1 - p), _BCE_EPS),
     lambda g, out, p, t: g * (_clamped_log(1 - p) - _clamped_log(p))), reads=((0, 1), (0,)),
-    fresh=True, scalar=_bce_scalar,
+    fresh=True, scalar=_bce_scalar, xp_forward=_bce_in,
     doc="Elementwise -(t·log p + (1 - t)·log(1 - p)), the logs clamped at -100 (as PyTorch).")
 
 

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from ..arrays import namespace
+from ..arrays import (device, dtype_of, is_foreign, kind, namespace, numpy_dtype, reduce_at,
+                      to_numpy)
 from ..errors import AxisError, RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, _unwrap_index, share_version
 from .base import Kernel, apply, defop, out_kw, tracing
@@ -47,21 +48,22 @@ def norm_axes(axis, ndim, op, *, sort=False, of=None, scalar=True, unique=True):
 # ---------------------------------------------------------------- astype
 
 def _astype_vjp(g, out, x, dtype):
-    return astype(g, x.dtype) if x.dtype.kind in "fc" else None
+    return astype(g, x.dtype) if kind(x.dtype) in "fc" else None
 
 
 _astype = defop("astype", lambda x, dtype: x.astype(dtype, copy=False), (_astype_vjp,), reads=((),),
                 simplify=lambda n: n.inputs[0] if n.dtype == n.inputs[0].dtype else None,
-                lowering="cast")
+                lowering="cast",
+                xp_forward=lambda xp, x, dtype: xp.astype(x, dtype_of(xp, dtype), copy=False))
 
 
 def astype(x, dtype):
     """Cast to ``dtype``; the gradient is cast back (float -> float only)."""
-    try:
-        dtype = np.dtype(dtype)
+    try:                                    # (a param: NumPy's, whatever x's namespace)
+        dtype = np.dtype(dtype) if isinstance(dtype, (type, str, np.dtype)) else numpy_dtype(dtype)
     except TypeError as e:
         raise RetrogradError(f"astype: {dtype!r} is not a dtype ({e})") from None
-    if isinstance(x, Tensor) and x.dtype == dtype:
+    if isinstance(x, Tensor) and numpy_dtype(x.dtype) == dtype:
         return x
     return apply(_astype, x, dtype=dtype)
 
@@ -81,7 +83,8 @@ _reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
                  (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),),
                  kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.reshape({n.params['shape']!r})",
                                          fresh=False),
-                 simplify=_reshape_rule)
+                 simplify=_reshape_rule,
+                 xp_forward=lambda xp, x, shape: xp.reshape(x, shape))
 
 
 def reshape(x, *shape):
@@ -117,7 +120,8 @@ _transpose = defop("transpose", lambda x, axes: x.transpose(axes),    # (np.tran
                    (lambda g, out, x, axes: transpose(g, tuple(np.argsort(axes))),), reads=((),),
                    kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.T", fresh=False)
                    if n.params["axes"] == (1, 0) else None,
-                   simplify=_transpose_rule, lowering="view_T")
+                   simplify=_transpose_rule, lowering="view_T",
+                   xp_forward=lambda xp, x, axes: xp.permute_dims(x, axes))
 
 
 def transpose(x, axes=None):
@@ -233,7 +237,8 @@ def _bias_kernel(n):
 
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
                       (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),),
-                      simplify=same_shape)
+                      simplify=same_shape,
+                      xp_forward=lambda xp, x, shape: xp.broadcast_to(x, shape))
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
                    reads=((),), kernel=_bias_kernel, simplify=same_shape, lowering="reduce_to")
 
@@ -276,17 +281,60 @@ def _scatter_add(g, idx, shape):
     return out
 
 
+def _full_basic(idx):
+    """A basic index as the standard takes it: a tuple naming every axis (a trailing
+    Ellipsis where it has none; NumPy fills in the axes it leaves out itself)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    items = tuple(int(i) if isinstance(i, np.integer) else i for i in items)
+    return items if any(i is Ellipsis for i in items) else items + (Ellipsis,)
+
+
+def positions(shape, idx) -> np.ndarray:
+    """The flat (C-order) positions in an array of ``shape`` of the entries ``x[idx]``
+    picks, computed by NumPy on the host from the static index (NumPy's rules for
+    integer arrays, masks, slices and None; its IndexError for an index out of range):
+    one coordinate grid per axis, each a broadcast view, indexed at the result's size."""
+    stride, pos = 1, np.broadcast_to(np.intp(0), shape)[idx]
+    for d in reversed(range(len(shape))):
+        axis = np.arange(shape[d]).reshape((-1,) + (1,) * (len(shape) - d - 1)) * stride
+        pos = pos + np.broadcast_to(axis, shape)[idx]
+        stride *= shape[d]
+    return pos
+
+
+def _getitem_in(xp, x, idx):
+    """x[idx] in namespace xp: basic indices by the standard's own indexing (views where
+    the library makes them); integer arrays and masks as one gather of x's entries."""
+    if _is_basic(idx):
+        return x[_full_basic(idx)]
+    pos = positions(x.shape, idx)
+    flat = xp.take(xp.reshape(x, (-1,)), xp.asarray(pos.reshape(-1), device=device(x)), axis=0)
+    return xp.reshape(flat, pos.shape)
+
+
+def _scatter_add_in(xp, g, idx, shape):
+    if _is_basic(idx):                   # basic indexing never repeats an element
+        out = xp.zeros(shape, dtype=g.dtype, device=device(g))
+        at = tuple(i for i in _full_basic(idx) if i is not None)   # (no None in a setitem)
+        out[at] = xp.reshape(g, out[at].shape)
+        return out
+    pos = positions(shape, idx)
+    g = xp.reshape(xp.broadcast_to(g, pos.shape), (-1,))
+    return xp.reshape(reduce_at(xp, math.prod(shape), pos.reshape(-1), g), shape)
+
+
 _getitem = defop("getitem", lambda x, idx: x[idx],
-                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),))
+                 (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),),
+                 xp_forward=_getitem_in)
 _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
-                 reads=((),), fresh=True)
+                 reads=((),), fresh=True, xp_forward=_scatter_add_in)
 
 
 def _canonical_index(idx):
     items = idx if isinstance(idx, (tuple, list)) else (idx,)
     # the index is a static parameter of getitem: it cannot be a graph value (no array)
     traced = next((i for i in items if isinstance(i, Tensor)
-                   and not isinstance(i._data, np.ndarray)), None)
+                   and not isinstance(i._data, np.ndarray) and not is_foreign(i._data)), None)
     if traced is not None:
         raise TraceError(f"indexing with a traced value ({traced.describe()}): an index must "
                          "be known when the graph is built (a constant array, a slice or an "
@@ -294,8 +342,21 @@ def _canonical_index(idx):
                          "eagerly (rg.compile(fn, fallback='eager'))")
     idx = _unwrap_index(idx)
     if isinstance(idx, tuple):
-        return tuple(np.asarray(i) if isinstance(i, list) else i for i in idx)
-    return idx
+        return tuple(_host_index(i) for i in idx)
+    return _host_index(idx)
+
+
+_PLAIN_INDEX = (slice, int, np.integer, np.ndarray, type(None), type(Ellipsis))
+
+
+def _host_index(i):
+    # a list, or an index array of another namespace (a device), as a NumPy array: the
+    # static index param is NumPy's, whatever the namespace of the array it indexes
+    if isinstance(i, _PLAIN_INDEX):
+        return i
+    if isinstance(i, list):
+        return np.asarray(i)
+    return to_numpy(i) if is_foreign(i) else i
 
 
 def getitem(x, idx):
@@ -312,9 +373,21 @@ def _pad_vjp(g, out, x, pad_width, constant_values):
     return getitem(g, tuple(builtins.slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape)))
 
 
+def _pad_in(xp, x, pad_width, constant_values):
+    """np.pad's constant mode in namespace xp (the standard has no pad): each padded axis
+    joined to blocks of the constant; a copy, as np.pad's, where nothing is padded."""
+    x = xp.asarray(x, copy=True)
+    for axis, (lo, hi) in enumerate(pad_width):
+        if lo or hi:
+            block = [xp.full(x.shape[:axis] + (k,) + x.shape[axis + 1:], constant_values,
+                             dtype=x.dtype, device=device(x)) for k in (lo, hi)]
+            x = xp.concat([block[0], x, block[1]], axis=axis)
+    return x
+
+
 _pad = defop("pad", lambda x, pad_width, constant_values:
              np.pad(x, pad_width, mode="constant", constant_values=constant_values), (_pad_vjp,),
-             reads=((),), fresh=True)
+             reads=((),), fresh=True, xp_forward=_pad_in)
 
 # the border modes, NumPy's names (PyTorch's 'replicate' and 'circular' are 'edge', 'wrap')
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "replicate": "edge",
@@ -336,6 +409,32 @@ def _pad_border(x, pad_width, mode):
     # np.pad itself (fast); _source says the same, which the adjoint below folds by
     # (tests/test_linalg_movement.py checks the two agree, borders longer than the axis too)
     return np.pad(x, pad_width, mode=mode)
+
+
+def _pad_border_in(xp, x, pad_width, mode):
+    # _source's copy, axis by axis, as one gather along each padded axis
+    for axis, ((lo, hi), n) in enumerate(zip(pad_width, x.shape)):
+        if lo or hi:
+            x = xp.take(x, xp.asarray(_source(mode, lo, hi, n), device=device(x)), axis=axis)
+    return x
+
+
+def add_along(xp, g, idx, axis, n):
+    """The n slices along ``axis`` of zeros with g's slices along ``axis`` added at ``idx``
+    (1-D integers in 0..n-1, NumPy's or xp's; repeats accumulate), in namespace xp."""
+    moved = xp.moveaxis(g, axis, 0)
+    rest = tuple(moved.shape[1:])
+    out = reduce_at(xp, n, idx, xp.reshape(moved, (moved.shape[0], math.prod(rest))))
+    return xp.moveaxis(xp.reshape(out, (n,) + rest), 0, axis)
+
+
+def _fold_border_in(xp, g, pad_width, mode, shape):
+    # each padded axis: every position of g (border and centre) added onto what it copied
+    for axis in reversed(range(len(shape))):
+        (lo, hi), n = pad_width[axis], shape[axis]
+        if lo or hi:
+            g = add_along(xp, g, _source(mode, lo, hi, n), axis, n)
+    return g
 
 
 def _fold_border(g, pad_width, mode, shape):
@@ -371,10 +470,12 @@ def _add_along(out, pre, idx, gp, axis):
 
 _pad_border_op = defop("pad_border", _pad_border, (
     lambda g, out, x, pad_width, mode: apply(_fold_border_op, g, pad_width=pad_width, mode=mode,
-                                             shape=x.shape),), reads=((),), fresh=True)
+                                             shape=x.shape),), reads=((),), fresh=True,
+    xp_forward=_pad_border_in)
 _fold_border_op = defop("pad_border_vjp", _fold_border, (
     lambda g, out, gg, pad_width, mode, shape: apply(_pad_border_op, g, pad_width=pad_width,
-                                                     mode=mode),), reads=((),), fresh=True)
+                                                     mode=mode),), reads=((),), fresh=True,
+    xp_forward=_fold_border_in)
 
 
 def _pad_width(pad_width, shape):
@@ -426,9 +527,10 @@ def _stack_vjp(g, out, *xs, axis):
 
 
 _concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                     _concat_vjp, variadic=True, reads=((),), fresh=True)
+                     _concat_vjp, variadic=True, reads=((),), fresh=True,
+                     xp_forward=lambda xp, *xs, axis: xp.concat(xs, axis=axis))
 _stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjp, variadic=True,
-               reads=((),), fresh=True)
+               reads=((),), fresh=True, xp_forward=lambda xp, *xs, axis: xp.stack(xs, axis=axis))
 
 
 def _norm_axis(axis, ndim, op):
