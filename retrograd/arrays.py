@@ -158,6 +158,33 @@ def is_floating(a) -> bool:
     return kind(a.dtype) in "fc"
 
 
+def copy(a):
+    """A copy of an array, in its namespace and on its device."""
+    return a.copy() if type(a) is np.ndarray else namespace(a).asarray(a, copy=True)
+
+
+def require_numpy(a, who: str):
+    """Refuse an array of another namespace where only NumPy arrays can go: compiled code
+    (rg.compile, compile_step, the fused update) is generated NumPy code."""
+    if type(a) is not np.ndarray and is_foreign(a):
+        raise RetrogradError(
+            f"{who}: compiled code computes with NumPy only, and this array is "
+            f"{name_of(a)}'s (on {device(a)}); use the eager step instead (call the function "
+            "without rg.compile; loss.backward() then optimizer.step() in place of "
+            "compile_step; rg.train.fit(compile=False)), or move the model back with "
+            "model.to(numpy)")
+
+
+#: counts the moves of module state between namespaces (Module.to): an optimizer whose
+#: state was made before a move brings it to its parameters' namespace at its next step
+moves = 0
+
+
+def count_move():
+    global moves
+    moves += 1
+
+
 def to_numpy(a) -> np.ndarray:
     """An array as an ndarray on the host (a copy where it lives elsewhere, e.g. a GPU)."""
     if isinstance(a, np.ndarray):
@@ -178,23 +205,17 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def to_namespace(a, xp, device=None):
+def to_namespace(a, xp, device=None, copy=None):
     """An array (of any library) in namespace ``xp`` (a module: ``numpy``, ``cupy``,
-    ``array_api_strict``...) on ``device`` (default: the namespace's default)."""
+    ``array_api_strict``...) on ``device`` (default: the namespace's default).
+    ``copy=True``: never memory shared with ``a`` (array_api_strict, for one, wraps a
+    NumPy array without copying), for a target other than NumPy."""
     if xp is np or getattr(xp, "__name__", "") == "numpy":
         return to_numpy(a)
     if not isinstance(a, _PLAIN) and namespace(a) is not xp:
         a = to_numpy(a)
-    return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
-
-
-def numpy_dtype(dtype) -> np.dtype:
-    """A dtype of any namespace as NumPy's (array_api_strict.float32, torch.int64 ->
-    float32, int64): the form op params and NumPy constants take."""
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+    kw = {} if copy is None else {"copy": copy}
+    return xp.asarray(a, device=device, **kw) if device is not None else xp.asarray(a, **kw)
 
 
 def size(a) -> int:

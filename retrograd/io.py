@@ -30,6 +30,7 @@ import zlib
 
 import numpy as np
 
+from . import arrays as _arrays
 from .errors import RetrogradError
 from .tensor import Tensor
 
@@ -225,6 +226,8 @@ def _encode(obj, arrays, where, depth=0):
         return {"$tuple": enc} if isinstance(obj, tuple) else enc
     if hasattr(obj, "state_dict"):
         return _encode(obj.state_dict(), arrays, where, depth)
+    if _arrays.is_foreign(obj):         # a GPU / array-API array: stored as host data
+        return _encode(_arrays.to_numpy(obj), arrays, where, depth)
     raise RetrogradError(f"save: {where} is a {type(obj).__name__}, which cannot be stored "
                          "without pickle (use dicts, lists, arrays, numbers, strings)")
 
@@ -473,6 +476,7 @@ def _flat_arrays(obj, path):
             raise RetrogradError(f"save: {path}: the name '__metadata__' is reserved by the "
                                  "safetensors format; pass metadata= instead")
         v = v.data if isinstance(v, Tensor) else v
+        v = _arrays.to_numpy(v) if _arrays.is_foreign(v) else v
         if not isinstance(v, (np.ndarray, np.generic)):
             raise RetrogradError(f"save: {path}: entry {k!r} is a {type(v).__name__}, not an "
                                  "array; a .safetensors file holds arrays only (save nested "

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from . import blas, io
+from . import arrays, blas, io
 from .data import ArrayDataset, DataLoader
 from .errors import RetrogradError
 from .tensor import Tensor, as_tensor, default_generator, no_grad
@@ -392,6 +392,7 @@ class _Run:
         self.best_pending = None   # best.npz's content, written at the next save
         self.last_save = time.monotonic()
         self.epoch, self.b, self.bar, self.stop, self.step = 1, 0, None, None, None
+        self.place = None          # moves a batch to the model's namespace (Module.to)
         self.t0 = self.epoch_rng = None
         self.total, self.seen, self.correct = 0.0, 0, 0
         self.world = world         # the MPI world of a data-parallel run (rg.distributed)
@@ -445,6 +446,18 @@ class _Run:
             from . import distributed
             distributed.check_same("model and data", _signature(self.model, self.loader))
             step = distributed.DataParallel(self.model, self.loss_fn, self.optimizer, compile)
+        placed = _model_namespace(self.model)
+        if placed is not None:
+            # a model moved to another array namespace (Module.to: CuPy on a GPU...) trains
+            # with the eager step, which computes in that namespace; compiled steps are
+            # generated NumPy code and refuse it. Batches are moved there once per step.
+            xp, on = placed
+            self.place = lambda t: Tensor(arrays.to_namespace(t.data, xp, on))
+            if step is None and compile and self.log:
+                name = arrays.name_of(self.model.parameters()[0].data)
+                self.log(f"fit: the model computes in {name}: training with the eager step "
+                         "(compiled steps are NumPy-only)")
+            compile = False
         if step is None and compile:
             from .graph import compile_step
             from .graph.numba_backend import for_run
@@ -527,6 +540,8 @@ class _Run:
     def _batch(self, xb, yb):
         if self.augment is not None:
             xb = as_tensor(self.augment(xb.numpy(), default_generator()))
+        if self.place is not None:
+            xb, yb = self.place(xb), self.place(yb)
         loss, out = self.step(xb, yb)
         n = len(xb)
         if n == 0:                # data-parallel: an uneven last batch left this rank none
@@ -673,9 +688,24 @@ def _signature(model, loader):
             f"{loader.batch_size}, seed {loader.seed}")
 
 
+def _model_namespace(model):
+    """(namespace, device) of a model moved to another array namespace by Module.to, or
+    None for a NumPy model."""
+    params = model.parameters() if hasattr(model, "parameters") else []
+    if params and arrays.is_foreign(params[0].data):
+        return arrays.namespace(params[0].data), arrays.device(params[0].data)
+    return None
+
+
 def _non_finite_parameter(model):
     for name, p in model.named_parameters():
-        if not np.isfinite(p.data).all():
+        d = p.data
+        if isinstance(d, np.ndarray):
+            finite = np.isfinite(d).all()
+        else:
+            xp = arrays.namespace(d)
+            finite = bool(xp.all(xp.isfinite(d)))
+        if not finite:
             return name
     return None
 

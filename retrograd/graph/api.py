@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from .. import autodiff
+from ..arrays import require_numpy
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, enable_grad
 from .numba_backend import executable, resolve
@@ -295,7 +296,10 @@ class Compiled:
             elif isinstance(a, Tensor):
                 if isinstance(a, Var):
                     return None
-                sig.append((a._data.shape, a._data.dtype))
+                d = a._data
+                if type(d) is not np.ndarray:    # (CuPy's dtypes would match NumPy's keys)
+                    require_numpy(d, f"rg.compile: argument {i} of {self.__name__}")
+                sig.append((d.shape, d.dtype))
             elif isinstance(a, (np.ndarray, np.generic)):    # (np.float64 is strong: an array)
                 sig.append((a.shape, a.dtype))
             elif type(a) is float:
@@ -303,6 +307,7 @@ class Compiled:
             elif isinstance(a, (int, bool, str, type(None), float)):
                 sig.append(_static_key(i, a))
             else:
+                require_numpy(a, f"rg.compile: argument {i} of {self.__name__}")
                 raise TraceError(f"rg.compile: cannot pass a {type(a).__name__} to a compiled "
                                  "function; pass tensors, arrays or Python numbers")
         return tuple(sig)
@@ -405,7 +410,11 @@ class Compiled:
             return self.fn(*(Tensor(a) if isinstance(a, np.ndarray) else a for a in args))
         arrays = [a._data if isinstance(a, Tensor) else a for a in map(args.__getitem__,
                                                                         entry["positions"])]
-        values = entry["exe"](*arrays, *[t._data for t in entry["captured"]])
+        try:
+            values = entry["exe"](*arrays, *[t._data for t in entry["captured"]])
+        except Exception:
+            _captured_on_host(entry["captured"])     # a clearer error if Module.to moved them
+            raise
         _write_state(entry["state"], values)
         return _unflatten(entry["tree"], values)
 
@@ -418,9 +427,23 @@ class Compiled:
         return self._entry(self.signature(args), args)["exe"].source
 
 
+def _host_inputs(x, y):
+    """compile_step's inputs as ndarrays (arrays of another namespace are refused)."""
+    require_numpy(x, "compile_step: the input batch")
+    require_numpy(y, "compile_step: the target batch")
+    return np.asarray(x), np.asarray(y)
+
+
 def _modes(entry):
     """The train/eval modes now of the modules a trace called."""
     return tuple(m.training for m in entry["modules"])
+
+
+def _captured_on_host(captured):
+    """Refuse captured tensors that Module.to moved to another namespace since the trace."""
+    for t in captured:
+        require_numpy(t._data, f"rg.compile: a captured tensor of shape {t.shape} was moved by "
+                      "Module.to after the trace")
 
 
 def _write_state(state, values):
@@ -496,6 +519,8 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     from ..optim.fused import FusedUpdate, can_fuse
     backend = resolve(backend, "compile_step")
     params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        require_numpy(p._data, f"compile_step: a parameter of shape {p.shape}")
     fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
 
     def loss_and_grads(x, y):
@@ -520,8 +545,10 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
         return exe, _captured_tensors(exe), copies, fused and fused.generation, entry["state"]
 
     def step(x, y):
-        xd = x.data if isinstance(x, Tensor) else np.asarray(x)
-        yd = y.data if isinstance(y, Tensor) else np.asarray(y)
+        xd = x.data if isinstance(x, Tensor) else x
+        yd = y.data if isinstance(y, Tensor) else y
+        if type(xd) is not np.ndarray or type(yd) is not np.ndarray:
+            xd, yd = _host_inputs(xd, yd)
         # (a step after model.eval() runs the eval-mode trace: no dropout, running stats)
         key = (xd.shape, xd.dtype, yd.shape, yd.dtype, *[m.training for m in modules])
         layout = fused and fused.sync()             # the flat layout and state still hold?
@@ -531,7 +558,11 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
                 fast.pop(next(iter(fast)))          # bounded, as Compiled's own cache
             hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
         exe, captured, copies, _, state = hit
-        outs = exe(xd, yd, *[t._data for t in captured])
+        try:
+            outs = exe(xd, yd, *[t._data for t in captured])
+        except Exception:
+            _captured_on_host(captured)
+            raise
         _write_state(state, outs)           # running statistics, as the eager step
         if fused is None:
             if on_gradients is not None:

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..arrays import require_numpy
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..ops import base
 from ..ops.shape import astype, stop_gradient
@@ -148,6 +149,12 @@ def _dummy(x):
     return x._data if isinstance(x, Tensor) else x
 
 
+def _host_only(t):
+    """Refuse to capture a tensor of another namespace: compiled code is NumPy code."""
+    what = f" '{t.name}'" if t.name else ""
+    require_numpy(t._data, f"rg.compile: captured tensor{what} of shape {t.shape}")
+
+
 class Tracer:
     """The trace in progress (rg.compile), a capture of ops/base: tensors that require
     grad but are not graph values (captured model parameters) are lifted into the graph
@@ -168,6 +175,8 @@ class Tracer:
     def lift(self, t):
         if isinstance(t, Var) or not isinstance(t, Tensor):
             return t
+        if type(t._data) is not np.ndarray:
+            _host_only(t)
         if not t.requires_grad:     # module state (nn.Buffer) is read at every call too
             return self.lift_state(t) if getattr(t, "_state", False) else t
         hit = self._lifted.get(id(t))
@@ -181,6 +190,7 @@ class Tracer:
         constant; after an ``assign`` in this trace, the value assigned."""
         hit = self._lifted.get(id(t))
         if hit is None:
+            _host_only(t)
             v = Var(self.graph, "captured", t.shape, t.dtype, name=t.name or "buffer", value=t)
             v.requires_grad = False
             hit = self._lifted[id(t)] = (t, v)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import arrays, ops
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor
 
@@ -17,7 +17,8 @@ __all__ = ["scaled_dot_product_attention", "attention_weights"]
 
 
 def _dtype(m):
-    return m.dtype if isinstance(m, Tensor) else np.asarray(m).dtype
+    """A mask's dtype: a tensor's, an array's of any namespace, or NumPy's for a list."""
+    return m.dtype if isinstance(m, Tensor) or arrays.is_foreign(m) else np.asarray(m).dtype
 
 
 def masked_scores(scores, mask, allowed):
@@ -25,11 +26,13 @@ def masked_scores(scores, mask, allowed):
     (``allowed``: True marks the entries that take part, as scaled_dot_product_attention;
     else True marks those left out, as MultiheadAttention's masks), a float mask is added.
     The mask is an op input, so a compiled function takes a new one at each call."""
-    if _dtype(mask).kind == "b":
+    dtype = _dtype(mask)
+    k = arrays.kind(dtype)
+    if k == "b":
         return ops.where(mask, scores, -math.inf) if allowed else ops.where(mask, -math.inf, scores)
-    if _dtype(mask).kind != "f":
-        raise RetrogradError(f"attention: a mask must be boolean or float, got dtype {_dtype(mask)}")
-    return scores + (mask if _dtype(mask) == scores.dtype else ops.astype(mask, scores.dtype))
+    if k != "f":
+        raise RetrogradError(f"attention: a mask must be boolean or float, got dtype {dtype}")
+    return scores + (mask if dtype == scores.dtype else ops.astype(mask, scores.dtype))
 
 
 def attention_weights(q, k, masks=(), allowed=True, scale=None, dropout_p=0.0, generator=None):
@@ -51,7 +54,9 @@ def attention_weights(q, k, masks=(), allowed=True, scale=None, dropout_p=0.0, g
 
 
 def _causal(L, S):
-    return np.tril(np.ones((L, S), dtype=bool))       # PyTorch's: query i sees keys 0..i
+    """PyTorch's causal mask: query i sees keys 0..i. A NumPy constant (the standard has
+    no tril): ops on arrays of another namespace move it to their device."""
+    return np.tril(np.ones((L, S), dtype=bool))
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import arrays, ops
 from ..errors import RetrogradError, ShapeError
 from ..ops import nn as nn_ops
 from ..tensor import Tensor, default_generator
@@ -28,8 +28,9 @@ def embedding(ids, weight, padding_idx=None, who="embedding"):
     if weight.ndim != 2:
         raise ShapeError(f"{who}: weight must be (num_embeddings, embedding_dim), got shape "
                          f"{tuple(weight.shape)}")
-    dtype = ids.dtype if isinstance(ids, Tensor) else np.asarray(ids).dtype
-    if dtype.kind not in "iu":
+    dtype = ids.dtype if isinstance(ids, Tensor) or arrays.is_foreign(ids) else \
+        np.asarray(ids).dtype
+    if arrays.kind(dtype) not in "iu":
         raise RetrogradError(f"{who}: ids must be integers, got dtype {dtype}")
     pad = _padding_index(padding_idx, weight.shape[0], who)
     return nn_ops.embedding(weight, ids, padding_idx=pad, who=who)

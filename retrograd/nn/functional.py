@@ -37,7 +37,7 @@ def _same_shape(a, b, who):
 
 def _float_target(target, like, who):
     t = as_tensor(target)
-    if kind(t.dtype) not in "fcb" and kind(t.dtype) not in "iu":
+    if kind(t.dtype) not in "fcbiu":
         raise RetrogradError(f"{who}: target must be numeric, got dtype {t.dtype}")
     if t.dtype != like.dtype:
         t = ops.astype(t, like.dtype)
@@ -149,7 +149,8 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=IG
     n, c = logits.shape
     w = _class_weight(weight, logits, "cross_entropy")
     t = as_tensor(target)
-    if kind(t.dtype) in "iu":
+    k = kind(t.dtype)
+    if k in "iu":
         if t.shape != (n,):
             raise ShapeError(f"cross_entropy: integer labels must have shape ({n},) for logits "
                              f"{logits.shape}, got {t.shape}")
@@ -158,7 +159,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=IG
                           "cross_entropy")
         return _labelled(lambda safe: ops.softmax_cross_entropy(logits, safe), logits, t, w,
                          ignore_index, label_smoothing, reduction, "cross_entropy")
-    if kind(t.dtype) == "f":
+    if k == "f":
         if t.shape != logits.shape:
             hint = (" (class labels must be an integer array: use labels.astype(np.int64))"
                     if t.shape == (n,) else "")

@@ -10,9 +10,10 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import arrays
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..ops import base
-from ..tensor import Tensor
+from ..tensor import Tensor, _bump_version
 
 
 class Parameter(Tensor):
@@ -58,7 +59,7 @@ class Buffer(Tensor):
         """Make ``value`` (a tensor or array of this buffer's shape) the buffer's value, cast
         to its dtype: now, or, inside rg.compile, at every call of the compiled code."""
         if not isinstance(value, Tensor):
-            value = Tensor(np.asarray(value))
+            value = Tensor(value if arrays.is_foreign(value) else np.asarray(value))
         what = f"buffer '{self.name}'" if self.name else "the buffer"
         if value.shape != self.shape:
             raise ShapeError(f"Buffer.assign: value has shape {value.shape}, {what} "
@@ -66,16 +67,35 @@ class Buffer(Tensor):
         cap = base.capturing()
         if cap is not None and hasattr(cap, "assign"):
             cap.assign(self, value)
-        elif not isinstance(value._data, np.ndarray):     # a graph value, no trace to run it
+        elif isinstance(value._data, np.ndarray) and isinstance(self._data, np.ndarray):
+            # a new array: graphs recorded before keep the value they read
+            self._data = np.array(value._data, dtype=self.dtype)
+        elif arrays.is_foreign(value._data) or arrays.is_foreign(self._data):
+            self._data = _new_array_like(value._data, self._data)
+        else:                                          # a graph value, no trace to run it
             raise TraceError(
                 f"Buffer.assign: a graph value for {what} outside "
                 "rg.compile: a define-then-run Graph cannot update module state; call "
                 "model.eval() first, or use rg.compile / rg.graph.compile_step")
-        else:       # a new array: graphs recorded before keep the value they read
-            self._data = np.array(value._data, dtype=self.dtype)
 
     def __repr__(self):
         return f"Buffer(shape={self.shape}, dtype={self.dtype})"
+
+
+def _new_array_like(value, like):
+    """``value`` as a new array of ``like``'s namespace, device and dtype."""
+    xp = arrays.namespace(like)
+    moved = arrays.to_namespace(value, xp, arrays.device(like))
+    return xp.astype(moved, arrays.dtype_of(xp, like.dtype), copy=True)
+
+
+def _copy_into(t, arr):
+    """Copy the host array ``arr`` into the foreign array of ``t``, in place, cast as
+    np.copyto(casting="same_kind") would."""
+    host = np.empty(arr.shape, arrays.numpy_dtype(t.dtype))
+    np.copyto(host, arr, casting="same_kind")
+    t._data[...] = arrays.to_namespace(host, arrays.namespace(t._data), arrays.device(t._data))
+    _bump_version(t)
 
 
 class Module:
@@ -164,6 +184,23 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, xp, device=None):
+        """Move every parameter and buffer to array namespace ``xp`` (a module: ``numpy``,
+        ``cupy``, ``array_api_strict``...) on ``device`` (default: the namespace's), in
+        place: the same Parameter objects hold the new arrays, so an optimizer made before
+        keeps working (its state follows at its next step); gradients move with them.
+        ``model.to(numpy)`` brings the model back to the host. Returns the module."""
+        for _, t in self._named_state():
+            # (a copy, as a move to a device makes one: never memory shared with the old array)
+            data = arrays.to_namespace(t._data, xp, device, copy=True)
+            if data is not t._data:
+                t._data = data
+                _bump_version(t, new_array=True)    # graphs saved before must not backprop
+            if isinstance(t.grad, Tensor):
+                t.grad = Tensor._make(arrays.to_namespace(t.grad._data, xp, device, copy=True))
+        arrays.count_move()
+        return self
+
     # ---- state
     def state_dict(self, layout: str = "retrograd") -> "OrderedDict[str, np.ndarray]":
         """Parameter and buffer name -> a copy of its array (parameters first).
@@ -172,7 +209,9 @@ class Module:
         weight is (in, out), PyTorch's (out, in); RNN/LSTM/GRU weights likewise) are
         transposed, so the dict loads into the same torch.nn model (same names)."""
         flip = self._torch_transposed_names(layout)
-        return OrderedDict((n, (p.data.T if n in flip else p.data).copy())
+        # NumPy arrays whatever the namespace the model computes in (a checkpoint is host data)
+        return OrderedDict((n, (arrays.to_numpy(p.data).T if n in flip
+                                else arrays.to_numpy(p.data)).copy())
                            for n, p in self._named_state())
 
     def _torch_transposed_names(self, layout):
@@ -202,12 +241,16 @@ class Module:
         for name, p in own.items():
             if name not in state:
                 continue
-            arr = np.asarray(state[name])
+            value = state[name]
+            arr = arrays.to_numpy(value) if arrays.is_foreign(value) else np.asarray(value)
             arr = arr.T if name in flip else arr
             if arr.shape != p.shape:
                 raise ShapeError(f"{type(self).__name__}.load_state_dict: '{name}' has shape "
                                  f"{arr.shape} in the state dict but {p.shape} in the model")
-            np.copyto(p.data, arr, casting="same_kind")
+            if type(p.data) is np.ndarray:
+                np.copyto(p.data, arr, casting="same_kind")
+            else:       # the model's namespace and device are kept
+                _copy_into(p, arr)
         return self
 
     # ---- display

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import arrays, ops
 from ..errors import RetrogradError, ShapeError
 from ..ops.rnn import lstm_scan
 from ..tensor import Tensor, default_generator, zeros
@@ -81,6 +81,22 @@ def _input_bias(mode, b_ih, b_hh):
     if b_ih is None:
         return None
     return b_ih if mode == "GRU" else b_ih + b_hh
+
+
+def _zeros(shape, like):
+    """A zero state of ``like``'s dtype, namespace and device."""
+    d = like._data
+    if isinstance(d, np.ndarray) or not arrays.is_foreign(d):    # (or a graph value)
+        return zeros(shape, dtype=like.dtype)
+    return Tensor._make(arrays.namespace(d).zeros(shape, dtype=d.dtype, device=arrays.device(d)))
+
+
+def _state_tensor(h, like):
+    """An initial state given as an array, as a tensor of ``like``'s dtype (a NumPy one
+    joins ``like``'s namespace at its first op)."""
+    if arrays.is_foreign(h):
+        return Tensor(arrays.astype(h, like.dtype))
+    return Tensor(np.asarray(h, dtype=arrays.numpy_dtype(like.dtype)))
 
 
 def _uniform(shape, k, dtype):
@@ -161,7 +177,7 @@ class _RNNBase(Module):
         (LSTM: the pair (h0, c0)); zeros when None. Returns (output, h_n) -- LSTM:
         (output, (h_n, c_n)) -- with output (L, N, num_directions·hidden_size)."""
         who = _NAMES[self.mode]
-        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        x = x if isinstance(x, Tensor) else Tensor(x if arrays.is_foreign(x) else np.asarray(x))
         if x.ndim not in (2, 3):
             raise ShapeError(f"{who}: input must be 2-d (unbatched) or 3-d, got shape "
                              f"{tuple(x.shape)}")
@@ -173,7 +189,7 @@ class _RNNBase(Module):
             x = ops.expand_dims(x, 0 if self.batch_first else 1)
         time_axis = 1 if self.batch_first else 0
         L, N = x.shape[time_axis], x.shape[1 - time_axis]
-        states = self._initial_states(hx, N, batched, x.dtype)
+        states = self._initial_states(hx, N, batched, x)
         if self.mode == "LSTM":
             seq = ops.swapaxes(x, 0, 1) if self.batch_first else x
             output, h_n = self._lstm_layers(seq, states)
@@ -244,13 +260,14 @@ class _RNNBase(Module):
             ys[t] = state[0]
         return ys, state
 
-    def _initial_states(self, hx, N, batched, dtype):
-        """(h0,) or (h0, c0), each of shape (num_layers·num_directions, N, H)."""
+    def _initial_states(self, hx, N, batched, x):
+        """(h0,) or (h0, c0), each of shape (num_layers·num_directions, N, H), in the
+        dtype, namespace and device of the input ``x``."""
         who = _NAMES[self.mode]
         n_states = 2 if self.mode == "LSTM" else 1
         shape = (self.num_layers * self.num_directions, N, self.hidden_size)
         if hx is None:
-            return (zeros(shape, dtype=dtype),) * n_states
+            return (_zeros(shape, x),) * n_states
         if self.mode == "LSTM":
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise RetrogradError(f"LSTM: the initial state must be a pair (h0, c0), got "
@@ -260,7 +277,7 @@ class _RNNBase(Module):
             hx = (hx,)
         out = []
         for name, h in zip(("h0", "c0"), hx):
-            h = h if isinstance(h, Tensor) else Tensor(np.asarray(h, dtype=dtype))
+            h = h if isinstance(h, Tensor) else _state_tensor(h, x)
             want = shape if batched else (shape[0], shape[2])
             if tuple(h.shape) != want:
                 raise ShapeError(f"{who}: {name} has shape {tuple(h.shape)}, expected "
@@ -341,7 +358,7 @@ class _CellBase(Module):
         n_states = 2 if self.mode == "LSTM" else 1
         want = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         if hx is None:
-            return x, (zeros((x.shape[0], self.hidden_size), dtype=x.dtype),) * n_states, batched
+            return x, (_zeros((x.shape[0], self.hidden_size), x),) * n_states, batched
         hx = tuple(hx) if n_states == 2 else (hx,)
         if len(hx) != n_states:
             raise RetrogradError(f"{who}: the state must be a pair (h, c)")

@@ -1,9 +1,7 @@
 """Adagrad (PyTorch's formulation)."""
 from __future__ import annotations
 
-import numpy as np
-
-from .optimizer import Optimizer
+from .optimizer import Optimizer, namespace
 
 __all__ = ["Adagrad"]
 
@@ -26,10 +24,10 @@ class Adagrad(Optimizer):
                                       eps=eps))
 
     def _init_state(self, w, group):
-        return {"sum": np.full_like(w, group["initial_accumulator_value"])}
+        return {"sum": namespace(w).full_like(w, group["initial_accumulator_value"])}
 
     def _update(self, w, g, state, group):
         s = state["sum"]
         s += g * g
         clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
-        w -= clr * g / (np.sqrt(s) + group["eps"])
+        w -= clr * g / (namespace(w).sqrt(s) + group["eps"])

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, namespace
 
 __all__ = ["Adam", "AdamW"]
 
@@ -27,13 +27,15 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _init_state(self, w, group):
-        state = {"exp_avg": np.zeros_like(w), "exp_avg_sq": np.zeros_like(w)}
+        xp = namespace(w)
+        state = {"exp_avg": xp.zeros_like(w), "exp_avg_sq": xp.zeros_like(w)}
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = np.zeros_like(w)
+            state["max_exp_avg_sq"] = xp.zeros_like(w)
         return state
 
     def _update(self, w, g, state, group):
         lr, (beta1, beta2), t = group["lr"], group["betas"], state["step"]
+        xp = namespace(w)
         if not self.l2_weight_decay:             # AdamW: decoupled decay
             w *= 1.0 - lr * group["weight_decay"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -41,9 +43,13 @@ class Adam(Optimizer):
         v *= beta2
         v += (1.0 - beta2) * g * g
         if group["amsgrad"]:
-            v_max = state.setdefault("max_exp_avg_sq", np.zeros_like(w))
-            v = np.maximum(v_max, v, out=v_max)
-        denom = np.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + group["eps"]
+            v_max = state.setdefault("max_exp_avg_sq", xp.zeros_like(w))
+            if xp is np:
+                v = np.maximum(v_max, v, out=v_max)
+            else:
+                v_max[...] = xp.maximum(v_max, v)
+                v = v_max
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + group["eps"]
         w -= lr / (1.0 - beta1 ** t) * m / denom
 
 

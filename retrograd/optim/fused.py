@@ -25,6 +25,7 @@ import operator
 
 import numpy as np
 
+from ..arrays import require_numpy
 from ..errors import ShapeError
 from ..tensor import Tensor, _bump_version
 
@@ -51,6 +52,8 @@ class _Bucket:
     def __init__(self, group, params):
         self.group, self.params = group, params
         self.shapes = shapes = [p.shape for p in params]
+        for p in params:
+            require_numpy(p._data, "optim.fused (the compiled step's update)")
         dtype = params[0].dtype
         self.w = np.concatenate([p._data.ravel() for p in params]).astype(dtype, copy=False)
         self.views = _flat_views(self.w, shapes)
@@ -82,6 +85,8 @@ class _Bucket:
     @staticmethod
     def _rebind(p, v):
         """``p.data`` was replaced by another array: copy its values into ``p``'s slice."""
+        require_numpy(p._data, "optim.fused (the compiled step's update): a parameter moved "
+                      "by Module.to")
         if p._data.shape != v.shape or p._data.dtype != v.dtype:
             raise ShapeError(f"a parameter of shape {v.shape} and dtype {v.dtype} was given "
                              f"data of shape {p._data.shape} and dtype {p._data.dtype}; "

@@ -5,14 +5,33 @@ hyperparameters for those parameters) and ``state`` (one dict per parameter).
 ``step()`` walks the parameters that have a gradient and hands each one, as plain
 ndarrays, to the subclass's ``_update``, which changes ``p.data`` *in place*:
 compiled graphs hold references to those arrays, so they are never rebound.
+The update computes in the parameters' namespace (``namespace(w)``, retrograd.arrays:
+NumPy, or CuPy / array_api_strict after ``Module.to``), with NumPy's fast paths
+(``out=``, masked in-place updates) kept for ndarrays.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import arrays
 from ..tensor import Tensor, _bump_version, enable_grad
 
 __all__ = ["Optimizer"]
+
+
+def namespace(w):
+    """The namespace a parameter's update computes in (the type test first: NumPy's
+    update pays nothing for the others)."""
+    return np if type(w) is np.ndarray else arrays.namespace(w)
+
+
+def _is_array(v) -> bool:
+    return isinstance(v, np.ndarray) or arrays.is_foreign(v)
+
+
+def _host_copy(v) -> np.ndarray:
+    """A NumPy copy of a state array of any namespace (checkpoints hold host data)."""
+    return v.copy() if isinstance(v, np.ndarray) else np.array(arrays.to_numpy(v))
 
 
 def _plain(value):
@@ -41,8 +60,11 @@ class Optimizer:
     #: the update treats every entry on its own, so it may run on many parameters laid
     #: end to end in one array (see optim.fused); False for rules with per-tensor norms
     elementwise = True
+    #: arrays.moves when the state last matched its parameters' namespaces (Module.to)
+    _moves = 0
 
     def __init__(self, params, defaults: dict):
+        self._moves = arrays.moves
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors or dicts, got a single Tensor")
         self.defaults = {k: _plain(v) for k, v in defaults.items()}
@@ -103,6 +125,8 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        if self._moves != arrays.moves:     # Module.to moved parameters since the last step
+            self._follow_parameters()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -116,12 +140,24 @@ class Optimizer:
                 _bump_version(p)        # a graph that saved p before the step must not backprop
         return loss
 
+    def _follow_parameters(self):
+        """Move each state array to its parameter's namespace and device, in a new state
+        dict (so that optim.fused, which watches the dicts, gathers its state afresh)."""
+        self._moves = arrays.moves
+        for p, s in list(self.state.items()):
+            xp, on = arrays.namespace(p._data), arrays.device(p._data)
+            moved = {k: arrays.to_namespace(v, xp, on) for k, v in s.items()
+                     if _is_array(v) and arrays.namespace(v) is not xp}
+            if moved:
+                self.state[p] = {**s, **moved}
+
     def _gradient(self, p: Tensor, group: dict) -> np.ndarray:
         """``p``'s gradient as an array of its dtype; negated for ``maximize``,
         plus ``weight_decay * w`` (L2) where the optimizer uses it. Never aliased
         for writing: subclasses must not modify it in place."""
         w = p._data
-        g = p.grad._data if isinstance(p.grad, Tensor) else np.asarray(p.grad)
+        g = p.grad._data if isinstance(p.grad, Tensor) else (
+            p.grad if arrays.is_foreign(p.grad) else np.asarray(p.grad))
         return self._gradient_array(w, g, group)
 
     def _gradient_array(self, w: np.ndarray, g: np.ndarray, group: dict) -> np.ndarray:
@@ -129,7 +165,7 @@ class Optimizer:
         if g.shape != w.shape:
             raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {w.shape}")
         if g.dtype != w.dtype:
-            g = g.astype(w.dtype)
+            g = g.astype(w.dtype) if isinstance(g, np.ndarray) else arrays.astype(g, w.dtype)
         if group.get("maximize", False):
             g = -g
         wd = group.get("weight_decay", 0.0)
@@ -148,7 +184,8 @@ class Optimizer:
     def state_dict(self) -> dict:
         """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``
         with parameters numbered in group order. Holds only dicts, lists, tuples,
-        ndarrays (copies) and Python scalars/str/None, so it can be saved without pickle."""
+        ndarrays (copies, NumPy's whatever the parameters' namespace) and Python
+        scalars/str/None, so it can be saved without pickle."""
         index: dict[int, int] = {}
         groups = []
         for group in self.param_groups:
@@ -158,7 +195,7 @@ class Optimizer:
         state = {}
         for p, s in self.state.items():
             if id(p) in index:
-                state[index[id(p)]] = {k: v.copy() if isinstance(v, np.ndarray) else _plain(v)
+                state[index[id(p)]] = {k: _host_copy(v) if _is_array(v) else _plain(v)
                                        for k, v in s.items()}
         return {"state": state, "param_groups": groups}
 
@@ -186,11 +223,12 @@ class Optimizer:
             for name, v in s.items():
                 if name == "step":
                     v = int(v)
-                elif isinstance(v, np.ndarray):
+                elif _is_array(v):
+                    v = arrays.to_numpy(v)
                     if v.shape != p.shape:
                         raise ValueError(f"state '{name}' of parameter {k} has shape {v.shape}, "
                                          f"the parameter has shape {p.shape}")
-                    v = np.array(v, dtype=p.dtype if v.dtype.kind == "f" else None)
+                    v = _state_array(v, p)
                 else:
                     v = _plain(v)
                 entry[name] = v
@@ -199,3 +237,13 @@ class Optimizer:
             {"params": group["params"], **{k: _plain(v) for k, v in sgroup.items() if k != "params"}}
             for group, sgroup in zip(self.param_groups, saved)]
         self.state = state
+
+
+def _state_array(v: np.ndarray, p: Tensor):
+    """A loaded state array as a copy in the namespace and on the device of parameter
+    ``p``, floating-point ones cast to its dtype."""
+    w = p._data
+    if isinstance(w, np.ndarray):
+        return np.array(v, dtype=p.dtype if v.dtype.kind == "f" else None)
+    host = np.array(v, dtype=arrays.numpy_dtype(w.dtype) if v.dtype.kind == "f" else None)
+    return arrays.to_namespace(host, arrays.namespace(w), arrays.device(w))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, namespace
 
 __all__ = ["Quickprop"]
 
@@ -49,19 +49,24 @@ class Quickprop(Optimizer):
         super().__init__(params, dict(lr=lr, mu=mu, weight_decay=weight_decay))
 
     def _init_state(self, w, group):
-        return {"prev_grad": np.zeros_like(w), "prev_step": np.zeros_like(w)}
+        xp = namespace(w)
+        return {"prev_grad": xp.zeros_like(w), "prev_step": xp.zeros_like(w)}
 
     def _update(self, w, g, state, group):
         lr, mu = group["lr"], group["mu"]
         prev_g, prev_step = state["prev_grad"], state["prev_step"]
-        direction = np.sign(prev_step)
+        xp = namespace(w)
+        direction = xp.sign(prev_step)
         capped = direction * (g - mu / (1.0 + mu) * prev_g) <= 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quad = np.where(capped, mu * prev_step, prev_step * g / (prev_g - g))
-        gradient_only = (direction == 0) | ~np.isfinite(quad)
-        quad[gradient_only] = 0
+        with np.errstate(divide="ignore", invalid="ignore"):   # (NumPy's warnings only)
+            quad = xp.where(capped, mu * prev_step, prev_step * g / (prev_g - g))
+        gradient_only = (direction == 0) | ~xp.isfinite(quad)
+        if xp is np:
+            quad[gradient_only] = 0
+        else:
+            quad = xp.where(gradient_only, 0.0, quad)
         linear = gradient_only | (direction * g < 0)
-        step = quad - np.where(linear, lr * g, 0)
+        step = quad - xp.where(linear, lr * g, 0)
         w += step
         prev_g[...] = g
         prev_step[...] = step

@@ -1,9 +1,7 @@
 """RMSprop (PyTorch's formulation)."""
 from __future__ import annotations
 
-import numpy as np
-
-from .optimizer import Optimizer
+from .optimizer import Optimizer, namespace
 
 __all__ = ["RMSprop"]
 
@@ -25,24 +23,26 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered))
 
     def _init_state(self, w, group):
-        state = {"square_avg": np.zeros_like(w)}
+        xp = namespace(w)
+        state = {"square_avg": xp.zeros_like(w)}
         if group["momentum"] > 0:
-            state["momentum_buffer"] = np.zeros_like(w)
+            state["momentum_buffer"] = xp.zeros_like(w)
         if group["centered"]:
-            state["grad_avg"] = np.zeros_like(w)
+            state["grad_avg"] = xp.zeros_like(w)
         return state
 
     def _update(self, w, g, state, group):
         alpha, momentum = group["alpha"], group["momentum"]
+        xp = namespace(w)
         sq = state["square_avg"]
         sq *= alpha
         sq += (1.0 - alpha) * g * g
         if group["centered"]:
             avg = state["grad_avg"]
             avg += (1.0 - alpha) * (g - avg)
-            r = np.sqrt(sq - avg * avg)
+            r = xp.sqrt(sq - avg * avg)
         else:
-            r = np.sqrt(sq)
+            r = xp.sqrt(sq)
         r += group["eps"]
         if momentum > 0:
             buf = state["momentum_buffer"]

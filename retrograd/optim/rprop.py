@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, namespace
 
 __all__ = ["Rprop"]
 
@@ -35,16 +35,23 @@ class Rprop(Optimizer):
                                       weight_decay=weight_decay))
 
     def _init_state(self, w, group):
-        return {"prev": np.zeros_like(w), "step_size": np.full_like(w, group["lr"])}
+        xp = namespace(w)
+        return {"prev": xp.zeros_like(w), "step_size": xp.full_like(w, group["lr"])}
 
     def _update(self, w, g, state, group):
         eta_minus, eta_plus = group["etas"]
         step_size, prev = state["step_size"], state["prev"]
+        xp = namespace(w)
         same = g * prev
         flipped = same < 0
-        step_size[same > 0] *= eta_plus
-        step_size[flipped] *= eta_minus
-        np.clip(step_size, *group["step_sizes"], out=step_size)
-        g = np.where(flipped, 0, g)
-        w -= np.sign(g) * step_size
+        if xp is np:
+            step_size[same > 0] *= eta_plus
+            step_size[flipped] *= eta_minus
+            np.clip(step_size, *group["step_sizes"], out=step_size)
+        else:       # the same products, as whole-array selections
+            grown = xp.where(same > 0, step_size * eta_plus,
+                             xp.where(flipped, step_size * eta_minus, step_size))
+            step_size[...] = xp.clip(grown, *group["step_sizes"])
+        g = xp.where(flipped, 0, g)
+        w -= xp.sign(g) * step_size
         prev[...] = g

@@ -1,6 +1,7 @@
 """Stochastic gradient descent with momentum (PyTorch's formulation)."""
 from __future__ import annotations
 
+from .. import arrays
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -30,7 +31,7 @@ class SGD(Optimizer):
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
+                buf = state["momentum_buffer"] = arrays.copy(g)
             else:
                 buf *= momentum
                 buf += (1.0 - group["dampening"]) * g
