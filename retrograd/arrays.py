@@ -93,6 +93,16 @@ def dtype_of(xp, dtype):
     return getattr(xp, np.dtype(dtype).name)
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """A dtype of any namespace as NumPy's (array_api_strict.float32, torch.int64 ->
+    float32, int64): the form op params and NumPy constants take."""
+    if isinstance(dtype, np.dtype):
+        return dtype
+    if isinstance(dtype, (type, str)):                  # np.float32, "float32"
+        return np.dtype(dtype)
+    return np.dtype(str(dtype).rsplit(".", 1)[-1])      # array_api_strict.float64, torch.int64
+
+
 _SCALAR_KINDS = {bool: "b", int: "i", float: "f", complex: "c"}
 _KIND_ORDER = "biufc"
 
