@@ -32,7 +32,8 @@ def masked_scores(scores, mask, allowed):
         return ops.where(mask, scores, -math.inf) if allowed else ops.where(mask, -math.inf, scores)
     if k != "f":
         raise RetrogradError(f"attention: a mask must be boolean or float, got dtype {dtype}")
-    return scores + (mask if dtype == scores.dtype else ops.astype(mask, scores.dtype))
+    same = arrays.numpy_dtype(dtype) == arrays.numpy_dtype(scores.dtype)
+    return scores + (mask if same else ops.astype(mask, scores.dtype))
 
 
 def attention_weights(q, k, masks=(), allowed=True, scale=None, dropout_p=0.0, generator=None):
