@@ -222,7 +222,8 @@ def to_namespace(a, xp, device=None, copy=None):
     NumPy array without copying), for a target other than NumPy."""
     if xp is np or getattr(xp, "__name__", "") == "numpy":
         return to_numpy(a)
-    if not isinstance(a, _PLAIN) and namespace(a) is not xp:
+    # (cupy and array-api-compat's wrapper of it, array_api_compat.cupy, are one library)
+    if not isinstance(a, _PLAIN) and _name(namespace(a)) != _name(xp):
         a = to_numpy(a)
     kw = {} if copy is None else {"copy": copy}
     return xp.asarray(a, device=device, **kw) if device is not None else xp.asarray(a, **kw)
