@@ -22,7 +22,7 @@ import numpy as np
 from .. import autodiff
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, enable_grad
-from .numba_backend import executable, resolve
+from .numba_backend import executable, resolve, update_kernel
 from .ir import Tracer, Var, _dummies
 from .program import lower, optimize
 
@@ -488,7 +488,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
     optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
-    the optimizer's update stays the NumPy fused update (optim.fused) on either.
+    on "numba" the fused update is one njit loop per flat array (same numbers).
     on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
     update with the gradient arrays, to change in place (rg.distributed sums them over
     MPI ranks): the flat gradient array of each parameter group and dtype (fused), else
@@ -496,7 +496,10 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     from ..optim.fused import FusedUpdate, can_fuse
     backend = resolve(backend, "compile_step")
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
+    # on the Numba backend the update is one compiled loop per flat array, traced from the
+    # optimizer's own _update (optim.rule); NumPy's where it cannot be traced
+    lowering = update_kernel if backend == "numba" else None
+    fused = FusedUpdate(optimizer, params, lowering) if can_fuse(optimizer) else None
 
     def loss_and_grads(x, y):
         out = model(x)

@@ -43,7 +43,8 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             v_max = state.setdefault("max_exp_avg_sq", np.zeros_like(w))
             v = np.maximum(v_max, v, out=v_max)
-        denom = np.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + group["eps"]
+        # (x ** 0.5, not math.sqrt: optim/rule.py traces it into the Numba step)
+        denom = np.sqrt(v) / (1.0 - beta2 ** t) ** 0.5 + group["eps"]
         w -= lr / (1.0 - beta1 ** t) * m / denom
 
 
