@@ -69,7 +69,10 @@ def test_backend_names_are_checked_and_auto_follows_the_environment(monkeypatch)
     monkeypatch.setenv("RETROGRAD_BACKEND", "numpy")
     assert rg.compile(lambda x: x * 2).backend == "numpy"
     monkeypatch.delenv("RETROGRAD_BACKEND")
-    assert rg.compile(lambda x: x * 2).backend == "numpy"      # installed, yet opt-in
+    f = rg.compile(lambda x: x * 2)
+    assert f.backend == "auto"                   # installed: each program gets its backend
+    f(np.ones(3))
+    assert next(iter(f.cache.values()))["exe"].backend == "numpy"     # (one small node)
     monkeypatch.setenv("RETROGRAD_BACKEND", "fast")
     with pytest.raises(ValueError, match="RETROGRAD_BACKEND must be one of"):
         rg.compile(lambda x: x * 2)
@@ -83,6 +86,37 @@ def test_without_numba_asking_for_it_names_the_extra_and_auto_is_numpy(monkeypat
     f = rg.compile(lambda x: x * 2)
     assert f.backend == "numpy"
     np.testing.assert_array_equal(f(np.ones(3)).numpy(), [2, 2, 2])
+
+
+class _Deep(rg.nn.Module):
+    """B2's shape, smaller: many narrow layers (small nodes that all lower)."""
+
+    def __init__(self, width, depth):
+        self.layers = [rg.nn.Linear(width, width) for _ in range(depth)]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = rg.relu(layer(x))
+        return x
+
+
+def test_auto_takes_numba_for_many_small_lowerable_nodes_and_numpy_otherwise(monkeypatch):
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    chosen = {}
+    for name, (width, depth, batch) in {"deep narrow": (16, 8, 8), "shallow": (16, 1, 8),
+                                        "wide": (256, 8, 64)}.items():
+        model = _Deep(width, depth)
+        step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(),
+                                     rg.optim.SGD(model.parameters(), lr=0.1))
+        assert step.backend == "auto"
+        step(np.ones((batch, width), np.float32), np.zeros(batch, np.int64))
+        chosen[name] = step.backend
+        exe = next(iter(step.prepared.values()))[0]
+        prog = exe.program
+        assert nb.choose(prog) == exe.backend == step.backend
+    assert chosen == {"deep narrow": "numba", "shallow": "numpy", "wide": "numpy"}
+    assert nb.for_run("auto", nb.AUTO_STEPS - 1) == "numpy"
+    assert nb.for_run("auto", nb.AUTO_STEPS) == "auto"
 
 
 # ---------------------------------------------------------------- every op case

@@ -488,7 +488,8 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
     optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
-    on "numba" the fused update is one njit loop per flat array (same numbers).
+    on "numba" the fused update is one njit loop per flat array (same numbers). ``step.backend``:
+    the backend asked for, then (after the first call) the one the program runs on.
     on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
     update with the gradient arrays, to change in place (rg.distributed sums them over
     MPI ranks): the flat gradient array of each parameter group and dtype (fused), else
@@ -496,10 +497,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     from ..optim.fused import FusedUpdate, can_fuse
     backend = resolve(backend, "compile_step")
     params = [p for p in model.parameters() if p.requires_grad]
-    # on the Numba backend the update is one compiled loop per flat array, traced from the
-    # optimizer's own _update (optim.rule); NumPy's where it cannot be traced
-    lowering = update_kernel if backend == "numba" else None
-    fused = FusedUpdate(optimizer, params, lowering) if can_fuse(optimizer) else None
+    fused = FusedUpdate(optimizer, params) if can_fuse(optimizer) else None
 
     def loss_and_grads(x, y):
         out = model(x)
@@ -515,8 +513,12 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     def prepare(xd, yd):
         entry = compiled._entry(compiled.signature((xd, yd)), (xd, yd))     # runs nothing
         exe = entry["exe"]
+        step.backend = exe.backend      # ('auto': the program's choice)
         copies = []     # gradients the code cannot write into the flat array directly
         if fused is not None:
+            # a Numba step's update is one compiled loop per flat array, traced from the
+            # optimizer's own _update (optim.rule); NumPy's where it cannot be traced
+            fused.lowering = update_kernel if exe.backend == "numba" else None
             for i, g in enumerate(fused.grad_arrays, start=2):
                 if not exe.bind_output(i, g):
                     copies.append((i, g))

@@ -236,7 +236,7 @@ class FusedUpdate:
             raise ValueError(f"{type(optimizer).__name__}'s update is not an elementwise "
                              "_update: it cannot run on parameters laid end to end")
         self.optimizer, self.params = optimizer, list(params)
-        self.lowering = lowering
+        self._lowering = lowering
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("FusedUpdate: a parameter is listed twice")
         self.generation = 0            # counts layouts: gradient arrays change with each
@@ -248,12 +248,23 @@ class FusedUpdate:
         members = {}
         for p in self.params:
             members.setdefault((group_of.get(id(p)), p.dtype), []).append(p)
-        self.buckets = [_Bucket(gi, ps, self.lowering) for (gi, _), ps in members.items()]
+        self.buckets = [_Bucket(gi, ps, self._lowering) for (gi, _), ps in members.items()]
         where = {id(p): (b, i) for b in self.buckets for i, p in enumerate(b.params)}
         self.grads = [where[id(p)][0].grads[where[id(p)][1]] for p in self.params]
         # the members of each group the layout follows (not the lists' ids: a new list
         # may reuse a freed one's, and a list may be changed in place)
         self._groups = [tuple(g["params"]) for g in opt.param_groups]
+
+    @property
+    def lowering(self):
+        return self._lowering
+
+    @lowering.setter
+    def lowering(self, lowering):
+        if lowering is not self._lowering:
+            self._lowering = lowering
+            for b in self.buckets:
+                b.lowering, b.rules = lowering, {}
 
     def _same_groups(self) -> bool:
         groups = self.optimizer.param_groups
