@@ -467,8 +467,9 @@ def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_s
 
     ``backend``: "numpy" (generated NumPy calls), "numba" (fused loops compiled by Numba,
     ``pip install 'retrograd[fast]'``; see graph/numba_backend.py) or "auto" (the default:
-    $RETROGRAD_BACKEND if set, else NumPy; Numba is opt-in until it is faster, see
-    graph/numba_backend.resolve)."""
+    $RETROGRAD_BACKEND if set, else, where Numba is installed, each traced program on the
+    backend that wins on it: Numba for many small nodes that nearly all lower, see
+    graph/numba_backend.choose)."""
     resolve(backend)        # an unknown name or a missing Numba fails here, not at the call
     def make(f):
         return Compiled(f, passes, fallback, static_argnums=static_argnums, cache_size=cache_size,
