@@ -29,6 +29,9 @@ BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_
 # ~1.5 ms of float32 multiply-adds on one core of a 2-core AMD EPYC VM (45 GFLOP/s):
 # well above a scheduler time slice's worth of waiting for a descheduled worker
 WORK_PER_THREAD = 2 ** 26
+# OpenBLAS's gemm runs a product of fewer multiply-adds on one thread whatever it is set
+# to (interface/gemm.c: SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD 4)
+OPENBLAS_ONE_THREAD = 65536 * 4
 
 
 def threads_for(work: int, available: int) -> int:
@@ -83,3 +86,42 @@ def limit(blas_threads, work: int):
         if want >= have:
             return contextlib.nullcontext()
     return threadpool_limits(want, user_api="blas")
+
+
+class _Pinned:
+    """BLAS at ``threads`` while a compiled program runs, then back to what it had: two
+    C calls per library each way (~5 us in all), made only for a program whose products
+    ``threads_for`` gives fewer threads than BLAS has (a threadpoolctl context costs ~13 us
+    and its threadpool_info a full library scan)."""
+
+    def __init__(self, libs, threads):
+        self.libs, self.threads, self.old = libs, threads, ()
+
+    def __enter__(self):
+        self.old = [lc.get_num_threads() for lc in self.libs]
+        for lc in self.libs:
+            lc.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        for lc, n in zip(self.libs, self.old):
+            lc.set_num_threads(n)
+
+
+def pinned(work: int):
+    """A reusable context for running products of at most ``work`` multiply-adds on the
+    threads ``threads_for`` gives them ($RETROGRAD_BLAS_THREADS and the BLAS variables
+    respected, as ``limit``), or None where BLAS is best left as it is."""
+    want = _setting("auto")
+    if want is None or (want == "auto" and any(os.environ.get(v) for v in BLAS_ENV)):
+        return None
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    if want == "auto" and work < OPENBLAS_ONE_THREAD:
+        return None                      # OpenBLAS runs these on one thread itself
+    libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    have = max((lc.num_threads for lc in libs), default=1)
+    if want == "auto":
+        want = threads_for(work, have)
+    return _Pinned(libs, want) if libs and want != have else None

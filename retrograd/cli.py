@@ -301,7 +301,7 @@ def _add_run_flags(t):
     t.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"),
                    help="how the compiled step runs: NumPy calls, or Numba machine code "
                         "(pip install 'retrograd[fast]'); auto: $RETROGRAD_BACKEND if set, else "
-                        "NumPy (Numba is opt-in: faster only on small, overhead-bound steps)")
+                        "Numba for long runs of small, overhead-bound steps, NumPy otherwise")
     t.add_argument("--verbose", action="store_true",
                    help="also print the compiled step's backend and first-call compile time")
 

@@ -288,7 +288,8 @@ def fit(model, loss_fn, optimizer, train, val=None, *, epochs: int = 10, batch_s
         (rg.graph.compile_step; the same numbers as eager up to float rounding), or, with
         False, eagerly: forward, loss.backward(), optimizer.step().
     backend: how a compiled step runs: "numpy", "numba", or "auto" (RETROGRAD_BACKEND if
-        set, else NumPy: see graph.numba_backend.resolve for why Numba is opt-in).
+        set; else Numba for a run of >= 10k steps whose program has many small nodes that
+        it lowers, NumPy otherwise: see graph.numba_backend.choose and for_run).
     verbose: log the compiled step's backend and its first call's time (trace + compile).
     meta: a JSON-like dict stored in every checkpoint (e.g. the model's configuration).
     resume_lr: with resume, a new learning rate for every parameter group in place of

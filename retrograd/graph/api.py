@@ -23,7 +23,7 @@ from .. import autodiff
 from ..arrays import require_numpy
 from ..errors import RetrogradError, ShapeError, TraceError
 from ..tensor import Tensor, enable_grad
-from .numba_backend import executable, resolve
+from .numba_backend import executable, resolve, update_kernel
 from .ir import Tracer, Var, _dummies
 from .program import lower, optimize
 
@@ -490,8 +490,9 @@ def compile(fn=None, *, passes=PASSES, fallback=None, static_argnums=(), cache_s
 
     ``backend``: "numpy" (generated NumPy calls), "numba" (fused loops compiled by Numba,
     ``pip install 'retrograd[fast]'``; see graph/numba_backend.py) or "auto" (the default:
-    $RETROGRAD_BACKEND if set, else NumPy; Numba is opt-in until it is faster, see
-    graph/numba_backend.resolve)."""
+    $RETROGRAD_BACKEND if set, else, where Numba is installed, each traced program on the
+    backend that wins on it: Numba for many small nodes that nearly all lower, see
+    graph/numba_backend.choose)."""
     resolve(backend)        # an unknown name or a missing Numba fails here, not at the call
     def make(f):
         return Compiled(f, passes, fallback, static_argnums=static_argnums, cache_size=cache_size,
@@ -511,7 +512,8 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
     optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
-    the optimizer's update stays the NumPy fused update (optim.fused) on either.
+    on "numba" the fused update is one njit loop per flat array (same numbers). ``step.backend``:
+    the backend asked for, then (after the first call) the one the program runs on.
     on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
     update with the gradient arrays, to change in place (rg.distributed sums them over
     MPI ranks): the flat gradient array of each parameter group and dtype (fused), else
@@ -537,8 +539,12 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     def prepare(xd, yd):
         entry = compiled._entry(compiled.signature((xd, yd)), (xd, yd))     # runs nothing
         exe = entry["exe"]
+        step.backend = exe.backend      # ('auto': the program's choice)
         copies = []     # gradients the code cannot write into the flat array directly
         if fused is not None:
+            # a Numba step's update is one compiled loop per flat array, traced from the
+            # optimizer's own _update (optim.rule); NumPy's where it cannot be traced
+            fused.lowering = update_kernel if exe.backend == "numba" else None
             for i, g in enumerate(fused.grad_arrays, start=2):
                 if not exe.bind_output(i, g):
                     copies.append((i, g))

@@ -24,6 +24,7 @@ from threading import get_ident
 
 import numpy as np
 
+from .. import blas
 from ..ops.base import Kernel, out_kw
 
 
@@ -158,6 +159,13 @@ def generate(prog, plan, kernels, name="compiled"):
     return src, ns
 
 
+def _dot_work(n):
+    """Multiply-adds of a 2-D product node (0 for any other node)."""
+    if n.kind != "op" or n.op.lowering != "blas_dot" or any(len(i.shape) != 2 for i in n.inputs):
+        return 0
+    return int(np.prod(n.inputs[0].shape)) * n.inputs[1].shape[1]
+
+
 class Executable:
     """A planned, generated program: ``exe(*arrays) -> list of arrays``."""
 
@@ -181,6 +189,11 @@ class Executable:
         self._bindings = 0                   # bind_output calls, for the threads' copies
         self._outputs_own = {f"b{self.plan.out_buffer[o]}" for o in prog.outputs
                              if o in self.plan.out_buffer}
+        # BLAS threads by the program's largest product (retrograd.blas, as fit chooses
+        # them): B1's (500, 784) @ (784, 100) took 898 us on one OpenBLAS thread, 945 on
+        # two, of an idle 2-core VM, and a B1 step 5.6 vs 23 ms at a load of 5 (a
+        # descheduled worker stalls the product); None: BLAS left as it is
+        self._blas = blas.pinned(max(map(_dot_work, prog.nodes), default=0))
 
     backend = "numpy"
 
@@ -235,6 +248,12 @@ class Executable:
         return True
 
     def __call__(self, *arrays):
+        if self._blas is None:
+            return self._call(arrays)
+        with self._blas:
+            return self._call(arrays)
+
+    def _call(self, arrays):
         fn = self._fn if get_ident() == self._owner else self._thread_fn()
         try:
             outs = fn(*arrays)

@@ -53,11 +53,9 @@ def available() -> bool:
 
 
 def resolve(backend, who="rg.compile") -> str:
-    """'numpy' or 'numba' for a backend name. 'auto': $RETROGRAD_BACKEND if set, else the
-    NumPy generator. (Numba is opt-in for now: in one interleaved bench run it was faster
-    only where per-op overhead dominates (B2, 0.71x the NumPy backend's time) and slower on
-    B1, B4, B5 and, with lstm_scan in NumPy segments, B6 (3.3x), besides seconds of first
-    compile and ~100 MB of LLVM; 'auto' takes it once it wins.)"""
+    """'numpy', 'numba' or 'auto' for a backend name. 'auto': $RETROGRAD_BACKEND if set,
+    else 'auto' where Numba is installed -- each program then gets the backend that wins
+    on it (``choose``) -- and 'numpy' where it is not."""
     if backend not in BACKENDS:
         raise ValueError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
                          f"got {backend!r}")
@@ -68,21 +66,59 @@ def resolve(backend, who="rg.compile") -> str:
                              f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
         if env != "auto":
             return resolve(env, who)
-        return "numpy"
+        return "auto" if available() else "numpy"
     if backend == "numba":
         if not available():
             raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
                               "pip install 'retrograd[fast]'")
-        # Numba's np.dot calls SciPy's own BLAS: loaded now, it is among the libraries a
-        # later BLAS thread limit (retrograd.blas, threadpoolctl) sees and sets
-        import scipy.linalg.cython_blas  # noqa: F401
+        _load_blas()
     return backend
 
 
+def _load_blas():
+    # Numba's np.dot calls SciPy's own BLAS: loaded now, it is among the libraries a
+    # later BLAS thread limit (retrograd.blas, threadpoolctl) sees and sets
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
+# What 'auto' takes Numba for: a program of many small nodes nearly all of which lower
+# (fused loops and one call instead of a NumPy call, ~1-2 us, per node). One interleaved
+# in-process run (min of 15 blocks, load ~3.5, ms/step, NumPy backend vs Numba):
+#   B2 90 op nodes, 100% lowered, 2.4k elements a node:  0.227 vs 0.110 (JAX 0.147)
+#   B1 22 nodes, 82% lowered, 41k elements a node (the big products, tanh: NumPy calls):
+#      1.852 vs 1.858 (JAX 1.898)
+#   B4 HVP of B1, 45 nodes, 84%, 27k a node: 2.93 vs 3.03 (JAX 3.12)
+#   B3 31 nodes, 71%, 219k a node; B5 78, 54%, 90k; B6 534, 46% (lstm_scan is NumPy's)
+# and from the issue's run, B5 (conv, pooling: NumPy nodes) 5.9 vs 7.4, B6 (lstm_scan)
+# 11.1 vs 36.2. Fewer than AUTO_NODES nodes save too little per call to repay the first
+# compile (seconds; a cached one loads in ~0.3 s).
+AUTO_NODES = 48
+AUTO_LOWERED = 0.9
+AUTO_SIZE = 8192
+
+
+def choose(prog) -> str:
+    """The backend 'auto' runs ``prog`` on (see AUTO_NODES above)."""
+    ops = [n for n in prog.nodes if n.kind == "op" and not n.weak]
+    if len(ops) < AUTO_NODES:
+        return "numpy"
+    lowered = sum(_kind(n) is not None for n in ops)
+    size = sum(math.prod(n.shape) for n in ops) / len(ops)
+    if lowered >= AUTO_LOWERED * len(ops) and size <= AUTO_SIZE:
+        _load_blas()
+        return "numba"
+    return "numpy"
+
+
 def for_run(backend, steps, who="fit") -> str:
-    """The backend of a training run of ``steps`` steps (as ``resolve``: a run long enough
-    to repay Numba's first compile is where 'auto' would take it, once it is faster)."""
-    return resolve(backend, who)
+    """The backend of a training run of ``steps`` steps (as ``resolve``; 'auto' stays
+    NumPy for a run too short to repay Numba's first compile)."""
+    backend = resolve(backend, who)
+    return "numpy" if backend == "auto" and steps < AUTO_STEPS else backend
+
+
+# ~seconds of first compile over ~0.1 ms saved a step (B2)
+AUTO_STEPS = 10_000
 
 
 # ---------------------------------------------------------------- what can be lowered
@@ -122,6 +158,14 @@ LIBM_SIZE = 4096
 _LIBM = re.compile(r"math\.(?!isfinite|isnan|isinf|floor|ceil|trunc|copysign|sqrt)|\*\*")
 
 
+# A product of at least NUMPY_DOT multiply-adds stays NumPy's matmul call: Numba's np.dot
+# goes through SciPy's own OpenBLAS (0.3.30 beside NumPy's 0.3.31 here), which ran B1's
+# X.T @ delta, (784, 500) @ (500, 100), 12% slower (1044 vs 928 us, best of 15x20, one
+# thread, interleaved; the forward product took the same time); from this size on a
+# NumPy call's ~2 us (and a segment split) are under 1% of the product.
+NUMPY_DOT = 1 << 20
+
+
 def _is_array(i):
     return not i.is_scalar_const and not i.weak
 
@@ -156,7 +200,7 @@ def _kind(n):
     if how == "view_T" and tuple(n.params.get("axes") or ()) == (1, 0):
         return "view"
     if how == "blas_dot" and all(len(i.shape) == 2 and i.dtype == n.dtype for i in ins):
-        return "dot"
+        return "dot" if math.prod(ins[0].shape) * ins[1].shape[-1] < NUMPY_DOT else None
     if how in _REDUCE and ins[0].dtype == n.dtype:
         return "reduce"
     if (how in ("rows_lse_pick", "rows_softmax_onehot") and len(ins[0].shape) == 2
@@ -250,6 +294,9 @@ class _Segment:
         self.nodes, self.names, self.plan, self.storage = nodes, names, plan, storage
         inside = set(nodes)
         self.returns = [n for n in nodes if n in outputs or any(c not in inside for c in consumers[n])]
+        # what the kernel hands back: a value written into a planned buffer is that buffer,
+        # which the driver names itself (boxing a returned array costs ~0.25 us)
+        self.passed = [n for n in self.returns if n not in plan.out_buffer or _kind(n) == "view"]
         self.groups = self._groups()
         group_of = {n: g for g in self.groups for n in g}
         # a value needs an array when something outside its loop reads it
@@ -418,7 +465,7 @@ class _Segment:
         return lines
 
     def source(self):
-        ret = ", ".join(f"v{n.id}" for n in self.returns)
+        ret = ", ".join(f"v{n.id}" for n in self.passed)
         body = self._checks() + self.body
         return (f"@_jit\ndef {self.name}({', '.join(self.params)}):\n" + "\n".join(body)
                 + f"\n    return ({ret}{',' if ret else ''})\n")
@@ -506,6 +553,27 @@ def load_module(text):
     return mod
 
 
+# ---------------------------------------------------------------- the optimizer's update
+
+_UPDATE_HEADER = '''"""Generated by retrograd's Numba backend from an optimizer's own update (optim/rule.py)."""
+import numpy as np
+import numba
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+'''
+
+
+def update_kernel(rule):
+    """The njit function of an optimizer update traced by optim.rule: one loop over the
+    flat parameter, gradient and state arrays (optim.fused calls it with ``FusedUpdate``'s
+    ``lowering``)."""
+    return load_module(_UPDATE_HEADER + rule.source).kernel
+
+
+update_kernel.is_compile_error = lambda e: _raised_by_numba(e)
+
+
 # ---------------------------------------------------------------- the executable
 
 class NumbaExecutable(Executable):
@@ -549,12 +617,14 @@ class NumbaExecutable(Executable):
             if kind == "seg":
                 s = next(it)
                 ns[s.name] = getattr(mod, s.name)
-                ret = ", ".join(names[n] for n in s.returns)
+                ret = ", ".join(names[n] for n in s.passed)
                 lhs = f"{ret}, = " if ret else ""
                 # a 0-d value may be a NumPy scalar (a full reduction's): the kernel indexes it
                 params = [f"np.asarray({p})" if p in zero_d else p for p in s.params]
                 lines.append(f"    {lhs}{s.name}({', '.join(params)})  # numba: "
                              + ", ".join(n.op.name for n in s.nodes))
+                lines += [f"    {names[n]} = b{plan.out_buffer[n]}  # {n.op.name}"
+                          for n in s.returns if n not in s.passed]
                 continue
             n = body
             k = kernels[n]
@@ -574,14 +644,14 @@ class NumbaExecutable(Executable):
             ns[f"b{b}"] = np.empty(shape, dtype)
         return src, ns
 
-    def __call__(self, *arrays):
+    def _call(self, arrays):
         if self.compile_seconds is not None:
-            return super().__call__(*arrays)
+            return super()._call(arrays)
         t = time.perf_counter()
         try:
             with warnings.catch_warnings():     # NumbaPerformanceWarning on a strided np.dot
                 warnings.simplefilter("ignore")
-                out = super().__call__(*arrays)
+                out = super()._call(arrays)
         except Exception as e:
             if not _raised_by_numba(e):
                 raise
@@ -590,9 +660,9 @@ class NumbaExecutable(Executable):
             # twice: a random op among them drew twice)
             warnings.warn(f"rg.compile: Numba could not compile {self._name} "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); running it "
-                          "with the NumPy backend", RuntimeWarning, stacklevel=2)
+                          "with the NumPy backend", RuntimeWarning, stacklevel=3)
             self._to_numpy()
-            out = super().__call__(*arrays)
+            out = super()._call(arrays)
         self.compile_seconds = time.perf_counter() - t
         return out
 
@@ -621,7 +691,9 @@ def _raised_by_numba(e) -> bool:
 
 
 def executable(prog, backend, **kwargs):
-    """The Executable of ``prog`` for a resolved backend name."""
+    """The Executable of ``prog`` for a resolved backend name ('auto': ``choose``)."""
+    if backend == "auto":
+        backend = choose(prog)
     if backend == "numba":
         return NumbaExecutable(prog, **kwargs)
     if backend != "numpy":

@@ -49,7 +49,8 @@ class Adam(Optimizer):
             else:
                 v_max[...] = xp.maximum(v_max, v)
                 v = v_max
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + group["eps"]
+        # (x ** 0.5, not math.sqrt: optim/rule.py traces it into the Numba step)
+        denom = xp.sqrt(v) / (1.0 - beta2 ** t) ** 0.5 + group["eps"]
         w -= lr / (1.0 - beta1 ** t) * m / denom
 
 

@@ -22,6 +22,7 @@ leaves that group to the ordinary per-parameter ``optimizer.step()``).
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 
@@ -49,8 +50,10 @@ class _Bucket:
     """The parameters of one group (``group`` None: in no group, never updated) and
     dtype, with their flat data, gradient and optimizer state."""
 
-    def __init__(self, group, params):
+    def __init__(self, group, params, lowering=None):
         self.group, self.params = group, params
+        self.lowering = lowering         # compiles a traced update (see FusedUpdate)
+        self.rules = {}                  # state entries -> (Rule, kernel), or None: untraceable
         self.shapes = shapes = [p.shape for p in params]
         for p in params:
             require_numpy(p._data, "optim.fused (the compiled step's update)")
@@ -130,11 +133,52 @@ class _Bucket:
             for k, vs in views.items():
                 s[k] = vs[i]
 
+    def _lowered(self, opt, group) -> bool:
+        """The update as one compiled loop over the flat arrays (``lowering``, from the
+        optimizer's own ``_update`` traced by optim.rule); False where there is none: no
+        lowering, an update that cannot be traced (a state array it creates: SGD's
+        momentum buffer on step one), or one the compiler refused."""
+        flat = self.state
+        keys = tuple(flat)
+        for attempt in (0, 1):
+            found = self.rules.get(keys, False)
+            if found is False or attempt:            # first time, or the guards failed
+                found = self.rules[keys] = self._lower(opt, group)
+            if found is None:
+                return False
+            rule, kernel = found
+            coefs = rule.coefs(group, flat["step"])
+            if coefs is not None:
+                break
+        else:
+            return False
+        try:
+            kernel(self.w, self.g, *[flat[k] for k in rule.names], coefs)
+        except Exception as e:       # noqa: BLE001 (a compile failure: see _lower)
+            if not getattr(self.lowering, "is_compile_error", lambda e: False)(e):
+                raise
+            self.rules[keys] = None
+            warnings.warn(f"{type(opt).__name__}: the compiled update failed to compile "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); using the "
+                          "NumPy update", RuntimeWarning, stacklevel=5)
+            return False
+        return True
+
+    def _lower(self, opt, group):
+        from .rule import trace
+        try:
+            rule = trace(opt, group, self.state, self.w.dtype)
+        except Exception:       # noqa: BLE001 (Untraceable, or a method no stand-in has:
+            return None         # either way the NumPy update runs, and raises the user's errors)
+        return rule, self.lowering(rule)
+
     def _update(self, opt, group) -> bool:
         """``opt._update`` over the flat arrays, a chunk at a time: the temporaries of an
         update rule are then chunk-sized (cache-resident, and no peak of a whole
         model's size). State arrays the rule creates or replaces are stitched back;
         returns whether there were any (they need publishing)."""
+        if self.lowering is not None and self._lowered(opt, group):
+            return False
         flat, n = self.state, self.w.size
         arrays = {k for k, v in flat.items() if isinstance(v, np.ndarray)}
         chunks = {}                       # state name -> its array for each chunk
@@ -185,13 +229,19 @@ class FusedUpdate:
     """``optimizer``'s update of ``params`` as one call per flat array (see the module
     docstring). ``grads[i]`` is the gradient array of ``params[i]``: write into it,
     then call ``step()`` -- or, where the gradient arrays must be known to be current
-    before they are written (a compiled step binds them), ``sync()``, write, ``update()``."""
+    before they are written (a compiled step binds them), ``sync()``, write, ``update()``.
 
-    def __init__(self, optimizer, params):
+    ``lowering``: optional ``lowering(rule) -> kernel``, a compiler of the update traced
+    from the optimizer's own ``_update`` (optim.rule): ``kernel(w, g, *state arrays,
+    coefs)`` then runs it as one loop over each flat array (the Numba step's, given by
+    graph.api.compile_step), with NumPy's numbers; updates it cannot trace stay NumPy's."""
+
+    def __init__(self, optimizer, params, lowering=None):
         if not can_fuse(optimizer):
             raise ValueError(f"{type(optimizer).__name__}'s update is not an elementwise "
                              "_update: it cannot run on parameters laid end to end")
         self.optimizer, self.params = optimizer, list(params)
+        self._lowering = lowering
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("FusedUpdate: a parameter is listed twice")
         self.generation = 0            # counts layouts: gradient arrays change with each
@@ -203,12 +253,23 @@ class FusedUpdate:
         members = {}
         for p in self.params:
             members.setdefault((group_of.get(id(p)), p.dtype), []).append(p)
-        self.buckets = [_Bucket(gi, ps) for (gi, _), ps in members.items()]
+        self.buckets = [_Bucket(gi, ps, self._lowering) for (gi, _), ps in members.items()]
         where = {id(p): (b, i) for b in self.buckets for i, p in enumerate(b.params)}
         self.grads = [where[id(p)][0].grads[where[id(p)][1]] for p in self.params]
         # the members of each group the layout follows (not the lists' ids: a new list
         # may reuse a freed one's, and a list may be changed in place)
         self._groups = [tuple(g["params"]) for g in opt.param_groups]
+
+    @property
+    def lowering(self):
+        return self._lowering
+
+    @lowering.setter
+    def lowering(self, lowering):
+        if lowering is not self._lowering:
+            self._lowering = lowering
+            for b in self.buckets:
+                b.lowering, b.rules = lowering, {}
 
     def _same_groups(self) -> bool:
         groups = self.optimizer.param_groups

@@ -22,7 +22,8 @@ __all__ = ["Optimizer"]
 def namespace(w):
     """The namespace a parameter's update computes in (the type test first: NumPy's
     update pays nothing for the others)."""
-    return np if type(w) is np.ndarray else arrays.namespace(w)
+    # (optim/rule.py traces an update on stand-ins that are no arrays: NumPy's names)
+    return arrays.namespace(w) if type(w) is not np.ndarray and arrays.is_foreign(w) else np
 
 
 def _is_array(v) -> bool:
