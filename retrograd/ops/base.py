@@ -308,20 +308,24 @@ def apply(op: Op, *args, **params) -> Tensor:
     if record and _n_captures and _captures.top is not None:
         return _captures.top.record(op, args, params)
     if foreign:
-        return _apply_foreign(op, args, arrays, params, record)
-    try:
-        out = op.forward(*arrays, **params)
-    except (ValueError, IndexError) as e:
-        shapes = ", ".join(str(np.shape(a)) for a in arrays)
-        kind = AxisError if isinstance(e, IndexError) else ShapeError   # keep `except IndexError`
-        raise kind(f"{op.name}: {e} (operand shapes: {shapes})") from None
-    except TypeError as e:
-        kinds = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
-        raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
+        out = _forward_foreign(op, arrays, params)
+        floating = kind(out.dtype) in "fc"
+    else:
+        try:
+            out = op.forward(*arrays, **params)
+        except (ValueError, IndexError) as e:
+            shapes = ", ".join(str(np.shape(a)) for a in arrays)
+            # (an AxisError is an IndexError: `except IndexError` around an op still works)
+            error = AxisError if isinstance(e, IndexError) else ShapeError
+            raise error(f"{op.name}: {e} (operand shapes: {shapes})") from None
+        except TypeError as e:
+            kinds = ", ".join(str(getattr(a, "dtype", type(a).__name__)) for a in arrays)
+            raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        floating = out.dtype.kind in "fc"
     # an integer or boolean result (a cast, a comparison) carries no gradient, as in PyTorch
-    if record and _mode.enabled and op.vjp is not None and out.dtype.kind in "fc":
+    if record and _mode.enabled and op.vjp is not None and floating:
         out = _make(out, op, args, params)
     else:
         out = _make(out, None, None, None)
@@ -333,9 +337,9 @@ def apply(op: Op, *args, **params) -> Tensor:
 Op.__call__ = apply          # exp(x) is apply(exp, x): no wrapper function in between
 
 
-def _apply_foreign(op, args, arrays, params, record):
-    """apply() on arrays of another namespace (arrays.py): the op's forward computes in
-    their namespace, a NumPy ufunc as the standard function of the same name."""
+def _forward_foreign(op, arrays, params):
+    """The forward on arrays of another namespace (arrays.py): the op computes in their
+    namespace, a NumPy ufunc as the standard function of the same name."""
     xp = namespace(*arrays)
     if any(type(a) is np.ndarray for a in arrays):
         # NumPy constants (index arrays, masks) join the others' namespace and device, as
@@ -349,12 +353,6 @@ def _apply_foreign(op, args, arrays, params, record):
         shapes = ", ".join(str(getattr(a, "shape", ())) for a in arrays)
         raise RetrogradError(f"{op.name}: {e} (operand shapes: {shapes}; "
                              f"namespace {xp.__name__})") from None
-    if record and _mode.enabled and op.vjp is not None and kind(out.dtype) in "fc":
-        out = _make(out, op, args, params)
-    else:
-        out = _make(out, None, None, None)
-    if anomaly_hook is not None:
-        anomaly_hook(op, arrays, out)
     return out
 
 
