@@ -108,20 +108,21 @@ class _Pinned:
 
 
 def pinned(work: int):
-    """A reusable context for running products of at most ``work`` multiply-adds on the
-    threads ``threads_for`` gives them ($RETROGRAD_BLAS_THREADS and the BLAS variables
-    respected, as ``limit``), or None where BLAS is best left as it is."""
+    """A reusable context for running a compiled program's products (at most ``work``
+    multiply-adds) on the threads $RETROGRAD_BLAS_THREADS names, or None: BLAS left as it
+    is. Only a number set there pins them: under "auto" a compiled program keeps BLAS's
+    own threads -- on the quiet 2-core VM B1's compiled step took 2.13 ms pinned to the one
+    thread ``threads_for`` gives it and 1.28 ms on OpenBLAS's two (``bench/bench.py --cases
+    B1``); ``fit`` limits the threads itself while it trains, where contention is likelier."""
     want = _setting("auto")
-    if want is None or (want == "auto" and any(os.environ.get(v) for v in BLAS_ENV)):
+    if not isinstance(want, int):
         return None
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
-    if want == "auto" and work < OPENBLAS_ONE_THREAD:
+    if work < OPENBLAS_ONE_THREAD:
         return None                      # OpenBLAS runs these on one thread itself
     libs = ThreadpoolController().select(user_api="blas").lib_controllers
     have = max((lc.num_threads for lc in libs), default=1)
-    if want == "auto":
-        want = threads_for(work, have)
     return _Pinned(libs, want) if libs and want != have else None

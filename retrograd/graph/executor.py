@@ -189,10 +189,8 @@ class Executable:
         self._bindings = 0                   # bind_output calls, for the threads' copies
         self._outputs_own = {f"b{self.plan.out_buffer[o]}" for o in prog.outputs
                              if o in self.plan.out_buffer}
-        # BLAS threads by the program's largest product (retrograd.blas, as fit chooses
-        # them): B1's (500, 784) @ (784, 100) took 898 us on one OpenBLAS thread, 945 on
-        # two, of an idle 2-core VM, and a B1 step 5.6 vs 23 ms at a load of 5 (a
-        # descheduled worker stalls the product); None: BLAS left as it is
+        # BLAS threads as $RETROGRAD_BLAS_THREADS names them, for programs whose products
+        # OpenBLAS would split (retrograd.blas.pinned); None: BLAS left as it is
         self._blas = blas.pinned(max(map(_dot_work, prog.nodes), default=0))
 
     backend = "numpy"
