@@ -126,3 +126,20 @@ def pinned(work: int):
     libs = ThreadpoolController().select(user_api="blas").lib_controllers
     have = max((lc.num_threads for lc in libs), default=1)
     return _Pinned(libs, want) if libs and want != have else None
+
+
+def scipy_single():
+    """A context keeping SciPy's own OpenBLAS -- the BLAS of Numba's np.dot -- on one thread
+    while a Numba program runs, or None (none loaded, or the threads set by the user). Its
+    products are small (numba_backend sends those from 2^20 multiply-adds to NumPy's
+    matmul), and its two threads beside NumPy's OpenBLAS pool on two cores fought it: B6's
+    Numba step took 38.8 ms against 14 pinned (bench/bench.py --cases B6)."""
+    if _setting("auto") != "auto" or any(os.environ.get(v) for v in BLAS_ENV):
+        return None
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    libs = [lc for lc in ThreadpoolController().select(user_api="blas").lib_controllers
+            if "scipy.libs" in lc.filepath.replace(os.sep, "/") and lc.num_threads > 1]
+    return _Pinned(libs, 1) if libs else None

@@ -39,6 +39,7 @@ import warnings
 
 import numpy as np
 
+from .. import blas
 from ..errors import RetrogradError
 from .executor import Executable, _bind, generate
 
@@ -585,6 +586,8 @@ class NumbaExecutable(Executable):
     def __init__(self, *args, **kwargs):
         self.compile_seconds = None
         super().__init__(*args, **kwargs)
+        if self._blas is None:
+            self._blas = blas.scipy_single()
 
     def _generate(self, prog, plan, kernels, name):
         self._kernels = kernels
