@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import math
 import threading
 import weakref
 
@@ -332,7 +333,8 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self._data.size
+        d = self._data                # (a torch tensor's .size is a method: count the shape)
+        return d.size if type(d) is np.ndarray else math.prod(d.shape)
 
     @property
     def is_leaf(self) -> bool:

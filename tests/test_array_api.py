@@ -55,3 +55,15 @@ def test_tensor_keeps_a_foreign_array_and_shows_its_namespace():
     assert t.tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(rg.RetrogradError, match="floating-point"):
         rg.tensor(xp.asarray(np.arange(3), device=DEVICE), requires_grad=True)
+
+
+def test_torch_tensors_are_a_namespace_too():
+    """array-api-compat's torch namespace: the same ops, an implicit scalar backward."""
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    t = rg.tensor(torch.tensor(x), requires_grad=True)
+    (rg.tanh(t) * t).sum().backward()
+    assert isinstance(t.grad._data, torch.Tensor)
+    ref = rg.tensor(x, requires_grad=True)
+    (rg.tanh(ref) * ref).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), ref.grad.numpy(), rtol=1e-12)
