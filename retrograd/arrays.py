@@ -215,11 +215,27 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
+def namespace_module(xp, who="to_namespace"):
+    """``xp`` as an array namespace module: a module (numpy, cupy, array_api_strict...) as it
+    is, a name ("cupy") imported; anything else refused by name."""
+    if isinstance(xp, str):
+        import importlib
+        try:
+            xp = importlib.import_module(xp)
+        except ImportError as e:
+            raise RetrogradError(f"{who}: cannot import array namespace {xp!r} ({e})") from None
+    if not isinstance(xp, types.ModuleType) or not hasattr(xp, "asarray"):
+        raise TypeError(f"{who}: expected an array namespace module (numpy, cupy, "
+                        f"array_api_strict, ...) or its name, got {xp!r}")
+    return xp
+
+
 def to_namespace(a, xp, device=None, copy=None):
     """An array (of any library) in namespace ``xp`` (a module: ``numpy``, ``cupy``,
-    ``array_api_strict``...) on ``device`` (default: the namespace's default).
+    ``array_api_strict``..., or its name) on ``device`` (default: the namespace's default).
     ``copy=True``: never memory shared with ``a`` (array_api_strict, for one, wraps a
     NumPy array without copying), for a target other than NumPy."""
+    xp = namespace_module(xp)
     if xp is np or getattr(xp, "__name__", "") == "numpy":
         return to_numpy(a)
     # (cupy and array-api-compat's wrapper of it, array_api_compat.cupy, are one library)

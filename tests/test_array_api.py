@@ -67,3 +67,15 @@ def test_torch_tensors_are_a_namespace_too():
     ref = rg.tensor(x, requires_grad=True)
     (rg.tanh(ref) * ref).sum().backward()
     np.testing.assert_allclose(t.grad.numpy(), ref.grad.numpy(), rtol=1e-12)
+
+
+def test_module_to_takes_a_namespace_or_its_name_and_refuses_others():
+    m = rg.nn.Linear(3, 2)
+    m.to("array_api_strict")
+    assert type(m.weight._data).__module__.startswith("array_api_strict")
+    m.to(np)
+    assert type(m.weight._data) is np.ndarray
+    with pytest.raises(rg.RetrogradError, match="cannot import array namespace 'no_such_xp'"):
+        m.to("no_such_xp")
+    with pytest.raises(TypeError, match="Linear.to: expected an array namespace module"):
+        m.to(3)

@@ -189,7 +189,9 @@ class Module:
         ``cupy``, ``array_api_strict``...) on ``device`` (default: the namespace's), in
         place: the same Parameter objects hold the new arrays, so an optimizer made before
         keeps working (its state follows at its next step); gradients move with them.
-        ``model.to(numpy)`` brings the model back to the host. Returns the module."""
+        ``model.to(numpy)`` brings the model back to the host; ``xp`` may also be the
+        namespace's name (``"cupy"``). Returns the module."""
+        xp = arrays.namespace_module(xp, f"{type(self).__name__}.to")
         for _, t in self._named_state():
             # (a copy, as a move to a device makes one: never memory shared with the old array)
             data = arrays.to_namespace(t._data, xp, device, copy=True)
