@@ -169,8 +169,9 @@ def is_floating(a) -> bool:
 
 
 def copy(a):
-    """A copy of an array, in its namespace and on its device."""
-    return a.copy() if type(a) is np.ndarray else namespace(a).asarray(a, copy=True)
+    """A copy of an array, in its namespace and on its device (an ndarray's, or a graph
+    value's, by its own .copy())."""
+    return namespace(a).asarray(a, copy=True) if is_foreign(a) else a.copy()
 
 
 def require_numpy(a, who: str):

@@ -102,7 +102,7 @@ def _seed(root: Tensor, g) -> Tensor:
                              f"{root.shape}")
     if g.dtype != root.dtype:
         g = g.astype(root.dtype)
-    return g if g.requires_grad else Tensor._make(_copy(g.data))
+    return g if g.requires_grad else Tensor._make(arrays.copy(g.data))
 
 
 def _walk(roots, seeds, targets, retain_graph, create_graph):
@@ -258,10 +258,6 @@ def _lift(a, dtype=None):
     if isinstance(a, (np.ndarray, list, tuple, int, float, bool, complex, np.generic)):
         return np.asarray(a, dtype=dtype)
     return a if dtype is None or a.dtype == dtype else arrays.astype(a, dtype)
-
-
-def _copy(a):
-    return arrays.namespace(a).asarray(a, copy=True) if arrays.is_foreign(a) else a.copy()
 
 
 def _finite(a) -> bool:

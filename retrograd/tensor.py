@@ -435,7 +435,7 @@ def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = Non
     NumPy arrays keep their dtype. The data is copied."""
     arr = _default_array(data, dtype)
     if arr is (data.data if isinstance(data, Tensor) else data):
-        arr = arr.copy() if type(arr) is np.ndarray else _xp.namespace(arr).asarray(arr, copy=True)
+        arr = _xp.copy(arr)
     return Tensor(arr, requires_grad=requires_grad, name=name)
 
 
