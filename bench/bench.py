@@ -334,10 +334,11 @@ def build_torch_compile(case: Case, d: Data) -> Runner:
 # --- 3. retrograd eager ------------------------------------------------------
 
 @register("retrograd", requires=("retrograd",))
-def build_retrograd(case: Case, d: Data) -> Runner:
+def build_retrograd(case: Case, d: Data, lift=np.asarray) -> Runner:
+    """``lift``: puts the data and weights in an array namespace (bench/gpu_check.py: CuPy)."""
     import retrograd as rg
     act = rg.tanh if case.act == "tanh" else rg.relu
-    X, y, L = rg.tensor(d.X), d.y, _n_layers(d)
+    X, y, L = rg.tensor(lift(d.X)), lift(d.y), _n_layers(d)
 
     def loss_fn(*params):
         h = X
@@ -357,7 +358,7 @@ def build_retrograd(case: Case, d: Data) -> Runner:
 
         return Runner(step, lambda: {"hvp": [np.array(h.data) for h in out["hvp"]]})
 
-    params = [rg.tensor(p.copy(), requires_grad=True) for p in d.params]
+    params = [rg.tensor(lift(p.copy()), requires_grad=True) for p in d.params]
 
     def step():
         loss = loss_fn(*params)
@@ -368,7 +369,8 @@ def build_retrograd(case: Case, d: Data) -> Runner:
         out["loss"] = loss
 
     def state():
-        return {"loss": float(out["loss"].data), "params": [np.array(p.data) for p in params]}
+        return {"loss": float(out["loss"].data),
+                "params": [rg.arrays.to_numpy(p.data).copy() for p in params]}
 
     return Runner(step, state)
 

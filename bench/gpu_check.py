@@ -6,8 +6,8 @@
 1. Every op case of tests/cases.py (forward, a VJP and, where the case has one, a
    Hessian-vector product, in float64) on arrays of the namespace, against NumPy
    (rg.check.namespace_check: each result must also still be an array of the namespace).
-2. B1-B3 of bench/bench.py (the same sizes, data and initial weights, float32): one eager
-   training step (forward, backward, SGD) with the parameters in the namespace -- the
+2. B1-B3 of bench/bench.py (its eager retrograd step: the same sizes, data and initial
+   weights, float32; forward, backward, SGD) with the data and parameters in the namespace -- the
    step's loss and weights against the NumPy step's, then its time per step against
    PyTorch on CUDA (and retrograd on the host's NumPy for scale).
 
@@ -82,28 +82,6 @@ def check_ops(xp, device, names=None):
 
 # ---------------------------------------------------------------- 2. training steps
 
-def retrograd_step(case, d, lift):
-    """One eager SGD step of bench's MLP case, the parameters made by ``lift``."""
-    act = rg.tanh if case.act == "tanh" else rg.relu
-    X, y = rg.tensor(lift(d.X)), rg.tensor(lift(d.y))
-    params = [rg.tensor(lift(p.copy()), requires_grad=True) for p in d.params]
-    out = {}
-
-    def step():
-        h = X
-        for i in range(len(params) // 2):
-            h = h @ params[2 * i] + params[2 * i + 1]
-            if i < len(params) // 2 - 1:
-                h = act(h)
-        loss = rg.nn.functional.cross_entropy(h, y)
-        loss.backward()
-        for p in params:
-            p.data -= bench.LR * p.grad.data
-            p.grad = None
-        out["loss"] = loss
-    return step, lambda: (float(out["loss"].item()), [rg.arrays.to_numpy(p.data) for p in params])
-
-
 def torch_step(case, d):
     """bench's PyTorch step on CUDA (None without a CUDA build)."""
     try:
@@ -155,16 +133,16 @@ def check_step(xp, device, sync, name, seconds):
     """One case: the step's numbers against NumPy's, then its speed."""
     case = bench.CASES[name]
     d = bench.make_data(case)
-    ref_step, ref_state = retrograd_step(case, d, np.asarray)
-    ours_step, ours_state = retrograd_step(case, d, lambda a: rg.to_namespace(a, xp, device))
-    ref_step()
-    ours_step()
-    (l0, p0), (l1, p1) = ref_state(), ours_state()
+    ref = bench.build_retrograd(case, d)                   # bench's eager step, on NumPy
+    ours = bench.build_retrograd(case, d, lambda a: rg.to_namespace(a, xp, device))
+    ref.step()
+    ours.step()
+    (l0, p0), (l1, p1) = ((s["loss"], s["params"]) for s in (ref.state(), ours.state()))
     diff = max(abs(l1 - l0) / abs(l0), *(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-30)
                                          for a, b in zip(p0, p1)))
     same = diff < 1e-4
-    t_ours = per_step(ours_step, sync, seconds)
-    t_host = per_step(ref_step, lambda: None, seconds)
+    t_ours = per_step(ours.step, sync, seconds)
+    t_host = per_step(ref.step, lambda: None, seconds)
     t_step, t_sync = torch_step(case, d)
     t_torch = per_step(t_step, t_sync, seconds) if t_step is not None else None
     torch_text = (f"{t_torch * 1e3:.3f} ms ({t_ours / t_torch:.2f}x)" if t_torch
