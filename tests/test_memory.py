@@ -4,8 +4,11 @@ and graphs are freed after backward, even a 100,000-op chain.
 Measuring with tracemalloc: CPython keeps up to 2000 freed tuples of each small
 length for reuse, and tracemalloc counts those as allocated; a training loop fills
 these caches over its first few thousand steps, which would read as (bounded)
-growth. ``_fill_tuple_caches`` fills them before the measurement starts, so any
-growth left is the library's.
+growth. ``_fill_tuple_caches`` fills them before the measurement starts. What other
+tests left behind (the heap's and the free lists' state) can still make a few kB of
+such bounded growth in the first few hundred steps, so the tests bound the total
+loosely and require the second half of the measured steps to add nothing: a leak of
+even one small object per step adds tens of kB there.
 """
 import gc
 import math
@@ -53,8 +56,9 @@ def _step(kind, model, opt):
 
 def _measure(step, batches, steps=None, seconds=None):
     """Run 100 warm-up steps, then ``steps`` more (or as many as fit in ``seconds``) with
-    the collector off. Returns (steps run, growth of current memory, growth of the peak
-    after the first 100 measured steps, one step's transient peak, objects in cycles)."""
+    the collector off. Returns (steps run, growth of current memory, its growth over the
+    second half of the steps, growth of the peak after the first 100 measured steps, one
+    step's transient peak, objects in cycles)."""
     tracemalloc.start()
     gc.collect()
     gc.disable()
@@ -67,10 +71,13 @@ def _measure(step, batches, steps=None, seconds=None):
         for i in range(100):
             step(*batches[i % len(batches)])
         early_peak = tracemalloc.get_traced_memory()[1]
-        n, t0 = 100, time.perf_counter()
+        n, t0, half = 100, time.perf_counter(), None
         while (n < steps) if steps else (time.perf_counter() - t0 < seconds or n < 300):
             step(*batches[n % len(batches)])
             n += 1
+            if half is None and ((n >= steps // 2) if steps
+                                 else time.perf_counter() - t0 >= seconds / 2):
+                half = tracemalloc.get_traced_memory()[0]
         current, peak = tracemalloc.get_traced_memory()
         gc.set_debug(gc.DEBUG_SAVEALL)        # what a collection finds is kept in gc.garbage
         found = gc.collect()
@@ -80,17 +87,18 @@ def _measure(step, batches, steps=None, seconds=None):
         gc.set_debug(0)
         gc.enable()
         tracemalloc.stop()
-    return n, current - base, peak - early_peak, early_peak - base, found, cyclic
+    return n, current - base, current - half, peak - early_peak, early_peak - base, found, cyclic
 
 
 @pytest.mark.parametrize("kind", ["eager", "compiled"])
 def test_two_thousand_training_steps_keep_memory_flat_and_make_no_cycles(kind):
     model, opt, batches = _b1(batch=64)
-    n, growth, peak_growth, transient, found, cyclic = _measure(_step(kind, model, opt),
-                                                                batches, steps=2000)
+    n, growth, late, peak_growth, transient, found, cyclic = _measure(
+        _step(kind, model, opt), batches, steps=2000)
     assert n == 2000
-    assert growth < 4096, f"{growth} bytes more after {n} steps"
-    assert peak_growth < 4096, f"the peak grew by {peak_growth} bytes"
+    assert late < 1024, f"{late} bytes more over the last {n // 2} steps"
+    assert growth < 32 << 10, f"{growth} bytes more after {n} steps"
+    assert peak_growth < 32 << 10, f"the peak grew by {peak_growth} bytes"
     assert transient < 2 << 20, f"one step needs {transient} bytes"     # 64x784 batch, 79k weights
     assert found == 0 and not cyclic, cyclic[:20]
 
@@ -99,10 +107,11 @@ def test_b1_shapes_keep_memory_flat_for_as_many_steps_as_fit_in_ten_seconds():
     """Benchmark B1 itself: batch 500; eager and compiled about five seconds each."""
     for kind in ("eager", "compiled"):
         model, opt, batches = _b1(batch=500, n_batches=2)
-        n, growth, peak_growth, transient, found, cyclic = _measure(
+        n, growth, late, peak_growth, transient, found, cyclic = _measure(
             _step(kind, model, opt), batches, seconds=4.5)
-        assert growth < 4096, f"{kind}: {growth} bytes more after {n} steps"
-        assert peak_growth < 4096, f"{kind}: the peak grew by {peak_growth} bytes after {n} steps"
+        assert late < 1024, f"{kind}: {late} bytes more over the second half of {n} steps"
+        assert growth < 32 << 10, f"{kind}: {growth} bytes more after {n} steps"
+        assert peak_growth < 32 << 10, f"{kind}: the peak grew by {peak_growth} bytes after {n} steps"
         assert transient < 8 << 20, f"{kind}: one step needs {transient} bytes"
         assert found == 0 and not cyclic, (kind, cyclic[:20])
 
