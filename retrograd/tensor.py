@@ -242,7 +242,7 @@ class Tensor:
     @data.setter
     def data(self, value):
         arr = value.data if isinstance(value, Tensor) else value
-        if not _xp.is_foreign(arr):
+        if type(arr) is not np.ndarray and not _xp.is_foreign(arr):   # (an ndarray: as is)
             arr = np.asarray(arr)
         # `t.data -= x` changes the array in place and then assigns it back, the same one:
         # same array, same counter (shared with .detach()); a new array, a counter of its own

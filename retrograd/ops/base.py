@@ -270,6 +270,13 @@ anomaly_hook = None
 _SCALARS = (int, float, bool)
 
 
+def records(t: Tensor) -> bool:
+    """Whether an op on the plain Tensor ``t`` (alone, or with constants) would be recorded
+    or captured by apply, or seen by detect_anomaly: False lets a VJP helper make an
+    unrecorded result directly (shape.rule_t)."""
+    return anomaly_hook is not None or (t.requires_grad and (_mode.enabled or _n_captures > 0))
+
+
 def apply(op: Op, *args, **params) -> Tensor:
     """Run ``op`` on Tensors (or Python scalars, or arrays) and record it if needed.
 
@@ -282,12 +289,20 @@ def apply(op: Op, *args, **params) -> Tensor:
         if new is not None:
             op, args, params = new
     arrays = []
-    record = False
+    record = has_tensor = foreign = False
     recorder = None
-    has_tensor = False
-    foreign = False
     for a in args:
-        if isinstance(a, Tensor):
+        if type(a) is Tensor:       # (the common case first: a plain Tensor has no _record)
+            d = a._data
+            arrays.append(d)
+            has_tensor = True
+            if a.requires_grad:
+                record = True
+            if type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+                foreign = True
+        elif isinstance(a, _SCALARS):
+            arrays.append(a)
+        elif isinstance(a, Tensor):
             d = a._data
             arrays.append(d)
             has_tensor = True
@@ -295,10 +310,8 @@ def apply(op: Op, *args, **params) -> Tensor:
                 record = True
             if a._record is not None:      # a value that records ops itself (graph.Var)
                 recorder = a._record
-            elif type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+            elif type(d) is not np.ndarray:
                 foreign = True
-        elif isinstance(a, _SCALARS):
-            arrays.append(a)
         else:
             return _apply_lifted(op, args, params)
     if not has_tensor:
@@ -309,7 +322,6 @@ def apply(op: Op, *args, **params) -> Tensor:
         return _captures.top.record(op, args, params)
     if foreign:
         out = _forward_foreign(op, arrays, params)
-        floating = kind(out.dtype) in "fc"
     else:
         try:
             out = op.forward(*arrays, **params)
@@ -323,12 +335,12 @@ def apply(op: Op, *args, **params) -> Tensor:
             raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        floating = out.dtype.kind in "fc"
     # an integer or boolean result (a cast, a comparison) carries no gradient, as in PyTorch
-    if record and _mode.enabled and op.vjp is not None and floating:
+    if (record and _mode.enabled and op.vjp is not None
+            and (out.dtype.kind if not foreign else kind(out.dtype)) in "fc"):
         out = _make(out, op, args, params)
     else:
-        out = _make(out, None, None, None)
+        out = _make(out)
     if anomaly_hook is not None:
         anomaly_hook(op, arrays, out)
     return out
