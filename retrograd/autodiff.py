@@ -358,8 +358,8 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
     recorded under create_graph like the rules' own ops, so higher orders see it."""
     if not isinstance(ct, Tensor):
         ct = Tensor._make(_lift(ct, like.dtype))
-    shape = like.shape
-    if reduce and ct.shape != shape and _broadcasts_to(shape, ct.shape):
+    shape = like._data.shape
+    if reduce and ct._data.shape != shape and _broadcasts_to(shape, ct._data.shape):
         ct = base.apply(_sum_to_op, ct, shape=shape)     # (sum_to, its shapes checked above)
     if ct.shape != shape:
         raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
