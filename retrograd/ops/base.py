@@ -14,9 +14,11 @@ import numpy as np
 
 from ..arrays import device, is_numpy, kind, namespace, promote
 from ..errors import AxisError, RetrogradError, ShapeError
+from .. import tensor as _tensor
 from ..tensor import Tensor, _mode, as_tensor
 
-_make = Tensor._make
+_new = object.__new__
+_ndarray = np.ndarray
 
 REGISTRY: dict[str, "Op"] = {}
 
@@ -270,13 +272,6 @@ anomaly_hook = None
 _SCALARS = (int, float, bool)
 
 
-def records(t: Tensor) -> bool:
-    """Whether an op on the plain Tensor ``t`` (alone, or with constants) would be recorded
-    or captured by apply, or seen by detect_anomaly: False lets a VJP helper make an
-    unrecorded result directly (shape.rule_t)."""
-    return anomaly_hook is not None or (t.requires_grad and (_mode.enabled or _n_captures > 0))
-
-
 def apply(op: Op, *args, **params) -> Tensor:
     """Run ``op`` on Tensors (or Python scalars, or arrays) and record it if needed.
 
@@ -335,15 +330,23 @@ def apply(op: Op, *args, **params) -> Tensor:
             raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
+    # the result: Tensor._make's fields, set here (a call less on every op)
+    t = _new(Tensor)
+    t._data = out
     # an integer or boolean result (a cast, a comparison) carries no gradient, as in PyTorch
     if (record and _mode.enabled and op.vjp is not None
             and (out.dtype.kind if not foreign else kind(out.dtype)) in "fc"):
-        out = _make(out, op, args, params)
+        t.requires_grad = True
+        t._op, t._inputs, t._params = op, args, params
     else:
-        out = _make(out)
+        t.requires_grad = False
+        t._op = t._inputs = t._params = None
+    t.grad = t._hooks = t.name = t._vc = None
+    t._retains_grad = False
+    t._rec = _tensor._clock
     if anomaly_hook is not None:
-        anomaly_hook(op, arrays, out)
-    return out
+        anomaly_hook(op, arrays, t)
+    return t
 
 
 Op.__call__ = apply          # exp(x) is apply(exp, x): no wrapper function in between

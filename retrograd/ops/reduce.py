@@ -33,8 +33,9 @@ def _keep_shape(shape, axis):
 
 
 def _keep(g, x, axis, keepdims):
-    """The cotangent of a reduction, reshaped so it broadcasts against ``x``."""
-    return g if keepdims else reshape(g, _keep_shape(x.shape, axis))
+    """The cotangent of a reduction, reshaped so it broadcasts against ``x`` (that of a
+    reduction over all axes is 0-d, which broadcasts as it is)."""
+    return g if keepdims or axis is None else reshape(g, _keep_shape(x.shape, axis))
 
 
 def _count(x, axis):
