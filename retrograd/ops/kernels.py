@@ -39,6 +39,8 @@ def _keepdims_shaped(out, axis, keepdims):
     return out.reshape((1, -1) if axis[0] == 0 else (-1, 1))
 
 
+_add_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
+
 _ONES: dict = {}        # (length, dtype) -> a read-only vector of ones, made once
 
 
@@ -60,6 +62,8 @@ def fsum(x, axis=None, keepdims=False):
     if _one_axis_of_matrix(x, axis):
         ones = _ones(x.shape[axis[0]], x.dtype)
         return _keepdims_shaped(x @ ones if axis[0] == 1 else ones @ x, axis, keepdims)
+    if type(x) is np.ndarray:        # what x.sum() calls (numpy/_core/_methods.py), directly
+        return _add_reduce(x, _plain_axis(axis), keepdims=keepdims)
     if isinstance(x, np.ndarray):    # the method: same result, ~2 µs less than np.sum
         return x.sum(axis=_plain_axis(axis), keepdims=keepdims)
     return np.sum(x, axis=_plain_axis(axis), keepdims=keepdims)
@@ -80,6 +84,8 @@ def fmax(x, axis=None, keepdims=False):
         return namespace(x).max(x, axis=axis, keepdims=keepdims)
     if _one_axis_of_matrix(x, axis) and axis[0] == 1 and x.shape[1] <= _SHORT_ROW:
         return _keepdims_shaped(np.ascontiguousarray(x.T).max(axis=0), axis, keepdims)
+    if type(x) is np.ndarray:        # what x.max() calls, directly
+        return _max_reduce(x, _plain_axis(axis), keepdims=keepdims)
     if isinstance(x, np.ndarray):
         return x.max(axis=_plain_axis(axis), keepdims=keepdims)
     return np.max(x, axis=_plain_axis(axis), keepdims=keepdims)
