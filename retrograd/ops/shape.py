@@ -147,7 +147,8 @@ def rule_t(x):
     the next product's operand -- never returned, saved or written to -- so it needs no
     share of x's version counter (share_version: ~2 us, twice per matmul node); recorded,
     it is a graph node and gets one, as ``transpose`` gives every view."""
-    if (type(x) is Tensor and type(x._data) is np.ndarray and _base.anomaly_hook is None
+    if (isinstance(x, Tensor) and x._record is None and type(x._data) is np.ndarray
+            and _base.anomaly_hook is None
             and not (x.requires_grad and (_mode.enabled or _base._n_captures))):
         # an op apply would neither record nor capture: its result, without ~1 us of dispatch
         return _make(x._data.T)
