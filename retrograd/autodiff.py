@@ -361,10 +361,11 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
     shape = like._data.shape
     if reduce and ct._data.shape != shape and _broadcasts_to(shape, ct._data.shape):
         ct = base.apply(_sum_to_op, ct, shape=shape)     # (sum_to, its shapes checked above)
-    if ct.shape != shape:
+    if ct._data.shape != shape:
         raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
                              f"tensor of shape {shape}")
-    if ct.dtype != like.dtype:
+    dtype = ct._data.dtype
+    if dtype is not like._data.dtype and dtype != like._data.dtype:
         if arrays.kind(like.dtype) not in "fc":
             # only reachable when requires_grad was set by hand on an integer tensor
             # (Tensor() and requires_grad_() refuse it): casting would truncate the gradient

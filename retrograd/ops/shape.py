@@ -147,10 +147,10 @@ def rule_t(x):
     the next product's operand -- never returned, saved or written to -- so it needs no
     share of x's version counter (share_version: ~2 us, twice per matmul node); recorded,
     it is a graph node and gets one, as ``transpose`` gives every view."""
-    if (isinstance(x, Tensor) and x._record is None and type(x._data) is np.ndarray
-            and _base.anomaly_hook is None
-            and not (x.requires_grad and (_mode.enabled or _base._n_captures))):
-        # an op apply would neither record nor capture: its result, without ~1 us of dispatch
+    if (isinstance(x, Tensor) and type(x._data) is np.ndarray and not _base._n_captures
+            and _base.anomaly_hook is None and not (x.requires_grad and _mode.enabled)):
+        # nothing to record, capture (no trace runs) or check: apply's result, without its
+        # ~1 us of dispatch (a Buffer's op, untraced, reads its array too)
         return _make(x._data.T)
     out = apply(_transpose, x, axes=(1, 0))
     return out if out._op is None and type(out) is Tensor else share_version(out, x)
