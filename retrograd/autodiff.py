@@ -73,10 +73,11 @@ def _toposort(roots):
 
 
 def _as_recorded(node: Tensor):
-    """Point ``node``'s inputs at the values it was recorded with (and return them). A recorded in-place op
-    (``h += x``) makes ``h`` -- the same Python object -- a new node and keeps the old
-    value as a node of its own (``h._prev``, see ops/__init__.py): an op that took ``h``
-    before the change took that old value, as its edge in PyTorch's graph would."""
+    """Point ``node``'s inputs at the values it was recorded with (and return them). A
+    recorded in-place op (``h += x``) makes ``h`` -- the same Python object -- a new node
+    and keeps the old value as a node of its own (``h._prev``, see ops/__init__.py): an op
+    that took ``h`` before the change took that old value, as its edge in PyTorch's graph
+    would."""
     rec, inputs = node._rec, node._inputs
     for i, inp in enumerate(inputs):
         prev = getattr(inp, "_prev", None) if isinstance(inp, Tensor) else None

@@ -18,7 +18,6 @@ from .. import tensor as _tensor
 from ..tensor import Tensor, _mode, as_tensor
 
 _new = object.__new__
-_ndarray = np.ndarray
 
 REGISTRY: dict[str, "Op"] = {}
 

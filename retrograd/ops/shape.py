@@ -82,7 +82,8 @@ def _reshape_rule(n):
     return None
 
 
-_reshape = defop("reshape", lambda x, shape: x.reshape(shape),     # (np.reshape's method: ~4x faster)
+# (the ndarray method: np.reshape is ~4x slower on the small arrays of a VJP)
+_reshape = defop("reshape", lambda x, shape: x.reshape(shape),
                  (lambda g, out, x, shape: reshape(g, x.shape),), reads=((),),
                  kernel=lambda n: Kernel(lambda a, o: f"{a[0]}.reshape({n.params['shape']!r})",
                                          fresh=False),
