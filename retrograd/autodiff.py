@@ -45,6 +45,7 @@ def _toposort(roots):
     Tensors hash by identity, so they key the sets and dicts of the walk directly.
     """
     order, seen = [], set()
+    clock = _tensor._clock
     stack = [(r, False) for r in roots]
     while stack:
         node, expanded = stack.pop()
@@ -54,16 +55,17 @@ def _toposort(roots):
         if node in seen:
             continue
         seen.add(node)
-        stack.append((node, True))
-        if node._rec != _tensor._clock and node._inputs is not None:
-            _as_recorded(node)
         inputs = node._inputs
         if inputs is None:
             if node._op is not None:
                 raise RetrogradError(
                     f"backward through the '{node._op.name}' op a second time: its saved values "
                     "were freed by the first backward; pass retain_graph=True to the first one")
+            order.append(node)        # a leaf: (node, True) would be the next entry popped
             continue
+        stack.append((node, True))
+        if node._rec != clock:
+            inputs = _as_recorded(node)
         for inp in inputs:
             if isinstance(inp, Tensor) and inp.requires_grad and inp not in seen:
                 stack.append((inp, False))
@@ -71,10 +73,11 @@ def _toposort(roots):
 
 
 def _as_recorded(node: Tensor):
-    """Point ``node``'s inputs at the values it was recorded with. A recorded in-place op
-    (``h += x``) makes ``h`` -- the same Python object -- a new node and keeps the old
-    value as a node of its own (``h._prev``, see ops/__init__.py): an op that took ``h``
-    before the change took that old value, as its edge in PyTorch's graph would."""
+    """Point ``node``'s inputs at the values it was recorded with (and return them). A
+    recorded in-place op (``h += x``) makes ``h`` -- the same Python object -- a new node
+    and keeps the old value as a node of its own (``h._prev``, see ops/__init__.py): an op
+    that took ``h`` before the change took that old value, as its edge in PyTorch's graph
+    would."""
     rec, inputs = node._rec, node._inputs
     for i, inp in enumerate(inputs):
         prev = getattr(inp, "_prev", None) if isinstance(inp, Tensor) else None
@@ -85,6 +88,7 @@ def _as_recorded(node: Tensor):
             prev = getattr(inp, "_prev", None)
         inputs = inputs[:i] + (inp,) + inputs[i + 1:]
     node._inputs = inputs
+    return inputs
 
 
 def _seed(root: Tensor, g) -> Tensor:
@@ -149,29 +153,54 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
             if node._retains_grad:
                 node.grad = g if node.grad is None else node.grad + g
             inputs = node._inputs
-            if relevant is None:
-                needs = [isinstance(i, Tensor) and i.requires_grad for i in inputs]
-            else:
-                needs = [isinstance(i, Tensor) and i in relevant for i in inputs]
             if node._rec != _tensor._clock:      # something changed in place since it was made
-                _check_versions(node, needs)
-            if anomaly:
-                cts = _checked_vjps(op, g, node, inputs, needs)
+                _check_versions(node, _needs(inputs, relevant))
+            if anomaly or op.variadic:
+                needs = _needs(inputs, relevant)
+                cts = (_checked_vjps(op, g, node, inputs, needs) if anomaly
+                       else op.input_vjps(g, node, inputs, node._params, needs))
+                for inp, ct, need in zip(inputs, cts, needs):
+                    if ct is not None and need:
+                        _accumulate(table, inp, ct, op)
             else:
-                cts = op.input_vjps(g, node, inputs, node._params, needs)
-            for inp, ct, need in zip(inputs, cts, needs):
-                if ct is None or not need:
-                    continue
-                if (type(ct) is not Tensor or ct._data.shape != inp._data.shape
-                        or ct._data.dtype != inp._data.dtype):
-                    ct = _conform(ct, inp, op, reduce=True)
-                prev = table.get(inp)
-                table[inp] = ct if prev is None else prev + ct
+                # one rule per input, each run only for an input that needs it (input_vjps'
+                # contract, inlined: this loop is most of backward's own time)
+                params = node._params
+                for inp, rule in zip(inputs, op.vjp):
+                    if rule is None or not isinstance(inp, Tensor) or not (
+                            inp.requires_grad if relevant is None else inp in relevant):
+                        continue
+                    ct = rule(g, node, *inputs, **params)
+                    if ct is None:
+                        continue
+                    if type(ct) is not Tensor or ct._data.shape != inp._data.shape or (
+                            ct._data.dtype is not inp._data.dtype
+                            and ct._data.dtype != inp._data.dtype):
+                        ct = _conform(ct, inp, op, reduce=True)
+                    prev = table.get(inp)        # (_accumulate, inlined)
+                    table[inp] = ct if prev is None else prev + ct
             if not retain_graph and node._record is None:
                 # free the saved values (and mark the node spent); a graph value (Var)
                 # keeps its inputs: the graph being traced is still to be compiled
                 node._inputs = None
     return results
+
+
+def _needs(inputs, relevant):
+    """Which inputs need a cotangent: those requiring grad (``relevant``: on a path to a
+    target)."""
+    if relevant is None:
+        return [isinstance(i, Tensor) and i.requires_grad for i in inputs]
+    return [isinstance(i, Tensor) and i in relevant for i in inputs]
+
+
+def _accumulate(table, inp: Tensor, ct, op):
+    """Add the cotangent ``ct`` that ``op``'s rule gave for ``inp`` to its adjoint."""
+    if type(ct) is not Tensor or ct._data.shape != inp._data.shape or (
+            ct._data.dtype is not inp._data.dtype and ct._data.dtype != inp._data.dtype):
+        ct = _conform(ct, inp, op, reduce=True)
+    prev = table.get(inp)
+    table[inp] = ct if prev is None else prev + ct
 
 
 def _check_versions(node: Tensor, needs):
@@ -330,13 +359,14 @@ def _conform(ct, like: Tensor, who, reduce=False) -> Tensor:
     recorded under create_graph like the rules' own ops, so higher orders see it."""
     if not isinstance(ct, Tensor):
         ct = Tensor._make(_lift(ct, like.dtype))
-    shape = like.shape
-    if reduce and ct.shape != shape and _broadcasts_to(shape, ct.shape):
+    shape = like._data.shape
+    if reduce and ct._data.shape != shape and _broadcasts_to(shape, ct._data.shape):
         ct = base.apply(_sum_to_op, ct, shape=shape)     # (sum_to, its shapes checked above)
-    if ct.shape != shape:
+    if ct._data.shape != shape:
         raise RetrogradError(f"{_who(who)} returned a gradient of shape {ct.shape} for a "
                              f"tensor of shape {shape}")
-    if ct.dtype != like.dtype:
+    dtype = ct._data.dtype
+    if dtype is not like._data.dtype and dtype != like._data.dtype:
         if arrays.kind(like.dtype) not in "fc":
             # only reachable when requires_grad was set by hand on an integer tensor
             # (Tensor() and requires_grad_() refuse it): casting would truncate the gradient

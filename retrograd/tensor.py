@@ -180,6 +180,8 @@ def _bump_version(t: "Tensor", new_array: bool = False):
 
 # --------------------------------------------------------------------------- Tensor
 
+_new = object.__new__
+
 class Tensor:
     """An n-dimensional array that can record how it was computed.
 
@@ -220,17 +222,14 @@ class Tensor:
     @classmethod
     def _make(cls, data: np.ndarray, op=None, inputs=None, params=None) -> "Tensor":
         """Fast constructor used by ops (no dtype inference, no checks)."""
-        t = object.__new__(cls)
+        t = _new(cls)
         t._data = data
         t.requires_grad = op is not None
-        t.grad = None
         t._op = op
         t._inputs = inputs
         t._params = params
-        t._hooks = None
+        t.grad = t._hooks = t.name = t._vc = None
         t._retains_grad = False
-        t.name = None
-        t._vc = None
         t._rec = _clock
         return t
 
@@ -242,7 +241,7 @@ class Tensor:
     @data.setter
     def data(self, value):
         arr = value.data if isinstance(value, Tensor) else value
-        if not _xp.is_foreign(arr):
+        if type(arr) is not np.ndarray and not _xp.is_foreign(arr):   # (an ndarray: as is)
             arr = np.asarray(arr)
         # `t.data -= x` changes the array in place and then assigns it back, the same one:
         # same array, same counter (shared with .detach()); a new array, a counter of its own

@@ -107,9 +107,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        capture = base.capturing()
-        if capture is not None:          # rg.compile: the trace depends on self.training
-            capture.called(self)
+        if base._n_captures:             # (no trace anywhere: one test)
+            capture = base.capturing()
+            if capture is not None:      # rg.compile: the trace depends on self.training
+                capture.called(self)
         return self.forward(*args, **kwargs)
 
     # ---- structure

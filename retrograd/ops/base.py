@@ -14,9 +14,10 @@ import numpy as np
 
 from ..arrays import device, is_numpy, kind, namespace, promote
 from ..errors import AxisError, RetrogradError, ShapeError
+from .. import tensor as _tensor
 from ..tensor import Tensor, _mode, as_tensor
 
-_make = Tensor._make
+_new = object.__new__
 
 REGISTRY: dict[str, "Op"] = {}
 
@@ -282,12 +283,20 @@ def apply(op: Op, *args, **params) -> Tensor:
         if new is not None:
             op, args, params = new
     arrays = []
-    record = False
+    record = has_tensor = foreign = False
     recorder = None
-    has_tensor = False
-    foreign = False
     for a in args:
-        if isinstance(a, Tensor):
+        if type(a) is Tensor:       # (the common case first: a plain Tensor has no _record)
+            d = a._data
+            arrays.append(d)
+            has_tensor = True
+            if a.requires_grad:
+                record = True
+            if type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+                foreign = True
+        elif isinstance(a, _SCALARS):
+            arrays.append(a)
+        elif isinstance(a, Tensor):
             d = a._data
             arrays.append(d)
             has_tensor = True
@@ -295,10 +304,8 @@ def apply(op: Op, *args, **params) -> Tensor:
                 record = True
             if a._record is not None:      # a value that records ops itself (graph.Var)
                 recorder = a._record
-            elif type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+            elif type(d) is not np.ndarray:
                 foreign = True
-        elif isinstance(a, _SCALARS):
-            arrays.append(a)
         else:
             return _apply_lifted(op, args, params)
     if not has_tensor:
@@ -309,7 +316,6 @@ def apply(op: Op, *args, **params) -> Tensor:
         return _captures.top.record(op, args, params)
     if foreign:
         out = _forward_foreign(op, arrays, params)
-        floating = kind(out.dtype) in "fc"
     else:
         try:
             out = op.forward(*arrays, **params)
@@ -323,15 +329,23 @@ def apply(op: Op, *args, **params) -> Tensor:
             raise RetrogradError(f"{op.name}: {e} (operand types: {kinds})") from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        floating = out.dtype.kind in "fc"
+    # the result: Tensor._make's fields, set here (a call less on every op)
+    t = _new(Tensor)
+    t._data = out
     # an integer or boolean result (a cast, a comparison) carries no gradient, as in PyTorch
-    if record and _mode.enabled and op.vjp is not None and floating:
-        out = _make(out, op, args, params)
+    if (record and _mode.enabled and op.vjp is not None
+            and (out.dtype.kind if not foreign else kind(out.dtype)) in "fc"):
+        t.requires_grad = True
+        t._op, t._inputs, t._params = op, args, params
     else:
-        out = _make(out, None, None, None)
+        t.requires_grad = False
+        t._op = t._inputs = t._params = None
+    t.grad = t._hooks = t.name = t._vc = None
+    t._retains_grad = False
+    t._rec = _tensor._clock
     if anomaly_hook is not None:
-        anomaly_hook(op, arrays, out)
-    return out
+        anomaly_hook(op, arrays, t)
+    return t
 
 
 Op.__call__ = apply          # exp(x) is apply(exp, x): no wrapper function in between

@@ -30,14 +30,14 @@ def _as_matrices(g, a, b):
 
 
 def _matmul_vjp_a(g, out, a, b):
-    if a.ndim == 2 and b.ndim == 2:            # the common case, without reshapes
+    if a._data.ndim == 2 and b._data.ndim == 2:        # the common case, without reshapes
         return g @ rule_t(b)
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(g2 @ swapaxes(b2, -1, -2), a2.shape), a.shape)
 
 
 def _matmul_vjp_b(g, out, a, b):
-    if a.ndim == 2 and b.ndim == 2:
+    if a._data.ndim == 2 and b._data.ndim == 2:
         return rule_t(a) @ g
     g2, a2, b2 = _as_matrices(g, a, b)
     return reshape(sum_to(swapaxes(a2, -1, -2) @ g2, b2.shape), b.shape)

@@ -171,7 +171,7 @@ _nll_t = defop("nll_loss_vjp", _nll_t_forward,
 
 def _check_labels(op, logits, labels):
     """Shapes and dtype (known while tracing too); the values are checked by class_labels."""
-    z = getattr(logits, "shape", np.shape(logits))
+    z = logits.shape if isinstance(logits, Tensor) else np.shape(logits)
     shape, dtype = (labels.shape, labels.dtype) if isinstance(labels, Tensor) else (
         np.shape(labels), np.asarray(labels).dtype)
     if kind(dtype) not in "iu":

@@ -33,8 +33,9 @@ def _keep_shape(shape, axis):
 
 
 def _keep(g, x, axis, keepdims):
-    """The cotangent of a reduction, reshaped so it broadcasts against ``x``."""
-    return g if keepdims else reshape(g, _keep_shape(x.shape, axis))
+    """The cotangent of a reduction, reshaped so it broadcasts against ``x`` (that of a
+    reduction over all axes is 0-d, which broadcasts as it is)."""
+    return g if keepdims or axis is None else reshape(g, _keep_shape(x.shape, axis))
 
 
 def _count(x, axis):
@@ -55,7 +56,9 @@ def _half(x) -> bool:
     # float16 sums overflow past 65,504 (and lose precision long before): accumulate in
     # float32 and round once, as PyTorch and NumPy's mean do
     dt = getattr(x, "dtype", None)
-    return dt is not None and str(dt).endswith("float16")
+    if isinstance(dt, np.dtype) and dt.kind == "f":     # (str of a NumPy dtype: ~2 us)
+        return dt.itemsize == 2
+    return dt is not None and str(dt).endswith("float16")   # bfloat16, other namespaces' too
 
 
 # ---------------------------------------------------------------- sum

@@ -165,7 +165,7 @@ class Optimizer:
         """``_gradient`` for the arrays of a parameter ``w`` and its gradient ``g``."""
         if g.shape != w.shape:
             raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {w.shape}")
-        if g.dtype != w.dtype:
+        if g.dtype is not w.dtype and g.dtype != w.dtype:
             g = g.astype(w.dtype) if isinstance(g, np.ndarray) else arrays.astype(g, w.dtype)
         if group.get("maximize", False):
             g = -g
