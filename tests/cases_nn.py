@@ -109,11 +109,18 @@ CASES += [
 ]
 
 # lstm_scan's BPTT recursion and its transpose (ops/rnn.py), each the other's VJP in x:
-# checked directly (finite differences, first and second order) with arbitrary
-# coefficients, both directions; inputs x, keep, f, scale, w_hh
-_BPTT_SHAPES = ((3, 2, 12), (3, 2, 2), (3, 2, 2), (3, 2, 8), (2, 8))
+# checked directly (finite differences, first and second order) with arbitrary states
+# (the coefficients are functions of them), both directions, lstm_bptt gated or not;
+# inputs x (a for the adjoint), states, c0, w_hh
+_BPTT_SHAPES = ((3, 2, 12), (3, 2, 12), (2, 2), (2, 8))
 CASES += [
-    Case(f"{op.name}{'_reverse' if rev else ''}",
-         (lambda op, rev: lambda *a: rg_apply(op, *a, reverse=rev))(op, rev), None, _BPTT_SHAPES)
-    for op in (ops_rnn._bptt, ops_rnn._bptt_adjoint) for rev in (False, True)
+    Case(f"lstm_bptt{'_gated' if gated else ''}{'_reverse' if rev else ''}",
+         (lambda gated, rev: lambda *a: rg_apply(ops_rnn._bptt, *a, reverse=rev, gated=gated))(
+             gated, rev), None, _BPTT_SHAPES)
+    for gated in (False, True) for rev in (False, True)
+] + [
+    Case(f"lstm_bptt_adjoint{'_reverse' if rev else ''}",
+         (lambda rev: lambda *a: rg_apply(ops_rnn._bptt_adjoint, *a, reverse=rev))(rev), None,
+         _BPTT_SHAPES)
+    for rev in (False, True)
 ]

@@ -382,6 +382,22 @@ def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
     assert int(third.stdout.split()[1]) >= 1          # machine code loaded, not compiled
 
 
+def test_a_kernel_names_the_code_of_the_op_forms_it_calls(monkeypatch, tmp_path):
+    """Numba's cache of a kernel does not follow the functions it calls: the kernel's text
+    (which names its cache file) carries a digest of each op form's code and helpers, so
+    a changed form compiles anew instead of running the machine code cached with the old."""
+    from retrograd.ops import rnn as ops_rnn
+    monkeypatch.setenv("RETROGRAD_CACHE_DIR", str(tmp_path))
+    form = ops_rnn._lstm_scan_numba
+    before = nb._code_digest(form)
+    f = rg.compile(lambda xw, h, c, w: rg.lstm_scan(xw, h, c, w).sum(), backend="numba")
+    f(*[np.ones(s, np.float32) for s in ((2, 1, 4), (1, 1), (1, 1), (1, 4))])
+    assert f"# code {before}" in f.cache[next(iter(f.cache))]["exe"].kernel_source
+    monkeypatch.setattr(form, "helpers", form.helpers[:1])       # another helper: another digest
+    assert nb._code_digest(form) != before
+    assert nb._code_digest(ops_rnn._lstm_bptt_numba) != before
+
+
 def test_a_segment_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch):
     real = nb._scalar_expr
 

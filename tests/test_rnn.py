@@ -8,6 +8,7 @@ import pytest
 
 import retrograd as rg
 from retrograd.errors import ShapeError
+from retrograd.ops import rnn as ops_rnn
 from torch_oracle import torch
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -380,10 +381,13 @@ def _scan_and_bptt_inputs(rng, dtype, L=5, N=3, H=4):
     xw[0, 0, :4] = [30, -30, 1e-5, -1e-5]
     state = [rng.standard_normal((N, H)) for _ in range(2)]
     w = rng.standard_normal((H, 4 * H)) * 0.5
-    bptt = [rng.standard_normal((L, N, 6 * H)), rng.random((L, N, H)), rng.random((L, N, H)),
-            rng.standard_normal((L, N, 4 * H)), w]
     cast = lambda vs: [np.asarray(v, dtype) for v in vs]
-    return cast([xw, *state, w]), cast(bptt)
+    scan = cast([xw, *state, w])
+    # the BPTT ops' x, states (the scan's own, c large enough to saturate tanh too), c0, w
+    states = ops_rnn._lstm_scan(*scan, False)
+    states[1, 0, H:2 * H] = [9, -9, 1e-5, -1e-5]
+    bptt = [np.asarray(rng.standard_normal((L, N, 6 * H)), dtype), states, scan[2], scan[3]]
+    return scan, bptt
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -391,20 +395,18 @@ def test_the_numba_forms_agree_with_the_numpy_forms(reverse):
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from retrograd.graph.numba_helpers import loop_form
-    from retrograd.ops import rnn as ops_rnn
     rng = np.random.default_rng(11)
-    scan, _ = _scan_and_bptt_inputs(rng, np.float32)
+    scan, bptt = _scan_and_bptt_inputs(rng, np.float32)
     want = ops_rnn._lstm_scan(*scan, reverse)
     got = loop_form("retrograd.ops.rnn", "_lstm_scan_numba")(*scan, reverse=reverse,
                                                              out=np.empty_like(want))
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)         # float32 rounding
-    for dtype, tol in ((np.float32, 2e-6), (np.float64, 1e-13)):
-        _, bptt = _scan_and_bptt_inputs(rng, dtype)
-        for op in (ops_rnn._bptt, ops_rnn._bptt_adjoint):
-            want = op.forward(*bptt, reverse)
-            got = loop_form("retrograd.ops.rnn", op.lowering.__name__)(
-                *bptt, reverse=reverse, out=np.empty_like(want))
-            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=op.name)
+    for op, params in ((ops_rnn._bptt, {"gated": False}), (ops_rnn._bptt, {"gated": True}),
+                       (ops_rnn._bptt_adjoint, {})):
+        want = op.forward(*bptt, reverse, **params)
+        got = loop_form("retrograd.ops.rnn", op.lowering.__name__)(
+            *bptt, reverse=reverse, **params, out=np.empty_like(want))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{op.name} {params}")
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import math
 import os
 import re
@@ -492,10 +493,26 @@ def _form_name(form):
 
 
 def _form_imports(segs):
-    """Header lines binding each op Numba form the segments call to its njit function."""
+    """Header lines binding each op Numba form the segments call to its njit function, each
+    with a digest of the form's code (``_code_digest``)."""
     forms = sorted(set().union(*[s.forms() for s in segs]), key=_form_name)
-    return "".join(f"{_form_name(f)} = _loop_form({f.__module__!r}, {f.__name__!r})\n"
-                   for f in forms) + ("\n\n" if forms else "")
+    return "".join(f"{_form_name(f)} = _loop_form({f.__module__!r}, {f.__name__!r})  "
+                   f"# code {_code_digest(f)}\n" for f in forms) + ("\n\n" if forms else "")
+
+
+def _code_digest(form):
+    """A digest of the source of an op's Numba form and of the helpers it calls. Numba's
+    cache of a kernel does not follow the functions the kernel calls: without this in the
+    kernel's text (which names its cache file), a changed form -- a new retrograd -- kept
+    running as the machine code cached with the old one compiled in."""
+    module = sys.modules[form.__module__]
+    h = hashlib.sha256()
+    for fn in [form] + [getattr(module, name) for name in getattr(form, "helpers", ())]:
+        try:
+            h.update(inspect.getsource(fn).encode())
+        except (OSError, TypeError):        # no source file: the bytecode stands in for it
+            h.update(fn.__code__.co_code + repr(fn.__code__.co_consts).encode())
+    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- the on-disk cache

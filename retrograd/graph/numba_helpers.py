@@ -2,6 +2,7 @@
 once per operand types and layouts, and cached beside this file by Numba, instead of being
 typed and compiled again inside each generated kernel (seconds for each product)."""
 import math
+import types
 
 import numba
 import numpy as np
@@ -61,5 +62,25 @@ def loop_form(module, name):
     if key not in _FORMS:
         import importlib
         fn = getattr(importlib.import_module(module), name)
+        helpers = getattr(fn, "helpers", ())
+        if helpers:
+            # plain-Python functions of its module that it calls (e.g. a tanh of its own),
+            # compiled too and bound in a copy of its globals: the module stays Numba-free
+            scope = dict(fn.__globals__)
+            scope.update({h: _helper(module, h) for h in helpers})
+            fn = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__,
+                                    fn.__closure__)
         _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True)(fn)
+    return _FORMS[key]
+
+
+def _helper(module, name):
+    """A form's helper as an njit function inlined into its callers (so LLVM can vectorise
+    the loop around a call of it)."""
+    key = (module, name, "helper")
+    if key not in _FORMS:
+        import importlib
+        fn = getattr(importlib.import_module(module), name)
+        _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True,
+                                 inline="always")(fn)
     return _FORMS[key]

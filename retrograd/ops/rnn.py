@@ -3,23 +3,25 @@
 Composed of per-step ops, an LSTM's backward is dozens of small ops per step, and
 the gradient of W_hh arrives as one (H, 4H) product and sum per step. As one record
 the forward is a plain NumPy loop, and the VJP -- written in retrograd ops, so it is
-differentiable again -- is the textbook BPTT recursion: everything that does not
-depend on the recursion (the gate derivatives, the products the deltas are scaled by)
-is computed for all steps at once, the recursion itself is one op (lstm_bptt, whose
-VJP is its transpose lstm_bptt_adjoint and back), and ∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t is a
-single matmul over all steps (as cuDNN and PyTorch). Each of the three ops has a Numba
+differentiable again -- is the textbook BPTT recursion as one op (lstm_bptt), which
+computes each step's coefficients (the gate derivatives, tanh c, ...) from the scan's
+result in its own loop, one step at a time; its VJP is its transpose lstm_bptt_adjoint
+and back, with the coefficients' part in elementwise ops. ∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t is
+a single matmul over all steps (as cuDNN and PyTorch). Each of the three ops has a Numba
 form (its ``lowering=``): the Numba backend runs its whole time loop as one njit call.
 """
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..arrays import namespace, numpy_dtype
 from ..errors import ShapeError
 from .base import apply, defop
-from .elementwise import _sigmoid, tanh
+from .elementwise import tanh
 from .linalg import matmul
-from .shape import concatenate, expand_dims, reshape, stack, transpose
+from .shape import concatenate, expand_dims, reshape, transpose
 
 
 def _lstm_scan(xw, h0, c0, w_hh, reverse, out=None):
@@ -98,30 +100,20 @@ def _xp_lstm_scan(xp, xw, h0, c0, w_hh, reverse):
 def _lstm_scan_vjp(g, out, xw, h0, c0, w_hh, reverse):
     """BPTT. With δ_t = ∂L/∂a_t (the pre-activations) and 'next' the step run after t:
     dh_t = ∂L/∂h_t + δ_next W_hhᵀ;  dc_t = ∂L/∂c_t + dh_t·o·(1 − tanh²c_t) + dc_next·f_next;
-    δ_t = [dc_t·g, dc_t·c_prev, dc_t·i, dh_t·tanh c_t] ⊙ gate' (+ the cotangent of the
-    gates themselves, which reaches them only in higher-order derivatives). Everything
-    but the recursion is computed for all steps at once; the recursion is one op
-    (lstm_bptt), and ∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t one matmul over all steps."""
+    δ_t = ([dc_t·g, dc_t·c_prev, dc_t·i, dh_t·tanh c_t] + ∂L/∂gates_t) ⊙ gate'. The whole
+    recursion, its coefficients (functions of the states) included, is one op (lstm_bptt,
+    reading the scan's result), and ∂L/∂W_hh = Σ_t h_{t-1}ᵀ δ_t one matmul over all steps
+    (as cuDNN and PyTorch)."""
     L, N = out.shape[0], out.shape[1]
     H = out.shape[-1] // 6
-    cs, gates = out[..., H:2 * H], out[..., 2 * H:]
-    i, f, gg, o = (out[..., k * H:(k + 1) * H] for k in range(2, 6))
-    # states before each step, in time order: h0, c0 before the first step run
-    h0_, c0_ = expand_dims(h0, 0), expand_dims(c0, 0)
-    h_prev = concatenate([out[1:, :, :H], h0_] if reverse else [h0_, out[:-1, :, :H]], axis=0)
-    c_prev = concatenate([cs[1:], c0_] if reverse else [c0_, cs[:-1]], axis=0)
-    tc = tanh(cs)
-    sig = gates * (1 - gates)
-    deriv = concatenate([sig[..., :2 * H], 1 - gg * gg, sig[..., 3 * H:]], axis=-1)
-    # δ_t = [dc_t, dc_t, dc_t, dh_t] ⊙ scale_t + direct_t
-    scale = concatenate([gg, c_prev, i, tc], axis=-1) * deriv
-    keep = o * (1 - tc * tc)
-    x = concatenate([g[..., 2 * H:] * deriv, g[..., :2 * H]], axis=-1)
-    y = apply(_bptt, x, keep, f, scale, w_hh, reverse=reverse)
-    dxw, dc = y[..., :4 * H], y[..., 5 * H:]
+    y = apply(_bptt, g, out, c0, w_hh, reverse=reverse, gated=True)
+    dxw = y[..., 2 * H:]
     first = L - 1 if reverse else 0
     dh0 = matmul(dxw[first], transpose(w_hh))
-    dc0 = dc[first] * f[first]
+    dc0 = y[first, :, H:2 * H] * out[first, :, 3 * H:4 * H]
+    # the states before each step, in time order: h0 before the first step run
+    h0_ = expand_dims(h0, 0)
+    h_prev = concatenate([out[1:, :, :H], h0_] if reverse else [h0_, out[:-1, :, :H]], axis=0)
     n = L * N
     dw_hh = matmul(transpose(reshape(h_prev, (n, H))), reshape(dxw, (n, 4 * H)))
     return [dxw, dh0, dc0, dw_hh]
@@ -129,274 +121,392 @@ def _lstm_scan_vjp(g, out, xw, h0, c0, w_hh, reverse):
 
 # ---------------------------------------------------------------- the BPTT recursion
 #
-# lstm_bptt is the linear recursion of the deltas, with its coefficients (keep, f, scale,
-# W_hh) computed beforehand; its input x and result y are per step [δ-part (4H) | h-part
-# (H) | c-part (H)]. Per step, in the reverse of the order the scan ran ('next': the step
-# run after t, its terms 0 for the step run last):
-#     dh = x_h + δ_next W_hhᵀ;  dc = x_c + dh·keep + dc_next·f_next;
-#     δ = [dc, dc, dc, dh] ⊙ scale + x_δ;          y_t = [δ, dh, dc].
-# lstm_bptt_adjoint is its transpose in x (run in scan order): each one's VJP in x is the
-# other, and both share one rule for the cotangents of the coefficients (_coefficients),
-# so that every order of derivative is these two ops and elementwise ones.
+# lstm_bptt is the recursion of the deltas: linear in its input x, its coefficients
+# functions of the scan's result ``states`` (per step [h, c, i, f, g, o]) and c0
+# (_step_terms): k = o·(1 − tanh²c), the gate derivatives d = [i(1−i), f(1−f), 1 − g²,
+# o(1−o)] and u = [g, c_prev, i, tanh c]. x and the result y are laid out as the states,
+# per step [h-part (H) | c-part (H) | gate part (4H)]. Per step, in the reverse of the
+# order the scan ran ('next': the step run after t, its terms 0 for the step run last):
+#     dh = x_h + δ_next W_hhᵀ;  dc = x_c + dh·k + dc_next·f_next;
+#     δ = [dc, dc, dc, dh] ⊙ u ⊙ d + x_gates (⊙ d too if ``gated``);     y_t = [dh, dc, δ].
+# Gated, x is the cotangent of the states: lstm_scan's VJP is this one op, its coefficients
+# computed in its loop. Not gated, it is the recursion R itself, which higher orders use.
+# lstm_bptt_adjoint is Rᵀ (run in scan order): R's VJP in x is Rᵀ (times d where gated),
+# Rᵀ's is R, and both share one rule for the cotangents of the states, c0 and W_hh
+# (_coefficients), so that every order of derivative is these two ops and elementwise ones.
 
-def _bptt_blocks(v, t, N, H):
-    """Step t of a (L, N, 6H) array as (N, 6, H) blocks: 0-3 δ (i, f, g, o), 4 h, 5 c."""
-    return np.reshape(v[t], (N, 6, H))
+def _step_terms(xp, states, c0, reverse):
+    """(tanh c, k, d, u) of every step (see above), from the states and c0, in the words
+    of ``xp``: an array namespace, or _OPS (retrograd ops: differentiable)."""
+    H = states.shape[-1] // 6
+    c = states[..., H:2 * H]
+    i, f, g, o = (states[..., k * H:(k + 1) * H] for k in range(2, 6))
+    tc = xp.tanh(c)
+    c0_ = xp.expand_dims(c0, axis=0)
+    c_prev = xp.concat([c[1:, ...], c0_] if reverse else [c0_, c[:-1, ...]], axis=0)
+    d = xp.concat([(1 - i) * i, (1 - f) * f, 1 - g * g, (1 - o) * o], axis=-1)
+    u = xp.concat([g, c_prev, i, tc], axis=-1)
+    return tc, (1 - tc * tc) * o, d, u
 
 
-def _lstm_bptt(x, keep, f, scale, w_hh, reverse, out=None):
+_OPS = SimpleNamespace(tanh=tanh, expand_dims=expand_dims, concat=concatenate)
+
+
+def _before(t, L, reverse):
+    """The step run before step t, or None for the step run first."""
+    s = t + 1 if reverse else t - 1
+    return s if 0 <= s < L else None
+
+
+def _step_gate_terms(st, tc, d, H):
+    """tanh c and the gate derivatives d of one step's states ``st`` (N, 6H), into tc and d."""
+    np.tanh(st[:, H:2 * H], out=tc)
+    gates = st[:, 2 * H:]
+    np.subtract(1, gates, out=d)
+    d *= gates
+    g, dg = st[:, 4 * H:5 * H], d[:, 2 * H:3 * H]
+    np.multiply(g, g, out=dg)
+    np.subtract(1, dg, out=dg)
+
+
+def _lstm_bptt(x, states, c0, w_hh, reverse, gated, out=None):
+    """Each step's coefficients are computed in the loop, into scratch buffers of one step:
+    no array of the whole sequence but the result."""
     if type(x) is not np.ndarray:
-        return _xp_lstm_bptt(namespace(x, keep, f, scale, w_hh), x, keep, f, scale, w_hh, reverse)
+        return _xp_lstm_bptt(namespace(x, states, c0, w_hh), x, states, c0, w_hh, reverse, gated)
     L, N, S = x.shape
     H = S // 6
-    dt = np.result_type(x, keep, f, scale, w_hh)
+    dt = np.result_type(x, states, c0, w_hh)
     if out is None:
         out = np.empty((L, N, S), dt)
-    w_t, tmp = w_hh.T, np.empty((N, H), dt)
+    # a contiguous Wᵀ: the step's product ran 1.5x faster than on w_hh.T's strides
+    w_t = np.ascontiguousarray(w_hh.T)
+    tc, tmp, d = np.empty((N, H), dt), np.empty((N, H), dt), np.empty((N, 4 * H), dt)
     nxt = None
     for t in _run_order(L, not reverse):
-        y, xt = _bptt_blocks(out, t, N, H), _bptt_blocks(x, t, N, H)
-        dh, dc = y[:, 4], y[:, 5]
+        y, xt, st = out[t], x[t], states[t]
+        dh, dc, delta = y[:, :H], y[:, H:2 * H], y[:, 2 * H:]
         if nxt is None:
-            dh[...] = xt[:, 4]
+            dh[...] = xt[:, :H]
         else:
-            np.matmul(out[nxt, :, :4 * H], w_t, out=dh)
-            dh += xt[:, 4]
-        np.multiply(dh, keep[t], out=dc)
-        dc += xt[:, 5]
+            np.matmul(out[nxt, :, 2 * H:], w_t, out=dh)
+            dh += xt[:, :H]
+        _step_gate_terms(st, tc, d, H)
+        np.multiply(tc, tc, out=tmp)              # dc = x_c + dh·k [+ dc_next·f_next]
+        np.subtract(1, tmp, out=tmp)
+        tmp *= st[:, 5 * H:]
+        tmp *= dh
+        np.add(xt[:, H:2 * H], tmp, out=dc)
         if nxt is not None:
-            dc += np.multiply(out[nxt, :, 5 * H:], f[nxt], out=tmp)
-        s = np.reshape(scale[t], (N, 4, H))
-        np.multiply(s[:, :3], dc[:, None], out=y[:, :3])
-        np.multiply(s[:, 3], dh, out=y[:, 3])
-        y[:, :4] += xt[:, :4]
+            dc += np.multiply(out[nxt, :, H:2 * H], states[nxt, :, 3 * H:4 * H], out=tmp)
+        prev = _before(t, L, reverse)
+        c_prev = c0 if prev is None else states[prev, :, H:2 * H]
+        for k, (m, v) in enumerate(((dc, st[:, 4 * H:5 * H]), (dc, c_prev),
+                                    (dc, st[:, 2 * H:3 * H]), (dh, tc))):
+            np.multiply(m, v, out=delta[:, k * H:(k + 1) * H])
+        if gated:
+            delta += xt[:, 2 * H:]
+            delta *= d
+        else:
+            delta *= d
+            delta += xt[:, 2 * H:]
         nxt = t
     return out
 
 
-def _lstm_bptt_adjoint(x, keep, f, scale, w_hh, reverse, out=None):
-    """The transpose of _lstm_bptt in x: per step, in the order the scan ran ('prev': the
-    step run before t, its terms 0 for the step run first):
-        a = x_δ + z_h,prev W_hh;  u = a ⊙ scale;
-        z_c = x_c + u_i + u_f + u_g + z_c,prev·f;  z_h = x_h + u_o + z_c·keep;  z_t = [a, z_h, z_c]."""
-    if type(x) is not np.ndarray:
-        return _xp_lstm_bptt_adjoint(namespace(x, keep, f, scale, w_hh), x, keep, f, scale,
-                                     w_hh, reverse)
-    L, N, S = x.shape
+def _lstm_bptt_adjoint(a, states, c0, w_hh, reverse, out=None):
+    """Rᵀ, the transpose of lstm_bptt's recursion in x (not gated): per step, in the order
+    the scan ran ('prev': the step run before t, its terms 0 for the step run first):
+        e = a_gates + z_h,prev W_hh;  v = e ⊙ d ⊙ u;
+        z_c = a_c + v_i + v_f + v_g + z_c,prev·f;  z_h = a_h + v_o + z_c·k;  z_t = [z_h, z_c, e]."""
+    if type(a) is not np.ndarray:
+        return _xp_lstm_bptt_adjoint(namespace(a, states, c0, w_hh), a, states, c0, w_hh,
+                                     reverse)
+    L, N, S = a.shape
     H = S // 6
-    dt = np.result_type(x, keep, f, scale, w_hh)
+    dt = np.result_type(a, states, c0, w_hh)
     if out is None:
         out = np.empty((L, N, S), dt)
-    u, tmp = np.empty((N, 4, H), dt), np.empty((N, H), dt)
+    v, d = np.empty((N, 4 * H), dt), np.empty((N, 4 * H), dt)
+    tc, tmp = np.empty((N, H), dt), np.empty((N, H), dt)
     prev = None
     for t in _run_order(L, reverse):
-        z, xt = _bptt_blocks(out, t, N, H), _bptt_blocks(x, t, N, H)
-        a, zh, zc = z[:, :4], z[:, 4], z[:, 5]
+        z, at, st = out[t], a[t], states[t]
+        zh, zc, e = z[:, :H], z[:, H:2 * H], z[:, 2 * H:]
         if prev is None:
-            a[...] = xt[:, :4]
+            e[...] = at[:, 2 * H:]
         else:
-            np.matmul(out[prev, :, 4 * H:5 * H], w_hh, out=np.reshape(u, (N, 4 * H)))
-            np.add(u, xt[:, :4], out=a)
-        np.multiply(a, np.reshape(scale[t], (N, 4, H)), out=u)
-        np.add(u[:, 0], u[:, 1], out=zc)
-        zc += u[:, 2]
-        zc += xt[:, 5]
+            np.matmul(out[prev, :, :H], w_hh, out=e)
+            e += at[:, 2 * H:]
+        _step_gate_terms(st, tc, d, H)
+        np.multiply(e, d, out=v)
+        c_prev = c0 if prev is None else states[prev, :, H:2 * H]
+        np.multiply(v[:, :H], st[:, 4 * H:5 * H], out=zc)
+        zc += np.multiply(v[:, H:2 * H], c_prev, out=tmp)
+        zc += np.multiply(v[:, 2 * H:3 * H], st[:, 2 * H:3 * H], out=tmp)
+        zc += at[:, H:2 * H]
         if prev is not None:
-            zc += np.multiply(out[prev, :, 5 * H:], f[t], out=tmp)
-        np.multiply(zc, keep[t], out=zh)
-        zh += u[:, 3]
-        zh += xt[:, 4]
+            zc += np.multiply(out[prev, :, H:2 * H], st[:, 3 * H:4 * H], out=tmp)
+        np.multiply(tc, tc, out=tmp)              # z_h = a_h + v_o + z_c·k
+        np.subtract(1, tmp, out=tmp)
+        tmp *= st[:, 5 * H:]
+        tmp *= zc
+        np.multiply(v[:, 3 * H:], tc, out=zh)
+        zh += tmp
+        zh += at[:, :H]
         prev = t
     return out
 
 
-def _xp_lstm_bptt(xp, x, keep, f, scale, w_hh, reverse):
-    """_lstm_bptt in the standard's words (another namespace): the same recursion, each
-    step's [δ, dh, dc] joined, the steps stacked (no writes into arrays)."""
-    L, N, S = x.shape
-    H = S // 6
+def _xp_lstm_bptt(xp, x, states, c0, w_hh, reverse, gated):
+    """_lstm_bptt in the standard's words (another namespace): the coefficients of all steps
+    at once, each step's [dh, dc, δ] joined, the steps stacked (no writes into arrays)."""
+    L, H = x.shape[0], x.shape[-1] // 6
+    _, k, d, u = _step_terms(xp, states, c0, reverse)
+    f = states[..., 3 * H:4 * H]
     steps, nxt = [None] * L, None
     for t in _run_order(L, not reverse):
-        xt = xp.reshape(x[t, ...], (N, 6, H))
-        dh = xt[:, 4, :]
+        dh = x[t, :, :H]
         if nxt is not None:
-            dh = dh + xp.matmul(steps[nxt][:, :4 * H], xp.matrix_transpose(w_hh))
-        dc = dh * keep[t, ...] + xt[:, 5, :]
+            dh = dh + xp.matmul(steps[nxt][:, 2 * H:], xp.matrix_transpose(w_hh))
+        dc = x[t, :, H:2 * H] + dh * k[t, ...]
         if nxt is not None:
-            dc = dc + steps[nxt][:, 5 * H:] * f[nxt, ...]
-        s = xp.reshape(scale[t, ...], (N, 4, H))
-        d = xp.concat([s[:, :3, :] * dc[:, None, :], (s[:, 3, :] * dh)[:, None, :]], axis=1)
-        d = d + xt[:, :4, :]
-        steps[t] = xp.concat([xp.reshape(d, (N, 4 * H)), dh, dc], axis=-1)
+            dc = dc + steps[nxt][:, H:2 * H] * f[nxt, ...]
+        m = xp.concat([dc, dc, dc, dh], axis=-1) * u[t, ...]
+        xg = x[t, :, 2 * H:]
+        delta = (m + xg) * d[t, ...] if gated else m * d[t, ...] + xg
+        steps[t] = xp.concat([dh, dc, delta], axis=-1)
         nxt = t
     return xp.stack(steps, axis=0)
 
 
-def _xp_lstm_bptt_adjoint(xp, x, keep, f, scale, w_hh, reverse):
+def _xp_lstm_bptt_adjoint(xp, a, states, c0, w_hh, reverse):
     """_lstm_bptt_adjoint in the standard's words (another namespace)."""
-    L, N, S = x.shape
-    H = S // 6
+    L, H = a.shape[0], a.shape[-1] // 6
+    tc, k, d, u = _step_terms(xp, states, c0, reverse)
+    f = states[..., 3 * H:4 * H]
     steps, prev = [None] * L, None
     for t in _run_order(L, reverse):
-        xt = xp.reshape(x[t, ...], (N, 6, H))
-        a = xt[:, :4, :]
+        e = a[t, :, 2 * H:]
         if prev is not None:
-            a = a + xp.reshape(xp.matmul(steps[prev][:, 4 * H:5 * H], w_hh), (N, 4, H))
-        u = a * xp.reshape(scale[t, ...], (N, 4, H))
-        zc = u[:, 0, :] + u[:, 1, :] + u[:, 2, :] + xt[:, 5, :]
+            e = e + xp.matmul(steps[prev][:, :H], w_hh)
+        v = e * d[t, ...] * u[t, ...]
+        zc = v[:, :H] + v[:, H:2 * H] + v[:, 2 * H:3 * H] + a[t, :, H:2 * H]
         if prev is not None:
-            zc = zc + steps[prev][:, 5 * H:] * f[t, ...]
-        zh = zc * keep[t, ...] + u[:, 3, :] + xt[:, 4, :]
-        steps[t] = xp.concat([xp.reshape(a, (N, 4 * H)), zh, zc], axis=-1)
+            zc = zc + steps[prev][:, H:2 * H] * f[t, ...]
+        zh = v[:, 3 * H:] + zc * k[t, ...] + a[t, :, :H]
+        steps[t] = xp.concat([zh, zc, e], axis=-1)
         prev = t
     return xp.stack(steps, axis=0)
 
 
-def _coefficients(y, z, reverse):
-    """The cotangents of keep, f, scale, W_hh of lstm_bptt, from its states y and the
-    adjoint's states z: d/dθ <z̄, Rᵀ(x̄; θ)> is d/dθ <R(z̄; θ), x̄>, so one rule serves both
-    ops (y = R's result and z = Rᵀ of its cotangent, or y = R of Rᵀ's cotangent)."""
+def _coefficients(y, z, x_gates, terms, states, w_hh, reverse):
+    """The cotangents of the states, c0 and W_hh of lstm_bptt, from its result y and the
+    adjoint's z: d/dθ <z̄, Rᵀ(x̄; θ)> is d/dθ <R(z̄; θ), x̄>, so one rule serves both ops
+    (y = R's result and z = Rᵀ of its cotangent, or y = R of Rᵀ's cotangent). ``x_gates``:
+    R's gate input where it was gated (d multiplies it too), else None; ``terms``:
+    _step_terms of the states."""
     L, N = y.shape[0], y.shape[1]
     H = y.shape[-1] // 6
-    y_d, y_h, y_c = y[..., :4 * H], y[..., 4 * H:5 * H], y[..., 5 * H:]
-    z_d, z_h, z_c = z[..., :4 * H], z[..., 4 * H:5 * H], z[..., 5 * H:]
-    scale = z_d * concatenate([y_c, y_c, y_c, y_h], axis=-1)
-    keep = z_c * y_h
-    f = _prev_run(z_c, reverse) * y_c
+    tc, _, d, u = terms
+    block = lambda v, j: v[..., j * H:(j + 1) * H]          # noqa: E731
+    y_h, y_c, y_d = y[..., :H], y[..., H:2 * H], y[..., 2 * H:]
+    z_h, z_c, z_d = z[..., :H], z[..., H:2 * H], z[..., 2 * H:]
+    s = z_d * concatenate([y_c, y_c, y_c, y_h], axis=-1)      # of the scale u ⊙ d
+    u_bar = s * d
+    d_bar = s * u if x_gates is None else s * u + z_d * x_gates
+    k_bar = z_c * y_h
     n = L * N
-    w_hh = matmul(transpose(reshape(z_h, (n, H))), reshape(_next_run(y_d, reverse), (n, 4 * H)))
-    return [keep, f, scale, w_hh]
+    w_bar = matmul(transpose(reshape(z_h, (n, H))), reshape(_next_run(y_d, reverse), (n, 4 * H)))
+    # through d = [i(1−i), f(1−f), 1 − g², o(1−o)], u = [g, c_prev, i, tanh c], k = o(1 − tanh²c)
+    i, f, g, o = (block(states, j) for j in range(2, 6))
+    dtc = 1 - tc * tc
+    d_i = block(d_bar, 0) * (1 - 2 * i) + block(u_bar, 2)
+    d_f = block(d_bar, 1) * (1 - 2 * f) + _prev_run(z_c, reverse) * y_c
+    d_g = block(u_bar, 0) - 2 * g * block(d_bar, 2)
+    d_o = block(d_bar, 3) * (1 - 2 * o) + k_bar * dtc
+    # c enters tanh c, and is the next step's c_prev; c0 the first step's
+    d_c = (block(u_bar, 3) - 2 * k_bar * o * tc) * dtc + _next_run(block(u_bar, 1), reverse)
+    dc0 = block(u_bar, 1)[L - 1 if reverse else 0]
+    d_h = np.zeros(tuple(y_h.shape), numpy_dtype(y.dtype))     # h enters no coefficient
+    return [concatenate([d_h, d_c, d_i, d_f, d_g, d_o], axis=-1), dc0, w_bar]
 
 
-def _lstm_bptt_vjp(g, out, x, keep, f, scale, w_hh, reverse):
-    z = apply(_bptt_adjoint, g, keep, f, scale, w_hh, reverse=reverse)
-    return [z, *_coefficients(out, z, reverse)]
+def _lstm_bptt_vjp(g, out, x, states, c0, w_hh, reverse, gated):
+    z = apply(_bptt_adjoint, g, states, c0, w_hh, reverse=reverse)
+    terms = _step_terms(_OPS, states, c0, reverse)
+    if not gated:
+        return [z, *_coefficients(out, z, None, terms, states, w_hh, reverse)]
+    H = x.shape[-1] // 6
+    dx = concatenate([z[..., :2 * H], z[..., 2 * H:] * terms[2]], axis=-1)
+    return [dx, *_coefficients(out, z, x[..., 2 * H:], terms, states, w_hh, reverse)]
 
 
-def _lstm_bptt_adjoint_vjp(g, out, x, keep, f, scale, w_hh, reverse):
-    y = apply(_bptt, g, keep, f, scale, w_hh, reverse=reverse)
-    return [y, *_coefficients(y, out, reverse)]
-
+def _lstm_bptt_adjoint_vjp(g, out, a, states, c0, w_hh, reverse):
+    y = apply(_bptt, g, states, c0, w_hh, reverse=reverse, gated=False)
+    terms = _step_terms(_OPS, states, c0, reverse)
+    return [y, *_coefficients(y, out, None, terms, states, w_hh, reverse)]
 
 
 # ---------------------------------------------------------------- the Numba forms
 #
 # The loops graph/numba_backend.py compiles for these ops (their ``lowering=`` fact; plain
 # Python here, so that NumPy alone never needs Numba): the whole time loop in one
-# function, per step one np.dot (BLAS) and one loop over (N, H) computing all four gate
+# function, per step one np.dot (BLAS) and one pass over (N, H) computing all four gate
 # blocks. They restate the NumPy forms above; tests/test_rnn.py checks that they agree.
 
-def _lstm_scan_numba(xw, h0, c0, w_hh, reverse, out):
-    """_lstm_scan for float32. tanh (and σ(a) = (1 + tanh(a/2))/2) is a rational function
-    accurate to a few float32 ulps (Eigen's, clamped where tanh rounds to ±1): LLVM
-    vectorises it, where math.tanh is a libm call per element (~12 ns; B6's gates ran 2x
-    slower than NumPy's 9 calls that way, 3x faster this way)."""
-    def th(v):
-        x = min(max(v, np.float32(-7.99881172180175781)), np.float32(7.99881172180175781))
-        x2 = x * x
-        p = np.float32(-2.76076847742355e-16)
-        p = p * x2 + np.float32(2.00018790482477e-13)
-        p = p * x2 + np.float32(-8.60467152213735e-11)
-        p = p * x2 + np.float32(5.12229709037114e-08)
-        p = p * x2 + np.float32(1.48572235717979e-05)
-        p = p * x2 + np.float32(6.37261928875436e-04)
-        p = p * x2 + np.float32(4.89352455891786e-03)
-        q = np.float32(1.19825839466702e-06)
-        q = q * x2 + np.float32(1.18534705686654e-04)
-        q = q * x2 + np.float32(2.26843463243900e-03)
-        q = q * x2 + np.float32(4.89352518554385e-03)
-        return v if abs(v) < np.float32(0.0004) else x * p / q
+def _tanh_f32(v):
+    """tanh of a float32 as a rational function accurate to a few ulps (Eigen's, clamped
+    where tanh rounds to ±1): LLVM vectorises it, where math.tanh is a libm call per
+    element (~12 ns; B6's gates ran 2x slower than NumPy's 9 calls that way, 3x faster
+    this way). σ(a) is (1 + tanh(a/2))/2."""
+    x = min(max(v, np.float32(-7.99881172180175781)), np.float32(7.99881172180175781))
+    x2 = x * x
+    p = np.float32(-2.76076847742355e-16)
+    p = p * x2 + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = np.float32(1.19825839466702e-06)
+    q = q * x2 + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return v if abs(v) < np.float32(0.0004) else x * p / q
 
+
+# Each loop writes only arrays of the function's own, few of them (the step's results are
+# copied into ``out`` after, by explicit loops), and indexes each step's 2-D arrays: loops
+# storing into ``out`` while reading it, into many arrays, through slice assignment, or
+# over a slice made for every row, ran 1.5-4x slower (B6's shapes).
+
+def _put(dst, at, src):
+    """dst[:, at:at + src.shape[1]] = src."""
+    for r in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[r, at + j] = src[r, j]
+
+
+def _lstm_scan_numba(xw, h0, c0, w_hh, reverse, out):
+    """_lstm_scan for float32."""
     L, N, G = xw.shape
     H = G // 4
-    half = np.float32(0.5)
-    a, h = np.empty((N, G), out.dtype), np.empty((N, H), out.dtype)
+    half, one = np.float32(0.5), np.float32(1)
+    a, s = np.empty((N, G), out.dtype), np.empty((N, G), out.dtype)
+    h, c = np.empty((N, H), out.dtype), np.empty((N, H), out.dtype)
     h[:] = h0
+    c[:] = c0
     for k in range(L):
         t = L - 1 - k if reverse else k
         np.dot(h, w_hh, a)
-        # the gates [i, f, g, o] into out[t, :, 2H:], then c and h from them
+        xt = xw[t]
+        # the gates [i, f, g, o]: σ(v) = (1 + tanh(v/2))/2 but g = tanh(v)
         for r in range(N):
-            ar, xr, y = a[r], xw[t, r], out[t, r, 2 * H:]
-            for j in range(2 * H):
-                y[j] = half * th(half * (ar[j] + xr[j])) + half
-            for j in range(2 * H, 3 * H):
-                y[j] = th(ar[j] + xr[j])
-            for j in range(3 * H, G):
-                y[j] = half * th(half * (ar[j] + xr[j])) + half
+            for j in range(G):
+                is_g = j >= 2 * H and j < 3 * H
+                m = one if is_g else half
+                s[r, j] = m * _tanh_f32(m * (a[r, j] + xt[r, j])) + (half - m + half)
         for r in range(N):
-            y = out[t, r]
-            c_prev = c0[r] if k == 0 else out[t + 1 if reverse else t - 1, r, H:2 * H]
             for j in range(H):
-                c = y[3 * H + j] * c_prev[j] + y[2 * H + j] * y[4 * H + j]
-                y[H + j] = c
-                y[j] = h[r, j] = y[5 * H + j] * th(c)
+                c[r, j] = s[r, H + j] * c[r, j] + s[r, j] * s[r, 2 * H + j]
+                h[r, j] = s[r, 3 * H + j] * _tanh_f32(c[r, j])
+        _put(out[t], 0, h)
+        _put(out[t], H, c)
+        _put(out[t], 2 * H, s)
     return out
 
 
-_lstm_scan_numba.dtypes = (np.dtype(np.float32),)
-
-
-def _lstm_bptt_numba(x, keep, f, scale, w_hh, reverse, out):
-    """_lstm_bptt (the steps in the reverse of the scan's order)."""
+def _lstm_bptt_numba(x, states, c0, w_hh, reverse, gated, out):
+    """_lstm_bptt for float32 (the steps in the reverse of the scan's order)."""
     L, N, S = x.shape
     H = S // 6
-    dh = np.zeros((N, H), out.dtype)
-    d, dc, f_next = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype), f[0]
+    one = np.float32(1)
+    w_t = np.ascontiguousarray(w_hh.T)
+    # dh, dc: of the step run after t (zero for the step run last), then of this step
+    delta, dh = np.zeros((N, 4 * H), out.dtype), np.zeros((N, H), out.dtype)
+    dc, tc = np.zeros((N, H), out.dtype), np.empty((N, H), out.dtype)
     for k in range(L):
         t = k if reverse else L - 1 - k
+        nx = t if k == 0 else t - 1 if reverse else t + 1      # the step run after t
         if k > 0:
-            np.dot(d, w_hh.T, dh)
+            np.dot(delta, w_t, dh)
+        xt, st, sn = x[t], states[t], states[nx]
         for r in range(N):
-            xr, y, sr, kr, dr, dcr = x[t, r], out[t, r], scale[t, r], keep[t, r], d[r], dc[r]
-            fr = f_next[r]
             for j in range(H):
-                hj = xr[4 * H + j] + dh[r, j]
-                cj = xr[5 * H + j] + hj * kr[j]
-                if k > 0:
-                    cj += dcr[j] * fr[j]
-                y[4 * H + j], y[5 * H + j], dcr[j] = hj, cj, cj
-            for j in range(3 * H):
-                dr[j] = y[j] = y[5 * H + j % H] * sr[j] + xr[j]
-            for j in range(3 * H, 4 * H):
-                dr[j] = y[j] = y[j + H] * sr[j] + xr[j]
-        f_next = f[t]
+                hj, tcj = dh[r, j] + xt[r, j], _tanh_f32(st[r, H + j])
+                cj = (xt[r, H + j] + (one - tcj * tcj) * st[r, 5 * H + j] * hj
+                      + dc[r, j] * sn[r, 3 * H + j])
+                dh[r, j], dc[r, j], tc[r, j] = hj, cj, tcj
+        # c_prev: c0, or the c-part of the step run before
+        cs, at = (c0, 0) if k == L - 1 else (states[t + 1 if reverse else t - 1], H)
+        for r in range(N):
+            for j in range(H):          # δ_i, δ_f, δ_g, δ_o: (dc·g, dc·c_prev, dc·i, dh·tanh c) ...
+                i, g = st[r, 2 * H + j], st[r, 4 * H + j]
+                e, x0 = dc[r, j] * g, xt[r, 2 * H + j]
+                delta[r, j] = (e + x0) * ((one - i) * i) if gated else e * ((one - i) * i) + x0
+            for j in range(H):
+                f = st[r, 3 * H + j]
+                e, x1 = dc[r, j] * cs[r, at + j], xt[r, 3 * H + j]
+                delta[r, H + j] = (e + x1) * ((one - f) * f) if gated else e * ((one - f) * f) + x1
+            for j in range(H):
+                i, g = st[r, 2 * H + j], st[r, 4 * H + j]
+                e, x2 = dc[r, j] * i, xt[r, 4 * H + j]
+                delta[r, 2 * H + j] = (e + x2) * (one - g * g) if gated else e * (one - g * g) + x2
+            for j in range(H):
+                o = st[r, 5 * H + j]
+                e, x3 = dh[r, j] * tc[r, j], xt[r, 5 * H + j]
+                delta[r, 3 * H + j] = (e + x3) * ((one - o) * o) if gated else e * ((one - o) * o) + x3
+        _put(out[t], 0, dh)
+        _put(out[t], H, dc)
+        _put(out[t], 2 * H, delta)
     return out
 
 
-def _lstm_bptt_adjoint_numba(x, keep, f, scale, w_hh, reverse, out):
-    """_lstm_bptt_adjoint (the steps in the scan's order)."""
-    L, N, S = x.shape
+def _lstm_bptt_adjoint_numba(a, states, c0, w_hh, reverse, out):
+    """_lstm_bptt_adjoint for float32 (the steps in the scan's order)."""
+    L, N, S = a.shape
     H = S // 6
-    a = np.zeros((N, 4 * H), out.dtype)
+    one = np.float32(1)
+    # e, zh, zc: from the step run before t (zero for the step run first), then of this step
+    e = np.zeros((N, 4 * H), out.dtype)
     zh, zc = np.zeros((N, H), out.dtype), np.zeros((N, H), out.dtype)
     for k in range(L):
         t = L - 1 - k if reverse else k
         if k > 0:
-            np.dot(zh, w_hh, a)
+            np.dot(zh, w_hh, e)
+        at, st = a[t], states[t]
         for r in range(N):
-            xr, y, sr, kr, fr = x[t, r], out[t, r], scale[t, r], keep[t, r], f[t, r]
-            ar, zcr = a[r], zc[r]
             for j in range(4 * H):
-                y[j] = xr[j] + ar[j]
+                e[r, j] += at[r, 2 * H + j]
+        cs, of = (c0, 0) if k == 0 else (states[t + 1 if reverse else t - 1], H)
+        for r in range(N):
             for j in range(H):
-                cj = (xr[5 * H + j] + y[j] * sr[j] + y[H + j] * sr[H + j]
-                      + y[2 * H + j] * sr[2 * H + j])
-                if k > 0:
-                    cj += zcr[j] * fr[j]
-                hj = xr[4 * H + j] + y[3 * H + j] * sr[3 * H + j] + cj * kr[j]
-                zh[r, j], zcr[j], y[4 * H + j], y[5 * H + j] = hj, cj, hj, cj
+                tcj = _tanh_f32(st[r, H + j])
+                i, f, g, o = st[r, 2 * H + j], st[r, 3 * H + j], st[r, 4 * H + j], st[r, 5 * H + j]
+                zc[r, j] = (e[r, j] * ((one - i) * i) * g
+                            + e[r, H + j] * ((one - f) * f) * cs[r, of + j]
+                            + e[r, 2 * H + j] * (one - g * g) * i + at[r, H + j] + zc[r, j] * f)
+                zh[r, j] = (e[r, 3 * H + j] * ((one - o) * o) * tcj
+                            + (one - tcj * tcj) * o * zc[r, j] + at[r, j])
+        _put(out[t], 0, zh)
+        _put(out[t], H, zc)
+        _put(out[t], 2 * H, e)
     return out
 
 
-_BPTT_ARGS = ("x", "keep", "f", "scale", "w_hh")
+_F32 = (np.dtype(np.float32),)
+for _form in (_lstm_scan_numba, _lstm_bptt_numba, _lstm_bptt_adjoint_numba):
+    _form.dtypes, _form.helpers = _F32, ("_tanh_f32", "_put")
+
+_BPTT_ARGS = ("states", "c0", "w_hh")
 _bptt = defop("lstm_bptt", _lstm_bptt, _lstm_bptt_vjp, variadic=True, out=True,
-              reads=((1, 2, 3, 4, "out"),), args=_BPTT_ARGS, lowering=_lstm_bptt_numba,
+              reads=((0, 1, 2, 3, "out"),), args=("x",) + _BPTT_ARGS, lowering=_lstm_bptt_numba,
               doc="The BPTT recursion of lstm_scan's VJP (see ops/rnn.py).")
 _bptt_adjoint = defop("lstm_bptt_adjoint", _lstm_bptt_adjoint, _lstm_bptt_adjoint_vjp,
-                      variadic=True, out=True, reads=((1, 2, 3, 4, "out"),), args=_BPTT_ARGS,
+                      variadic=True, out=True, reads=((1, 2, 3, "out"),), args=("a",) + _BPTT_ARGS,
                       lowering=_lstm_bptt_adjoint_numba,
-                      doc="The transpose of lstm_bptt (see ops/rnn.py).")
+                      doc="The transpose of lstm_bptt's recursion (see ops/rnn.py).")
 
 
 _scan = defop("lstm_scan", _lstm_scan, _lstm_scan_vjp, variadic=True, out=True,
