@@ -582,6 +582,9 @@ class NumbaExecutable(Executable):
     docstring). ``compile_seconds``: the first call's Numba compile (or cache load) time."""
 
     backend = "numba"
+    # C order only: the fused loops index in C order (a permuted buffer would be walked
+    # with a large inner stride)
+    buffer_layouts = False
 
     def __init__(self, *args, **kwargs):
         self.compile_seconds = None
@@ -643,7 +646,7 @@ class NumbaExecutable(Executable):
         args = [names[n] for n in prog.externals]
         src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
                + f"    return ({outs}{',' if outs else ''})\n")
-        for b, (shape, dtype) in enumerate(plan.buffers):
+        for b, (shape, dtype, _) in enumerate(plan.buffers):
             ns[f"b{b}"] = np.empty(shape, dtype)
         return src, ns
 
