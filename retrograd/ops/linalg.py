@@ -13,7 +13,7 @@ import numpy as np
 from ..arrays import astype as _astype_array, device, is_foreign, namespace, to_namespace
 from ..errors import RetrogradError, ShapeError
 from ..tensor import Tensor, share_version
-from .base import apply, defop
+from .base import _standard_function, apply, defop
 from .elementwise import mul, where
 from .reduce import sum as _sum
 from .shape import (broadcast_to, moveaxis, norm_axes, reshape, rule_t, stack, sum_to, swapaxes,
@@ -54,8 +54,25 @@ def _matmul_shape(a, b):
     return batch + core, np.result_type(a.dtype, b.dtype)
 
 
-_matmul = defop("matmul", np.matmul, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape,
-                reads=((1,), (0,)), lowering="blas_dot")
+def _matmul_forward(a, b, out=None):
+    """np.matmul; a 2-D product a @ b whose b is a transposed view (b.T C-contiguous, as the
+    weight gradient g @ x.T of x @ W is) with fewer rows than columns computed as
+    (b.T @ a.T).T: OpenBLAS runs that product of rows against rows ~2x faster with the
+    longer side as the rows (1 thread, K = 36864: (6, K) @ (K, 25) 0.83 ms, the other way
+    0.40 ms -- B5's conv1 weight gradient; (16, 4096) @ (4096, 150) 0.55 -> 0.28 ms)."""
+    if (a.ndim == 2 and b.ndim == 2 and a.shape[0] < b.shape[1] and b.flags.f_contiguous
+            and not b.flags.c_contiguous):
+        r = np.matmul(b.T, a.T).T
+        if out is None:
+            return r
+        np.copyto(out, r)       # (out.T as matmul's out would take the slow order again)
+        return out
+    return np.matmul(a, b, out=out)
+
+
+_matmul = defop("matmul", _matmul_forward, (_matmul_vjp_a, _matmul_vjp_b), shape=_matmul_shape,
+                reads=((1,), (0,)), lowering="blas_dot", out=True, fresh=True,
+                xp_forward=_standard_function("matmul", np.matmul))
 
 
 def _shape(x):
