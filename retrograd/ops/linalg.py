@@ -54,14 +54,27 @@ def _matmul_shape(a, b):
     return batch + core, np.result_type(a.dtype, b.dtype)
 
 
+def _transposed(a):
+    """Whether a 2-D array is a transposed view (column-major, not also row-major)."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
+
+
+def _faster_swapped(a, b):
+    """Whether OpenBLAS computes the 2-D a @ b faster as (b.T @ a.T).T, by its shapes and
+    layouts (one thread, B5's products; the rest of the measured shapes unchanged):
+    a @ B.T with m < n <= k, as the weight gradient g @ cols.T of a convolution, runs ~2x
+    faster with the longer side as rows ((6, 36864) @ (36864, 25) 0.78 -> 0.40 ms,
+    (16, 4096) @ (4096, 150) 0.50 -> 0.29 ms); A.T @ b with n >= 16·max(m, k), as its input
+    gradient W.T @ g, as well ((150, 16) @ (16, 4096) 0.55 -> 0.27 ms)."""
+    (m, k), n = a.shape, b.shape[1]
+    if _transposed(b):
+        return m < n <= k
+    return _transposed(a) and b.flags.c_contiguous and n >= 16 * max(m, k)
+
+
 def _matmul_forward(a, b, out=None):
-    """np.matmul; a 2-D product a @ b whose b is a transposed view (b.T C-contiguous, as the
-    weight gradient g @ x.T of x @ W is) with fewer rows than columns computed as
-    (b.T @ a.T).T: OpenBLAS runs that product of rows against rows ~2x faster with the
-    longer side as the rows (1 thread, K = 36864: (6, K) @ (K, 25) 0.83 ms, the other way
-    0.40 ms -- B5's conv1 weight gradient; (16, 4096) @ (4096, 150) 0.55 -> 0.28 ms)."""
-    if (a.ndim == 2 and b.ndim == 2 and a.shape[0] < b.shape[1] and b.flags.f_contiguous
-            and not b.flags.c_contiguous):
+    """np.matmul, a 2-D product in the operand order OpenBLAS runs faster."""
+    if a.ndim == 2 and b.ndim == 2 and _faster_swapped(a, b):
         r = np.matmul(b.T, a.T).T
         if out is None:
             return r
