@@ -1,7 +1,7 @@
 """Convolution, pooling and resampling of NCHW images, as PyTorch's.
 
 Two primitives carry the convolutions: ``im2col`` (every kernel window of the padded
-input as a column, copied once per kernel offset) and ``col2im`` (the windows added
+input as a column, copied by one strided copy) and ``col2im`` (the windows added
 back). Each is the other's VJP, both linear, so every convolution below is a composite
 of them and matmul -- conv2d = im2col, then one matmul with the weight;
 conv_transpose2d = matmul, then col2im -- and is differentiable to any order for free:
@@ -10,8 +10,9 @@ conv2d's input VJP is a transposed convolution, conv_transpose2d's a convolution
 
 Max pooling is the windows' maxima, whose VJP scatters the gradient to each window's
 first maximum (as PyTorch's) at its kernel offset (an argmax op, no gradient: integers);
-the scatter's VJP is a gather at the same offsets and the gather's the scatter. Average, adaptive pooling and
-interpolation are reshapes, sums and matrix products with constant matrices.
+the scatter's VJP is a gather at the same offsets and the gather's the scatter. Average,
+adaptive pooling and interpolation are reshapes, sums and matrix products with constant
+matrices.
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: each kernel offset's
-# copy (and col2im's add) then runs over long contiguous rows (ow·N values), where the
+# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: the windows' copy
+# (and col2im's adds) then run over long contiguous rows (ow·N values), where the
 # NCHW layout would give rows of ow (NumPy pays per row), and a convolution is ONE 2-d
 # matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
 
@@ -375,7 +376,8 @@ def _pool_windows(x, kernel_size, stride, padding, dilation, out_size, fill, bat
 
 
 def _lowest(dtype):
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+    """The value padding takes in a maximum: below every other."""
+    return -np.inf if dtype.kind == "f" else False if dtype.kind == "b" else np.iinfo(dtype).min
 
 
 def _pool_max(x, kernel_size, stride, padding, dilation, out_size):
