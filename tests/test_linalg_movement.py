@@ -382,7 +382,7 @@ def test_einsum_size_one_and_empty_labels_broadcast_as_numpys():
 
 @pytest.mark.parametrize("sa,sb,form,swapped", [
     ((6, 900), (25, 900), "a @ B.T", True), ((16, 30), (300, 30), "a @ B.T", False),
-    ((16, 150), (16, 4096), "A.T @ b", True), ((64, 10), (84, 10), "a @ B.T", False),
+    ((16, 150), (16, 4096), "A.T @ b", False), ((64, 10), (84, 10), "a @ B.T", False),
     ((30, 200), (30, 500), "A.T @ b", False)])
 def test_matmul_in_the_faster_operand_order_equals_numpy(sa, sb, form, swapped):
     """A product of a transposed view that matmul's forward runs as (b.T @ a.T).T where

@@ -54,22 +54,16 @@ def _matmul_shape(a, b):
     return batch + core, np.result_type(a.dtype, b.dtype)
 
 
-def _transposed(a):
-    """Whether a 2-D array is a transposed view (column-major, not also row-major)."""
-    return a.flags.f_contiguous and not a.flags.c_contiguous
-
-
 def _faster_swapped(a, b):
-    """Whether OpenBLAS computes the 2-D a @ b faster as (b.T @ a.T).T, by its shapes and
-    layouts (one thread, B5's products; the rest of the measured shapes unchanged):
-    a @ B.T with m < n <= k, as the weight gradient g @ cols.T of a convolution, runs ~2x
-    faster with the longer side as rows ((6, 36864) @ (36864, 25) 0.78 -> 0.40 ms,
-    (16, 4096) @ (4096, 150) 0.50 -> 0.29 ms); A.T @ b with n >= 16·max(m, k), as its input
-    gradient W.T @ g, as well ((150, 16) @ (16, 4096) 0.55 -> 0.27 ms)."""
+    """Whether OpenBLAS computes the 2-D a @ b faster as (b.T @ a.T).T: for a @ B.T (b a
+    transposed view: rows against rows) with m < n <= k, as the weight gradient g @ cols.T
+    of a convolution, ~2x faster with the longer side as rows (one thread: (6, 36864) @
+    (36864, 25) 0.78 -> 0.40 ms, (16, 4096) @ (4096, 150) 0.50 -> 0.29 ms; other measured
+    shapes lost or tied). Its result is a transposed view, which is small here (m·n < n·k):
+    a copy of a large one costs more than the product gains (A.T @ b, the input gradient
+    W.T @ g, runs 2x faster swapped but its (150, 4096) result then takes 0.45 ms to copy)."""
     (m, k), n = a.shape, b.shape[1]
-    if _transposed(b):
-        return m < n <= k
-    return _transposed(a) and b.flags.c_contiguous and n >= 16 * max(m, k)
+    return b.flags.f_contiguous and not b.flags.c_contiguous and m < n <= k
 
 
 def _matmul_forward(a, b, out=None):
