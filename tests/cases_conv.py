@@ -11,6 +11,15 @@ from torch_oracle import torch   # None without it: those tests are skipped
 F = rg.nn.functional
 T = torch.nn.functional if torch else None
 
+def _gathered_max(x, k, s, p):
+    """max_pool2d(x, k, stride=s, padding=p) as pool_gather at max_pool2d_argmax."""
+    n, c, h, w = x.shape
+    geo = dict(kernel_size=(k, k), stride=(s, s), padding=(p, p), dilation=(1, 1),
+               out_size=((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1))
+    arg = rg.ops.apply(rg.ops.REGISTRY["max_pool2d_argmax"], x, **geo)
+    return rg.ops.apply(rg.ops.REGISTRY["pool_gather"], x, arg, **geo)
+
+
 CASES: list = [
     # ---- convolutions: strides, padding, dilation, groups, rectangular kernels, bias
     Case("conv2d", lambda x, w, b: F.conv2d(x, w, b),
@@ -55,6 +64,10 @@ CASES: list = [
                                 ceil_mode=True),
          lambda x: T.max_pool2d(x, (2, 3), stride=(2, 1), padding=(1, 1), dilation=(2, 1),
                                 ceil_mode=True), ((1, 2, 6, 5),), domain="distinct"),
+    # pool_gather at the argmax is the max pooling (its VJP pool_scatter, that one's again
+    # pool_gather), overlapping windows
+    Case("pool_gather_argmax", lambda x: _gathered_max(x, 3, 2, 1),
+         lambda x: T.max_pool2d(x, 3, stride=2, padding=1), ((2, 2, 7, 6),), domain="distinct"),
     Case("avg_pool2d", lambda x: F.avg_pool2d(x, 2), lambda x: T.avg_pool2d(x, 2), ((2, 3, 5, 6),)),
     Case("avg_pool2d_stride_pad", lambda x: F.avg_pool2d(x, (3, 2), stride=(2, 1), padding=1),
          lambda x: T.avg_pool2d(x, (3, 2), stride=(2, 1), padding=1), ((2, 2, 7, 5),)),
@@ -86,11 +99,17 @@ CASES: list = [
 ]
 
 
-def _np_max_pool_indices(a):
-    """NumPy reference of max_pool2d(kernel 2)'s indices on a (3, 4) image."""
+def _np_max_pool_argmax(a):
+    """NumPy reference of max_pool2d(kernel 2)'s argmax (the kernel offset of each window's
+    maximum) on a (3, 4) image."""
     w = a.reshape(1, 1, 3, 4)[:, :, :2, :]
     blocks = w.reshape(1, 1, 1, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(1, 1, 1, 2, 4)
-    k = blocks.argmax(-1)
+    return blocks.argmax(-1)
+
+
+def _np_max_pool_indices(a):
+    """... and its indices (flat into H·W, PyTorch's return_indices)."""
+    k = _np_max_pool_argmax(a)
     return (k // 2) * 4 + np.arange(2) * 2 + k % 2
 
 
@@ -98,4 +117,7 @@ def _np_max_pool_indices(a):
 NONDIFF: dict = {
     "max_pool2d_indices": (lambda a: F.max_pool2d(a.reshape(1, 1, 3, 4), 2, return_indices=True)[1],
                            _np_max_pool_indices),
+    "max_pool2d_argmax": (lambda a: rg.ops.apply(
+        rg.ops.REGISTRY["max_pool2d_argmax"], a.reshape(1, 1, 3, 4), kernel_size=(2, 2),
+        stride=(2, 2), padding=(0, 0), dilation=(1, 1), out_size=(1, 2)), _np_max_pool_argmax),
 }

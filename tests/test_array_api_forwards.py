@@ -81,6 +81,7 @@ def test_im2col_col2im(shape, k, d, p, s):
 
 
 POOLS = [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0), (1, 1), (3, 3)),
+         ((2, 3, 7, 6), (2, 3), (2, 3), (0, 0), (1, 1), (3, 2)),
          ((2, 2, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1), (4, 3)),
          ((1, 2, 7, 7), (2, 3), (2, 1), (1, 1), (2, 1), (4, 5))]
 
@@ -90,12 +91,13 @@ def test_max_pool(shape, k, s, p, d, out):
     x = r(*shape)
     x[0, 0, 1, 1] = np.nan
     x[0, 1, 2] = 0.5                          # ties: the first maximum wins
-    check("max_pool2d_indices", [x], kernel_size=k, stride=s, padding=p, dilation=d, out_size=out)
-    idx = REGISTRY["max_pool2d_indices"].forward(x, kernel_size=k, stride=s, padding=p,
-                                                 dilation=d, out_size=out)
-    unique = all(si >= di * (ki - 1) + 1 for si, di, ki in zip(s, d, k))
-    check("pool_gather", [x, idx], unique=unique)
-    check("pool_scatter", [r(*idx.shape), idx], shape=shape, unique=unique)
+    geo = dict(kernel_size=k, stride=s, padding=p, dilation=d, out_size=out)
+    for name in ("max_pool2d", "max_pool2d_argmax", "max_pool2d_indices"):
+        check(name, [x], **geo)
+    arg = REGISTRY["max_pool2d_argmax"].forward(x, **geo)
+    check("pool_gather", [x, arg], **geo)
+    check("pool_gather", [r(*shape), arg], **geo)
+    check("pool_scatter", [r(*arg.shape), arg], shape=shape, **geo)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

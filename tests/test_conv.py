@@ -86,6 +86,26 @@ def test_max_pool_ties_nan_and_indices_match_pytorch(geo):
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("batch_last", [True, False])
+def test_max_pool_of_tiling_windows_matches_pytorch_with_ties_and_infinite_gradients(batch_last):
+    """2x2 windows tiling an 8x6 image (each entry in one window: the scatter's one-write
+    path), in conv2d's batch-last layout and in C order; ties keep the first maximum, and
+    an infinite gradient goes to the maximum alone (0, not inf * 0, elsewhere)."""
+    x = np.round(RNG.standard_normal((3, 4, 8, 6)))
+    if batch_last:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    ours, theirs = rg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, ty = F.max_pool2d(ours, 2), torch.nn.functional.max_pool2d(theirs, 2)
+    np.testing.assert_array_equal(y.numpy(), ty.detach().numpy())
+    for g in (RNG.standard_normal(y.shape), np.where(RNG.random(y.shape) < 0.1, np.inf, 1.0)):
+        ours.grad, theirs.grad = None, None
+        with np.errstate(invalid="ignore"):           # the loss's 0 * inf (not the gradient's)
+            (y * g).sum().backward(retain_graph=True)
+        ty.backward(torch.tensor(g), retain_graph=True)
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
 # ---------------------------------------------------------------- layers against PyTorch
 
 def _layer_pairs():

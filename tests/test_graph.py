@@ -288,6 +288,30 @@ def test_memory_plan_keeps_views_alive_and_hands_out_fresh_outputs():
     np.testing.assert_array_equal(t.numpy(), keep)
 
 
+def test_memory_plan_lays_elementwise_buffers_out_as_eager_numpy():
+    """A batch-last image viewed as NCHW (conv2d's result) plus a bias, then relu: eagerly
+    NumPy keeps the batch-last layout, so the views back to (C, H·W·N) are free. The plan
+    gives those results buffers of that layout (not C order, which would make the add a
+    transposing copy and the reshape another), and the values are eager's."""
+    from retrograd.graph.ir import layout_of
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 4, 5, 2)).astype(np.float32)       # (C, H, W, N)
+    B = rng.standard_normal((3, 1, 1)).astype(np.float32)
+
+    def fn(x, b):
+        h = rg.relu(rg.transpose(x, (3, 0, 1, 2)) + b) * 2.0        # (N, C, H, W)
+        return rg.reshape(rg.transpose(h, (1, 2, 3, 0)), (3, 40)) @ rg.ones((40, 1))
+    cf = rg.compile(fn, backend="numpy")
+    out = cf(X, B)
+    eager = fn(rg.tensor(X), rg.tensor(B))
+    np.testing.assert_allclose(out.numpy(), eager.numpy(), rtol=1e-6)
+    exe = cf._entry(cf.signature((X, B)), (X, B))["exe"]
+    assert [b[2] for b in exe.plan.buffers if len(b[0]) == 4] == [(1, 2, 3, 0)]
+    assert "reshape" in exe.source and exe.plan.inplace == 2         # add, relu, mul: one buffer
+    assert layout_of(np.zeros((3, 4, 5, 2)).transpose(3, 0, 1, 2)) == (1, 2, 3, 0)
+    assert layout_of(np.zeros((3, 4))) is None and layout_of(np.zeros((4, 6))[:, ::2]) is None
+
+
 def test_memory_plan_never_writes_over_a_persistent_output():
     """An output with a buffer of its own (persistent_outputs) that a later elementwise op
     uses for the last time must not become that op's in-place buffer."""

@@ -378,3 +378,28 @@ def test_einsum_size_one_and_empty_labels_broadcast_as_numpys():
     np.testing.assert_array_equal(x.grad.numpy(), np.full((1, 3), 8.0))
     with pytest.raises(rg.ShapeError, match="label 'i' has sizes 0 and 5"):
         rg.einsum("ij,ij,ij->ij", a, b, np.ones((5, 3)))
+
+
+@pytest.mark.parametrize("sa,sb,form,swapped", [
+    ((6, 900), (25, 900), "a @ B.T", True), ((16, 30), (300, 30), "a @ B.T", False),
+    ((16, 150), (16, 4096), "A.T @ b", False), ((64, 10), (84, 10), "a @ B.T", False),
+    ((30, 200), (30, 500), "A.T @ b", False)])
+def test_matmul_in_the_faster_operand_order_equals_numpy(sa, sb, form, swapped):
+    """A product of a transposed view that matmul's forward runs as (b.T @ a.T).T where
+    OpenBLAS is faster so (conv2d's gradients) equals NumPy's, with and without out=, and
+    the compiled gradients equal eager's."""
+    x, y = RNG.standard_normal(sa).astype(np.float32), RNG.standard_normal(sb).astype(np.float32)
+    a, b = (x, y.T) if form == "a @ B.T" else (x.T, y)
+    assert rg.ops.linalg._faster_swapped(a, b) == swapped
+    forward = rg.ops.REGISTRY["matmul"].forward
+    np.testing.assert_allclose(forward(a, b), np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    out = np.empty((a.shape[0], b.shape[1]), np.float32)
+    assert forward(a, b, out=out) is out
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+
+    def loss(p, q):
+        return ((p @ q.T) ** 2).sum() if form == "a @ B.T" else ((p.T @ q) ** 2).sum()
+    eager = rg.grad(loss, argnums=(0, 1))(rg.tensor(x), rg.tensor(y))
+    compiled = rg.compile(rg.grad(loss, argnums=(0, 1)), backend="numpy")(x, y)
+    for e, c in zip(eager, compiled):
+        np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=1e-4)

@@ -5,6 +5,7 @@ concurrent calls. Skipped without Numba."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -326,6 +327,27 @@ def test_in_place_buffers_with_transposed_reads_are_not_clobbered():
     x = np.random.default_rng(1).standard_normal((5, 5))
     a, b = _both(f, x)
     _close(b, a)
+
+
+def test_loops_over_batch_last_images_run_in_their_layout():
+    """conv2d's results are batch-last views: the fused bias-add-relu and the mask multiply
+    (and the bias gradient's reduction) loop with the batch innermost, over buffers laid out
+    so, and give the NumPy backend's numbers."""
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((4, 2, 7, 6), (3, 2, 3, 3), (3,)))
+
+    def f(x, w, b):
+        h = rg.relu(rg.nn.functional.conv2d(x, w, b))
+        return (rg.nn.functional.max_pool2d(h, 2) ** 2).sum()
+    grad = rg.grad(f, argnums=(1, 2))
+    a, c = _both(grad, x, w, b)
+    _close(c, a, np.float32)
+    cf = rg.compile(grad, backend="numba")
+    cf(x, w, b)
+    exe = next(iter(cf.cache.values()))["exe"]
+    assert any(spec[2] == (1, 2, 3, 0) for spec in exe.plan.buffers)
+    # the loop over the (N, C, H, W) = (4, 3, 5, 4) batch-last buffer has the batch inside
+    assert re.search(r"for i3 in range\(4\):\n +for i0 in range\(4\):", exe.kernel_source)
 
 
 # ---------------------------------------------------------------- threads and processes

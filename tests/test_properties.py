@@ -63,7 +63,9 @@ NOT_DRAWN: dict[str, str] = {
     # NCHW images (issue 12 item 1): cases in tests/cases_conv.py, and tests/test_conv.py
     "im2col": "tests/cases_conv.py (unfold, every conv2d case), tests/test_conv.py",
     "col2im": "tests/cases_conv.py (fold, every conv_transpose2d case), tests/test_conv.py",
-    "pool_gather": "tests/cases_conv.py (max_pool2d cases), tests/test_conv.py (ties, NaN)",
+    "max_pool2d": "tests/cases_conv.py (max_pool2d cases), tests/test_conv.py (ties, NaN)",
+    "pool_gather": "pool_scatter's VJP: tests/cases_conv.py (max_pool2d cases, second "
+                   "order), tests/test_conv.py",
     "pool_scatter": "tests/cases_conv.py (max_pool2d cases, second order), tests/test_conv.py",
     "take": "tests/cases_index.py (take, take_flat, index_select), tests/test_index_scan.py",
     "take_add": "take's VJP: tests/cases_index.py (take), tests/test_index_scan.py",

@@ -11,6 +11,10 @@ last use of every value living in it (liveness). An op that can write into
   2. a free buffer of the same shape and dtype from the pool (reuse),
   3. a new buffer, allocated once when the plan is made (preallocation).
 
+An elementwise op's buffer is laid out in memory as NumPy would lay out its result
+eagerly (the node's ``layout``, recorded at trace time): the batch-last images of
+conv2d stay batch-last, so the views and reshapes downstream stay views, not copies.
+
 Code generation then emits one line per node, e.g.
 ``v7 = f7(v3, v5, out=b2)``: no interpreter loop, no dict lookups, no
 per-call allocation for the planned buffers.
@@ -26,6 +30,7 @@ import numpy as np
 
 from .. import blas
 from ..ops.base import Kernel, out_kw
+from .ir import allocate
 
 
 def select_kernel(n):
@@ -44,20 +49,21 @@ def select_kernel(n):
 class Plan:
     def __init__(self):
         self.out_buffer = {}      # node -> buffer index (written with out=)
-        self.buffers = []         # (shape, dtype) of each preallocated buffer
+        self.buffers = []         # (shape, dtype, layout) of each preallocated buffer
         self.inplace = 0          # how many ops overwrite a dying input
         self.reused = 0           # how many ops reuse a pooled buffer
         self.peak_bytes = 0       # bytes of all preallocated buffers
         self.copy_outputs = set() # outputs that are views of planned buffers
 
 
-def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):
+def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None, layouts=True):
     """Assign preallocated buffers to the ops that can write into ``out=``.
 
     Outputs are never put in a shared buffer: by default they are fresh arrays on
     every call (safe to hand to the user); with ``persistent_outputs`` each gets a
     buffer of its own that later calls overwrite (for internal use such as gradients
-    consumed at once by an optimizer)."""
+    consumed at once by an optimizer). ``layouts``: elementwise results get buffers laid
+    out as their nodes' layouts (else all are in C order)."""
     plan = Plan()
     if kernels is None:
         kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
@@ -75,8 +81,11 @@ def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):
     holders = {}                  # buffer -> number of live values living in it
     free = {}                     # (shape, dtype) -> buffers nobody lives in
 
-    def new_buffer(n):
-        plan.buffers.append((n.shape, n.dtype))
+    def layout(n, k):
+        return n.layout if layouts and k.elementwise else None
+
+    def new_buffer(n, k):
+        plan.buffers.append((n.shape, n.dtype, layout(n, k)))
         plan.peak_bytes += int(np.prod(n.shape)) * n.dtype.itemsize
         return len(plan.buffers) - 1
 
@@ -84,7 +93,7 @@ def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):
         buf = None
         k = kernels.get(n)
         if k is not None and k.writes_out and id(n) not in outputs:
-            key = (n.shape, n.dtype)
+            key = (n.shape, n.dtype, layout(n, k))
             if reuse and k.elementwise:             # 1. overwrite an input dying here
                 for x in n.inputs:
                     b = plan.out_buffer.get(x)
@@ -97,9 +106,9 @@ def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None):
                 buf = free[key].pop()
                 plan.reused += 1
             if buf is None:                          # 3. a new one
-                buf = new_buffer(n)
+                buf = new_buffer(n, k)
         elif k is not None and k.writes_out and persistent_outputs:
-            plan.out_buffer[n] = new_buffer(n)       # an output's own buffer, never shared
+            plan.out_buffer[n] = new_buffer(n, k)       # an output's own buffer, never shared
         if buf is not None:
             plan.out_buffer[n] = buf
             storage[id(n)] = (buf,)
@@ -154,8 +163,8 @@ def generate(prog, plan, kernels, name="compiled"):
                      for o in prog.outputs)
     src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
            + f"    return ({outs}{',' if outs else ''})\n")
-    for b, (shape, dtype) in enumerate(plan.buffers):
-        ns[f"b{b}"] = np.empty(shape, dtype)
+    for b, spec in enumerate(plan.buffers):
+        ns[f"b{b}"] = allocate(*spec)
     return src, ns
 
 
@@ -172,7 +181,7 @@ class Executable:
     def __init__(self, prog, reuse=True, persistent_outputs=False, name="compiled"):
         self.program = prog
         kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
-        self.plan = plan_memory(prog, reuse, persistent_outputs, kernels)
+        self.plan = plan_memory(prog, reuse, persistent_outputs, kernels, self.buffer_layouts)
         self.source, ns = self._generate(prog, self.plan, kernels, name)
         self._code = compile(self.source, f"<retrograd {name}>", "exec")
         exec(self._code, ns)                                            # our own generated code
@@ -194,6 +203,7 @@ class Executable:
         self._blas = blas.pinned(max(map(_dot_work, prog.nodes), default=0))
 
     backend = "numpy"
+    buffer_layouts = True      # elementwise buffers laid out as eagerly (plan_memory)
 
     def _generate(self, prog, plan, kernels, name):
         """(source, namespace) of the driver function; the Numba backend overrides it."""
@@ -204,9 +214,9 @@ class Executable:
         local = self._local
         if getattr(local, "bindings", None) != self._bindings:
             ns = dict(self._fn.__globals__)
-            for b, (shape, dtype) in enumerate(self.plan.buffers):
+            for b, spec in enumerate(self.plan.buffers):
                 if f"b{b}" not in self._outputs_own:
-                    ns[f"b{b}"] = np.empty(shape, dtype)
+                    ns[f"b{b}"] = allocate(*spec)
             exec(self._code, ns)
             local.fn, local.bindings = ns[self._name], self._bindings
         return local.fn

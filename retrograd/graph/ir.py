@@ -25,13 +25,16 @@ __all__ = ["ShapeDtype", "Var", "Tracer", "TraceError", "record"]
 
 
 class ShapeDtype:
-    """Shape and dtype of a value that is not computed yet (what ``Var._data`` holds)."""
+    """Shape and dtype of a value that is not computed yet (what ``Var._data`` holds), and
+    the order of its axes in memory that eager NumPy would give it (``layout``, see
+    ``layout_of``; None: C order, or not known)."""
 
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "layout")
 
-    def __init__(self, shape, dtype):
+    def __init__(self, shape, dtype, layout=None):
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
+        self.layout = layout
 
     @property
     def ndim(self):
@@ -61,9 +64,10 @@ class Var(Tensor):
 
     __slots__ = ("graph", "kind", "index", "value", "weak")
 
-    def __init__(self, graph, kind, shape, dtype, name=None, value=None, weak=False):
+    def __init__(self, graph, kind, shape, dtype, name=None, value=None, weak=False,
+                 layout=None):
         super().__init__(np.zeros(0))      # placeholder, replaced below
-        self._data = ShapeDtype(shape, dtype)
+        self._data = ShapeDtype(shape, dtype, layout)
         self.graph = graph
         self.kind = kind                    # "input" | "param" | "op"
         self.name = name
@@ -133,20 +137,49 @@ class Var(Tensor):
                          "gradient as part of the graph")
 
 
-_dummies: dict = {}          # zero stand-ins by (shape, dtype), for one trace at a time
+def layout_of(a):
+    """The order of ndarray ``a``'s axes in memory, outermost first, where ``a`` is a
+    permutation of a dense block but not in C order -- e.g. (1, 2, 3, 0) for the
+    (N, C, H, W) view of a batch-last (C, H, W, N) array, as conv2d's results are -- else
+    None. The memory planner gives elementwise results this layout, as NumPy's ufuncs do
+    eagerly: in C order, reading such inputs (and the views of the result) would copy."""
+    if a.ndim < 2 or a.flags.c_contiguous:
+        return None
+    order = tuple(sorted(range(a.ndim), key=lambda i: (-a.strides[i], i)))
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def allocate(shape, dtype, layout=None, make=np.empty):
+    """A new array of ``shape`` (by ``make``: np.empty, np.zeros) laid out in memory as
+    ``layout`` says."""
+    if layout is None:
+        return make(shape, dtype)
+    return make([shape[i] for i in layout], dtype).transpose(np.argsort(layout))
+
+
+_dummies: dict = {}          # zero stand-ins by (shape, dtype, layout), for one trace at a time
 
 
 def _dummy(x):
-    """A stand-in array with x's shape and dtype, for working out output shapes."""
+    """A stand-in array with x's shape, dtype and layout, for working out output shapes
+    (and layouts)."""
     if isinstance(x, Var):
         if x.weak:
             return 0.0
-        key = (x.shape, x.dtype)
+        key = (x.shape, x.dtype, x._data.layout)
         arr = _dummies.get(key)
         if arr is None:
-            arr = _dummies[key] = np.zeros(x.shape, x.dtype)
+            arr = _dummies[key] = allocate(*key, make=np.zeros)
         return arr
     return x._data if isinstance(x, Tensor) else x
+
+
+def _elementwise_layout(args, shape):
+    """The layout NumPy gives an elementwise result of ``shape``: that of its full-shape
+    operands where they share one (a broadcast operand does not count), else C order."""
+    layouts = {a._data.layout if isinstance(a, Var) else layout_of(np.asarray(a._data))
+               for a in args if isinstance(a, Tensor) and tuple(a.shape) == tuple(shape)}
+    return layouts.pop() if len(layouts) == 1 else None
 
 
 def _host_only(t):
@@ -235,6 +268,7 @@ def record(op, args, params):
     for a in args:
         if isinstance(a, Var) and a.graph is not graph:
             raise TraceError(f"{op.name}: inputs come from two different graphs")
+    layout = None
     if op.shape is not None:
         shape, dtype = op.shape(*args, **params)
     elif op.elementwise:
@@ -250,6 +284,7 @@ def record(op, args, params):
                 np.zeros((1,) * a.ndim, a.dtype) if isinstance(a, Tensor) else a for a in args]
         with np.errstate(all="ignore"):
             dtype = np.asarray(op.forward(*tiny, **params)).dtype
+        layout = _elementwise_layout(args, shape)
     else:
         try:
             with np.errstate(all="ignore"):
@@ -257,11 +292,11 @@ def record(op, args, params):
         except (ValueError, IndexError) as e:
             shapes = ", ".join(str(getattr(a, "shape", ())) for a in args)
             raise ShapeError(f"{op.name}: {e} (operand shapes: {shapes})") from None
-        shape, dtype = out.shape, out.dtype
+        shape, dtype, layout = out.shape, out.dtype, layout_of(out)
     # ops on weak scalars only (s * 2) give a weak scalar, as Python arithmetic would
     weak = np.dtype(dtype).kind == "f" and tuple(shape) == () and all(
         isinstance(a, Var) and a.weak for a in args if isinstance(a, Tensor))
-    v = Var(graph, "op", shape, dtype, weak=weak)
+    v = Var(graph, "op", shape, dtype, weak=weak, layout=layout)
     v._op, v._inputs, v._params = op, tuple(args), params
     if op.vjp is None:                  # (Var() already refuses grad to int/bool results)
         v.requires_grad = False

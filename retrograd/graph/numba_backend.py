@@ -43,6 +43,7 @@ import numpy as np
 from .. import blas
 from ..errors import RetrogradError
 from .executor import Executable, _bind, generate
+from .ir import allocate
 
 _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("auto", "numpy", "numba")
@@ -280,9 +281,12 @@ def _index(shape, loop):
     return "[" + (", ".join(idx) + ("," if len(idx) == 1 else "") if idx else "()") + "]"
 
 
-def _nest(shape, body, indent="    "):
-    """Lines of a loop nest over ``shape`` around ``body`` (a list of lines)."""
-    lines = [f"{indent}{'    ' * d}for i{d} in range({s}):" for d, s in enumerate(shape)]
+def _nest(shape, body, indent="    ", order=None):
+    """Lines of a loop nest over ``shape`` around ``body`` (a list of lines), the axes in
+    ``order`` outermost first (default: C order; a node's layout, so that the innermost
+    loop walks the contiguous axis of an array laid out so)."""
+    order = range(len(shape)) if order is None or len(order) != len(shape) else order
+    lines = [f"{indent}{'    ' * k}for i{d} in range({shape[d]}):" for k, d in enumerate(order)]
     pad = indent + "    " * len(shape)
     return lines + [pad + b for b in body]
 
@@ -387,7 +391,8 @@ class _Segment:
             if n in self.arrays:
                 stores.append(f"v{n.id}{_index(shape, shape)} = t{n.id}")
         # every load of an element before any store of it: in-place buffers stay correct
-        self.body += _nest(shape, [f"{a} = {src}" for src, a in loads.items()] + body + stores)
+        self.body += _nest(shape, [f"{a} = {src}" for src, a in loads.items()] + body + stores,
+                           order=group[0].layout)
 
     def _view(self, n):
         self.body.append(f"    v{n.id} = {self.ref(n.inputs[0])}.T")
@@ -423,7 +428,7 @@ class _Segment:
         self.body.append(f"    r{n.id} = np.full({n.shape!r}, {init})" if oidx
                          else f"    r{n.id} = {init}")
         self.body += _nest(shape, [f"e = {self.ref(x)}{_index(shape, shape)}",
-                                   fold.format(r=acc, e="e")])
+                                   fold.format(r=acc, e="e")], order=x.layout)
         out = _index(n.shape, n.shape)
         self.body += _nest(n.shape, [f"v{n.id}{out} = {_CAST[n.dtype]}(r{n.id}{out if oidx else ''})"])
 
@@ -660,8 +665,8 @@ class NumbaExecutable(Executable):
         args = [names[n] for n in prog.externals]
         src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
                + f"    return ({outs}{',' if outs else ''})\n")
-        for b, (shape, dtype) in enumerate(plan.buffers):
-            ns[f"b{b}"] = np.empty(shape, dtype)
+        for b, spec in enumerate(plan.buffers):
+            ns[f"b{b}"] = allocate(*spec)
         return src, ns
 
     def _call(self, arrays):

@@ -26,7 +26,7 @@ from .ir import Var
 
 class Node:
     __slots__ = ("kind", "op", "inputs", "params", "shape", "dtype", "value", "source", "name", "id",
-                 "weak")
+                 "weak", "layout")
 
     def __init__(self, kind, shape, dtype, op=None, inputs=(), params=None, value=None,
                  source=None, name=None):
@@ -36,6 +36,7 @@ class Node:
         self.value, self.source, self.name = value, source, name
         self.id = -1
         self.weak = False         # a Python float at run time (see ir.Var.weak)
+        self.layout = None        # the order of its axes in memory eagerly (ir.layout_of)
 
     @property
     def is_scalar_const(self):
@@ -159,7 +160,7 @@ def lower(outputs, externals=()):
                 return ext(v, v.name or v.kind)
             inputs = [memo[id(i)] if isinstance(i, Tensor) else add(scalar(i)) for i in v._inputs]
             n = Node("op", v.shape, v.dtype, op=v._op, inputs=inputs, params=v._params)
-            n.weak = v.weak
+            n.weak, n.layout = v.weak, v._data.layout
         elif v.requires_grad:                    # live: a parameter the optimizer updates
             return ext(v, v.name or "param")
         else:

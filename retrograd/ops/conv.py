@@ -1,17 +1,18 @@
 """Convolution, pooling and resampling of NCHW images, as PyTorch's.
 
 Two primitives carry the convolutions: ``im2col`` (every kernel window of the padded
-input as a column, copied once per kernel offset) and ``col2im`` (the windows added
+input as a column, copied by one strided copy) and ``col2im`` (the windows added
 back). Each is the other's VJP, both linear, so every convolution below is a composite
 of them and matmul -- conv2d = im2col, then one matmul with the weight;
 conv_transpose2d = matmul, then col2im -- and is differentiable to any order for free:
 conv2d's input VJP is a transposed convolution, conv_transpose2d's a convolution.
 ``unfold`` and ``fold`` are im2col and col2im in PyTorch's (N, C·kh·kw, L) layout.
 
-Max pooling is argmax indices (no gradient: integers) and a gather at them, whose VJP
-is a scatter at the same indices and the scatter's a gather; so the gradient goes to
-the first maximum of each window, as PyTorch's. Average, adaptive pooling and
-interpolation are reshapes, sums and matrix products with constant matrices.
+Max pooling is the windows' maxima, whose VJP scatters the gradient to each window's
+first maximum (as PyTorch's) at its kernel offset (an argmax op, no gradient: integers);
+the scatter's VJP is a gather at the same offsets and the gather's the scatter. Average,
+adaptive pooling and interpolation are reshapes, sums and matrix products with constant
+matrices.
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
 
 # ---------------------------------------------------------------- im2col / col2im
 
-# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: each kernel offset's
-# copy (and col2im's add) then runs over long contiguous rows (ow·N values), where the
+# The columns are laid out (C·kh·kw, oh·ow·N), the batch innermost: the windows' copy
+# (and col2im's adds) then run over long contiguous rows (ow·N values), where the
 # NCHW layout would give rows of ow (NumPy pays per row), and a convolution is ONE 2-d
 # matmul with the (C_out, C·kh·kw) weight, whose VJPs are 2-d matmuls too.
 
@@ -73,12 +74,16 @@ def _im2col(x, kernel_size, dilation, padding, stride):
         padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
         padded[:, ph:ph + h, pw:pw + w] = xt
         xt = padded
-    else:                           # one transposing copy, then kh·kw contiguous ones
+    elif not xt.flags.c_contiguous:     # (a batch-last input, conv2d's result, is already)
         xt = np.ascontiguousarray(xt)
+    # every window at once as one strided view, copied by one call (kh·kw copies of the
+    # offsets' slices cost ~60% more on B5's images, the calls' overhead)
+    (dh, dw), (sh, sw), (s_c, s_h, s_w, s_n) = dilation, stride, xt.strides
+    windows = np.lib.stride_tricks.as_strided(
+        xt, (c, kh, kw, oh, ow, n), (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw, s_n),
+        writeable=False)
     out = np.empty((c, kh, kw, oh, ow, n), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, i, j] = xt[_offset_window(i, j, kernel_size, dilation, stride, (oh, ow))]
+    np.copyto(out, windows)
     return out.reshape(c * kh * kw, oh * ow * n)
 
 
@@ -347,37 +352,94 @@ def _unspatial(b, n, c, batch_last):
     return b.transpose(3, 0, 1, 2) if batch_last else b.reshape((n, c) + b.shape[1:3])
 
 
-def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
-    """For each window the flat index (into H·W) of its first maximum (a NaN wins)."""
-    (kh, kw), (ph, pw) = kernel_size, padding
-    n, c, h, w = x.shape
-    far = [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))      # ceil_mode's overhang
-           for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, (h, w), padding)]
-    if type(x) is not np.ndarray:
-        return _xp_max_pool_indices(namespace(x), x, kernel_size, stride, padding, dilation,
-                                    out_size, far)
-    bl = _batch_last(x)
-    xs = _spatial(x, bl)
+# The pooling ops run over the kernel offsets: kh·kw vectorised passes over strided window
+# views of the (padded) input, no fancy indexing. Their geometry is (kernel_size, stride,
+# padding, dilation, out_size); "argmax" is the kernel offset (0 .. kh·kw-1, row-major) of
+# each window's first maximum.
+
+def _far(size, kernel_size, stride, padding, dilation, out_size):
+    """How far the last windows reach past the padded input (ceil_mode's overhang)."""
+    return [max(0, (o - 1) * s + d * (k - 1) + 1 - (m + 2 * p))
+            for o, s, d, k, m, p in zip(out_size, stride, dilation, kernel_size, size, padding)]
+
+
+def _pool_windows(x, kernel_size, stride, padding, dilation, out_size, fill, batch_last):
+    """``window(k)``: the (B, oh, ow, B') view (see _spatial) of x's entry at kernel offset k
+    of every window, x padded with ``fill`` (the padding and ceil_mode's overhang)."""
+    (ph, pw), kw = padding, kernel_size[1]
+    far = _far(x.shape[2:], kernel_size, stride, padding, dilation, out_size)
+    xs = _spatial(x, batch_last)
     if ph or pw or any(far):
         xs = np.pad(xs, ((0, 0), (ph, ph + far[0]), (pw, pw + far[1]), (0, 0)),
-                    constant_values=-np.inf)
-    nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
-    window = lambda i, j: xs[_offset_window(i, j, kernel_size, dilation, stride, out_size)]
-    best = window(0, 0).copy()
-    arg = np.zeros(best.shape, np.int8 if kh * kw < 128 else np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                v = window(i, j)
-                m = v > best                       # strict: ties keep the first, as PyTorch
-                if nan:
-                    m |= np.isnan(v)
-                np.maximum(best, v, out=best)
-                # arg = where(m, k, arg) by arithmetic: NumPy's masked copies are ~30x slower
-                arg += m * (np.int8(i * kw + j) - arg) if arg.dtype == np.int8 else \
-                    m * (i * kw + j - arg)
-    origin, offset = _window_tables(w, kernel_size, stride, padding, dilation, out_size)
-    return _unspatial(origin[:, :, None] + np.take(offset, arg), n, c, bl)
+                    constant_values=fill)
+    return lambda k: xs[_offset_window(k // kw, k % kw, kernel_size, dilation, stride, out_size)]
+
+
+def _lowest(dtype):
+    """The value padding takes in a maximum: below every other."""
+    return -np.inf if dtype.kind == "f" else False if dtype.kind == "b" else np.iinfo(dtype).min
+
+
+def _pool_max(x, kernel_size, stride, padding, dilation, out_size):
+    """Each window's maximum (a NaN wins, as PyTorch's)."""
+    bl = _batch_last(x)
+    window = _pool_windows(x, kernel_size, stride, padding, dilation, out_size,
+                           _lowest(x.dtype), bl)
+    count = kernel_size[0] * kernel_size[1]
+    best = window(0).copy() if count == 1 else np.maximum(window(0), window(1))
+    for k in range(2, count):
+        np.maximum(best, window(k), out=best)
+    return _unspatial(best, *x.shape[:2], bl)
+
+
+def _first_max(window, count, nan):
+    """(B, oh, ow, B') kernel offsets of the windows' first maxima (with ``nan``: the last
+    NaN, as PyTorch's ``val > max || isnan(val)``), and the maxima."""
+    best = window(0).copy()
+    arg = np.zeros(best.shape, np.int8 if count < 128 else np.int64)
+    for k in range(1, count):
+        v = window(k)
+        m = v > best                           # strict: ties keep the first, as PyTorch
+        if nan:
+            m |= np.isnan(v)
+        np.maximum(best, v, out=best)
+        # arg = where(m, k, arg), as max(arg, k·m) (k grows): NumPy's masked copies are ~5x
+        # slower than these two passes
+        np.maximum(arg, m * arg.dtype.type(k), out=arg)
+    return arg, best
+
+
+def _argmax_spatial(x, kernel_size, stride, padding, dilation, out_size):
+    bl = _batch_last(x)
+    window = _pool_windows(x, kernel_size, stride, padding, dilation, out_size,
+                           _lowest(x.dtype), bl)
+    count = kernel_size[0] * kernel_size[1]
+    arg, best = _first_max(window, count, False)
+    # a window holding a NaN has a NaN maximum: only then look for NaNs (on the maxima)
+    if x.dtype.kind == "f" and np.isnan(best).any():
+        arg, _ = _first_max(window, count, True)
+    return arg, bl
+
+
+def _pool_argmax(x, kernel_size, stride, padding, dilation, out_size):
+    if type(x) is not np.ndarray:
+        return _xp_pool_argmax(namespace(x), x, kernel_size, stride, padding, dilation, out_size)
+    arg, bl = _argmax_spatial(x, kernel_size, stride, padding, dilation, out_size)
+    return _unspatial(arg, *x.shape[:2], bl)
+
+
+def _max_pool_indices(x, kernel_size, stride, padding, dilation, out_size):
+    """For each window the flat index (into H·W) of its first maximum: PyTorch's
+    return_indices."""
+    if type(x) is not np.ndarray:
+        xp = namespace(x)
+        arg = _xp_pool_argmax(xp, x, kernel_size, stride, padding, dilation, out_size)
+        origin, offset = (xp.asarray(t, device=device(x)) for t in _window_tables(
+            x.shape[3], kernel_size, stride, padding, dilation, out_size))
+        return origin + xp.reshape(xp.take(offset, xp.reshape(arg, (-1,))), arg.shape)
+    arg, bl = _argmax_spatial(x, kernel_size, stride, padding, dilation, out_size)
+    origin, offset = _window_tables(x.shape[3], kernel_size, stride, padding, dilation, out_size)
+    return _unspatial(origin[:, :, None] + np.take(offset, arg), *x.shape[:2], bl)
 
 
 def _window_tables(w, kernel_size, stride, padding, dilation, out_size):
@@ -390,107 +452,157 @@ def _window_tables(w, kernel_size, stride, padding, dilation, out_size):
     return origin, offset
 
 
-def _xp_max_pool_indices(xp, x, kernel_size, stride, padding, dilation, out_size, far):
-    """_max_pool_indices in the standard's words, on the (N·C, H, W, 1) layout."""
-    (kh, kw), (ph, pw) = kernel_size, padding
-    n, c, h, w = x.shape
-    floating = kind(x.dtype) == "f"
-    low = -math.inf if floating else int(xp.iinfo(x.dtype).min)
-    xs = _xp_pad_hw(xp, xp.reshape(x, (n * c, h, w, 1)), (ph, ph + far[0]), (pw, pw + far[1]),
-                    low)
-    window = lambda i, j: xs[_offset_window(i, j, kernel_size, dilation, stride, out_size)]
-    best = window(0, 0)
-    arg = xp.zeros(best.shape, dtype=xp.int64, device=device(x))
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                v = window(i, j)
-                m = v > best                       # strict: ties keep the first, as PyTorch
-                if floating:
-                    m = xp.logical_or(m, xp.isnan(v))
-                best = xp.maximum(best, v)
-                arg = xp.where(m, i * kw + j, arg)
-    origin, offset = (xp.asarray(t, device=device(x))
-                      for t in _window_tables(w, kernel_size, stride, padding, dilation, out_size))
-    flat = origin[:, :, None] + xp.reshape(xp.take(offset, xp.reshape(arg, (-1,))), arg.shape)
-    return xp.reshape(flat, (n, c) + out_size)
+def _tiles(shape, kernel_size, stride, padding, dilation, out_size):
+    """Whether the windows tile the input: each entry in exactly one window."""
+    return tuple(padding) == (0, 0) and all(
+        s == k and (k == 1 or d == 1) and o * s == n
+        for k, s, d, o, n in zip(kernel_size, stride, dilation, out_size, shape[2:]))
 
 
-def _planes(a, batch_last):
-    """(N, C, ...) as (B, spatial, B') with the flattened spatial axes in the middle."""
-    s = _spatial(a, batch_last)
-    return s.reshape(s.shape[0], -1, s.shape[3])
-
-
-def _xp_planes(xp, a):
-    """(N, C, ...) as (N·C, the spatial axes flattened)."""
-    return xp.reshape(a, (a.shape[0] * a.shape[1], math.prod(a.shape[2:])))
-
-
-def _gather(x, idx, unique):
+def _pool_gather(x, arg, kernel_size, stride, padding, dilation, out_size):
+    """x at each window's offset ``arg``: the maxima, for arg = max_pool2d_argmax(x)."""
     if type(x) is not np.ndarray:
-        xp = namespace(x, idx)
-        return xp.reshape(xp.take_along_axis(_xp_planes(xp, x), _xp_planes(xp, idx), axis=1),
-                          idx.shape)
-    bl = _batch_last(x)
-    out = np.take_along_axis(_planes(x, bl), _planes(idx, bl), 1)
-    return _unspatial(out.reshape((out.shape[0],) + idx.shape[2:] + (out.shape[2],)),
-                      *idx.shape[:2], bl)
+        return _xp_pool_gather(namespace(x, arg), x, arg, kernel_size, stride, padding,
+                               dilation, out_size)
+    bl = _batch_last(arg)
+    window = _pool_windows(x, kernel_size, stride, padding, dilation, out_size, 0, bl)
+    ks = _spatial(arg, bl)
+    out = np.zeros(ks.shape, x.dtype)
+    exact = x.dtype.kind != "f" or np.isfinite(x).all()
+    for k in range(kernel_size[0] * kernel_size[1]):
+        if exact:         # x·1 and x·0 by a multiply: np.where is ~10x slower
+            out += window(k) * (ks == k)
+        else:             # an inf or NaN times the 0 of an offset not taken would be NaN
+            out = np.where(ks == k, window(k), out)
+    return _unspatial(out, *arg.shape[:2], bl)
 
 
-def _xp_scatter(xp, g, idx, shape, unique):
-    """_scatter without item assignment or bincount (not in the standard): the indices
-    sorted (stably), each target's run of them found by searchsorted, and the values of
-    the runs added in their order, one gather per repeat -- the sums bincount makes."""
-    plane, dev = math.prod(shape[2:]), device(g)
-    ip, gp = _xp_planes(xp, idx), _xp_planes(xp, g)
-    size = ip.shape[0] * plane
-    flat = xp.reshape(ip + xp.arange(ip.shape[0], device=dev)[:, None] * plane, (-1,))
-    order = xp.argsort(flat, stable=True)
-    keys, values = xp.take(flat, order), xp.take(xp.reshape(gp, (-1,)), order)
-    targets = xp.arange(size, device=dev)
-    first = xp.searchsorted(keys, targets, side="left")
-    count = xp.searchsorted(keys, targets, side="right") - first
-    out = xp.zeros(size, dtype=g.dtype, device=dev)
-    repeats = 0 if keys.shape[0] == 0 else 1 if unique else int(xp.max(count))
-    for r in range(repeats):          # (one host sync above: the most repeats of a target)
-        at = xp.take(values, xp.clip(first + r, 0, keys.shape[0] - 1))
-        out = out + xp.where(count > r, at, xp.zeros((), dtype=g.dtype, device=dev))
-    return xp.reshape(out, tuple(shape))
-
-
-def _scatter(g, idx, shape, unique):
+def _pool_scatter(g, arg, shape, kernel_size, stride, padding, dilation, out_size):
+    """zeros(shape) with each window's g added at its offset ``arg`` (max pooling's VJP)."""
     if type(g) is not np.ndarray:
-        return _xp_scatter(namespace(g, idx), g, idx, shape, unique)
-    n, c = shape[:2]
-    bl = _batch_last(idx)
-    ip, gp = _planes(idx, bl), _planes(g, bl)
-    b1, plane, b2 = ip.shape[0], math.prod(shape[2:]), ip.shape[2]
-    flat = (ip * b2 + (np.arange(b1) * plane * b2)[:, None, None] + np.arange(b2)).ravel()
-    if unique:                  # windows that do not overlap: each index at most once
-        out = np.zeros(b1 * plane * b2, g.dtype)
-        out[flat] = gp.ravel()
-    else:                       # overlapping windows: add up, by one bincount
-        out = np.bincount(flat, weights=gp.ravel(), minlength=b1 * plane * b2)
-        out = out.astype(g.dtype, copy=False)
-    return _unspatial(out.reshape((b1,) + tuple(shape[2:]) + (b2,)), n, c, bl)
+        return _xp_pool_scatter(namespace(g, arg), g, arg, shape, kernel_size, stride, padding,
+                                dilation, out_size)
+    (kh, kw), (ph, pw), (h, w) = kernel_size, padding, shape[2:]
+    bl = _batch_last(arg)          # x's layout, which the input gradient then keeps
+    gs, ks = _spatial(g, bl), _spatial(arg, bl)
+    far = _far(shape[2:], kernel_size, stride, padding, dilation, out_size)
+    b1, b2 = gs.shape[0], gs.shape[3]
+    size = (b1, h + 2 * ph + far[0], w + 2 * pw + far[1], b2)
+    tiles = _tiles(shape, kernel_size, stride, padding, dilation, out_size)
+    out = np.empty(size, g.dtype) if tiles else np.zeros(size, g.dtype)
+    exact = g.dtype.kind != "f" or np.isfinite(g).all()
+    for k in range(kh * kw):
+        view = out[_offset_window(k // kw, k % kw, kernel_size, dilation, stride, out_size)]
+        if exact and tiles:         # each entry written once, by one multiply into its view
+            np.multiply(gs, ks == k, out=view)
+            continue
+        # (an inf or NaN times the 0 of an offset not taken would be NaN: np.where)
+        part = gs * (ks == k) if exact else np.where(ks == k, gs, g.dtype.type(0))
+        if tiles:
+            view[...] = part
+        else:                       # overlapping windows add up
+            view += part
+    return _unspatial(out[:, ph:ph + h, pw:pw + w], *shape[:2], bl)
 
 
-_indices_op = defop("max_pool2d_indices", lambda x, kernel_size, stride, padding, dilation,
-                    out_size: _max_pool_indices(x, kernel_size, stride, padding, dilation,
-                                                out_size), fresh=True)
-_gather_op = defop("pool_gather", _gather, (
-    lambda g, out, x, idx, unique: pool_scatter(g, idx, x.shape, unique), None),
+# the same in the standard's words, on the (N·C, H, W, 1) layout
+
+def _xp_windows(xp, x, kernel_size, stride, padding, dilation, out_size, fill):
+    (ph, pw), kw = padding, kernel_size[1]
+    n, c, h, w = x.shape
+    far = _far((h, w), kernel_size, stride, padding, dilation, out_size)
+    xs = _xp_pad_hw(xp, xp.reshape(x, (n * c, h, w, 1)), (ph, ph + far[0]), (pw, pw + far[1]),
+                    fill)
+    return lambda k: xs[_offset_window(k // kw, k % kw, kernel_size, dilation, stride, out_size)]
+
+
+def _xp_lowest(xp, dtype):
+    return -math.inf if kind(dtype) == "f" else int(xp.iinfo(dtype).min)
+
+
+def _xp_pool_max(xp, x, kernel_size, stride, padding, dilation, out_size):
+    window = _xp_windows(xp, x, kernel_size, stride, padding, dilation, out_size,
+                         _xp_lowest(xp, x.dtype))
+    best = window(0)
+    for k in range(1, kernel_size[0] * kernel_size[1]):
+        best = xp.maximum(best, window(k))
+    return xp.reshape(best, x.shape[:2] + tuple(out_size))
+
+
+def _xp_pool_argmax(xp, x, kernel_size, stride, padding, dilation, out_size):
+    floating = kind(x.dtype) == "f"
+    window = _xp_windows(xp, x, kernel_size, stride, padding, dilation, out_size,
+                         _xp_lowest(xp, x.dtype))
+    count = kernel_size[0] * kernel_size[1]
+    best = window(0)
+    arg = xp.zeros(best.shape, dtype=xp.int8 if count < 128 else xp.int64, device=device(x))
+    for k in range(1, count):
+        v = window(k)
+        m = v > best                           # strict: ties keep the first, as PyTorch
+        if floating:
+            m = xp.logical_or(m, xp.isnan(v))
+        best = xp.maximum(best, v)
+        arg = xp.where(m, xp.asarray(k, dtype=arg.dtype, device=device(x)), arg)
+    return xp.reshape(arg, x.shape[:2] + tuple(out_size))
+
+
+def _xp_pool_gather(xp, x, arg, kernel_size, stride, padding, dilation, out_size):
+    window = _xp_windows(xp, x, kernel_size, stride, padding, dilation, out_size, 0)
+    ks = xp.reshape(arg, window(0).shape)
+    out = window(0)
+    for k in range(1, kernel_size[0] * kernel_size[1]):
+        out = xp.where(ks == k, window(k), out)
+    return xp.reshape(out, arg.shape)
+
+
+def _xp_pool_scatter(xp, g, arg, shape, kernel_size, stride, padding, dilation, out_size):
+    """Each kernel offset's share added into its window slices (item assignment of
+    slices, as _xp_col2im)."""
+    (kh, kw), (ph, pw) = kernel_size, padding
+    n, c, h, w = shape
+    far = _far((h, w), kernel_size, stride, padding, dilation, out_size)
+    gs = xp.reshape(g, (n * c,) + tuple(out_size) + (1,))
+    ks = xp.reshape(arg, gs.shape)
+    zero = xp.zeros((), dtype=g.dtype, device=device(g))
+    out = xp.zeros((n * c, h + 2 * ph + far[0], w + 2 * pw + far[1], 1), dtype=g.dtype,
+                   device=device(g))
+    for k in range(kh * kw):
+        window = _offset_window(k // kw, k % kw, kernel_size, dilation, stride, out_size)
+        out[window] = out[window] + xp.where(ks == k, gs, zero)
+    return xp.reshape(out[:, ph:ph + h, pw:pw + w, :], tuple(shape))
+
+
+def _pool_max_forward(x, **geo):
+    if type(x) is not np.ndarray:
+        return _xp_pool_max(namespace(x), x, **geo)
+    return _pool_max(x, **geo)
+
+
+# max_pool2d's VJP scatters g to each window's first maximum; pool_scatter's VJP is
+# pool_gather at the same offsets and pool_gather's pool_scatter: differentiable to any order
+_max_op = defop("max_pool2d", _pool_max_forward, (
+    lambda g, out, x, kernel_size, stride, padding, dilation, out_size: pool_scatter(
+        g, apply(_argmax_op, x, kernel_size=kernel_size, stride=stride, padding=padding,
+                 dilation=dilation, out_size=out_size),
+        x.shape, kernel_size, stride, padding, dilation, out_size),), reads=((0,),), fresh=True)
+_argmax_op = defop("max_pool2d_argmax", _pool_argmax, fresh=True)
+_indices_op = defop("max_pool2d_indices", _max_pool_indices, fresh=True)
+_gather_op = defop("pool_gather", _pool_gather, (
+    lambda g, out, x, arg, kernel_size, stride, padding, dilation, out_size: pool_scatter(
+        g, arg, x.shape, kernel_size, stride, padding, dilation, out_size), None),
     reads=((1,), ()), fresh=True)
-_scatter_op = defop("pool_scatter", _scatter, (
-    lambda g, out, gg, idx, shape, unique: apply(_gather_op, g, idx, unique=unique), None),
+_scatter_op = defop("pool_scatter", _pool_scatter, (
+    lambda g, out, gg, arg, shape, kernel_size, stride, padding, dilation, out_size: apply(
+        _gather_op, g, arg, kernel_size=kernel_size, stride=stride, padding=padding,
+        dilation=dilation, out_size=out_size), None),
     reads=((1,), ()), fresh=True)
 
 
-def pool_scatter(g, idx, shape, unique=False):
-    """zeros(shape) with g (N, C, ...) added at the flat spatial indices ``idx`` (the VJP of
-    max pooling; ``unique``: no index repeats within a plane)."""
-    return apply(_scatter_op, g, idx, shape=tuple(shape), unique=bool(unique))
+def pool_scatter(g, arg, shape, kernel_size, stride, padding, dilation, out_size):
+    """zeros(shape) with each window's g (N, C, oh, ow) added at its kernel offset ``arg``
+    (max_pool2d_argmax): the VJP of max pooling."""
+    return apply(_scatter_op, g, arg, shape=tuple(shape), kernel_size=kernel_size,
+                 stride=stride, padding=padding, dilation=dilation, out_size=out_size)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -505,12 +617,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     p, d = _pair(padding, "padding", who), _pair(dilation, "dilation", who, 1)
     if any(2 * pi > ki for pi, ki in zip(p, k)):
         raise RetrogradError(f"{who}: padding {p} must be at most half of kernel_size {k}")
-    out_size = _pool_size(who, (h, w), k, s, p, d, ceil_mode)
-    idx = apply(_indices_op, input, kernel_size=k, stride=s, padding=p, dilation=d,
-                out_size=out_size)
-    unique = all(si >= di * (ki - 1) + 1 for si, di, ki in zip(s, d, k))
-    out = apply(_gather_op, input, idx, unique=unique)
-    return (out, idx) if return_indices else out
+    geo = dict(kernel_size=k, stride=s, padding=p, dilation=d,
+               out_size=_pool_size(who, (h, w), k, s, p, d, ceil_mode))
+    out = apply(_max_op, input, **geo)
+    return (out, apply(_indices_op, input, **geo)) if return_indices else out
 
 
 # ---------------------------------------------------------------- average pooling
