@@ -546,16 +546,10 @@ def _max_pool_indices(e, n):
     return e.op("Cast", [flat], to=_onnx_type(n.dtype))
 
 
-def _pool_gather(e, n):
-    """max pooling: pool_gather(x, max_pool2d_indices(x)) is MaxPool(x); any other index
-    array is a GatherElements over each flattened plane."""
-    x, idx = n.inputs
-    if idx.kind == "op" and idx.op.name == "max_pool2d_indices" and idx.inputs[0] is x:
-        return _maxpool(e, x, idx.params)
-    planes = e.op("Reshape", [e.x(x), e.ints([0, 0, -1])])
-    flat = e.op("Reshape", [_cast_to(e, idx, np.int64), e.ints([0, 0, -1])])
-    out = e.op("GatherElements", [planes, flat], axis=2)
-    return e.op("Reshape", [out, e.op("Shape", [e.x(idx)])])
+def _max_pool(e, n):
+    """max_pool2d, the windows' maxima: MaxPool. (The ops of its derivatives -- argmax
+    offsets, their scatter and gather -- have no mapping: a model's forward has none.)"""
+    return _maxpool(e, n.inputs[0], n.params)
 
 
 # ---- recurrence
@@ -647,7 +641,7 @@ EMITTERS = {
     "reshape": _reshape, "broadcast_to": _broadcast, "transpose": _transpose,
     "concatenate": _concatenate, "stack": _stack, "getitem": _getitem, "pad": _pad,
     "embedding": _embedding, "take": _take, "gather": _gather,
-    "im2col": _im2col, "max_pool2d_indices": _max_pool_indices, "pool_gather": _pool_gather,
+    "im2col": _im2col, "max_pool2d_indices": _max_pool_indices, "max_pool2d": _max_pool,
     "lstm_scan": _lstm_scan,
 }
 
