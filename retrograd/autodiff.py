@@ -171,14 +171,8 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                             inp.requires_grad if relevant is None else inp in relevant):
                         continue
                     ct = rule(g, node, *inputs, **params)
-                    if ct is None:
-                        continue
-                    if type(ct) is not Tensor or ct._data.shape != inp._data.shape or (
-                            ct._data.dtype is not inp._data.dtype
-                            and ct._data.dtype != inp._data.dtype):
-                        ct = _conform(ct, inp, op, reduce=True)
-                    prev = table.get(inp)        # (_accumulate, inlined)
-                    table[inp] = ct if prev is None else prev + ct
+                    if ct is not None:
+                        _accumulate(table, inp, ct, op)
             if not retain_graph and node._record is None:
                 # free the saved values (and mark the node spent); a graph value (Var)
                 # keeps its inputs: the graph being traced is still to be compiled
