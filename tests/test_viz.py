@@ -249,6 +249,21 @@ def test_plot_history_from_a_fit_run(tmp_path, mpl):
         viz.plot_history(tmp_path / "nowhere", tmp_path / "x.png")
 
 
+def test_a_plot_is_written_atomically_and_a_failed_save_keeps_the_old_file(tmp_path, mpl):
+    run = _xor_run(tmp_path)
+    viz.plot_history(run, tmp_path / "c.png")
+    before = (tmp_path / "c.png").read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "c.png")
+    viz.plot_history(run, link, title="again")          # through the link: its target updated
+    assert link.is_symlink() and (tmp_path / "c.png").read_bytes() != before
+    (tmp_path / "keep.xyz").write_text("kept")
+    with pytest.raises(ValueError, match="xyz"):
+        viz.plot_history(run, tmp_path / "keep.xyz")
+    assert (tmp_path / "keep.xyz").read_text() == "kept"
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
 def test_plot_command_on_a_run_folder(tmp_path, mpl, capsys):
     run = _xor_run(tmp_path, epochs=4)
     assert main(["plot", str(run), "--out", str(tmp_path / "pics")]) == 0

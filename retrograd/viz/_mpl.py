@@ -34,9 +34,11 @@ def save(fig, path):
     path; with ``path=None`` return the Figure itself (Jupyter shows it)."""
     if path is None:
         return fig
+    from ..io import atomic_write
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fmt = os.path.splitext(path)[1][1:].lower() or None     # (None: matplotlib's default, png)
+    # atomically, as every file retrograd writes: a crash or a bad format leaves an
+    # earlier plot of the same name whole
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, dpi=120, format=fmt)
     return path
