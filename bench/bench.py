@@ -1166,6 +1166,12 @@ def case_flops(case: Case) -> int:
     (whose input needs none), for its input's gradient; the HVP (forward-over-reverse)
     adds a tangent product per varying operand of each of those."""
     macs = []              # (multiply-adds per sample, is it the first layer)
+    if case.kind == "lstm":
+        (i, h, c), t = case.sizes, LSTM_STEPS
+        # per step: the input projection (its input needs no gradient) and the recurrent
+        # product h W_hh (forward, W_hh's gradient, h's); the head once, on the last state
+        macs = [(t * i * 4 * h, True), (t * h * 4 * h, False), (h * c, False)]
+        return 2 * case.batch * sum(m * (2 if first else 3) for m, first in macs)
     if case.kind == "cnn":
         side = 28
         for c_in, c_out, k in CNN_CONVS:
