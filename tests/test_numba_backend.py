@@ -123,6 +123,28 @@ def test_auto_takes_numba_for_many_small_lowerable_nodes_and_numpy_otherwise(mon
     assert nb.for_run("auto", nb.AUTO_STEPS) == "auto"
 
 
+class _Recurrent(rg.nn.Module):
+    def __init__(self, dtype):
+        self.lstm = rg.nn.LSTM(3, 8, dtype=dtype)
+        self.head = rg.nn.Linear(8, 2, dtype=dtype)
+
+    def forward(self, x):
+        return self.head(self.lstm(x)[0][-1])
+
+
+def test_auto_takes_numba_for_an_op_with_a_numba_form_of_its_dtype(monkeypatch):
+    # the LSTM's time loop has a float32 Numba form: a program using it runs on Numba
+    monkeypatch.delenv("RETROGRAD_BACKEND")
+    chosen = {}
+    for dtype in (np.float32, np.float64):
+        model = _Recurrent(dtype)
+        step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(),
+                                     rg.optim.SGD(model.parameters(), lr=0.1))
+        step(np.ones((5, 4, 3), dtype), np.zeros(4, np.int64))
+        chosen[np.dtype(dtype).name] = step.backend
+    assert chosen == {"float32": "numba", "float64": "numpy"}
+
+
 # ---------------------------------------------------------------- every op case
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
