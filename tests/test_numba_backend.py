@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -552,3 +553,41 @@ def test_the_compiled_update_traced_from_the_optimizer_gives_numpys_numbers_bit_
             assert x == y, k
     # it really ran compiled (SGD with momentum: from step two, once the buffer exists)
     assert any(r is not None for b in fb.buckets for r in b.rules.values())
+
+
+def test_the_disk_cache_drops_programs_unused_for_a_month_and_keeps_the_rest(monkeypatch,
+                                                                             tmp_path):
+    monkeypatch.setenv("RETROGRAD_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "numba"
+    folder.mkdir()
+    (folder / "__pycache__").mkdir()
+    old, fresh = nb._PREFIX + "a" * 32, nb._PREFIX + "b" * 32
+    month = time.time() - 31 * 86400
+    for name in (old, fresh):
+        (folder / f"{name}.py").write_text("x = 1\n")
+        (folder / "__pycache__" / f"{name}.k0-3.py311.nbi").write_text("")
+        (folder / f"{name}.used").write_text("")
+    os.utime(folder / f"{old}.used", (month, month))
+    (folder / "notes.txt").write_text("not ours")
+    f = rg.compile(lambda x: x * 3 + 1, backend="numba")       # caches a program: prunes
+    np.testing.assert_allclose(f(np.ones(2)).numpy(), [4, 4])
+    names = os.listdir(folder)
+    assert f"{old}.py" not in names and f"{old}.used" not in names
+    assert not [n for n in os.listdir(folder / "__pycache__") if n.startswith(old)]
+    assert f"{fresh}.py" in names and "notes.txt" in names
+    new = [n for n in names if n.endswith(".py") and n not in (f"{fresh}.py",)]
+    assert len(new) == 1 and new[0][:-3] + ".used" in names     # its use is recorded
+    # once a day: an entry that went stale since the last pruning stays until tomorrow
+    os.utime(folder / f"{fresh}.used", (month, month))
+    nb._prune_daily(str(folder))
+    assert f"{fresh}.py" in os.listdir(folder)
+    assert nb.prune_cache(str(folder)) == [fresh]
+    assert nb.prune_cache(str(folder), days=0) == []
+
+
+def test_a_cache_age_that_is_not_a_number_is_refused_by_name(monkeypatch, tmp_path):
+    monkeypatch.setenv("RETROGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("RETROGRAD_CACHE_DAYS", "a month")
+    with pytest.raises(rg.RetrogradError, match="RETROGRAD_CACHE_DAYS must be a number of days, "
+                                                "got 'a month'"):
+        rg.compile(lambda x: x * 5 - 2, backend="numba")(np.ones(2))

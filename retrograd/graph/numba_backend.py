@@ -23,10 +23,13 @@ of the open segment runs before it instead of splitting it (class_labels, weight
 Compile latency: the njit functions of a program are one Python file under
 ``$RETROGRAD_CACHE_DIR/numba`` (default ``~/.cache/retrograd/numba``), named by a hash of
 its text and written atomically; ``cache=True`` then keeps the machine code next to it,
-so a second process loads it instead of compiling.
+so a second process loads it instead of compiling. Programs not loaded for
+``$RETROGRAD_CACHE_DAYS`` days (default 30; 0 keeps everything) are removed, at most once a
+day, when a program is cached (prune_cache).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -557,17 +560,92 @@ def _write_once(path, text):
         raise
 
 
+#: days a cached program may go unused before prune_cache removes it
+CACHE_DAYS = 30
+_PREFIX = "retrograd_numba_"
+
+
+def _cache_days() -> float:
+    """RETROGRAD_CACHE_DAYS (0: never prune), else CACHE_DAYS."""
+    value = os.environ.get("RETROGRAD_CACHE_DAYS", "")
+    try:
+        return float(value) if value else CACHE_DAYS
+    except ValueError:
+        raise RetrogradError(f"RETROGRAD_CACHE_DAYS must be a number of days, got "
+                             f"{value!r}") from None
+
+
+def _mark_used(folder, name):
+    """Record that program ``name`` was loaded now: the mtime of its ``.used`` marker (the
+    .py file's own mtime must stay: Numba's index of the machine code checks it)."""
+    marker = os.path.join(folder, name + ".used")
+    with contextlib.suppress(OSError):        # (a read-only cache still serves)
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            open(marker, "a").close()
+
+
+def prune_cache(folder=None, days=None, now=None) -> list[str]:
+    """Remove the cached programs (their .py file, marker and Numba's machine code) not
+    loaded for ``days`` days (default RETROGRAD_CACHE_DAYS or CACHE_DAYS; 0 keeps all);
+    returns the names removed. Runs by itself at most once a day, when a program is
+    cached. Files of other kinds in the folder are left alone."""
+    folder = cache_dir() if folder is None else folder
+    days = _cache_days() if days is None else days
+    now = time.time() if now is None else now
+    if days <= 0:
+        return []
+    removed = []
+    for entry in os.listdir(folder):
+        if not (entry.startswith(_PREFIX) and entry.endswith(".py")):
+            continue
+        name = entry[:-3]
+        used = os.path.join(folder, name + ".used")
+        when = os.path.getmtime(used if os.path.exists(used) else os.path.join(folder, entry))
+        if now - when < days * 86400:
+            continue
+        compiled = os.path.join(folder, "__pycache__")
+        machine = [os.path.join(compiled, f) for f in os.listdir(compiled)
+                   if f.startswith(name + ".")] if os.path.isdir(compiled) else []
+        for path in [os.path.join(folder, entry), used] + machine:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        removed.append(name)
+    return removed
+
+
+def _prune_daily(folder):
+    """prune_cache at most once a day per cache folder (its ``.pruned`` stamp); a cache
+    that cannot be pruned (permissions, a file vanishing meanwhile) is left as it is."""
+    days = _cache_days()
+    if days <= 0:
+        return
+    stamp = os.path.join(folder, ".pruned")
+    try:
+        if time.time() - os.path.getmtime(stamp) < 86400:
+            return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        open(stamp, "a").close()
+        os.utime(stamp)
+        prune_cache(folder, days)
+
+
 def load_module(text):
     """Import the generated module ``text`` from the cache folder (written there first)."""
-    name = "retrograd_numba_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    name = _PREFIX + hashlib.sha256(text.encode()).hexdigest()[:32]
     mod = _MODULES.get(name)
     if mod is not None:
         return mod
     folder = cache_dir()
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)     # code is imported from it
+        _prune_daily(folder)
         path = os.path.join(folder, name + ".py")
         _write_once(path, text)
+        _mark_used(folder, name)
     except OSError:     # an unwritable cache: a folder of this process's own (no reuse)
         folder = tempfile.mkdtemp(prefix="retrograd-numba-")
         path = os.path.join(folder, name + ".py")
