@@ -134,12 +134,15 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
         table[r] = table[r] + s if r in table else s
 
     results: dict[Tensor, Tensor] = {}
+    owned: set[Tensor] = set()     # adjoints in the table that op.accumulate may add into
     anomaly = base.anomaly_hook is not None
     with set_grad_enabled(create_graph):
         for node in reversed(order):
             g = table.pop(node, None)
             if g is None:
                 continue
+            if owned:
+                owned.discard(g)      # handed on from here: never written into again
             if node._hooks:
                 for hook in list(node._hooks):
                     replaced = hook(g)
@@ -162,6 +165,9 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                 for inp, ct, need in zip(inputs, cts, needs):
                     if ct is not None and need:
                         _accumulate(table, inp, ct, op)
+            elif (op.accumulate is not None and not create_graph
+                  and _accumulates_in_place(g, inputs[0], relevant)):
+                _add_in_place(table, owned, op, g, inputs[0], node._params)
             else:
                 # one rule per input, each run only for an input that needs it (input_vjps'
                 # contract, inlined: this loop is most of backward's own time)
@@ -178,6 +184,25 @@ def _walk(roots, seeds, targets, retain_graph, create_graph):
                 # keeps its inputs: the graph being traced is still to be compiled
                 node._inputs = None
     return results
+
+
+def _accumulates_in_place(g, x, relevant) -> bool:
+    """Whether op.accumulate can add ``g``'s share into ``x``'s adjoint: x needs a gradient
+    and both are NumPy arrays of one dtype (a plain Tensor cotangent: first order)."""
+    return (isinstance(x, Tensor) and (x.requires_grad if relevant is None else x in relevant)
+            and type(g) is Tensor and type(g._data) is np.ndarray
+            and type(x._data) is np.ndarray and g._data.dtype == x._data.dtype)
+
+
+def _add_in_place(table, owned, op, g, x, params):
+    """``op.accumulate``: x's cotangent added into an adjoint array of the walk's own (a
+    zero one, or a copy of the adjoint other rules gave), which only the grad-table holds."""
+    acc = table.get(x)
+    if acc is None or acc not in owned:
+        data = np.zeros(x._data.shape, x._data.dtype) if acc is None else acc._data.copy()
+        acc = table[x] = Tensor._make(data)
+        owned.add(acc)
+    op.accumulate(acc._data, g._data, x._data, **params)
 
 
 def _needs(inputs, relevant):

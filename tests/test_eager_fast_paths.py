@@ -1,6 +1,7 @@
 """The eager engine's fast paths give what the general paths give: bias gradients as one
 BLAS call, reductions straight through the ufuncs, the VJP helper's unrecorded transpose,
-and float16 detection without str(dtype). Results compared with NumPy and PyTorch."""
+float16 detection without str(dtype), and adjoints built in place by an op's accumulate=
+(getitem's). Results compared with NumPy, the rules' own path and PyTorch."""
 import numpy as np
 import pytest
 
@@ -109,3 +110,79 @@ def test_half_tells_float16_from_other_dtypes():
     assert s.dtype == m.dtype == np.float16
     assert s.data == x.astype(np.float32).sum().astype(np.float16)
     np.testing.assert_allclose(float(m.data), x.astype(np.float64).mean(), rtol=1e-3)
+
+
+# ---------------------------------------------------------------- in-place adjoints (op.accumulate)
+
+def _stepped_loss(x, w, index=lambda x, t: x[t]):
+    h = rg.zeros((3, 4))
+    for t in range(x.shape[0]):
+        h = rg.tanh(index(x, t) @ w + h)
+    return (h * h).sum()
+
+
+def test_a_loop_over_x_t_adds_each_steps_slice_into_one_adjoint(monkeypatch):
+    """getitem's accumulate= runs instead of its rule in a first-order backward, with the
+    rule's numbers (its create_graph gradient, and PyTorch's)."""
+    rng = np.random.default_rng(0)
+    xs, ws = rng.standard_normal((6, 3, 4)), rng.standard_normal((4, 4)) * 0.5
+    x, w = rg.tensor(xs, requires_grad=True), rg.tensor(ws, requires_grad=True)
+    with rg.enable_grad():                                 # create_graph: the rule's path
+        gx_rule, gw_rule = [g.numpy() for g in rg.autodiff.grad(
+            _stepped_loss(x, w), [x, w], create_graph=True)]
+    getitem = rg.ops.shape._getitem
+    rule = getitem.vjp
+    monkeypatch.setattr(getitem, "vjp", (lambda *a, **k: pytest.fail("the rule ran"),))
+    _stepped_loss(x, w).backward()
+    monkeypatch.setattr(getitem, "vjp", rule)
+    np.testing.assert_allclose(x.grad.numpy(), gx_rule, rtol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), gw_rule, rtol=1e-12)
+    tx, tw = torch.tensor(xs, requires_grad=True), torch.tensor(ws, requires_grad=True)
+    h = torch.zeros(3, 4, dtype=torch.float64)
+    for t in range(6):
+        h = torch.tanh(tx[t] @ tw + h)
+    (h * h).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10)
+
+
+def test_in_place_adjoints_never_write_into_a_gradient_handed_out():
+    """z's adjoint is built in place from z[0] and z[1]; add hands that same array on to
+    w as its cotangent, and w[0] then adds more: z.grad must stay z's."""
+    rng = np.random.default_rng(1)
+    w = rg.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    c = rg.tensor(rng.standard_normal((2, 3)))
+    z = w + c
+    z.retain_grad()
+    seen = []
+    z.register_hook(lambda g: seen.append(g.numpy().copy()) or None)
+    loss = z[0].sum() + 2 * z[1].sum() + 3 * w[0].sum() + (w[1, 1:] * 5).sum()
+    loss.backward()
+    z_expected = np.array([[1.0] * 3, [2.0] * 3])
+    np.testing.assert_array_equal(z.grad.numpy(), z_expected)
+    np.testing.assert_array_equal(seen[0], z_expected)
+    np.testing.assert_array_equal(w.grad.numpy(), z_expected + [[3, 3, 3], [0, 5, 5]])
+
+
+@pytest.mark.parametrize("index", [
+    lambda x, t: rg.concatenate([x[t, ::2], x[t, 1:2]]),     # a strided slice
+    lambda x, t: x[[t, t, 0], 0],                             # repeated integer indices
+    lambda x, t: x[t][None][0],                               # None, a slice of a slice
+    lambda x, t: x[x.numpy()[:, 0, 0] > 0].sum(0) + x[t],     # a boolean mask
+], ids=["strided", "repeats", "newaxis", "mask"])
+def test_in_place_adjoints_of_every_index_kind_match_the_rule(index):
+    rng = np.random.default_rng(2)
+    xs, ws = rng.standard_normal((5, 3, 4)), rng.standard_normal((4, 4)) * 0.5
+    x, w = rg.tensor(xs, requires_grad=True), rg.tensor(ws, requires_grad=True)
+    with rg.enable_grad():
+        expected = [g.numpy() for g in rg.autodiff.grad(_stepped_loss(x, w, index), [x, w],
+                                                        create_graph=True)]
+    _stepped_loss(x, w, index).backward()
+    np.testing.assert_allclose(x.grad.numpy(), expected[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.grad.numpy(), expected[1], rtol=1e-12)
+
+
+def test_accumulate_is_refused_for_an_op_of_several_inputs():
+    from retrograd.ops.base import Op
+    with pytest.raises(ValueError, match="accumulate= is for an op of one differentiable input"):
+        Op("two_inputs", np.add, (lambda g, out, a, b: g, lambda g, out, a, b: g),
+           accumulate=lambda acc, g, x: None)

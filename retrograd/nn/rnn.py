@@ -13,9 +13,11 @@ Speed: an LSTM layer is one matmul x @ W_ih for all steps and one ``lstm_scan`` 
 ∂L/∂W_hh as one matmul over all steps). RNN and GRU are composed of per-step ops
 (each step: x_t @ W_ih + b, h @ W_hh, one sigmoid over the gates and slices of it), and
 there the input projection is done per step: slicing step t out of one (L, N, G·H)
-product has a VJP that scatters into a zero array of that whole shape, so the backward
-would cost L² · N · G·H (2x slower for 32 steps, measured), while the per-step
-products cost the same flops as one big one. For the same reason their layers hand
+product has a VJP that scatters into a zero array of that whole shape, so a traced
+backward (rg.compile, higher orders) would cost L² · N · G·H (2x slower for 32 steps,
+measured), while the per-step products cost the same flops as one big one. (An eager
+first-order backward adds each slice's cotangent in place instead -- getitem's
+``accumulate=``, autodiff._add_in_place -- so a user's own loop over x[t] is linear.) For the same reason their layers hand
 the next layer the per-step outputs as a list and stack them once, for the caller.
 """
 from __future__ import annotations

@@ -69,12 +69,19 @@ class Op:
          names are evaluated once by the caller; outside the op's domain the form means
          what it does compiled (nan, inf as in C and NumPy), not CPython's exceptions.
 
+    accumulate: for an op of one input, ``accumulate(acc, g, x, **params)``, adding the
+         cotangent of its input ``x`` into ``acc`` (an array of its shape and dtype) in place: what a
+         first-order backward on NumPy arrays runs instead of the rule, where the rule's
+         result would be mostly zeros -- getitem's adds g into its slice, so a loop over
+         x[t] costs each step's slice, not a whole-x array per step (L² for L steps).
+         The rule stays the definition (higher orders, traces, other namespaces).
+
     An op is called like the function it is: ``exp(x)`` is ``apply(exp, x)``.
     """
 
     def __init__(self, name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
                  shape=None, reads=None, fresh=None, kernel=None, simplify=None, scalar=None,
-                 args=None, lowering=None, xp_forward=None):
+                 args=None, lowering=None, xp_forward=None, accumulate=None):
         self.name = self.__name__ = self.__qualname__ = name
         self.forward = forward
         self.vjp = vjp
@@ -98,6 +105,9 @@ class Op:
         self.rewrite = None
         self.kernel, self.simplify, self.scalar = kernel, simplify, scalar
         self.lowering = lowering
+        if accumulate is not None and (variadic or n_rules != 1):
+            raise ValueError(f"op {name!r}: accumulate= is for an op of one differentiable input")
+        self.accumulate = accumulate
         self.xp_forward = xp_forward
         if xp_forward is None and ufunc:
             self.xp_forward = _standard_function(name, forward)
@@ -213,8 +223,8 @@ def out_kw(o):
 
 def defop(name, forward, vjp=None, variadic=False, doc=None, pure=True, out=None,
           shape=None, reads=None, **facts) -> Op:
-    """Define and register an op (``facts``: fresh, kernel, simplify, scalar, args, lowering;
-    see Op)."""
+    """Define and register an op (``facts``: fresh, kernel, simplify, scalar, args, lowering,
+    xp_forward, accumulate; see Op)."""
     if name in REGISTRY:
         raise ValueError(f"op {name!r} defined twice")
     op = REGISTRY[name] = Op(name, forward, vjp, variadic, doc, pure, out, shape, reads, **facts)

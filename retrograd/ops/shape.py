@@ -281,12 +281,18 @@ def _is_basic(idx) -> bool:
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
 
 
+def _add_at(acc, g, x, idx):
+    """acc[idx] += g in place, repeated integer indices accumulating (getitem's adjoint
+    into an adjoint array; x, the indexed input, is not read)."""
+    if _is_basic(idx):
+        acc[idx] += g                # basic indexing never repeats an element
+    else:
+        np.add.at(acc, idx, g)
+
+
 def _scatter_add(g, idx, shape):
     out = np.zeros(shape, dtype=g.dtype)
-    if _is_basic(idx):
-        out[idx] = g                 # basic indexing never repeats an element
-    else:
-        np.add.at(out, idx, g)       # repeated integer indices accumulate
+    _add_at(out, g, None, idx)
     return out
 
 
@@ -334,7 +340,7 @@ def _scatter_add_in(xp, g, idx, shape):
 
 _getitem = defop("getitem", lambda x, idx: x[idx],
                  (lambda g, out, x, idx: scatter_add(g, idx, x.shape),), reads=((),),
-                 xp_forward=_getitem_in)
+                 xp_forward=_getitem_in, accumulate=_add_at)
 _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: getitem(g, idx),),
                  reads=((),), fresh=True, xp_forward=_scatter_add_in)
 
