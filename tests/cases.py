@@ -150,6 +150,14 @@ CASES = [
     Case("getitem_mask", lambda a: a[MASK], lambda a: a[torch.as_tensor(MASK)], ((3, 4),)),
     Case("scatter_add", lambda g: rg.scatter_add(g, IDX, (3, 4)),
          lambda g: torch.zeros(3, 4, dtype=g.dtype).index_add(0, torch.as_tensor(IDX), g), ((4, 4),)),
+    # (the compiler's fold of a sum of scatters: a base, a repeated index, a slice)
+    Case("scatter_sum", lambda a, g, h: rg.ops.base.apply(
+        rg.ops.shape._scatter_sum, a, g, h, idxs=((IDX,), (1, slice(1, 3))), shape=(3, 4),
+        base=True),
+         lambda a, g, h: a.index_add(0, torch.as_tensor(IDX), g)
+         + torch.nn.functional.pad(h, (1, 1)).reshape(1, 4) * torch.tensor([[0.0], [1.0], [0.0]],
+                                                                           dtype=h.dtype),
+         ((3, 4), (4, 4), (2,))),
     Case("concatenate", lambda a, b: rg.concatenate([a, b], axis=1),
          lambda a, b: torch.cat([a, b], dim=1), ((3, 2), (3, 4))),
     Case("stack", lambda a, b: rg.stack([a, b], axis=1), lambda a, b: torch.stack([a, b], dim=1),

@@ -472,3 +472,47 @@ def test_autograd_grad_without_create_graph_inside_a_compiled_function():
     x = np.random.default_rng(0).standard_normal((4, 3))
     eager = f(rg.tensor(x))
     np.testing.assert_allclose(rg.compile(f)(x).numpy(), eager.numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- sums of scatters
+
+def _looped(x, w):
+    h = rg.zeros((3, 4))
+    for t in range(x.shape[0]):
+        h = rg.tanh(x[t] @ w + x[t, :, ::2].sum() + h)
+    return (h * h).sum()
+
+
+def test_the_scatters_of_a_loop_over_x_t_fold_into_one_op_with_the_eager_numbers():
+    """The traced backward of a loop over x[t] adds one whole-x scatter_add per use of x
+    (L² for L steps); simplify folds the sum into one scatter_sum (linear)."""
+    rng = np.random.default_rng(0)
+    xs, ws = rng.standard_normal((7, 3, 4)), rng.standard_normal((4, 4)) * 0.5
+    g = rg.compile(rg.grad(_looped, argnums=(0, 1)), backend="numpy")
+    got = [v.numpy() for v in g(xs, ws)]
+    names = [n.op.name for n in g.program(xs, ws).nodes if n.kind == "op"]
+    assert names.count("scatter_sum") == 1 and "scatter_add" not in names
+    x, w = rg.tensor(xs, requires_grad=True), rg.tensor(ws, requires_grad=True)
+    _looped(x, w).backward()
+    np.testing.assert_allclose(got[0], x.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got[1], w.grad.numpy(), rtol=1e-12)
+
+
+def test_a_folded_scatter_sum_differentiates_again():
+    rng = np.random.default_rng(1)
+    xs, ws, vs = (rng.standard_normal((5, 3, 4)), rng.standard_normal((4, 4)) * 0.5,
+                  rng.standard_normal((5, 3, 4)))
+    hvp = lambda x, w, v: rg.hvp(lambda x: _looped(x, w), (x,), (v,))
+    compiled = rg.compile(hvp, backend="numpy")(xs, ws, vs)
+    assert "scatter_sum" in [n.op.name for n in rg.compile(hvp, backend="numpy").program(
+        xs, ws, vs).nodes if n.kind == "op"]
+    eager = hvp(rg.tensor(xs), rg.tensor(ws), rg.tensor(vs))
+    np.testing.assert_allclose(compiled[0].numpy(), eager[0].numpy(), rtol=1e-10)
+    # and a base term: x used whole as well as sliced
+    loss = lambda x: _looped(x, rg.tensor(ws)) + (x * x).sum()
+    g = rg.compile(rg.grad(loss), backend="numpy")
+    assert [n.params["base"] for n in g.program(xs).nodes
+            if n.kind == "op" and n.op.name == "scatter_sum"] == [True]
+    x = rg.tensor(xs, requires_grad=True)
+    loss(x).backward()
+    np.testing.assert_allclose(g(xs).numpy(), x.grad.numpy(), rtol=1e-12)

@@ -120,6 +120,12 @@ def test_auto_takes_numba_for_many_small_lowerable_nodes_and_numpy_otherwise(mon
         prog = exe.program
         assert nb.choose(prog) == exe.backend == step.backend
     assert chosen == {"deep narrow": "numba", "shallow": "numpy", "wide": "numpy"}
+    # a program too large to repay its first compile (~0.1 s a node) stays NumPy
+    deep = rg.compile(lambda x: rg.grad(lambda x: _Deep(16, 24)(x).sum())(x))
+    deep(np.ones((8, 16), np.float32))
+    exe = next(iter(deep.cache.values()))["exe"]
+    assert len([n for n in exe.program.nodes if n.kind == "op"]) > nb.AUTO_MAX_NODES
+    assert exe.backend == "numpy"
     assert nb.for_run("auto", nb.AUTO_STEPS - 1) == "numpy"
     assert nb.for_run("auto", nb.AUTO_STEPS) == "auto"
 

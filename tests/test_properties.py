@@ -67,6 +67,8 @@ NOT_DRAWN: dict[str, str] = {
     "pool_gather": "pool_scatter's VJP: tests/cases_conv.py (max_pool2d cases, second "
                    "order), tests/test_conv.py",
     "pool_scatter": "tests/cases_conv.py (max_pool2d cases, second order), tests/test_conv.py",
+    "scatter_sum": "made by the compiler's simplify pass only: tests/cases.py (scatter_sum), "
+                   "tests/test_graph.py (loops over x[t], first and second order)",
     "take": "tests/cases_index.py (take, take_flat, index_select), tests/test_index_scan.py",
     "take_add": "take's VJP: tests/cases_index.py (take), tests/test_index_scan.py",
     "scatter": "tests/cases_index.py (scatter, scatter_value, scatter_reduce_*_noself), "

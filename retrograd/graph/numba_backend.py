@@ -101,11 +101,17 @@ def _load_blas():
 AUTO_NODES = 48
 AUTO_LOWERED = 0.9
 AUTO_SIZE = 8192
+# Numba's first compile takes ~0.1 s per lowered node (B2's 91 nodes: 8.4 s from an empty
+# cache; an unrolled 32-step loop's ~330: 35 s): past AUTO_MAX_NODES the first call would
+# cost more than 'auto' can know it repays
+AUTO_MAX_NODES = 128
 
 
 def choose(prog) -> str:
     """The backend 'auto' runs ``prog`` on (see AUTO_NODES above)."""
     ops = [n for n in prog.nodes if n.kind == "op" and not n.weak]
+    if len(ops) > AUTO_MAX_NODES:
+        return "numpy"
     kinds = [_kind(n) for n in ops]
     if "form" in kinds:
         # an op's own loop (the LSTM's time loop) in place of a NumPy loop of many calls:

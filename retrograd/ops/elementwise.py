@@ -19,7 +19,7 @@ from ..errors import RetrogradError
 from ..tensor import Tensor
 from .base import Kernel, apply, defop, out_kw
 from .rules import is_const, passes_through
-from .shape import astype, sum_to
+from .shape import astype, fuse_scatters, sum_to
 
 
 def unbroadcast(g, x):
@@ -43,6 +43,11 @@ def _either(n, value):
     if is_const(a, value) and passes_through(n, b):
         return b
     return None
+
+
+def _add_rule(n):
+    same = _either(n, 0)                                        # x + 0 -> x
+    return same if same is not None else fuse_scatters(n)      # a sum of scatters: one op
 
 
 def _mul_rule(n):
@@ -76,7 +81,7 @@ def _right_const(value):
 add = defop("add", np.add, (
     lambda g, out, a, b: g,
     lambda g, out, a, b: g), reads=((), ()), doc="a + b, broadcasting as NumPy.",
-    simplify=lambda n: _either(n, 0), scalar=lambda a, b: f"({a} + {b})")
+    simplify=lambda n: _add_rule(n), scalar=lambda a, b: f"({a} + {b})")
 
 sub = defop("sub", np.subtract, (
     lambda g, out, a, b: g,

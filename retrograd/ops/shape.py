@@ -345,6 +345,75 @@ _scatter = defop("scatter_add", _scatter_add, (lambda g, out, gg, idx, shape: ge
                  reads=((),), fresh=True, xp_forward=_scatter_add_in)
 
 
+# The traced backward of a loop over x[t] adds L scatter_adds, each a whole-x array of
+# zeros but for its slice (L² work for L steps); the simplify pass folds such a sum into
+# one scatter_sum, which adds each term into its slice of one array (linear). (Eager
+# first-order backward has getitem's accumulate= for the same job.)
+
+def _scatter_sum_forward(*arrays, idxs, shape, base):
+    """zeros(shape), or a copy of arrays[0] where ``base``, with each further array added
+    at its index in ``idxs``."""
+    terms = arrays[1:] if base else arrays
+    out = np.array(arrays[0], copy=True) if base else np.zeros(shape, dtype=terms[0].dtype)
+    for g, idx in zip(terms, idxs):
+        _add_at(out, g, None, idx)
+    return out
+
+
+def _xp_scatter_sum(xp, *arrays, idxs, shape, base):
+    terms = arrays[1:] if base else arrays
+    out = arrays[0] if base else None
+    for g, idx in zip(terms, idxs):
+        part = _scatter_add_in(xp, g, idx, shape)
+        out = part if out is None else out + part
+    return out
+
+
+_scatter_sum = defop(
+    "scatter_sum", _scatter_sum_forward,
+    lambda g, out, *xs, idxs, shape, base: [g] * base + [getitem(g, i) for i in idxs],
+    variadic=True, reads=((),), fresh=True, xp_forward=_xp_scatter_sum,
+    doc="A sum of scatter_adds (and of one full-shape term, where base) as one op.")
+
+
+def _scatter_terms(x):
+    """(base node or None, [terms], (their indices)) of a scatter_add or scatter_sum node
+    ``x``, else None."""
+    op = op_of(x)
+    if op is _scatter and x.inputs[0].kind != "const" and x.inputs[0].dtype == x.dtype:
+        return None, [x.inputs[0]], (x.params["idx"],)
+    if op is _scatter_sum:
+        ins, base = list(x.inputs), x.params["base"]
+        return (ins[0] if base else None), ins[base:], x.params["idxs"]
+    return None
+
+
+def fuse_scatters(n):
+    """``add``'s rule: a + b where a or b is a scatter_add or scatter_sum of n's shape and
+    dtype, the other one too or any value of that shape (at most one such base in all), as
+    one scatter_sum."""
+    base, terms, idxs = None, [], ()
+    found = False
+    for x in n.inputs:
+        if x.kind == "const" or x.shape != n.shape or x.dtype != n.dtype:
+            return None
+        parts = _scatter_terms(x)
+        if parts is None:
+            parts = (x, [], ())
+        else:
+            found = True
+        if parts[0] is not None:
+            if base is not None:
+                return None
+            base = parts[0]
+        terms += parts[1]
+        idxs += parts[2]
+    if not found:
+        return None
+    return _scatter_sum, ([base] if base is not None else []) + terms, dict(
+        idxs=idxs, shape=tuple(n.shape), base=base is not None)
+
+
 def _canonical_index(idx):
     items = idx if isinstance(idx, (tuple, list)) else (idx,)
     # the index is a static parameter of getitem: it cannot be a graph value (no array)
