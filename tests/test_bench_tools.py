@@ -10,6 +10,7 @@ sys.path.insert(0, BENCH)
 
 import bench as B  # noqa: E402
 import node_times  # noqa: E402
+import slice_loop  # noqa: E402
 
 
 def test_case_flops_counts_an_lstm_as_an_lstm():
@@ -29,3 +30,11 @@ def test_node_times_refuses_an_implementation_it_cannot_time(capsys):
     with pytest.raises(SystemExit) as e:
         node_times.main(["B2", "torch"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_slice_loop_times_both_ways_and_leaves_getitem_as_it_was(capsys):
+    accumulate = slice_loop.rg.ops.shape._getitem.accumulate
+    slice_loop.main(steps=(3,))
+    assert slice_loop.rg.ops.shape._getitem.accumulate is accumulate
+    line = capsys.readouterr().out
+    assert line.startswith("L=    3  eager forward+backward") and "(unfolded" in line
