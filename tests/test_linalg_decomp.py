@@ -228,3 +228,11 @@ def test_singular_inv_and_solve_raise_retrograd_errors():
         LA.solve(s, np.ones(2))
     with pytest.raises(RetrogradError, match="inv: the matrix is singular"):
         rg.compile(lambda a: LA.inv(a) * 2)(s)
+
+
+def test_det_gradient_at_a_singular_matrix_is_refused_not_nan():
+    a = rg.tensor(np.array([[1.0, 2.0], [2.0, 4.0]]), requires_grad=True)
+    d = LA.det(a)
+    assert d.item() == 0.0
+    with pytest.raises(RetrogradError, match="inv: the matrix is singular"):
+        d.backward()

@@ -670,13 +670,14 @@ _logabsdet = defop("logabsdet", lambda a: np.asarray(np.linalg.slogdet(a)[1]),
                    xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet", "slogdet")(a)[1])
 # the sign is piecewise constant: no gradient (as PyTorch's)
 _det_sign = defop("det_sign", lambda a: np.asarray(np.linalg.slogdet(a)[0]), None, fresh=True,
-                  shape=_batch_shape,
+                  shape=_batch_shape, args=("a",),
                   xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet", "slogdet")(a)[0])
 
 
 def det(a):
     """``np.linalg.det``: the determinant of a square matrix, or of each of a stack
-    (..., n, n); 0 for a singular one, as NumPy's."""
+    (..., n, n); 0 for a singular one, as NumPy's. Its gradient, det·A⁻ᵀ, is refused there
+    (inv's singular-matrix error; PyTorch's takes the adjugate through an SVD)."""
     return apply(_det, _square(a, "det"))
 
 
