@@ -236,3 +236,14 @@ def test_det_gradient_at_a_singular_matrix_is_refused_not_nan():
     assert d.item() == 0.0
     with pytest.raises(RetrogradError, match="inv: the matrix is singular"):
         d.backward()
+
+
+def test_a_namespace_without_linalg_is_refused_by_name():
+    xp = pytest.importorskip("array_api_strict")
+    with xp.ArrayAPIStrictFlags(enabled_extensions=()):
+        a = rg.tensor(xp.asarray(np.eye(2) * 2.0))
+        with pytest.raises(RetrogradError, match=r"inv: namespace array_api_strict has no linalg\.inv"):
+            LA.inv(a)
+        with pytest.raises(RetrogradError, match=r"det_sign: .* has no linalg\.slogdet"):
+            LA.slogdet(a)
+    np.testing.assert_allclose(np.asarray(LA.det(rg.tensor(xp.asarray(np.eye(2) * 2.0)))._data), 4.0)

@@ -548,11 +548,12 @@ def _mT(x):
     return swapaxes(x, -1, -2)
 
 
-def _xp_linalg(xp, name, who):
-    """``xp.linalg.<name>``, or a clear refusal for a namespace without the extension."""
+def _xp_linalg(xp, name):
+    """``xp.linalg.<name>``, or a clear refusal for a namespace without the extension
+    (apply's caller prefixes the op's name and the shapes)."""
     f = getattr(getattr(xp, "linalg", None), name, None)
     if f is None:
-        raise RetrogradError(f"{who}: namespace {xp.__name__} has no linalg.{name}()")
+        raise RetrogradError(f"namespace {xp.__name__} has no linalg.{name}()")
     return f
 
 
@@ -583,7 +584,7 @@ _inv = defop("inv", _inv_forward,
              # d(A⁻¹) = -A⁻¹ dA A⁻¹, so the cotangent of A is -A⁻ᵀ G A⁻ᵀ (out is A⁻¹)
              (lambda g, out, a: -(_mT(out) @ g @ _mT(out)),),
              reads=(("out",),), fresh=True, shape=lambda a: (a.shape, a.dtype),
-             xp_forward=lambda xp, a: _xp_linalg(xp, "inv", "inv")(a))
+             xp_forward=lambda xp, a: _xp_linalg(xp, "inv")(a))
 
 
 def inv(a):
@@ -624,7 +625,7 @@ def _solve_a(g, out, a, b):
 
 _solve = defop("solve", _solve_forward, (_solve_a, _solve_b), reads=((0, "out"), (0,)),
                fresh=True, shape=_solve_shape,
-               xp_forward=lambda xp, a, b: _xp_linalg(xp, "solve", "solve")(a, b))
+               xp_forward=lambda xp, a, b: _xp_linalg(xp, "solve")(a, b))
 
 
 def solve(a, b):
@@ -663,15 +664,15 @@ def _det_like_vjp(g, a):
 # g·det·A⁻ᵀ, so at a singular matrix (det 0) it refuses, through inv, as inv does
 _det = defop("det", lambda a: np.asarray(np.linalg.det(a)), (lambda g, out, a: _det_like_vjp(g * out, a),),
              reads=((0, "out"),), fresh=True, shape=_batch_shape,
-             xp_forward=lambda xp, a: _xp_linalg(xp, "det", "det")(a))
+             xp_forward=lambda xp, a: _xp_linalg(xp, "det")(a))
 _logabsdet = defop("logabsdet", lambda a: np.asarray(np.linalg.slogdet(a)[1]),
                    (lambda g, out, a: _det_like_vjp(g, a),), reads=((0,),), fresh=True,
                    shape=_batch_shape,
-                   xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet", "slogdet")(a)[1])
+                   xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet")(a)[1])
 # the sign is piecewise constant: no gradient (as PyTorch's)
 _det_sign = defop("det_sign", lambda a: np.asarray(np.linalg.slogdet(a)[0]), None, fresh=True,
                   shape=_batch_shape, args=("a",),
-                  xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet", "slogdet")(a)[0])
+                  xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet")(a)[0])
 
 
 def det(a):
