@@ -134,6 +134,9 @@ CASES: list = [
 
 # ops without a gradient, checked forward-only against NumPy: name -> (ours, numpy's)
 NONDIFF: dict = {
+    # (the (3, 4) inputs as three 2 x 2 matrices)
+    "det_sign": (lambda a: rg.linalg.slogdet(a.reshape(3, 2, 2))[0],
+                 lambda a: np.linalg.slogdet(a.reshape(3, 2, 2))[0]),
     "any": (lambda a: rg.any(a > 2, axis=1), lambda a: np.any(a > 2, axis=1)),
     "all": (lambda a: rg.all(a > -4, axis=0, keepdims=True),
             lambda a: np.all(a > -4, axis=0, keepdims=True)),
