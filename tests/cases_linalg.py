@@ -12,6 +12,20 @@ F = torch.nn.functional if torch else None
 LA = torch.linalg if torch else None
 INF = np.inf
 
+
+def shifted(a, k=3.0):
+    """a + k·I: a well-conditioned matrix for inv, solve, det, slogdet (a where on a mask,
+    so a keeps its dtype and namespace)."""
+    return rg.where(np.eye(a.shape[-1], dtype=bool), a + k, a)
+
+
+def tshifted(a, k=3.0):
+    return a + torch.eye(a.shape[-1], dtype=a.dtype) * k
+
+
+def signed_logabsdet(sign, logabsdet):
+    return sign * logabsdet
+
 CASES: list = [
     # ---- einsum: contractions, implicit output, repeated labels, '...', three operands
     Case("einsum_matmul", lambda a, b: rg.einsum("ij,jk->ik", a, b),
@@ -106,10 +120,23 @@ CASES: list = [
          domain="distinct"),
     Case("linalg_norm", lambda a: rg.linalg.norm(a, 2, axis=0), lambda a: LA.vector_norm(a, 2, dim=0),
          ((3, 4),)),
+    # ---- inv, solve, det, slogdet (a random matrix + n·I: well conditioned)
+    Case("inv", lambda a: rg.linalg.inv(shifted(a)), lambda a: LA.inv(tshifted(a)), ((2, 3, 3),)),
+    Case("solve", lambda a, b: rg.linalg.solve(shifted(a), b),
+         lambda a, b: LA.solve(tshifted(a), b), ((2, 3, 3), (3, 2))),
+    Case("solve_vector", lambda a, b: rg.linalg.solve(shifted(a), b),
+         lambda a, b: LA.solve(tshifted(a), b), ((2, 3, 3), (3,))),
+    Case("det", lambda a: rg.linalg.det(shifted(a)), lambda a: LA.det(tshifted(a)), ((2, 3, 3),)),
+    # (-3·I: a negative determinant; sign * logabsdet, the sign without a gradient)
+    Case("slogdet", lambda a: signed_logabsdet(*rg.linalg.slogdet(shifted(a, -3.0))),
+         lambda a: signed_logabsdet(*LA.slogdet(tshifted(a, -3.0))), ((2, 3, 3),)),
 ]
 
 # ops without a gradient, checked forward-only against NumPy: name -> (ours, numpy's)
 NONDIFF: dict = {
+    # (the (3, 4) inputs as three 2 x 2 matrices)
+    "det_sign": (lambda a: rg.linalg.slogdet(a.reshape(3, 2, 2))[0],
+                 lambda a: np.linalg.slogdet(a.reshape(3, 2, 2))[0]),
     "any": (lambda a: rg.any(a > 2, axis=1), lambda a: np.any(a > 2, axis=1)),
     "all": (lambda a: rg.all(a > -4, axis=0, keepdims=True),
             lambda a: np.all(a > -4, axis=0, keepdims=True)),

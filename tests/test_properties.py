@@ -78,6 +78,12 @@ NOT_DRAWN: dict[str, str] = {
     "lstm_scan": "tests/cases_nn.py (op cases) and tests/test_rnn.py (LSTM vs torch.nn.LSTM)",
     "lstm_bptt": "lstm_scan's VJP: tests/cases_nn.py (op cases of both), tests/test_rnn.py",
     "lstm_bptt_adjoint": "lstm_bptt's VJP: tests/cases_nn.py (op cases), tests/test_rnn.py",
+    # square matrices, and singular ones raise (inv, solve) or have no gradient: cases on
+    # well-conditioned inputs in tests/cases_linalg.py, and tests/test_linalg_decomp.py
+    "inv": "tests/cases_linalg.py (inv), tests/test_linalg_decomp.py",
+    "solve": "tests/cases_linalg.py (solve, solve_vector), tests/test_linalg_decomp.py",
+    "det": "tests/cases_linalg.py (det), tests/test_linalg_decomp.py",
+    "logabsdet": "tests/cases_linalg.py (slogdet), tests/test_linalg_decomp.py",
 }
 
 # unary ops smooth but for kinks (or jumps of the second derivative): the code drawn, and

@@ -22,6 +22,7 @@ from .index import (ValuesIndices, argsort, gather, index_select, masked_fill, s
 from .scan import cummax, cummin, cumprod, cumsum, diff, logcumsumexp
 from .linalg import (cross, diagonal, dot, einsum, inner, matmul, outer, tensordot, trace, tril,
                      triu)
+from .linalg import det, inv, slogdet, solve      # rg.linalg's only (NumPy has no np.inv)
 from .conv import (adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, fold,
                    interpolate, max_pool2d, unfold)
 from .loss import softmax_cross_entropy, softmax_minus_onehot

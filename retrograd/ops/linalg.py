@@ -10,14 +10,14 @@ import math
 
 import numpy as np
 
-from ..arrays import astype as _astype_array, device, is_foreign, namespace, to_namespace
+from ..arrays import astype as _astype_array, device, is_foreign, kind, namespace, to_namespace
 from ..errors import RetrogradError, ShapeError
-from ..tensor import Tensor, share_version
+from ..tensor import Tensor, as_tensor, share_version
 from .base import _standard_function, apply, defop
 from .elementwise import mul, where
 from .reduce import sum as _sum
-from .shape import (broadcast_to, moveaxis, norm_axes, reshape, rule_t, stack, sum_to, swapaxes,
-                    transpose)
+from .shape import (astype, broadcast_to, moveaxis, norm_axes, reshape, rule_t, stack, sum_to,
+                    swapaxes, transpose)
 
 
 def _as_matrices(g, a, b):
@@ -534,3 +534,157 @@ def tril(x, k=0):
 def triu(x, k=0):
     """``np.triu``: zeros below the ``k``-th diagonal of the last two axes."""
     return _tri(x, int(k), False, "triu")
+
+
+# ---------------------------------------------------------------- inv, solve, det, slogdet
+#
+# Square matrices in the last two axes, batched over the leading ones (broadcast, as
+# NumPy's gufuncs). Each op's shape= lets rg.compile trace without running the forward
+# (zero-filled stand-ins are singular). The VJPs are the textbook ones, in ops that
+# differentiate again: inv's and solve's through the op's own output, det's and
+# logabsdet's through inv.
+
+def _mT(x):
+    return swapaxes(x, -1, -2)
+
+
+def _xp_linalg(xp, name):
+    """``xp.linalg.<name>``, or a clear refusal for a namespace without the extension
+    (apply's caller prefixes the op's name and the shapes)."""
+    f = getattr(getattr(xp, "linalg", None), name, None)
+    if f is None:
+        raise RetrogradError(f"namespace {xp.__name__} has no linalg.{name}()")
+    return f
+
+
+def _square(x, who):
+    """x (a Tensor, array or list) as a float Tensor of square matrices (integers become
+    float64, as norm's), or a ShapeError naming the op and the shape."""
+    x = x if isinstance(x, Tensor) else as_tensor(x)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ShapeError(f"{who}: needs square matrices in the last two axes (n, n), or a stack "
+                         f"of them (..., n, n), got shape {x.shape}")
+    return x if kind(x.dtype) in "fc" else astype(x, np.float64)
+
+
+def _singular(who, shapes):
+    which = "a matrix of the stack" if len(shapes[0]) > 2 else "the matrix"
+    raise RetrogradError(f"{who}: {which} is singular (operand shapes: "
+                         f"{', '.join(str(s) for s in shapes)})") from None
+
+
+def _inv_forward(a):
+    try:
+        return np.linalg.inv(a)
+    except np.linalg.LinAlgError:
+        _singular("inv", [a.shape])
+
+
+_inv = defop("inv", _inv_forward,
+             # d(A⁻¹) = -A⁻¹ dA A⁻¹, so the cotangent of A is -A⁻ᵀ G A⁻ᵀ (out is A⁻¹)
+             (lambda g, out, a: -(_mT(out) @ g @ _mT(out)),),
+             reads=(("out",),), fresh=True, shape=lambda a: (a.shape, a.dtype),
+             xp_forward=lambda xp, a: _xp_linalg(xp, "inv")(a))
+
+
+def inv(a):
+    """``np.linalg.inv``: the inverse of a square matrix, or of each of a stack (..., n, n).
+    A singular matrix raises a RetrogradError naming the op."""
+    return apply(_inv, _square(a, "inv"))
+
+
+def _solve_forward(a, b):
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        _singular("solve", [a.shape, b.shape])
+
+
+def _solve_shape(a, b):
+    if b.ndim == 1:
+        return a.shape[:-1], np.result_type(a.dtype, b.dtype)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return batch + b.shape[-2:], np.result_type(a.dtype, b.dtype)
+
+
+def _solve_b(g, out, a, b):
+    """A X = B gives dB = A dX, so B's cotangent is A⁻ᵀ G = solve(Aᵀ, G) (for a vector b,
+    solved as a column; the walk sums broadcast batch axes back)."""
+    if b.ndim == 1:
+        return reshape(apply(_solve, _mT(a), reshape(g, g.shape + (1,))), g.shape)
+    return apply(_solve, _mT(a), g)
+
+
+def _solve_a(g, out, a, b):
+    # dX = -A⁻¹ dA X, so A's cotangent is -(A⁻ᵀ G) Xᵀ: the product of columns for a vector b
+    gb = _solve_b(g, out, a, b)
+    if b.ndim == 1:
+        return -(reshape(gb, gb.shape + (1,)) * reshape(out, out.shape[:-1] + (1, out.shape[-1])))
+    return -(gb @ _mT(out))
+
+
+_solve = defop("solve", _solve_forward, (_solve_a, _solve_b), reads=((0, "out"), (0,)),
+               fresh=True, shape=_solve_shape,
+               xp_forward=lambda xp, a, b: _xp_linalg(xp, "solve")(a, b))
+
+
+def solve(a, b):
+    """``np.linalg.solve``: X with a @ X = b, for square a (n, n) or a stack (..., n, n);
+    as NumPy 2, b of shape (n,) is a vector (X has a's batch axes and n), any other b is a
+    stack of matrices (..., n, k), its batch axes broadcast against a's. A singular a raises
+    a RetrogradError naming the op."""
+    a = _square(a, "solve")
+    b = b if isinstance(b, Tensor) else as_tensor(b)
+    n = a.shape[-1]
+    if b.ndim == 0 or (b.shape[0] if b.ndim == 1 else b.shape[-2]) != n:
+        raise ShapeError(f"solve: a of shape {a.shape} needs b of shape ({n},) or (..., {n}, k), "
+                         f"got {b.shape}")
+    if b.ndim > 1:
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ShapeError(f"solve: the batch axes of shapes {a.shape} and {b.shape} do not "
+                             "broadcast") from None
+    if kind(b.dtype) not in "fc":
+        b = astype(b, np.float64)
+    return apply(_solve, a, b)
+
+
+def _batch_shape(a):
+    return a.shape[:-2], a.dtype
+
+
+def _det_like_vjp(g, a):
+    # d log|det A| = tr(A⁻¹ dA), so the cotangent of A is g A⁻ᵀ (g per matrix)
+    return reshape(g, g.shape + (1, 1)) * _mT(inv(a))
+
+
+# det is its own op, not sign * exp(logabsdet): np.linalg.det's product of LU pivots is
+# exact where the exp of a log sum is not (and needs no second op); its VJP is
+# g·det·A⁻ᵀ, so at a singular matrix (det 0) it refuses, through inv, as inv does
+_det = defop("det", lambda a: np.asarray(np.linalg.det(a)), (lambda g, out, a: _det_like_vjp(g * out, a),),
+             reads=((0, "out"),), fresh=True, shape=_batch_shape,
+             xp_forward=lambda xp, a: _xp_linalg(xp, "det")(a))
+_logabsdet = defop("logabsdet", lambda a: np.asarray(np.linalg.slogdet(a)[1]),
+                   (lambda g, out, a: _det_like_vjp(g, a),), reads=((0,),), fresh=True,
+                   shape=_batch_shape,
+                   xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet")(a)[1])
+# the sign is piecewise constant: no gradient (as PyTorch's)
+_det_sign = defop("det_sign", lambda a: np.asarray(np.linalg.slogdet(a)[0]), None, fresh=True,
+                  shape=_batch_shape, args=("a",),
+                  xp_forward=lambda xp, a: _xp_linalg(xp, "slogdet")(a)[0])
+
+
+def det(a):
+    """``np.linalg.det``: the determinant of a square matrix, or of each of a stack
+    (..., n, n); 0 for a singular one, as NumPy's. Its gradient, det·A⁻ᵀ, is refused there
+    (inv's singular-matrix error; PyTorch's takes the adjugate through an SVD)."""
+    return apply(_det, _square(a, "det"))
+
+
+def slogdet(a):
+    """``np.linalg.slogdet``: (sign, logabsdet) of a square matrix or of each of a stack,
+    det = sign * exp(logabsdet) without over- or underflow; (0, -inf) for a singular one.
+    The sign has no gradient; logabsdet's is A⁻ᵀ."""
+    a = _square(a, "slogdet")
+    return apply(_det_sign, a), apply(_logabsdet, a)
