@@ -5,6 +5,11 @@ class RetrogradError(RuntimeError):
     """Base class for errors raised by retrograd itself."""
 
 
+class MissingDependency(RetrogradError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra
+    that installs it."""
+
+
 class ShapeError(RetrogradError, ValueError):
     """Operand shapes do not fit the op; the message names the op and the shapes."""
 

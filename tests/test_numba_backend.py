@@ -597,3 +597,13 @@ def test_a_cache_age_that_is_not_a_number_is_refused_by_name(monkeypatch, tmp_pa
     with pytest.raises(rg.RetrogradError, match="RETROGRAD_CACHE_DAYS must be a number of days, "
                                                 "got 'a month'"):
         rg.compile(lambda x: x * 5 - 2, backend="numba")(np.ones(2))
+
+
+def test_the_cli_without_numba_says_how_to_install_it_in_one_line(monkeypatch, capsys, tmp_path):
+    from retrograd.cli import main
+    monkeypatch.setattr(nb, "available", lambda: False)
+    assert main(["train", "--backend", "numba", "--data", "xor", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["retrograd: error: fit: backend='numba' needs Numba and SciPy: "
+                   "pip install 'retrograd[fast]'"]

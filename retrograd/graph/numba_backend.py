@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 
 from .. import blas
-from ..errors import RetrogradError
+from ..errors import MissingDependency, RetrogradError
 from .executor import Executable, _bind, generate
 from .ir import allocate
 
@@ -75,8 +75,8 @@ def resolve(backend, who="rg.compile") -> str:
         return "auto" if available() else "numpy"
     if backend == "numba":
         if not available():
-            raise ImportError(f"{who}: backend='numba' needs Numba and SciPy: "
-                              "pip install 'retrograd[fast]'")
+            raise MissingDependency(f"{who}: backend='numba' needs Numba and SciPy: "
+                                    "pip install 'retrograd[fast]'")
         _load_blas()
     return backend
 

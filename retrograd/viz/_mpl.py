@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import os
 
-from ..errors import RetrogradError
+from ..errors import MissingDependency  # noqa: F401 (rg.viz.MissingDependency, as before)
 
 INSTALL = "pip install 'retrograd[viz]'"
-
-
-class MissingDependency(RetrogradError, ImportError):
-    """An optional package needed for this feature is not installed."""
 
 
 def figure(width=10.0, height=4.0):
