@@ -296,26 +296,19 @@ def apply(op: Op, *args, **params) -> Tensor:
     record = has_tensor = foreign = False
     recorder = None
     for a in args:
-        if type(a) is Tensor:       # (the common case first: a plain Tensor has no _record)
+        if isinstance(a, Tensor):
             d = a._data
             arrays.append(d)
             has_tensor = True
             if a.requires_grad:
                 record = True
-            if type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
+            # a value that records ops itself (graph.Var; a plain Tensor never does)
+            if type(a) is not Tensor and a._record is not None:
+                recorder = a._record
+            elif type(d) is not np.ndarray:     # an array of another namespace (CuPy, ...)
                 foreign = True
         elif isinstance(a, _SCALARS):
             arrays.append(a)
-        elif isinstance(a, Tensor):
-            d = a._data
-            arrays.append(d)
-            has_tensor = True
-            if a.requires_grad:
-                record = True
-            if a._record is not None:      # a value that records ops itself (graph.Var)
-                recorder = a._record
-            elif type(d) is not np.ndarray:
-                foreign = True
         else:
             return _apply_lifted(op, args, params)
     if not has_tensor:
