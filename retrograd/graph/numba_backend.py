@@ -581,15 +581,19 @@ def _cache_days() -> float:
                              f"{value!r}") from None
 
 
+def _touch(path):
+    """Set ``path``'s mtime to now, making it empty if it is not there."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        open(path, "a").close()
+
+
 def _mark_used(folder, name):
     """Record that program ``name`` was loaded now: the mtime of its ``.used`` marker (the
     .py file's own mtime must stay: Numba's index of the machine code checks it)."""
-    marker = os.path.join(folder, name + ".used")
     with contextlib.suppress(OSError):        # (a read-only cache still serves)
-        try:
-            os.utime(marker)
-        except FileNotFoundError:
-            open(marker, "a").close()
+        _touch(os.path.join(folder, name + ".used"))
 
 
 def prune_cache(folder=None, days=None, now=None) -> list[str]:
@@ -603,6 +607,8 @@ def prune_cache(folder=None, days=None, now=None) -> list[str]:
     if days <= 0:
         return []
     removed = []
+    compiled = os.path.join(folder, "__pycache__")
+    machine_code = os.listdir(compiled) if os.path.isdir(compiled) else []
     for entry in os.listdir(folder):
         if not (entry.startswith(_PREFIX) and entry.endswith(".py")):
             continue
@@ -611,9 +617,7 @@ def prune_cache(folder=None, days=None, now=None) -> list[str]:
         when = os.path.getmtime(used if os.path.exists(used) else os.path.join(folder, entry))
         if now - when < days * 86400:
             continue
-        compiled = os.path.join(folder, "__pycache__")
-        machine = [os.path.join(compiled, f) for f in os.listdir(compiled)
-                   if f.startswith(name + ".")] if os.path.isdir(compiled) else []
+        machine = [os.path.join(compiled, f) for f in machine_code if f.startswith(name + ".")]
         for path in [os.path.join(folder, entry), used] + machine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -634,8 +638,7 @@ def _prune_daily(folder):
     except OSError:
         pass
     with contextlib.suppress(OSError):
-        open(stamp, "a").close()
-        os.utime(stamp)
+        _touch(stamp)
         prune_cache(folder, days)
 
 
