@@ -486,6 +486,28 @@ def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failu
     assert f.cache[next(iter(f.cache))]["exe"].backend == "numba"
 
 
+def test_labels_are_checked_inside_the_kernel_with_the_numpy_backends_errors():
+    errors = {}
+    for backend in ("numpy", "numba"):
+        model = rg.nn.Sequential(rg.nn.Linear(4, 3))
+        step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(),
+                                     rg.optim.SGD(model.parameters(), lr=0.1), backend=backend)
+        x = np.ones((5, 4), np.float32)
+        step(x, np.array([0, 1, 2, 2, 0]))
+        for y in ([0, 1, 7, 2, 0], [0, -100, 1, 2, 0], [0, 1, -3, 2, 0]):
+            with pytest.raises(rg.RetrogradError) as e:
+                step(x, np.array(y))
+            errors.setdefault(backend, []).append((type(e.value), str(e.value)))
+        step(x, np.array([0, 1, 2, 2, 0], np.uint8))      # another dtype: a new program
+        assert step.backend == backend
+    assert errors["numba"] == errors["numpy"]
+    assert [t for t, _ in errors["numba"]] == [rg.RetrogradError, rg.ops.loss.IgnoredLabel,
+                                             rg.RetrogradError]
+    exe = next(iter(step.prepared.values()))[0]
+    assert "class_labels" not in exe.source.split("numba:")[0]    # not a NumPy call
+    assert "e >= 3" in exe.kernel_source
+
+
 def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, monkeypatch):
     from retrograd.cli import main
     monkeypatch.delenv("RETROGRAD_BACKEND")

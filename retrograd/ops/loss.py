@@ -73,7 +73,9 @@ def _class_labels_forward(labels, classes, who, ignore=None):
     return labels
 
 
-_class_labels = defop("class_labels", _class_labels_forward)
+# (lowering: the Numba backend checks the range in its kernel and, on a bad label, runs this
+# forward for the error message)
+_class_labels = defop("class_labels", _class_labels_forward, lowering="check_labels")
 
 
 def _onehot(xp, labels, classes, dtype):
