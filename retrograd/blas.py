@@ -128,13 +128,16 @@ def pinned(work: int):
     return _Pinned(libs, want) if libs and want != have else None
 
 
-def scipy_single():
+def scipy_single(work: int):
     """A context keeping SciPy's own OpenBLAS -- the BLAS of Numba's np.dot -- on one thread
-    while a Numba program runs, or None (none loaded, or the threads set by the user). Its
+    while a Numba program whose products take up to ``work`` multiply-adds runs, or None
+    (none loaded, the threads set by the user, or products OpenBLAS runs on one thread
+    anyway: the pinning's ~4 us were 4 % of B2's step). Its
     products are small (numba_backend sends those from 2^20 multiply-adds to NumPy's
     matmul), and its two threads beside NumPy's OpenBLAS pool on two cores fought it: B6's
     Numba step took 38.8 ms against 14 pinned (bench/bench.py --cases B6)."""
-    if _setting("auto") != "auto" or any(os.environ.get(v) for v in BLAS_ENV):
+    if (_setting("auto") != "auto" or any(os.environ.get(v) for v in BLAS_ENV)
+            or work < OPENBLAS_ONE_THREAD):
         return None
     try:
         from threadpoolctl import ThreadpoolController

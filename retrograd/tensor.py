@@ -165,6 +165,22 @@ def share_version(view: "Tensor", base) -> "Tensor":
     return view
 
 
+def _bump_versions(ts):
+    """_bump_version of each tensor of ``ts``, in one call (a fused optimizer's update of
+    all its parameters: 18 calls were ~3 us of B2's compiled step)."""
+    global _clock
+    clock = _clock
+    for t in ts:
+        clock += 1
+        vc = t._vc
+        if vc is None:
+            vc = t._vc = _Version()
+        vc.version += 1
+        vc.epoch = clock
+        vc.recent.append(clock)
+    _clock = clock
+
+
 def _bump_version(t: "Tensor", new_array: bool = False):
     """Count one in-place change of ``t``'s data. ``new_array``: ``t`` now holds a
     different array, so aliases of the old one keep the old counter."""

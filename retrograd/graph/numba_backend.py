@@ -45,7 +45,7 @@ import numpy as np
 
 from .. import blas
 from ..errors import MissingDependency, RetrogradError
-from .executor import Executable, _bind, generate
+from .executor import Executable, _bind, _dot_work, generate
 from .ir import allocate
 
 _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
@@ -189,7 +189,7 @@ def _is_array(i):
 
 
 def _kind(n):
-    """How op node ``n`` is lowered: 'ew', 'view', 'dot', 'reduce', 'sce', 'smo', 'form',
+    """How op node ``n`` is lowered: 'ew', 'view', 'dot', 'reduce', 'rows', 'form',
     'labels', or None."""
     if n.weak or not n.op.pure or n.dtype is None:
         return None
@@ -224,10 +224,15 @@ def _kind(n):
         return "dot" if math.prod(ins[0].shape) * ins[1].shape[-1] < NUMPY_DOT else None
     if how in _REDUCE and ins[0].dtype == n.dtype:
         return "reduce"
-    if (how in ("rows_lse_pick", "rows_softmax_onehot") and len(ins[0].shape) == 2
-            and ins[0].dtype == n.dtype and ins[1].dtype.kind in "iu" and len(ins[1].shape) == 1):
-        return "sce" if how == "rows_lse_pick" else "smo"
+    if how in _ROWS and len(ins[0].shape) == 2 and ins[0].dtype == n.dtype and (
+            len(ins) == 1 and tuple(n.params.get("axis") or ()) == (1,)
+            or len(ins) == 2 and ins[1].dtype.kind in "iu" and len(ins[1].shape) == 1):
+        return "rows"
     return None
+
+
+# row-wise ops of a matrix (the softmax family): the numba_helpers function of each
+_ROWS = {"rows_lse_pick": "_sce", "rows_softmax_onehot": "_smo", "rows_softmax": "_softmax"}
 
 
 _LABEL_ERROR = "class_labels: a label is out of range"
@@ -254,26 +259,45 @@ _REDUCE = {"reduce_add": ("0.0", "{r} += {e}"), "reduce_to": ("0.0", "{r} += {e}
 def segments(prog, plan):
     """The schedule as ("py", node) and ("seg", [nodes]) items (see the module docstring)."""
     items, seg, produced = [], None, set()
-    for n in prog.nodes:
-        if n.kind != "op":
-            continue
-        if _kind(n) is not None:
-            if seg is None:
-                seg, produced = [], set()
-                items.append(("seg", seg))
-            seg.append(n)
-            produced.add(n)
-        elif (seg is not None and n not in plan.out_buffer
-              and not any(i in produced for i in n.inputs)):
+    # label checks of the program's inputs wait for their first consumer and run in its
+    # segment (a segment of its own costs a call: 13 us on B3, against ~0.1 us inside one)
+    pending = []
+
+    def place_py(n):
+        nonlocal seg
+        if (seg is not None and n not in plan.out_buffer
+                and not any(i in produced for i in n.inputs)):
             # writes no planned buffer and needs nothing of the open segment: it runs before
             # the segment (a write into a buffer could clobber a value the segment still reads)
             items.insert(len(items) - 1, ("py", n))
         else:
             seg = None
             items.append(("py", n))
+
+    for n in prog.nodes:
+        if n.kind != "op":
+            continue
+        kind = _kind(n)
+        if kind == "labels" and all(i.kind != "op" for i in n.inputs):
+            pending.append(n)
+            continue
+        ready = [p for p in pending if p in n.inputs]
+        pending = [p for p in pending if p not in ready]
+        if kind is None:
+            for p in ready:
+                place_py(p)
+            place_py(n)
+            continue
+        if seg is None:
+            seg, produced = [], set()
+            items.append(("seg", seg))
+        seg += ready + [n]
+        produced.update(ready + [n])
+    items += [("py", p) for p in pending]
     # a segment of views alone is not worth a call
     return [it for s in items for it in (
-        [("py", n) for n in s[1]] if s[0] == "seg" and all(_kind(n) == "view" for n in s[1])
+        [("py", n) for n in s[1]] if s[0] == "seg" and all(_kind(n) in ("view", "labels")
+                                                           for n in s[1])
         else [s])]
 
 
@@ -329,11 +353,17 @@ class _Segment:
         # a value needs an array when something outside its loop reads it
         self.arrays = {n for n in nodes if n in self.returns or _kind(n) != "ew"
                        or any(c in inside and group_of.get(c) is not group_of[n] for c in consumers[n])}
+        # a value from outside that lives in a planned buffer is passed as that buffer: a
+        # loop writing the same buffer in place then reads and writes through one array,
+        # which LLVM vectorises (two arrays that may overlap get a runtime check that
+        # fails for an in-place loop, and the scalar loop ran: 4x slower on B3's ReLUs)
+        self.outer = {i: f"b{plan.out_buffer[i]}" if i in plan.out_buffer else names[i]
+                      for n in nodes for i in n.inputs if i not in inside}
         self.params = []              # the names the driver passes, in order
         for n in nodes:
             for i in n.inputs:
-                if i not in inside and not i.is_scalar_const and names[i] not in self.params:
-                    self.params.append(names[i])
+                if i not in inside and not i.is_scalar_const and self.outer[i] not in self.params:
+                    self.params.append(self.outer[i])
         for n in nodes:
             b = f"b{plan.out_buffer[n]}" if n in self.arrays and n in plan.out_buffer else None
             if b is not None and b not in self.params:      # (in-place nodes share one)
@@ -378,7 +408,7 @@ class _Segment:
         """The kernel's name for the array or scalar value of node ``i``."""
         if i.is_scalar_const:
             return _lit(i.value)
-        return f"v{i.id}" if i in self.inside else self.names[i]
+        return f"v{i.id}" if i in self.inside else self.outer[i]
 
     def _out(self, n, alloc=True):
         """Bind ``v<id>`` to n's planned buffer or a new array."""
@@ -463,15 +493,10 @@ class _Segment:
         out = _index(n.shape, n.shape)
         self.body += _nest(n.shape, [f"v{n.id}{out} = {_CAST[n.dtype]}(r{n.id}{out if oidx else ''})"])
 
-    def _sce(self, n):
+    def _rows(self, n):
         self._out(n)
-        z, labels = (self.ref(i) for i in n.inputs)
-        self.body.append(f"    _sce({z}, {labels}, v{n.id})")
-
-    def _smo(self, n):
-        self._out(n)
-        z, labels = (self.ref(i) for i in n.inputs)
-        self.body.append(f"    _smo({z}, {labels}, v{n.id})")
+        args = ", ".join(self.ref(i) for i in n.inputs)
+        self.body.append(f"    {_ROWS[n.op.lowering]}({args}, v{n.id})")
 
     def _form(self, n):
         """A call of the op's njit Numba form, writing the node's buffer (or a new array)."""
@@ -518,6 +543,7 @@ _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 from retrograd.graph.numba_helpers import dot as _dot, dot_new as _dot_new
 from retrograd.graph.numba_helpers import softmax_cross_entropy as _sce
 from retrograd.graph.numba_helpers import softmax_minus_onehot as _smo
+from retrograd.graph.numba_helpers import softmax_rows as _softmax
 from retrograd.graph.numba_helpers import loop_form as _loop_form  # code {helpers}
 
 
@@ -731,7 +757,13 @@ class NumbaExecutable(Executable):
         self.compile_seconds = None
         super().__init__(*args, **kwargs)
         if self._blas is None:
-            self._blas = blas.scipy_single()
+            # the products SciPy's BLAS runs: the segments' np.dot calls, and whatever an
+            # op's Numba form computes (B6's per-step products: counted as large)
+            nodes = [n for s in self.segments for n in s.nodes]
+            work = max([_dot_work(n) for n in nodes if _kind(n) == "dot"]
+                       + [blas.OPENBLAS_ONE_THREAD for n in nodes if _kind(n) == "form"],
+                       default=0)
+            self._blas = blas.scipy_single(work)
 
     def _generate(self, prog, plan, kernels, name):
         self._kernels = kernels

@@ -59,10 +59,11 @@ def _exp_like_typed(x, z):
 
 
 @_jit
-def _shifted_exp(z, out):
-    """out = exp(z - rowmax(z)); returns the row maxima. Loops without branches or
-    reductions, which LLVM vectorises (a sum of exps over a row does not). A NaN or inf in a row
-    makes its sum NaN, as in NumPy's softmax."""
+def _shifted_exp(z, out, finite_shift=False):
+    """out = exp(z - rowmax(z)); returns the row maxima (with ``finite_shift`` an inf or
+    NaN maximum shifts by 0, as ops/reduce.py's softmax). Loops without branches or
+    reductions, which LLVM vectorises (a sum of exps over a row does not). A NaN or inf in
+    a row makes its sum NaN, as in NumPy's softmax."""
     rows, cols = z.shape
     m = np.empty(rows, z.dtype)
     for r in range(rows):
@@ -70,11 +71,29 @@ def _shifted_exp(z, out):
         for c in range(1, cols):
             e = z[r, c]
             mm = e if e > mm else mm
-        m[r] = mm
+        m[r] = mm if not finite_shift or math.isfinite(mm) else 0
     for r in range(rows):
         for c in range(cols):
             out[r, c] = _exp_like(z[r, c] - m[r], z)
     return m
+
+
+@_jit
+def _divide_by_row_sums(out):
+    """out[r] /= sum(out[r]) (summed in float64)."""
+    for r in range(out.shape[0]):
+        s = 0.0
+        for c in range(out.shape[1]):
+            s += out[r, c]
+        for c in range(out.shape[1]):
+            out[r, c] = out[r, c] / s
+
+
+@_jit
+def softmax_rows(z, out):
+    """softmax(z, axis=-1) of a matrix (ops/reduce.py)."""
+    _shifted_exp(z, out, True)
+    _divide_by_row_sums(out)
 
 
 @_jit
@@ -93,12 +112,8 @@ def softmax_cross_entropy(z, labels, out):
 def softmax_minus_onehot(z, labels, out):
     """softmax(z[r]) - onehot(label) (ops/loss.py)."""
     _shifted_exp(z, out)
+    _divide_by_row_sums(out)
     for r in range(z.shape[0]):
-        s = 0.0
-        for c in range(z.shape[1]):
-            s += out[r, c]
-        for c in range(z.shape[1]):
-            out[r, c] = out[r, c] / s
         out[r, labels[r]] -= 1
 
 

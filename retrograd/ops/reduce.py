@@ -291,7 +291,7 @@ def _log_softmax(x, axis):
 
 _softmax_op = defop("softmax", _softmax, (
     lambda g, out, x, axis: out * (g - sum(g * out, axis, keepdims=True)),), reads=(("out",),),
-    fresh=True)
+    fresh=True, lowering="rows_softmax")
 # d logsumexp / dx = softmax(x), recomputed from x: exp(x - out) would carry out's
 # rounding (one ulp of |x|, 1e-3 at 1e4 in float32) into every entry as relative error
 _logsumexp_op = defop("logsumexp", _logsumexp, (

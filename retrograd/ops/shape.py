@@ -246,7 +246,7 @@ def _bias_kernel(n):
 
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
                       (lambda g, out, x, shape: sum_to(g, x.shape),), reads=((),),
-                      simplify=same_shape,
+                      simplify=same_shape, scalar=lambda x, shape: x,
                       xp_forward=lambda xp, x, shape: xp.broadcast_to(x, shape))
 _sum_to_op = defop("sum_to", _sum_to, (lambda g, out, x, shape: broadcast_to(g, x.shape),),
                    reads=((),), kernel=_bias_kernel, simplify=same_shape, lowering="reduce_to")

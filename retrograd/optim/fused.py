@@ -28,7 +28,7 @@ import numpy as np
 
 from ..arrays import require_numpy
 from ..errors import ShapeError
-from ..tensor import Tensor, _bump_version
+from ..tensor import Tensor, _bump_versions
 
 __all__ = ["FusedUpdate", "can_fuse"]
 
@@ -210,9 +210,9 @@ class _Bucket:
         if self._update(opt, opt.param_groups[self.group]):
             self.publish(opt)
         step = flat["step"]
-        for p, s in zip(self.params, self.pstates):
+        for s in self.pstates:
             s["step"] = step
-            _bump_version(p)          # a graph that saved p before the step must not backprop
+        _bump_versions(self.params)   # a graph that saved p before the step must not backprop
         return True
 
 
