@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Two measurements behind README's Benchmarks notes, on this machine:
+"""Three measurements behind README's Benchmarks notes, on this machine:
 
 1. OpenBLAS's g @ W.T (the backward product of a layer whose weight is stored (in, out))
    against g @ W and against g @ (a contiguous copy of W.T), on one thread, for the
    shapes of B2, B1's output layer and B6's recurrent product.
 2. A fused elementwise loop as Numba runs it serially and with ``prange`` (two threads),
    alone and right after an OpenBLAS product: the two thread pools share the cores.
+3. B3's products one at a time, hot in cache, on BLAS's own threads: their GFLOP/s
+   outside a training step, against a 2048^3 product's.
 
     python bench/small_products.py          # needs numba (pip install -e '.[fast]')
 """
@@ -72,6 +74,22 @@ def parallel_loops():
         print(f"  {name}: alone {alone[0]:.1f} / {alone[1]:.1f}; between products "
               f"{np.median(added):.0f}")
 
+def large_products():
+    rng = np.random.default_rng(0)
+    h1, g2 = (rng.standard_normal((256, 1024), dtype=np.float32) for _ in range(2))
+    x, g1 = rng.standard_normal((256, 784), dtype=np.float32), h1
+    w1 = rng.standard_normal((784, 1024), dtype=np.float32)
+    w2 = rng.standard_normal((1024, 1024), dtype=np.float32)
+    big = rng.standard_normal((2048, 2048), dtype=np.float32)
+    print("B3's products alone, BLAS's own threads (GFLOP/s of the best of 10 blocks)")
+    for what, a, b in [("x @ W1", x, w1), ("h1 @ W2", h1, w2), ("g2 @ W2.T", g2, w2.T),
+                       ("h1.T @ g2", h1.T, g2), ("x.T @ g1", x.T, g1), ("2048^3", big, big)]:
+        out = np.empty((a.shape[0], b.shape[1]), np.float32)
+        best = _us(lambda: np.matmul(a, b, out=out), 50 if what != "2048^3" else 10)[0]
+        print(f"  {what} {a.shape} @ {b.shape}: {2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e3:.0f}")
+
+
 if __name__ == "__main__":
     transposed_products()
     parallel_loops()
+    large_products()

@@ -486,6 +486,55 @@ def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failu
     assert f.cache[next(iter(f.cache))]["exe"].backend == "numba"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_rows_helpers_equal_numpy_to_rounding_on_extreme_rows(dtype):
+    # the float32 helpers take exp from a polynomial of their own (numba_helpers._exp_float32)
+    from retrograd.graph import numba_helpers as h
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((300, 10)) * rng.choice([0.01, 1, 30, 300], (300, 1))).astype(dtype)
+    z[0, 3], z[1, :] = np.nan, -np.inf
+    z[2, 4], z[3, 1], z[4, :5] = np.inf, -np.inf, -1e4
+    labels = rng.integers(0, 10, 300)
+    with np.errstate(all="ignore"):
+        soft = rg.softmax(rg.tensor(z), axis=1).numpy()
+        m = z.max(1, keepdims=True)
+        lse = (np.log(np.exp(z - m).sum(1, dtype=np.float64)) + m[:, 0]).astype(dtype)
+    out = np.empty_like(z)
+    h.softmax_rows(z, out)
+    np.testing.assert_allclose(out, soft, rtol=4 * np.finfo(dtype).eps, atol=1e-30)
+    assert np.isnan(out[0]).all() and np.isnan(out[1]).all() == np.isnan(soft[1]).all()
+    loss = np.empty(300, dtype)
+    h.softmax_cross_entropy(z, labels, loss)
+    ok = np.isfinite(lse)
+    scale = np.abs(np.where(np.isfinite(z), z, 0)).max(1) + 1      # (log-sum-exp - z cancels)
+    err = np.abs(loss - (lse - z[np.arange(300), labels])) / scale
+    assert err[ok].max() < 8 * np.finfo(dtype).eps
+    assert np.isnan(loss[0]) and np.isnan(loss[2])
+    g = np.empty_like(z)
+    h.softmax_minus_onehot(z, labels, g)
+    onehot = np.eye(10, dtype=dtype)[labels]
+    np.testing.assert_allclose(g[5:], (soft - onehot)[5:], rtol=4 * np.finfo(dtype).eps,
+                               atol=4 * np.finfo(dtype).eps)
+
+
+def test_scipy_blas_is_pinned_only_for_products_it_would_run_on_two_threads(monkeypatch):
+    from retrograd import blas
+    monkeypatch.setattr(blas, "_Pinned", lambda libs, n: ("pinned", n))
+    monkeypatch.setattr(blas, "_setting", lambda _: "auto")
+    import threadpoolctl
+    nb._load_blas()
+    libs = [lc for lc in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+            if "scipy.libs" in lc.filepath.replace(os.sep, "/")]
+    if not libs:
+        pytest.skip("no SciPy OpenBLAS loaded")
+    monkeypatch.setattr(type(libs[0]), "num_threads", 2, raising=False)
+    assert blas.scipy_single(blas.OPENBLAS_ONE_THREAD - 1) is None
+    assert blas.scipy_single(blas.OPENBLAS_ONE_THREAD) == ("pinned", 1)
+    small = rg.compile(lambda a, b: rg.tanh(a @ b), backend="numba")
+    small(np.ones((8, 8)), np.ones((8, 8)))
+    assert small.cache[next(iter(small.cache))]["exe"]._blas is None
+
+
 def test_labels_are_checked_inside_the_kernel_with_the_numpy_backends_errors():
     errors = {}
     for backend in ("numpy", "numba"):
