@@ -74,6 +74,7 @@ def parallel_loops():
         print(f"  {name}: alone {alone[0]:.1f} / {alone[1]:.1f}; between products "
               f"{np.median(added):.0f}")
 
+
 def large_products():
     rng = np.random.default_rng(0)
     h1, g2 = (rng.standard_normal((256, 1024), dtype=np.float32) for _ in range(2))

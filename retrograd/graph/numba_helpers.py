@@ -34,7 +34,8 @@ def _bits_as_float64(typingctx, bits):
 @numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _exp_float32(x):
     """e**x for float32 results: 2**n * p(r), r = x - n ln 2 in [-ln2/2, ln2/2], p of
-    degree 7 (relative error < 1e-8, under half a float32 ulp; 0 below e**-708). Branch-free
+    degree 7 (relative error < 1e-8, under half a float32 ulp; x clamped to [-708, 709],
+    whose ends the float32 result rounds to 0 and inf; NaN stays NaN). Branch-free
     and without a libm call, so LLVM vectorises the loop around it: the C library's exp
     takes ~8 ns an element here, this ~0.8 ns (B1's softmax loss took 97 of a kernel's
     200 us). Float64 programs keep math.exp (_exp_like)."""
