@@ -294,8 +294,10 @@ def test_compile_step_trains_to_the_same_parameters_state_and_checkpoints(opt, d
     exe = next(iter(got[3].prepared.values()))[0]
     assert exe.backend == "numba" and exe.segments and exe.compile_seconds is not None
     assert "for i0 in range" in exe.kernel_source
-    # and its update was the compiled loop traced from the optimizer (optim.rule)
-    assert any(r is not None for b in got[3].fused.buckets for r in b.rules.values())
+    # and its update was the loop traced from the optimizer (optim.rule), run at the end of
+    # the step's own kernel on the last step
+    slots = next(iter(got[3].prepared.values()))[5]
+    assert "_update0(" in exe.kernel_source and all(slots.ran())
 
 
 def test_resuming_a_numba_step_from_a_checkpoint_continues_as_numpy_does(tmp_path):
@@ -630,6 +632,106 @@ def test_the_compiled_update_traced_from_the_optimizer_gives_numpys_numbers_bit_
             assert x == y, k
     # it really ran compiled (SGD with momentum: from step two, once the buffer exists)
     assert any(r is not None for b in fb.buckets for r in b.rules.values())
+
+
+def _kernel_and_apart(make_opt, steps, between=lambda k, opt: None, **kw):
+    """The same training run with the update at the end of the step's kernel (the default)
+    and with it a call of its own after the kernel (on_gradients given: never fused)."""
+    runs = {}
+    for how in ("kernel", "apart"):
+        rg.manual_seed(3)
+        model = MLP(**kw)
+        opt = make_opt(model.parameters())
+        hook = None if how == "kernel" else (lambda grads: None)
+        step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt, backend="numba",
+                                     on_gradients=hook)
+        rng = np.random.default_rng(4)
+        losses, ran = [], []
+        for k in range(steps):
+            between(k, opt)
+            x = rng.standard_normal((8, 12)).astype(np.float32)
+            losses.append(float(step(x, rng.integers(0, 5, 8))[0].data))
+            slots = next(iter(step.prepared.values()))[5]
+            ran.append(slots is not None and all(slots.ran()))
+        runs[how] = (model, opt, losses, ran)
+    return runs
+
+
+def _bitwise_same(runs):
+    (ma, oa, la, _), (mb, ob, lb, _) = runs["kernel"], runs["apart"]
+    assert la == lb
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    sa, sb = _flat(oa.state_dict()), _flat(ob.state_dict())
+    assert [k for k, _ in sa] == [k for k, _ in sb]
+    for (k, x), (_, y) in zip(sa, sb):
+        assert np.array_equal(x, y), k
+
+
+@pytest.mark.parametrize("name", ["sgd_nesterov_wd", "adam_amsgrad_wd", "adagrad",
+                                  "rmsprop_centered_momentum"])
+def test_the_update_inside_the_steps_kernel_gives_the_numbers_of_the_update_after_it(name):
+    """compile_step on Numba runs the optimizer's update at the end of the step's last
+    kernel (one call a step): parameters, state and losses equal those of the update run
+    as its own call, bit for bit, through a learning-rate change and a reloaded state."""
+    def between(k, opt):
+        if k == 3:
+            opt.param_groups[0]["lr"] *= 0.5
+        if k == 5:          # a state replaced behind the flat arrays' back: gathered afresh
+            opt.load_state_dict(opt.state_dict())
+    runs = _kernel_and_apart(UPDATES[name], 8, between)
+    _bitwise_same(runs)
+    ran = runs["kernel"][3]
+    # momentum buffers made on step one: that step's update is NumPy's, then the kernel's
+    assert ran[1:] == [True] * 7 and runs["apart"][3] == [False] * 8
+
+
+def test_a_hyperparameter_that_changes_the_rule_moves_the_update_out_of_the_kernel():
+    # momentum 0.9 -> 0: the traced branch no longer holds (its guard), the step's kernel
+    # skips its update and the rule traced afresh runs after it; the numbers stay NumPy's
+    def between(k, opt):
+        if k == 3:
+            opt.param_groups[0]["momentum"] = 0.0
+    runs = _kernel_and_apart(lambda ps: rg.optim.SGD(ps, lr=0.1, momentum=0.9), 6, between)
+    _bitwise_same(runs)
+    assert runs["kernel"][3] == [False, True, True, False, False, False]
+
+
+def test_a_failing_step_with_the_update_in_its_kernel_changes_nothing():
+    rg.manual_seed(3)
+    model = MLP()
+    opt = rg.optim.Adam(model.parameters(), lr=0.01)
+    step = rg.graph.compile_step(model, rg.nn.CrossEntropyLoss(), opt, backend="numba")
+    x = np.ones((8, 12), np.float32)
+    step(x, np.zeros(8, np.int64))
+    before = [p.data.copy() for p in model.parameters()]
+    state = _flat(opt.state_dict())
+    with pytest.raises(rg.RetrogradError, match="label 9 is out of range for 5 classes"):
+        step(x, np.full(8, 9))
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+    assert [(k, v.tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in _flat(opt.state_dict())] == [
+        (k, v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state]
+    step(x, np.zeros(8, np.int64))
+    assert opt.state[next(iter(model.parameters()))]["step"] == 2
+    assert all(next(iter(step.prepared.values()))[5].ran())
+
+
+def test_a_step_whose_kernel_fails_to_compile_still_updates_as_numpy(monkeypatch):
+    # the fallback driver takes the fused update's arguments and ignores them: the update
+    # then runs after it, as for a NumPy step
+    real = nb._scalar_expr
+    monkeypatch.setattr(nb, "_scalar_expr", lambda n, args: (real(n, args) or "").replace(
+        "math.tanh(", "math.no_such_function(") or None)
+    ref = _train("numpy", OPTIMIZERS["adam"])
+    with pytest.warns(RuntimeWarning, match="Numba could not compile"):
+        got = _train("numba", OPTIMIZERS["adam"])
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-6)
+    for p, q in zip(got[0].parameters(), ref[0].parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-6, atol=1e-7)
+    exe, *_, slots = next(iter(got[3].prepared.values()))
+    assert exe.backend == "numpy" and slots is not None and not any(slots.ran())
 
 
 def test_the_disk_cache_drops_programs_unused_for_a_month_and_keeps_the_rest(monkeypatch,

@@ -512,7 +512,9 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
     an eager step. Gives the same numbers as the eager step up to float rounding.
     One training loop's step: not for concurrent calls from several threads (the
     optimizer's update and the returned gradients are shared). ``backend`` as rg.compile's;
-    on "numba" the fused update is one njit loop per flat array (same numbers). ``step.backend``:
+    on "numba" the fused update is one njit loop per flat array (same numbers), run at the
+    end of the step's last kernel where the program ends in one (one call a step; not
+    with on_gradients, which must see the gradients before the update). ``step.backend``:
     the backend asked for, then (after the first call) the one the program runs on.
     on_gradients: optional ``on_gradients(arrays)`` called between the gradients and the
     update with the gradient arrays, to change in place (rg.distributed sums them over
@@ -541,6 +543,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
         exe = entry["exe"]
         step.backend = exe.backend      # ('auto': the program's choice)
         copies = []     # gradients the code cannot write into the flat array directly
+        slots = None    # the updates the step's last kernel runs itself
         if fused is not None:
             # a Numba step's update is one compiled loop per flat array, traced from the
             # optimizer's own _update (optim.rule); NumPy's where it cannot be traced
@@ -548,7 +551,14 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
             for i, g in enumerate(fused.grad_arrays, start=2):
                 if not exe.bind_output(i, g):
                     copies.append((i, g))
-        return exe, _captured_tensors(exe), copies, fused and fused.generation, entry["state"]
+            if exe.backend == "numba" and not copies and on_gradients is None:
+                # ... and, once every gradient is written where the update reads it, that
+                # loop runs at the end of the step's own last kernel: one call a step
+                slots = exe.update_slots or exe.fuse_update(
+                    [b.steady_rule(optimizer) for b in fused.buckets],
+                    [b.w.dtype for b in fused.buckets])
+        return (exe, _captured_tensors(exe), copies, fused and fused.generation, entry["state"],
+                slots)
 
     def step(x, y):
         xd = x.data if isinstance(x, Tensor) else x
@@ -563,9 +573,13 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
             if len(fast) >= CACHE_SIZE:
                 fast.pop(next(iter(fast)))          # bounded, as Compiled's own cache
             hit = fast[key] = prepare(xd, yd)       # new signature, or new parameter groups
-        exe, captured, copies, _, state = hit
+        exe, captured, copies, _, state, slots = hit
         try:
-            outs = exe(xd, yd, *[t._data for t in captured])
+            if slots is None:
+                outs = exe(xd, yd, *[t._data for t in captured])
+            else:
+                outs = exe(xd, yd, *[t._data for t in captured],
+                           slots.args(optimizer, fused.buckets))
         except Exception:
             _captured_on_host(captured)
             raise
@@ -581,11 +595,12 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
                 np.copyto(g, outs[i])
             if on_gradients is not None:
                 on_gradients([b.g for b in fused.buckets])
-            fused.update()
+            fused.update(() if slots is None else slots.ran())
         return Tensor._make(outs[0]), Tensor._make(outs[1])
 
     step.fused = fused
-    step.prepared = fast  # per signature: (executable, captured, copies, layout generation, state)
+    step.prepared = fast  # per signature: (executable, captured, copies, layout generation, state,
+    #                                      the fused updates' UpdateSlots or None)
     step.compiled = compiled
     step.backend = compiled.backend
     return step

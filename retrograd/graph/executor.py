@@ -137,8 +137,9 @@ def _bind(n):
     return functools.partial(n.op.forward, **n.params) if n.params else n.op.forward
 
 
-def generate(prog, plan, kernels, name="compiled"):
-    """Python source and namespace of ``run(*externals) -> tuple of outputs``."""
+def generate(prog, plan, kernels, name="compiled", extra=()):
+    """Python source and namespace of ``run(*externals, *extra) -> tuple of outputs``
+    (``extra``: names of parameters the function takes and ignores)."""
     ns = {"np": np}
     names = {}
     lines = []
@@ -146,6 +147,7 @@ def generate(prog, plan, kernels, name="compiled"):
     for k, n in enumerate(prog.externals):
         names[n] = f"x{k}"
         args.append(f"x{k}")
+    args += extra
     for n in prog.nodes:
         if n.kind == "ext":
             continue

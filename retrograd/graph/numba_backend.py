@@ -34,6 +34,7 @@ import hashlib
 import importlib.util
 import inspect
 import math
+import operator
 import os
 import re
 import sys
@@ -527,11 +528,96 @@ class _Segment:
                       f"operand's shape is not the traced {n.shape}\")"]
         return lines
 
+    def fuse_update(self, rules):
+        """End this (the program's last) kernel with the optimizer's update of each flat
+        array whose rule is given: ``_update<j>`` (the rule's loop), run when the driver's
+        flag ``uf[j]`` is 1 and marked done (2). Its arrays and coefficients are the
+        trailing parameters, which the driver passes as ``*u`` (compile_step builds u)."""
+        self.update_params = ["uf"]
+        for j, rule in enumerate(rules):
+            if rule is None:
+                continue
+            states = [f"us{j}_{k}" for k in range(len(rule.names))]
+            self.update_params += [f"uw{j}", f"ug{j}", *states, f"uc{j}"]
+            self.body += [f"    if uf[{j}] == 1:",
+                          f"        _update{j}({', '.join(self.update_params[-3 - len(states):])})",
+                          f"        uf[{j}] = 2"]
+
+    update_params = ()
+
     def source(self):
         ret = ", ".join(f"v{n.id}" for n in self.passed)
         body = self._checks() + self.body
-        return (f"@_jit\ndef {self.name}({', '.join(self.params)}):\n" + "\n".join(body)
+        params = ", ".join([*self.params, *self.update_params])
+        return (f"@_jit\ndef {self.name}({params}):\n" + "\n".join(body)
                 + f"\n    return ({ret}{',' if ret else ''})\n")
+
+
+def _update_kernels(rules):
+    """Module text of the update loops a program's last kernel calls (``_update<j>``)."""
+    return "".join("@_jit\n" + rule.source.replace("def kernel(", f"def _update{j}(", 1) + "\n\n"
+                   for j, rule in enumerate(rules) if rule is not None)
+
+
+class UpdateSlots:
+    """The optimizer updates a compiled step's last kernel runs (NumbaExecutable.fuse_update):
+    ``rules[j]`` the Rule of flat array j (optim.fused bucket j), or None. ``args(opt,
+    buckets)`` is the ``u`` of one call; ``ran()`` then says which updates ran."""
+
+    def __init__(self, rules, dtypes):
+        self.rules, self.dtypes = rules, dtypes
+        self.flags = np.zeros(len(rules), np.int64)
+        self.coefs = [np.zeros(r.n_coefs if r is not None else 0) for r in rules]
+        # what an update not run this call is passed: arrays of its types, of no length
+        self._idle = [[np.zeros(0, dt), np.zeros(0, dt), *[np.zeros(0, dt)] * len(r.names)]
+                      if r is not None else None for r, dt in zip(rules, dtypes)]
+        self._u = None                  # the last call's u, and the flat states it passed
+        self._states = None
+        self._done = [2 if r is not None else 0 for r in rules]    # flags when all ran
+        self._last = [None] * len(rules)    # the coefficients last written
+
+    def args(self, opt, buckets):
+        """``u``: the flags, then each update's arrays and coefficients. The arrays are
+        checked afresh only when a bucket's flat state is another dict than on the last
+        call that ran (a new layout, a loaded state), or that call did not run it."""
+        flags = self.flags
+        states = [b.state for b in buckets]
+        last = self._states
+        if (flags.tolist() != self._done or last is None or len(last) != len(states)
+                or not all(map(operator.is_, last, states))):
+            return self._check(opt, buckets, states)
+        for j, rule in enumerate(self.rules):
+            if rule is not None:
+                coefs = rule.coefs(opt.param_groups[buckets[j].group], states[j]["step"] + 1)
+                if coefs is None:
+                    return self._check(opt, buckets, states)
+                if coefs != self._last[j]:        # (a constant learning rate: no write)
+                    self.coefs[j][:] = self._last[j] = coefs
+                flags[j] = 1
+        return self._u
+
+    def _check(self, opt, buckets, states):
+        self.flags[:] = 0
+        u, ok = [self.flags], len(buckets) == len(self.rules)
+        for j, rule in enumerate(self.rules):
+            if rule is None:
+                continue
+            b = buckets[j] if ok else None
+            got = (b.kernel_args(opt, rule)
+                   if b is not None and b.w.dtype == self.dtypes[j] else None)
+            if got is None:
+                u += [*self._idle[j], self.coefs[j]]
+                continue
+            arrays, coefs = got
+            self.coefs[j][:] = self._last[j] = coefs
+            self.flags[j] = 1
+            u += [b.w, b.g, *arrays, self.coefs[j]]
+        self._u, self._states = u, states if ok else None
+        return u
+
+    def ran(self):
+        """Which updates the last call ran (flag 2: the kernel got to its end)."""
+        return [f == 2 for f in self.flags.tolist()]
 
 
 _HEADER = '''"""Generated by retrograd's Numba backend (retrograd/graph/numba_backend.py)."""
@@ -755,6 +841,7 @@ class NumbaExecutable(Executable):
 
     def __init__(self, *args, **kwargs):
         self.compile_seconds = None
+        self.update_slots = None     # the optimizer updates its last kernel runs (fuse_update)
         super().__init__(*args, **kwargs)
         if self._blas is None:
             # the products SciPy's BLAS runs: the segments' np.dot calls, and whatever an
@@ -784,8 +871,12 @@ class NumbaExecutable(Executable):
         outputs = set(prog.outputs)
         segs = [_Segment(k, it[1], names, consumers, outputs, plan, storage)
                 for k, it in enumerate(x for x in items if x[0] == "seg")]
-        self.segments = segs
+        self.segments, self._items = segs, items
+        slots = self.update_slots
+        if slots is not None:
+            segs[-1].fuse_update(slots.rules)
         self.kernel_source = (_header() + _form_imports(segs)
+                              + (_update_kernels(slots.rules) if slots is not None else "")
                               + "\n\n".join(s.source() for s in segs))
         mod = load_module(self.kernel_source) if segs else None
         ns = {"np": np}
@@ -800,6 +891,7 @@ class NumbaExecutable(Executable):
                 lhs = f"{ret}, = " if ret else ""
                 # a 0-d value may be a NumPy scalar (a full reduction's): the kernel indexes it
                 params = [f"np.asarray({p})" if p in zero_d else p for p in s.params]
+                params += ["*u"] if s.update_params else []
                 call = (f"{lhs}{s.name}({', '.join(params)})  # numba: "
                         + ", ".join(n.op.name for n in s.nodes))
                 checks = [n for n in s.nodes if _kind(n) == "labels"]
@@ -824,12 +916,42 @@ class NumbaExecutable(Executable):
                 ns[f"c{n.id}"] = n.value
         outs = ", ".join(f"np.array({names[o]}, copy=True)" if o in plan.copy_outputs else names[o]
                          for o in prog.outputs)
-        args = [names[n] for n in prog.externals]
+        args = [names[n] for n in prog.externals] + self._extra()
         src = (f"def {name}({', '.join(args)}):\n" + "".join(line + "\n" for line in lines)
                + f"    return ({outs}{',' if outs else ''})\n")
         for b, spec in enumerate(plan.buffers):
             ns[f"b{b}"] = allocate(*spec)
         return src, ns
+
+    def _extra(self):
+        """The driver's parameters after the program's inputs: ``u``, the arguments of the
+        fused optimizer updates (fuse_update)."""
+        return ["u"] if self.update_slots is not None else []
+
+    def fuse_update(self, rules, dtypes):
+        """Run the optimizer's update of flat array j (``rules[j]``, a Rule of optim.rule,
+        or None; ``dtypes[j]`` its dtype) at the end of the program's last kernel, so that a
+        training step is one call: the driver then takes one more argument, ``u`` =
+        ``update_slots.args(...)``. Only before the first call and where the program ends
+        in a Numba segment; returns the UpdateSlots, or None (the update stays apart)."""
+        if (self.compile_seconds is not None or self.update_slots is not None
+                or self.backend != "numba" or not self._items or self._items[-1][0] != "seg"
+                or not any(r is not None for r in rules)):
+            return None
+        self.update_slots = UpdateSlots(list(rules), list(dtypes))
+        self.source, ns = self._generate(self.program, self.plan, self._kernels, self._name)
+        self._rebind(ns)
+        return self.update_slots
+
+    def _rebind(self, ns):
+        """Run the regenerated driver ``self.source`` in ``ns``, with the buffers (bound ones
+        included) of the one it replaces."""
+        self._code = compile(self.source, f"<retrograd {self._name}>", "exec")
+        for b in range(len(self.plan.buffers)):
+            ns[f"b{b}"] = self._fn.__globals__[f"b{b}"]
+        exec(self._code, ns)                                            # our own generated code
+        self._fn = ns[self._name]
+        self._bindings += 1                   # other threads' copies: regenerate
 
     def _call(self, arrays):
         if self.compile_seconds is not None:
@@ -854,13 +976,12 @@ class NumbaExecutable(Executable):
         return out
 
     def _to_numpy(self):
-        self.source, ns = generate(self.program, self.plan, self._kernels, self._name)
-        self._code = compile(self.source, f"<retrograd {self._name}>", "exec")
-        for b in range(len(self.plan.buffers)):       # keep the (possibly bound) buffers
-            ns[f"b{b}"] = self._fn.__globals__[f"b{b}"]
-        exec(self._code, ns)                                            # our own generated code
-        self._fn, self.backend, self.segments = ns[self._name], "numpy", []
-        self._bindings += 1                   # other threads' copies: regenerate
+        # (a fused update's arguments are taken and ignored: compile_step, seeing them
+        # not run, updates as for a NumPy step)
+        self.source, ns = generate(self.program, self.plan, self._kernels, self._name,
+                                   self._extra())
+        self._rebind(ns)
+        self.backend, self.segments = "numpy", []
 
 
 def _raised_by_numba(e) -> bool:

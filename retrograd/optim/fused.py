@@ -196,9 +196,55 @@ class _Bucket:
                 new = True
         return new
 
-    def update(self, opt) -> bool:
+    def steady_rule(self, opt):
+        """The Rule (optim.rule) of this bucket's update once its state has settled, for a
+        compiled step to run inside its own kernel (``kernel_args``); None: no update here,
+        or none that traces. Traced at the next step's count; where the update creates
+        state on its first step (SGD's momentum buffer), after a dry run of that step on
+        one element."""
+        from .rule import trace
+        if self.group is None or self.state is None or self.w.size == 0:
+            return None
+        group = opt.param_groups[self.group]
+        state = {**self.state, "step": self.state["step"] + 1}
+        for attempt in (0, 1):
+            try:
+                return trace(opt, group, state, self.w.dtype)
+            except Exception:    # noqa: BLE001 (Untraceable, or a method no stand-in has)
+                if attempt:
+                    return None
+            try:
+                state = {k: v[:1].copy() if isinstance(v, np.ndarray) else v
+                         for k, v in state.items()}
+                w = self.w[:1].copy()
+                with np.errstate(all="ignore"):
+                    opt._update(w, opt._gradient_array(w, np.zeros_like(w), group), state, group)
+                state["step"] += 1
+            except Exception:    # noqa: BLE001 (the real step raises it, with its context)
+                return None
+
+    def kernel_args(self, opt, rule):
+        """(state arrays in ``rule``'s order, coefficients) for running the next step's
+        update as ``rule`` inside a compiled kernel; None where that does not hold now (no
+        flat state, other state entries, a guard of the rule that fails): ``update`` then
+        runs it as usual."""
+        flat = self.state
+        if flat is None or len(flat) != len(rule.names) + 1:
+            return None
+        arrays = [flat.get(k) for k in rule.names]
+        n, dtype = self.w.shape, self.w.dtype
+        for a in arrays:      # the kernel's loop reads each state array at every index of w
+            if (type(a) is not np.ndarray or a.shape != n or a.dtype != dtype
+                    or not a.flags.c_contiguous):
+                return None
+        coefs = rule.coefs(opt.param_groups[self.group], flat["step"] + 1)
+        return None if coefs is None else (arrays, coefs)
+
+    def update(self, opt, ran=False) -> bool:
         """Hand out the gradients and run the update once on the flat arrays (``sync``
-        first); False when there is no flat state (nothing updated)."""
+        first); ``ran``: a compiled kernel already ran it (``kernel_args``), only the step
+        count and the per-parameter views follow. False when there is no flat state
+        (nothing updated)."""
         for p, g in zip(self.params, self.grads):
             p.grad = g
         if self.group is None:
@@ -207,7 +253,7 @@ class _Bucket:
             return False
         flat = self.state
         flat["step"] += 1
-        if self._update(opt, opt.param_groups[self.group]):
+        if not ran and self._update(opt, opt.param_groups[self.group]):
             self.publish(opt)
         step = flat["step"]
         for s in self.pstates:
@@ -297,11 +343,13 @@ class FusedUpdate:
             b.sync(self.optimizer)
         return self.generation
 
-    def update(self):
+    def update(self, ran=()):
         """Set every ``p.grad`` to its gradient array and update all parameters, on the
-        layout the last ``sync()`` checked."""
+        layout the last ``sync()`` checked; ``ran[k]`` true: a compiled step's kernel
+        already updated bucket k (graph.api.compile_step)."""
         opt = self.optimizer
-        stale = [b for b in self.buckets if not b.update(opt)]
+        stale = [b for k, b in enumerate(self.buckets)
+                 if not b.update(opt, k < len(ran) and ran[k])]
         if stale:                      # states disagree: the per-parameter path for those
             done = {id(p) for b in self.buckets if b not in stale for p in b.params}
             saved = {p: p.grad for p in self.params if id(p) in done}

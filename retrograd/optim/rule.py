@@ -16,7 +16,8 @@ remembers the Python expression computing it. What comes out is a ``Rule``:
 
 There is no second copy of any optimizer's math: a rule it cannot trace (a per-tensor
 norm, a new state array, a branch on the data) raises ``Untraceable``, and that update
-stays the NumPy one (optim.fused). A backend compiles ``source`` (graph/numba_update.py).
+stays the NumPy one (optim.fused). A backend compiles ``source``
+(graph.numba_backend: ``update_kernel`` alone, or inside a compiled step's last kernel).
 """
 from __future__ import annotations
 
@@ -233,6 +234,7 @@ class Rule:
 
     def __init__(self, tr, names):
         self.names = names
+        self.n_coefs = len(tr.coefs)
         arrays = [f"s{i}" for i in range(len(names))]
         stored = [f"{a}[i] = {v}" for a, v in tr.stores]
         body = [f"{v} = {a}[i]" for a, v in tr.loads.items()] + tr.lines + stored
