@@ -384,6 +384,44 @@ def test_loops_over_batch_last_images_run_in_their_layout():
     assert re.search(r"for i3 in range\(4\):\n +for i0 in range\(4\):", exe.kernel_source)
 
 
+@pytest.mark.parametrize("geo", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                 dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1),
+                                      ceil_mode=True)])
+def test_max_pooling_of_batch_last_images_runs_as_loops(geo):
+    """Max pooling of conv2d's batch-last results, its window argmax and its gradient's
+    scatter run as the ops' Numba forms, with NumPy's numbers: ties to the first maximum,
+    a NaN wins its window, padding and ceil_mode's overhang never taken; second order too."""
+    rng = np.random.default_rng(4)
+    x, w = (rng.standard_normal(s).astype(np.float32) for s in ((3, 2, 9, 10), (4, 2, 3, 3)))
+    x[0, 0, 2, 2:5] = np.nan                                  # NaN windows in conv's result
+    w[1] = 0                                                  # channel 1: all-tie windows
+
+    def f(x, w):
+        h = rg.relu(rg.nn.functional.conv2d(x, w, padding=1))
+        return (rg.nn.functional.max_pool2d(h, **geo) ** 2).sum()
+    grad = rg.grad(f, argnums=1)
+    hvp = rg.grad(lambda x, w: (grad(x, w) * grad(x, w)).sum(), argnums=1)
+    for fn in (grad, hvp):
+        a, c = _both(fn, x, w)
+        for p, q in zip(a, c):
+            np.testing.assert_array_equal(np.isnan(p), np.isnan(q))
+        _close([np.nan_to_num(p) for p in c], [np.nan_to_num(p) for p in a], np.float32)
+    cf = rg.compile(grad, backend="numba")
+    cf(x, w)
+    exe = next(iter(cf.cache.values()))["exe"]
+    forms = {n.op.name for s in exe.segments for n in s.nodes if nb._kind(n) == "form"}
+    assert forms == {"max_pool2d", "max_pool2d_argmax", "pool_scatter"}
+
+
+def test_max_pooling_of_c_order_images_stays_numpy():
+    # the loops' (C, H, W, N) copies of a C-order image cost more than NumPy's passes
+    cf = rg.compile(lambda x: rg.nn.functional.max_pool2d(x, 2), backend="numba")
+    x = np.random.default_rng(5).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(cf(x).numpy(), rg.nn.functional.max_pool2d(rg.tensor(x), 2).numpy())
+    exe = next(iter(cf.cache.values()))["exe"]
+    assert not any(nb._kind(n) == "form" for s in exe.segments for n in s.nodes)
+
+
 # ---------------------------------------------------------------- threads and processes
 
 def test_concurrent_calls_from_threads_use_buffers_of_their_own():

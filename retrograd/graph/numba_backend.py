@@ -114,7 +114,8 @@ def choose(prog) -> str:
     if len(ops) > AUTO_MAX_NODES:
         return "numpy"
     kinds = [_kind(n) for n in ops]
-    if "form" in kinds:
+    if any(k == "form" and getattr(n.op.lowering, "replaces_loop", False)
+           for n, k in zip(ops, kinds)):
         # an op's own loop (the LSTM's time loop) in place of a NumPy loop of many calls:
         # B6 9.1 ms with Numba against 11.3 (bench/bench.py --cases B6, one run)
         _load_blas()
@@ -152,6 +153,8 @@ def _lit(v):
         f = float(v)
         s = repr(f) if math.isfinite(f) else "np.nan" if f != f else "np.inf" if f > 0 else "-np.inf"
         return s if type(v) is float else f"np.{np.dtype(type(v)).name}({s})"
+    if isinstance(v, tuple) and all(isinstance(e, (int, np.integer)) for e in v):
+        return "(" + "".join(f"{int(e)}, " for e in v) + ")"      # a Numba form's geometry
     return None
 
 
@@ -241,12 +244,23 @@ _LABEL_ERROR = "class_labels: a label is out of range"
 
 def _form_kind(n, form, arrays):
     """'form' where op node ``n`` has a Numba form (its ``lowering=`` is a plain-Python
-    loop function, ``form(*inputs, **params, out=...)``, for the dtypes in its ``dtypes``,
-    default float32 and float64) and every input is an array of the node's dtype."""
-    dtypes = getattr(form, "dtypes", _FLOAT)
-    if n.dtype not in dtypes or len(arrays) != len(n.inputs):
+    loop function, ``form(*inputs, **params, out=...)``) for its first input's dtype (one
+    of the form's ``dtypes``, default float32 and float64), every input is an array of that
+    dtype (an integer one at the form's ``int_inputs``) and so is the node (an integer one
+    where the form has ``int_output``), it or an input is laid out as the form's ``layout``
+    where it names one (where its loops beat NumPy) and every parameter is a literal."""
+    if len(arrays) != len(n.inputs) or arrays[0].dtype not in getattr(form, "dtypes", _FLOAT):
         return None
-    if any(i.dtype != n.dtype for i in arrays) or any(_lit(v) is None for v in n.params.values()):
+    ints = getattr(form, "int_inputs", ())
+    if any(i.dtype.kind not in "iu" if k in ints else i.dtype != arrays[0].dtype
+           for k, i in enumerate(arrays)):
+        return None
+    if n.dtype.kind not in "iu" if getattr(form, "int_output", False) else n.dtype != arrays[0].dtype:
+        return None
+    want = getattr(form, "layout", None)
+    if want is not None and want != n.layout and all(i.layout != want for i in arrays):
+        return None
+    if any(_lit(v) is None for v in n.params.values()):
         return None
     return "form"
 
@@ -505,7 +519,7 @@ class _Segment:
         if n in self.plan.out_buffer:
             self._out(n)
         else:
-            self.body.append(f"    v{n.id} = np.empty({n.shape!r}, np.{n.dtype.name})")
+            self.body.append(f"    v{n.id} = {_empty(n)}")
         args = [self.ref(i) for i in n.inputs] + [f"{k}={_lit(v)}" for k, v in n.params.items()]
         self.body.append(f"    {_form_name(form)}({', '.join(args)}, out=v{n.id})")
 
@@ -647,6 +661,17 @@ def _header():
 
 
 _HELPERS_DIGEST = None
+
+
+def _empty(n):
+    """Source of a new array for node ``n`` laid out as its ``layout`` (as eager NumPy's
+    result: a pooling of batch-last images stays batch-last)."""
+    order = tuple(n.layout or range(len(n.shape)))
+    if order == tuple(range(len(n.shape))):
+        return f"np.empty({n.shape!r}, np.{n.dtype.name})"
+    stored = tuple(n.shape[a] for a in order)
+    back = tuple(int(a) for a in np.argsort(order))
+    return f"np.empty({stored!r}, np.{n.dtype.name}).transpose({back!r})"
 
 
 def _form_name(form):

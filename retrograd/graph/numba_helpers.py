@@ -127,27 +127,35 @@ def loop_form(module, name):
     cached by Numba beside that file."""
     key = (module, name)
     if key not in _FORMS:
-        import importlib
-        fn = getattr(importlib.import_module(module), name)
-        helpers = getattr(fn, "helpers", ())
-        if helpers:
-            # plain-Python functions of its module that it calls (e.g. a tanh of its own),
-            # compiled too and bound in a copy of its globals: the module stays Numba-free
-            scope = dict(fn.__globals__)
-            scope.update({h: _helper(module, h) for h in helpers})
-            fn = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__,
-                                    fn.__closure__)
-        _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True)(fn)
+        fn = _module_function(module, name)
+        _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True)(
+            _bound(fn, module, getattr(fn, "helpers", ())))
     return _FORMS[key]
 
 
-def _helper(module, name):
+def _module_function(module, name):
+    import importlib
+    return getattr(importlib.import_module(module), name)
+
+
+def _bound(fn, module, helpers):
+    """``fn`` calling the njit forms of the plain-Python functions of its module it calls
+    among ``helpers`` (e.g. a tanh of its own), bound in a copy of its globals: the module
+    stays Numba-free."""
+    called = [h for h in helpers if h in fn.__code__.co_names and h != fn.__name__]
+    if not called:
+        return fn
+    scope = dict(fn.__globals__)
+    scope.update({h: _helper(module, h, helpers) for h in called})
+    return types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _helper(module, name, helpers):
     """A form's helper as an njit function inlined into its callers (so LLVM can vectorise
-    the loop around a call of it)."""
+    the loop around a call of it); it may call the form's other helpers."""
     key = (module, name, "helper")
     if key not in _FORMS:
-        import importlib
-        fn = getattr(importlib.import_module(module), name)
         _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True,
-                                 inline="always")(fn)
+                                 inline="always")(
+            _bound(_module_function(module, name), module, helpers))
     return _FORMS[key]

@@ -498,6 +498,7 @@ def _lstm_bptt_adjoint_numba(a, states, c0, w_hh, reverse, out):
 _F32 = (np.dtype(np.float32),)
 for _form in (_lstm_scan_numba, _lstm_bptt_numba, _lstm_bptt_adjoint_numba):
     _form.dtypes, _form.helpers = _F32, ("_tanh_f32", "_put")
+    _form.replaces_loop = True     # a loop of NumPy calls a step: 'auto' picks Numba for it
 
 _BPTT_ARGS = ("states", "c0", "w_hh")
 _bptt = defop("lstm_bptt", _lstm_bptt, _lstm_bptt_vjp, variadic=True, out=True,
