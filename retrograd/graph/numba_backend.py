@@ -116,8 +116,9 @@ def choose(prog) -> str:
     kinds = [_kind(n) for n in ops]
     if any(k == "form" and getattr(n.op.lowering, "replaces_loop", False)
            for n, k in zip(ops, kinds)):
-        # an op's own loop (the LSTM's time loop) in place of a NumPy loop of many calls:
-        # B6 9.1 ms with Numba against 11.3 (bench/bench.py --cases B6, one run)
+        # an op's own loop in place of a NumPy loop of many calls or passes (the LSTM's
+        # time loop: B6 9.1 ms with Numba against 11.3; col2im and max pooling of batch-last
+        # images: B5 5.99 against 8.84; bench/bench.py --cases B6 and B5, one run each)
         _load_blas()
         return "numba"
     if len(ops) < AUTO_NODES:

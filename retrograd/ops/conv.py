@@ -41,8 +41,13 @@ def _pair(v, name, who, low=0):
 
 def _blocks(size, kernel, dilation, padding, stride):
     """The number of kernel positions along each spatial axis (PyTorch's formula)."""
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, k, d, p, s in zip(size, kernel, dilation, padding, stride))
+    return tuple(_block_count(*a) for a in zip(size, kernel, dilation, padding, stride))
+
+
+def _block_count(n, k, d, p, s):
+    """The number of positions of a kernel of k taps (dilation d) along n values padded by
+    p each side, at stride s."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _shape(x):
@@ -54,6 +59,29 @@ def _need_4d(x, who, what="input", layout="(N, C, H, W)"):
     if len(shape) != 4:
         raise ShapeError(f"{who}: {what} must be 4-d {layout}, got shape {shape}")
     return shape
+
+
+# ---------------------------------------------------------------- the Numba forms' layout
+#
+# Some ops carry a Numba form (their ``lowering=``: plain Python, compiled only by
+# graph/numba_backend.py) looping over (C, H, W, N) arrays, the batch innermost, where
+# LLVM vectorises the loops: views of conv2d's batch-last results, copies of other layouts.
+
+def _chwn(x):
+    """x (N, C, H, W) as a C-contiguous (C, H, W, N) array: a view where x is batch-last."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+def _chwn_empty(shape, dtype):
+    """A new (N, C, H, W) array laid out batch-last."""
+    n, c, h, w = shape
+    return np.empty((c, h, w, n), dtype).transpose(3, 0, 1, 2)
+
+
+def _put_back(t, out):
+    """out = t (C, H, W, N) unless t is a view of out."""
+    if t.ctypes.data != out.ctypes.data:
+        out[:] = t.transpose(3, 0, 1, 2)
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -150,13 +178,73 @@ def _col2im(cols, shape, kernel_size, dilation, padding, stride):
     return xt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2)
 
 
+# im2col and col2im as Numba forms: one pass, where col2im's NumPy form zeroes a padded
+# image and makes kh·kw strided adds into it. B5's images, hot in cache (64 of 1×28×28
+# in C order, and of 6×12×12 batch-last, 5×5 kernels): im2col 0.128 and 0.047 ms against
+# NumPy's 0.183 and 0.072, col2im 0.093 and 0.064 against 0.441 and 0.346.
+
+def _im2col_numba(x, kernel_size, dilation, padding, stride, out):
+    """_im2col: out (C·kh·kw, oh·ow·N)."""
+    xt = _chwn(x)
+    c, h, w, n = xt.shape
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    oh, ow = _block_count(h, kh, dh, ph, sh), _block_count(w, kw, dw, pw, sw)
+    o = out.reshape(c, kh, kw, oh, ow, n)
+    for ch in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                for i in range(oh):
+                    r = i * sh - ph + u * dh
+                    for j in range(ow):
+                        col = j * sw - pw + v * dw
+                        orow = o[ch, u, v, i, j]
+                        if r < 0 or r >= h or col < 0 or col >= w:
+                            orow[:] = 0
+                        else:
+                            xr = xt[ch, r, col]
+                            for t in range(n):
+                                orow[t] = xr[t]
+    return out
+
+
+def _col2im_numba(cols, shape, kernel_size, dilation, padding, stride, out):
+    """_col2im: out (N, C, H, W), each window's column added to the pixels it read."""
+    n, c, h, w = shape
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    oh, ow = _block_count(h, kh, dh, ph, sh), _block_count(w, kw, dw, pw, sw)
+    c6, ot = np.ascontiguousarray(cols).reshape(c, kh, kw, oh, ow, n), _chwn(out)
+    ot[:] = 0
+    for ch in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                for i in range(oh):
+                    r = i * sh - ph + u * dh
+                    if r < 0 or r >= h:
+                        continue
+                    for j in range(ow):
+                        col = j * sw - pw + v * dw
+                        if col < 0 or col >= w:
+                            continue
+                        orow, g = ot[ch, r, col], c6[ch, u, v, i, j]
+                        for t in range(n):
+                            orow[t] += g[t]
+    _put_back(ot, out)
+    return out
+
+
+_im2col_numba.helpers = ("_chwn", "_block_count")
+_col2im_numba.helpers = ("_chwn", "_put_back", "_block_count")
+_col2im_numba.replaces_loop = True    # of kh·kw NumPy adds: 'auto' picks Numba for it
+
+
 _im2col_op = defop("im2col", _im2col, (
     lambda g, out, x, kernel_size, dilation, padding, stride:
-        col2im(g, x.shape, kernel_size, dilation, padding, stride),), reads=((),), fresh=True)
+        col2im(g, x.shape, kernel_size, dilation, padding, stride),), reads=((),), fresh=True,
+    lowering=_im2col_numba)
 _col2im_op = defop("col2im", _col2im, (
     lambda g, out, cols, shape, kernel_size, dilation, padding, stride:
         apply(_im2col_op, g, kernel_size=kernel_size, dilation=dilation, padding=padding,
-              stride=stride),), reads=((),), fresh=True)
+              stride=stride),), reads=((),), fresh=True, lowering=_col2im_numba)
 
 
 def col2im(cols, shape, kernel_size, dilation, padding, stride):
@@ -578,32 +666,12 @@ def _pool_max_forward(x, **geo):
     return _pool_max(x, **geo)
 
 
-# ---------------------------------------------------------------- the Numba forms
+# ---------------------------------------------------------------- max pooling's Numba forms
 #
-# Max pooling as loops (their ops' ``lowering=``; plain Python, compiled only by
-# graph/numba_backend.py): one pass over the windows where NumPy makes kh·kw passes with
-# temporaries. The loops run on (C, H, W, N) arrays, the batch innermost, where LLVM
-# vectorises them: views of conv2d's batch-last results (copies of other layouts, which
-# are correct but slow). B5's first pooling (bench/bench.py): max 0.045 ms against NumPy's
-# 0.072, argmax 0.043 against 0.137, the scatter 0.052 against 0.112.
+# One pass over the windows where NumPy makes kh·kw passes with temporaries. B5's first
+# pooling (bench/bench.py): max 0.045 ms against NumPy's 0.072, argmax 0.043 against
+# 0.137, the scatter 0.052 against 0.112.
 # Padding and ceil_mode's overhang are skipped (the NumPy forms' -inf is never taken).
-
-def _chwn(x):
-    """x (N, C, H, W) as a C-contiguous (C, H, W, N) array: a view where x is batch-last."""
-    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
-
-
-def _chwn_empty(shape, dtype):
-    """A new (N, C, H, W) array laid out batch-last."""
-    n, c, h, w = shape
-    return np.empty((c, h, w, n), dtype).transpose(3, 0, 1, 2)
-
-
-def _put_back(t, out):
-    """out = t (C, H, W, N) unless t is a view of out."""
-    if t.ctypes.data != out.ctypes.data:
-        out[:] = t.transpose(3, 0, 1, 2)
-
 
 def _pool_first_max(x, kernel_size, stride, padding, dilation, best, arg):
     """best[b, c, i, j]: window (i, j)'s maximum (a NaN wins), arg: the kernel offset of
@@ -676,6 +744,7 @@ for _form in (_pool_max_numba, _pool_argmax_numba, _pool_scatter_numba):
     _form.helpers = ("_pool_first_max", "_chwn", "_chwn_empty", "_put_back")
     _form.layout = (1, 2, 3, 0)     # lowered for batch-last images only: on C-order ones
     # NumPy's passes are faster than these loops' copies (0.135 ms against 0.167, B5's pool)
+    _form.replaces_loop = True      # of kh·kw NumPy passes: 'auto' picks Numba for it
 _pool_argmax_numba.int_output = True      # the offsets: int8 (int64 past 127 offsets)
 _pool_scatter_numba.int_inputs = (1,)
 
