@@ -572,6 +572,33 @@ def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failu
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_products_equal_numpy_on_every_layout_and_empty_sides(dtype):
+    # numba_blas.gemm: NumPy's cblas where its OpenBLAS has one, else np.dot's callback;
+    # both run here (the callback called through its C address)
+    from retrograd.graph import numba_blas, numba_helpers as h
+    rng = np.random.default_rng(8)
+    for m, k, n in [(5, 3, 4), (1, 7, 1), (32, 128, 96), (0, 3, 4), (3, 0, 4), (3, 4, 0)]:
+        a, b = (rng.standard_normal(s).astype(dtype) for s in ((m, k), (k, n)))
+        wide = rng.standard_normal((m, 2 * k)).astype(dtype)
+        for x in (a, np.asfortranarray(a), wide[:, ::2], wide[:, :k]):
+            for y in (b, np.asfortranarray(b)):
+                expected = x @ y
+                np.testing.assert_allclose(h.dot_new(x, y), expected, rtol=1e-5, atol=1e-5)
+                out = np.full((m, n + 2), np.nan, dtype)
+                h.dot(x, y, out[:, :n])                        # into a strided view
+                np.testing.assert_allclose(out[:, :n], expected, rtol=1e-5, atol=1e-5)
+                assert np.isnan(out[:, n:]).all()
+    import numba
+    callback = numba_blas._np_dot_gemm(numba.from_dtype(np.dtype(dtype))).ctypes
+    a, b = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((6, 3)).astype(dtype)
+    c = np.zeros((4, 5), dtype)                         # c[:, :3] = a.T @ b, ldc 5
+    callback(101, 112, 111, 4, 3, 6, 1.0, a.ctypes.data, 4, b.ctypes.data, 3, 0.0,
+             c.ctypes.data, 5)
+    np.testing.assert_allclose(c[:, :3], a.T @ b, rtol=1e-5)
+    assert not c[:, 3:].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_rows_helpers_equal_numpy_to_rounding_on_extreme_rows(dtype):
     # the float32 helpers take exp from a polynomial of their own (numba_helpers._exp_float32)
     from retrograd.graph import numba_helpers as h

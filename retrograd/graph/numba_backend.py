@@ -8,12 +8,12 @@ how runs of nodes are computed. ``segments`` splits the schedule into
          (each op's ``scalar=`` form, inputs broadcast by index arithmetic, a value
          kept in a register unless a later node outside the loop needs it),
          reductions (sum, sum_to, max, min) as loops accumulating in float64,
-         2-D matmul as ``np.dot`` (BLAS, through SciPy), 2-D transposes as views,
+         2-D matmul through NumPy's own BLAS (numba_blas.py), 2-D transposes as views,
          the fused softmax cross-entropy ops as row loops, and ops with a Numba form
          (``lowering=`` a plain-Python loop function in the op's record file, e.g.
          lstm_scan's whole time loop) as a call of it, njit-compiled
          (numba_helpers.loop_form);
-  py     any other node (conv, gather, sort, random, ...): the NumPy generator's line.
+  py     any other node (gather, sort, random, ...): the NumPy generator's line.
 
 The Python driver is the NumPy generator's function with each segment one call, so the
 plan's buffers, per-thread copies (Executable._thread_fn), bound outputs and error
@@ -83,8 +83,9 @@ def resolve(backend, who="rg.compile") -> str:
 
 
 def _load_blas():
-    # Numba's np.dot calls SciPy's own BLAS: loaded now, it is among the libraries a
-    # later BLAS thread limit (retrograd.blas, threadpoolctl) sees and sets
+    # Numba's np.dot calls SciPy's own BLAS (the compiled products' where NumPy's cannot
+    # be called, numba_blas.py): loaded now, it is among the libraries a later BLAS
+    # thread limit (retrograd.blas, threadpoolctl) sees and sets
     import scipy.linalg.cython_blas  # noqa: F401
 
 
@@ -869,9 +870,11 @@ class NumbaExecutable(Executable):
         self.compile_seconds = None
         self.update_slots = None     # the optimizer updates its last kernel runs (fuse_update)
         super().__init__(*args, **kwargs)
-        if self._blas is None:
-            # the products SciPy's BLAS runs: the segments' np.dot calls, and whatever an
-            # op's Numba form computes (B6's per-step products: counted as large)
+        from retrograd.graph import numba_blas
+        if self._blas is None and numba_blas.BLAS == "scipy":
+            # the products SciPy's BLAS runs where NumPy's cannot be called (numba_blas.py):
+            # the segments' products, and whatever an op's Numba form computes (B6's
+            # per-step products: counted as large)
             nodes = [n for s in self.segments for n in s.nodes]
             work = max([_dot_work(n) for n in nodes if _kind(n) == "dot"]
                        + [blas.OPENBLAS_ONE_THREAD for n in nodes if _kind(n) == "form"],

@@ -10,17 +10,21 @@ from llvmlite import ir
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
+from retrograd.graph.numba_blas import gemm
+
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True, inline="never")
 
 
 @_jit
 def dot(a, b, out):
-    np.dot(a, b, out)
+    gemm(a, b, out)
 
 
 @_jit
 def dot_new(a, b):
-    return np.dot(a, b)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    gemm(a, b, out)
+    return out
 
 
 @intrinsic
@@ -150,9 +154,16 @@ def _bound(fn, module, helpers):
     return types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
+# helpers a form's module defines in NumPy that the compiled form calls as this module's:
+# ``_matmul_into(a, b, out)``, out = a @ b through NumPy's BLAS (numba_blas.py)
+_NATIVE = {"_matmul_into": dot}
+
+
 def _helper(module, name, helpers):
     """A form's helper as an njit function inlined into its callers (so LLVM can vectorise
     the loop around a call of it); it may call the form's other helpers."""
+    if name in _NATIVE:
+        return _NATIVE[name]
     key = (module, name, "helper")
     if key not in _FORMS:
         _FORMS[key] = numba.njit(cache=True, error_model="numpy", nogil=True,
