@@ -673,12 +673,20 @@ def _pool_max_forward(x, **geo):
 # 0.137, the scatter 0.052 against 0.112.
 # Padding and ceil_mode's overhang are skipped (the NumPy forms' -inf is never taken).
 
+def _tap(i, j, u, v, stride, padding, dilation, h, w):
+    """The pixel (row, column) that kernel offset (u, v) of window (i, j) reads, or
+    (-1, -1) where it lies in the padding or the overhang."""
+    r = i * stride[0] - padding[0] + u * dilation[0]
+    col = j * stride[1] - padding[1] + v * dilation[1]
+    return (r, col) if 0 <= r < h and 0 <= col < w else (-1, -1)
+
+
 def _pool_first_max(x, kernel_size, stride, padding, dilation, best, arg):
     """best[b, c, i, j]: window (i, j)'s maximum (a NaN wins), arg: the kernel offset of
     its first maximum (of its last NaN where it holds one, as the NumPy form)."""
     xt, bt, at = _chwn(x), _chwn(best), _chwn(arg)
     c, h, w, n = xt.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    kh, kw = kernel_size
     for ch in range(c):
         for i in range(bt.shape[1]):
             for j in range(bt.shape[2]):
@@ -686,10 +694,9 @@ def _pool_first_max(x, kernel_size, stride, padding, dilation, best, arg):
                 bo[:] = -np.inf
                 ao[:] = 0
                 for u in range(kh):
-                    r = i * sh - ph + u * dh
                     for v in range(kw):
-                        col = j * sw - pw + v * dw
-                        if r < 0 or r >= h or col < 0 or col >= w:
+                        r, col = _tap(i, j, u, v, stride, padding, dilation, h, w)
+                        if r < 0:
                             continue
                         xr, k = xt[ch, r, col], u * kw + v
                         for t in range(n):
@@ -720,17 +727,16 @@ def _pool_scatter_numba(g, arg, shape, kernel_size, stride, padding, dilation, o
     gt, at, ot = _chwn(g), _chwn(arg), _chwn(out)
     c, oh, ow, n = gt.shape
     h, w = ot.shape[1], ot.shape[2]
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    kh, kw = kernel_size
     ot[:] = 0
     for ch in range(c):
         for i in range(oh):
             for j in range(ow):
                 gr, ar = gt[ch, i, j], at[ch, i, j]
                 for u in range(kh):
-                    r = i * sh - ph + u * dh
                     for v in range(kw):
-                        col = j * sw - pw + v * dw
-                        if r < 0 or r >= h or col < 0 or col >= w:
+                        r, col = _tap(i, j, u, v, stride, padding, dilation, h, w)
+                        if r < 0:
                             continue
                         orow, k = ot[ch, r, col], u * kw + v
                         for t in range(n):
@@ -741,7 +747,7 @@ def _pool_scatter_numba(g, arg, shape, kernel_size, stride, padding, dilation, o
 
 
 for _form in (_pool_max_numba, _pool_argmax_numba, _pool_scatter_numba):
-    _form.helpers = ("_pool_first_max", "_chwn", "_chwn_empty", "_put_back")
+    _form.helpers = ("_pool_first_max", "_tap", "_chwn", "_chwn_empty", "_put_back")
     _form.layout = (1, 2, 3, 0)     # lowered for batch-last images only: on C-order ones
     # NumPy's passes are faster than these loops' copies (0.135 ms against 0.167, B5's pool)
     _form.replaces_loop = True      # of kh·kw NumPy passes: 'auto' picks Numba for it
