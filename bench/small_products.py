@@ -6,11 +6,13 @@
    shapes of B2, B1's output layer and B6's recurrent product.
 2. A fused elementwise loop as Numba runs it serially and with ``prange`` (two threads),
    alone and right after an OpenBLAS product: the two thread pools share the cores.
-3. B3's products one at a time, hot in cache, on BLAS's own threads: their GFLOP/s
-   outside a training step, against a 2048^3 product's.
+3. B3's products and B6's per-step ones, one at a time, hot in cache, on BLAS's own
+   threads: their GFLOP/s outside a training step, against a 2048^3 product's, in NumPy
+   and (where torch is installed) in PyTorch, whose x86 wheels bring their own BLAS.
 
     python bench/small_products.py          # needs numba (pip install -e '.[fast]')
 """
+import os
 import time
 
 import numpy as np
@@ -76,18 +78,35 @@ def parallel_loops():
 
 
 def large_products():
+    """B3's products and B6's per-step ones: NumPy's BLAS, and PyTorch's (its own BLAS:
+    MKL on x86) on the same operands where torch is installed."""
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+    except ImportError:
+        torch = None
     rng = np.random.default_rng(0)
     h1, g2 = (rng.standard_normal((256, 1024), dtype=np.float32) for _ in range(2))
     x, g1 = rng.standard_normal((256, 784), dtype=np.float32), h1
     w1 = rng.standard_normal((784, 1024), dtype=np.float32)
     w2 = rng.standard_normal((1024, 1024), dtype=np.float32)
+    h, d = rng.standard_normal((32, 128), dtype=np.float32), rng.standard_normal((32, 512), dtype=np.float32)
+    w_hh = rng.standard_normal((128, 512), dtype=np.float32)
     big = rng.standard_normal((2048, 2048), dtype=np.float32)
-    print("B3's products alone, BLAS's own threads (GFLOP/s of the best of 10 blocks)")
-    for what, a, b in [("x @ W1", x, w1), ("h1 @ W2", h1, w2), ("g2 @ W2.T", g2, w2.T),
-                       ("h1.T @ g2", h1.T, g2), ("x.T @ g1", x.T, g1), ("2048^3", big, big)]:
+    print("products alone, BLAS's own threads (GFLOP/s of the best of 10 blocks: NumPy"
+          + (", PyTorch)" if torch else ")"))
+    for what, a, b in [("B3 x @ W1", x, w1), ("B3 h1 @ W2", h1, w2), ("B3 g2 @ W2.T", g2, w2.T),
+                       ("B3 h1.T @ g2", h1.T, g2), ("B3 x.T @ g1", x.T, g1),
+                       ("B6 h @ W_hh", h, w_hh), ("B6 d @ W_hh.T", d, np.ascontiguousarray(w_hh.T)),
+                       ("2048^3", big, big)]:
         out = np.empty((a.shape[0], b.shape[1]), np.float32)
-        best = _us(lambda: np.matmul(a, b, out=out), 50 if what != "2048^3" else 10)[0]
-        print(f"  {what} {a.shape} @ {b.shape}: {2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e3:.0f}")
+        n = 10 if what == "2048^3" else 50 if what.startswith("B3") else 2000
+        flop = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e3
+        rates = [flop / _us(lambda: np.matmul(a, b, out=out), n)[0]]
+        if torch is not None:
+            ta, tb, to = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
+            rates.append(flop / _us(lambda: torch.matmul(ta, tb, out=to), n)[0])
+        print(f"  {what} {a.shape} @ {b.shape}: " + ", ".join(f"{r:.0f}" for r in rates))
 
 
 if __name__ == "__main__":
