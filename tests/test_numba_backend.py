@@ -521,6 +521,24 @@ def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
     assert int(third.stdout.split()[1]) >= 1          # machine code loaded, not compiled
 
 
+def test_an_unwritable_cache_folder_warns_once_and_leaves_no_folder_behind(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = dict(os.environ, RETROGRAD_CACHE_DIR=str(blocker), TMPDIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(rg.__file__))]
+                                          + sys.path))
+    script = _SCRIPT + "g = rg.compile(lambda x: (x * 3).sum(), backend='numba')\n" \
+                       "print(float(g(np.ones(3))))\n"
+    out = subprocess.run([sys.executable, "-W", "always::UserWarning", "-c", script], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[0]) == pytest.approx(float(np.tanh(4.0) * 4))
+    assert float(out.stdout.split()[2]) == 9.0              # a second program, same folder
+    assert out.stderr.count("cannot be written") == 1, out.stderr
+    assert str(blocker) in out.stderr and "RETROGRAD_CACHE_DIR" in out.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a-file"]      # its own folder removed at exit
+
+
 def test_a_kernel_names_the_code_of_the_op_forms_it_calls(monkeypatch, tmp_path):
     """Numba's cache of a kernel does not follow the functions it calls: the kernel's text
     (which names its cache file) carries a digest of each op form's code and helpers, so

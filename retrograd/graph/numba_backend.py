@@ -29,6 +29,7 @@ day, when a program is cached (prune_cache).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.util
@@ -37,6 +38,7 @@ import math
 import operator
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -810,6 +812,23 @@ def _prune_daily(folder):
         prune_cache(folder, days)
 
 
+_OWN_FOLDER = None
+
+
+def _own_folder(folder, error):
+    """Where this process keeps its generated code when the cache ``folder`` cannot be
+    written: one temporary folder, removed at exit, and one warning saying why every
+    process now compiles afresh."""
+    global _OWN_FOLDER
+    if _OWN_FOLDER is None:
+        _OWN_FOLDER = tempfile.mkdtemp(prefix="retrograd-numba-")
+        atexit.register(shutil.rmtree, _OWN_FOLDER, True)
+        warnings.warn(f"retrograd: the Numba cache folder {folder} cannot be written "
+                      f"({error.strerror or error}); compiled code is kept for this process only "
+                      "(set RETROGRAD_CACHE_DIR to a writable folder)", stacklevel=4)
+    return _OWN_FOLDER
+
+
 def load_module(text):
     """Import the generated module ``text`` from the cache folder (written there first)."""
     name = _PREFIX + hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -823,9 +842,8 @@ def load_module(text):
         path = os.path.join(folder, name + ".py")
         _write_once(path, text)
         _mark_used(folder, name)
-    except OSError:     # an unwritable cache: a folder of this process's own (no reuse)
-        folder = tempfile.mkdtemp(prefix="retrograd-numba-")
-        path = os.path.join(folder, name + ".py")
+    except OSError as e:
+        path = os.path.join(_own_folder(folder, e), name + ".py")
         _write_once(path, text)
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
