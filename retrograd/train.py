@@ -465,7 +465,7 @@ class _Run:
             backend = for_run(backend, self.epochs * len(self.loader))
             step = compile_step(self.model, self.loss_fn, self.optimizer, backend=backend)
             if verbose and self.log:
-                step = _timed_first_call(step, self.log, f"compiled step: {backend} backend")
+                step = _timed_first_call(step, self.log)
         self.step = step if step is not None else self._eager_step
 
     def _eager_step(self, xb, yb):
@@ -711,8 +711,9 @@ def _non_finite_parameter(model):
     return None
 
 
-def _timed_first_call(step, log, what):
-    """``step``, logging how long its first call took (the trace and the compile)."""
+def _timed_first_call(step, log):
+    """``step``, logging how long its first call took (the trace and the compile) and the
+    backend it ran on ('auto''s choice; NumPy where Numba could not compile it)."""
     first = []
 
     def timed(xb, yb):
@@ -721,7 +722,8 @@ def _timed_first_call(step, log, what):
         t = time.perf_counter()
         out = step(xb, yb)
         first.append(time.perf_counter() - t)
-        log(f"{what}, first call {first[0]:.2f}s (trace and compile)")
+        log(f"compiled step: {step.backend} backend, first call {first[0]:.2f}s "
+            "(trace and compile)")
         return out
     return timed
 

@@ -705,6 +705,22 @@ def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, 
         _same_state(finals["numba"][part], finals["numpy"][part], f"CLI checkpoint: {part}")
 
 
+def test_verbose_names_the_backend_a_step_ran_on_after_a_fallback(tmp_path, capsys,
+                                                                 monkeypatch):
+    from retrograd.cli import main
+    real = nb._scalar_expr
+
+    def broken(n, args):            # a lowering bug: every fused loop fails to compile
+        e = real(n, args)
+        return f"({e} + math.no_such_function(0.0))" if e else e
+    monkeypatch.setattr(nb, "_scalar_expr", broken)
+    code = main(["train", "--data", "spirals", "--layers", "16,16", "--epochs", "1",
+                 "--out", str(tmp_path / "r"), "--no-progress", "--backend", "numba",
+                 "--verbose"])
+    assert code == 0
+    assert "compiled step: numpy backend, first call" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- the optimizer's update
 
 UPDATES = {

@@ -583,6 +583,7 @@ def compile_step(model, loss_fn, optimizer, passes=PASSES, on_gradients=None, ba
         except Exception:
             _captured_on_host(captured)
             raise
+        step.backend = exe.backend          # (NumPy's, once Numba could not compile it)
         _write_state(state, outs)           # running statistics, as the eager step
         if fused is None:
             if on_gradients is not None:
