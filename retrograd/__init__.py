@@ -22,7 +22,7 @@ from .autodiff import grad as autograd_grad
 from .autodiff import detect_anomaly
 from .check import GradcheckReport, gradcheck, gradgradcheck
 from .errors import (AnomalyError, AxisError, GradcheckError, MissingDependency, RetrogradError,
-                     ShapeError)
+                     SettingError, ShapeError)
 from .functional import grad, hessian, hvp, jacobian, jvp, value_and_grad, vjp
 from .ops import *  # noqa: F401,F403  (every op as rg.<name>)
 from .tensor import (Tensor, arange, as_tensor, default_generator, enable_grad, eye, full, full_like,

@@ -700,6 +700,9 @@ def cmd_train(args):
     if args.no_save and args.resume:
         raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
                          "combined with --no-save")
+    if not args.no_compile:             # a backend that cannot run: said before anything else
+        from .graph.numba_backend import resolve
+        resolve(args.backend, "retrograd train")
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
     if args.model != "mlp":          # beside the MLP's run of the same data, not over it
         name += f"-{args.model}"

@@ -14,6 +14,11 @@ class ShapeError(RetrogradError, ValueError):
     """Operand shapes do not fit the op; the message names the op and the shapes."""
 
 
+class SettingError(RetrogradError, ValueError):
+    """An option or an environment variable holds a value it cannot take; the message
+    names it, the value, and the values it can."""
+
+
 class GradcheckError(RetrogradError, AssertionError):
     """Analytic and numeric gradients disagree; the message names input and entry."""
 

@@ -705,6 +705,25 @@ def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, 
         _same_state(finals["numba"][part], finals["numpy"][part], f"CLI checkpoint: {part}")
 
 
+@pytest.mark.parametrize("backend, env, says", [
+    ("numba", None, "needs Numba and SciPy: pip install 'retrograd[fast]'"),
+    ("auto", "bogus", "RETROGRAD_BACKEND must be one of 'auto', 'numpy', 'numba', got 'bogus'")])
+def test_retrograd_train_refuses_a_backend_it_cannot_run_before_anything_else(
+        tmp_path, capsys, monkeypatch, backend, env, says):
+    from retrograd.cli import main
+    monkeypatch.setattr(nb, "available", lambda: False)     # as without Numba installed
+    if env is None:
+        monkeypatch.delenv("RETROGRAD_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("RETROGRAD_BACKEND", env)
+    code = main(["train", "--data", "xor", "--epochs", "1", "--out", str(tmp_path / "r"),
+                 "--backend", backend])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""                 # no plan printed for a run that cannot start
+    assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_verbose_names_the_backend_a_step_ran_on_after_a_fallback(tmp_path, capsys,
                                                                  monkeypatch):
     from retrograd.cli import main

@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 
 from .. import blas
-from ..errors import MissingDependency, RetrogradError
+from ..errors import MissingDependency, RetrogradError, SettingError
 from .executor import Executable, _bind, _dot_work, generate
 from .ir import allocate
 
@@ -66,12 +66,12 @@ def resolve(backend, who="rg.compile") -> str:
     else 'auto' where Numba is installed -- each program then gets the backend that wins
     on it (``choose``) -- and 'numpy' where it is not."""
     if backend not in BACKENDS:
-        raise ValueError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
+        raise SettingError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
                          f"got {backend!r}")
     if backend == "auto":
         env = os.environ.get("RETROGRAD_BACKEND", "auto")
         if env not in BACKENDS:
-            raise ValueError(f"{who}: RETROGRAD_BACKEND must be one of "
+            raise SettingError(f"{who}: RETROGRAD_BACKEND must be one of "
                              f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
         if env != "auto":
             return resolve(env, who)
