@@ -6,8 +6,11 @@ lock on ``<out>/.lock`` (``flock``; the file holds the owner's pid for the messa
 for as long as the run lasts, and refuses a second run naming the first. The kernel
 drops the lock when its owner dies, even by ``kill -9``, so a lock file left by a dead
 run is simply taken over. A rerun into a folder that already holds a run must say
-what it means: continue it (``resume``) or start afresh (``overwrite``, which removes
-the old run's files first so the folder never mixes two runs).
+what it means: continue it (``resume``) or start afresh (``overwrite``). ``overwrite``
+moves the old run's files into ``<out>/.replaced`` first, so the folder never mixes two
+runs, and deletes them once the new run has written a file of its own; a new run that
+ends (by an error, Ctrl-C, a kill) before writing any gets them back, at its end or, after
+a ``kill -9``, at the next claim of the folder.
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ try:
 except ImportError:                      # not POSIX: the pid in the file decides
     fcntl = None
 
-__all__ = ["claim", "RunFolderError", "LOCK", "RUN_FILES"]
+__all__ = ["claim", "RunFolderError", "LOCK", "REPLACED", "RUN_FILES"]
 
 LOCK = ".lock"
+REPLACED = ".replaced"      # the run an --overwrite run replaces, until it writes its own
 RUN_FILES = ("last.npz", "best.npz", "history.json")      # what train.fit writes
 
 
@@ -95,7 +99,9 @@ def claim(out, *, resume=False, overwrite=False):
 
     Raises RunFolderError, before anything is written, when another run holds it, or
     when it already holds a run (any of RUN_FILES) and neither ``resume`` nor
-    ``overwrite`` is given; ``overwrite`` removes those files once the lock is held.
+    ``overwrite`` is given; ``overwrite`` sets those files aside once the lock is held
+    (``REPLACED``: deleted at the end of a run that wrote files of its own, put back where
+    it wrote none).
     A folder this call created is removed again if the run leaves it empty.
     """
     out = os.fspath(out)
@@ -106,17 +112,45 @@ def claim(out, *, resume=False, overwrite=False):
     os.makedirs(out, exist_ok=True)
     fd = _lock(out)
     try:
-        old = [n for n in RUN_FILES if os.path.lexists(os.path.join(out, n))]
+        _settle_replaced(out)            # one left by a killed --overwrite run
+        old = _run_files(out)
         if old and not resume:
             if not overwrite:
                 raise RunFolderError(f"{out} already holds a run ({', '.join(old)}); add --resume "
                                      "to continue it, --overwrite to replace it, or choose "
                                      "another --out")
-            for name in old:
-                os.unlink(os.path.join(out, name))
-        yield out
+            _move(out, os.path.join(out, REPLACED), old)
+        try:
+            yield out
+        finally:
+            _settle_replaced(out)
     finally:
         _unlock(out, fd)
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(out)            # only succeeds when nothing was written
+
+
+def _run_files(folder):
+    return [n for n in RUN_FILES if os.path.lexists(os.path.join(folder, n))]
+
+
+def _move(src, dst, names):
+    """Move the files ``names`` from folder ``src`` into folder ``dst`` (created), each by an
+    atomic rename."""
+    os.makedirs(dst, exist_ok=True)
+    for name in names:
+        os.replace(os.path.join(src, name), os.path.join(dst, name))
+
+
+def _settle_replaced(out):
+    """The replaced run in ``out/.replaced``: deleted where a new run has written its files,
+    moved back where none has (nothing replaced it)."""
+    kept = os.path.join(out, REPLACED)
+    if not os.path.isdir(kept):
+        return
+    if not _run_files(out):
+        _move(kept, out, _run_files(kept))
+    for name in os.listdir(kept):
+        os.unlink(os.path.join(kept, name))
+    os.rmdir(kept)

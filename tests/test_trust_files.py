@@ -15,6 +15,7 @@ import pytest
 import retrograd as rg
 from retrograd.cli import main
 from retrograd.data import DataError, load_dataset, load_mnist_idx, one_hot, write_idx
+from retrograd.rundir import REPLACED
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX files and signals")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +201,44 @@ def test_a_rerun_into_a_finished_run_needs_resume_or_overwrite(tmp_path, capsys)
     assert main(TRAIN + ["--out", out, "--resume", "--overwrite"]) == 2
     assert main(TRAIN + ["--out", out, "--overwrite", "--seed", "3"]) == 0
     assert open(os.path.join(out, "last.npz"), "rb").read() != before["last.npz"]
+
+
+def _contents(folder):
+    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+
+
+def test_an_overwrite_run_that_fails_before_saving_gives_the_old_run_back(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(TRAIN + ["--out", out]) == 0
+    before = _contents(out)
+    capsys.readouterr()
+    # the run starts (the folder claimed, the old files set aside), then cannot read its data
+    assert main(TRAIN[:2] + [str(tmp_path / "missing.csv")] + TRAIN[3:]
+                + ["--out", out, "--overwrite"]) == 2
+    assert "missing.csv" in one_error_line(capsys)
+    assert _contents(out) == before and not os.path.exists(os.path.join(out, REPLACED))
+    assert main(TRAIN + ["--out", out, "--overwrite", "--seed", "3"]) == 0   # replaced now
+    assert _contents(out)["last.npz"] != before["last.npz"]
+    assert not os.path.exists(os.path.join(out, REPLACED))
+
+
+def test_the_next_claim_settles_what_a_killed_overwrite_run_set_aside(tmp_path):
+    from retrograd.rundir import RunFolderError, claim
+    out = tmp_path / "run"
+    assert main(TRAIN + ["--out", str(out)]) == 0
+    before = _contents(out)
+    (out / REPLACED).mkdir()                    # as kill -9 leaves an --overwrite run that
+    for name in before:                         # had written nothing yet
+        os.replace(out / name, out / REPLACED / name)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        with claim(out):
+            pass
+    assert _contents(out) == before and not (out / REPLACED).exists()
+    (out / REPLACED).mkdir()                    # one killed after its first checkpoint:
+    (out / REPLACED / "last.npz").write_bytes(b"the replaced run")   # the new run stays
+    with claim(out, resume=True):
+        pass
+    assert _contents(out) == before and not (out / REPLACED).exists()
 
 
 # ---------------------------------------------------------------- 20, 22: save refuses
