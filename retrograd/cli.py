@@ -700,9 +700,7 @@ def cmd_train(args):
     if args.no_save and args.resume:
         raise UsageError("retrograd train: --resume continues a saved run; it cannot be "
                          "combined with --no-save")
-    if not args.no_compile:             # a backend that cannot run: said before anything else
-        from .graph.numba_backend import resolve
-        resolve(args.backend, "retrograd train")
+    _check_settings(args)
     name = args.data if not os.path.exists(args.data) else os.path.basename(os.path.normpath(args.data))
     if args.model != "mlp":          # beside the MLP's run of the same data, not over it
         name += f"-{args.model}"
@@ -716,6 +714,18 @@ def cmd_train(args):
     with (contextlib.nullcontext() if args.no_save else
           claim(out, resume=args.resume, overwrite=args.overwrite)):
         return _train(args, out)
+
+
+def _check_settings(args):
+    """Refuse what the run would fail on later -- a backend that cannot run, an environment
+    setting of no meaning -- before anything is claimed, printed or read."""
+    from . import blas
+    if not args.no_compile:
+        from .graph import numba_backend
+        numba_backend.resolve(args.backend, "retrograd train")
+        if numba_backend.available():
+            numba_backend._cache_days()        # (read by the first compile)
+    blas._setting("auto")                      # (read when training starts)
 
 
 def _mpi_world():

@@ -706,16 +706,19 @@ def test_retrograd_train_takes_a_backend_and_verbose_names_it(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("backend, env, says", [
-    ("numba", None, "needs Numba and SciPy: pip install 'retrograd[fast]'"),
-    ("auto", "bogus", "RETROGRAD_BACKEND must be one of 'auto', 'numpy', 'numba', got 'bogus'")])
-def test_retrograd_train_refuses_a_backend_it_cannot_run_before_anything_else(
+    ("numba", {}, "needs Numba and SciPy: pip install 'retrograd[fast]'"),
+    ("auto", {"RETROGRAD_BACKEND": "bogus"},
+     "RETROGRAD_BACKEND must be one of 'auto', 'numpy', 'numba', got 'bogus'"),
+    ("numpy", {"RETROGRAD_BLAS_THREADS": "two"}, "RETROGRAD_BLAS_THREADS must be auto, none"),
+    ("numpy", {"RETROGRAD_CACHE_DAYS": "a month"}, "RETROGRAD_CACHE_DAYS must be a number")])
+def test_retrograd_train_refuses_a_setting_it_cannot_run_with_before_anything_else(
         tmp_path, capsys, monkeypatch, backend, env, says):
     from retrograd.cli import main
-    monkeypatch.setattr(nb, "available", lambda: False)     # as without Numba installed
-    if env is None:
-        monkeypatch.delenv("RETROGRAD_BACKEND", raising=False)
-    else:
-        monkeypatch.setenv("RETROGRAD_BACKEND", env)
+    if backend == "numba":
+        monkeypatch.setattr(nb, "available", lambda: False)     # as without Numba installed
+    monkeypatch.delenv("RETROGRAD_BACKEND", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     code = main(["train", "--data", "xor", "--epochs", "1", "--out", str(tmp_path / "r"),
                  "--backend", backend])
     out, err = capsys.readouterr()
