@@ -13,7 +13,7 @@ does not grow; memory above the peak is given back as before.
 
 Done once, at import, only on glibc, and not when the user set glibc's own variables
 (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``...) or
-``RETROGRAD_MALLOC=default``.
+``RETROGRAD_MALLOC=default`` (another value of it is warned about).
 """
 from __future__ import annotations
 
@@ -32,7 +32,13 @@ tuned = False          # whether tune() changed malloc's settings in this proces
 def tune() -> bool:
     """Set the thresholds above (see the module's doc); True if they were set."""
     global tuned
-    if tuned or os.environ.get(ENV, "") == "default" or not sys.platform.startswith("linux"):
+    setting = os.environ.get(ENV, "")
+    if setting not in ("", "default"):
+        # (at import: a warning, not an error, for a setting that only costs speed)
+        import warnings
+        warnings.warn(f"{ENV}={setting!r} means nothing to retrograd: set it to 'default' to "
+                      "leave malloc alone, or unset it (read as unset)", stacklevel=3)
+    if tuned or setting == "default" or not sys.platform.startswith("linux"):
         return tuned
     if (any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ)
             or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")):

@@ -34,6 +34,15 @@ def test_left_alone_when_the_user_chose(env):
     assert _tuned_in_child(**env) == "False"
 
 
+def test_a_setting_of_no_meaning_is_warned_about_and_malloc_tuned_as_unset():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")
+           and k != "GLIBC_TUNABLES"} | {"RETROGRAD_MALLOC": "off", "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, "-c", "import retrograd; print(retrograd.malloc.tuned)"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert "RETROGRAD_MALLOC='off' means nothing to retrograd" in out.stderr
+    assert out.stdout.strip() == str(rg.malloc.tuned)
+
+
 def test_tune_is_idempotent():
     assert rg.malloc.tune() == rg.malloc.tuned
 
