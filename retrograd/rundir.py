@@ -151,6 +151,7 @@ def _settle_replaced(out):
         return
     if not _run_files(out):
         _move(kept, out, _run_files(kept))
-    for name in os.listdir(kept):
+    for name in _run_files(kept):
         os.unlink(os.path.join(kept, name))
-    os.rmdir(kept)
+    with contextlib.suppress(OSError):
+        os.rmdir(kept)                   # (anything else put there stays)

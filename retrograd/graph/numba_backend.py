@@ -67,12 +67,12 @@ def resolve(backend, who="rg.compile") -> str:
     on it (``choose``) -- and 'numpy' where it is not."""
     if backend not in BACKENDS:
         raise SettingError(f"{who}: backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                         f"got {backend!r}")
+                           f"got {backend!r}")
     if backend == "auto":
         env = os.environ.get("RETROGRAD_BACKEND", "auto")
         if env not in BACKENDS:
             raise SettingError(f"{who}: RETROGRAD_BACKEND must be one of "
-                             f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
+                               f"{', '.join(map(repr, BACKENDS))}, got {env!r}")
         if env != "auto":
             return resolve(env, who)
         return "auto" if available() else "numpy"
