@@ -46,7 +46,7 @@ def product_work(model, batch: int) -> int:
     return batch * max(sizes, default=0)
 
 
-def _setting(blas_threads):
+def requested_threads(blas_threads):
     """The request, as "auto", None or an int, from the argument or the environment."""
     if isinstance(blas_threads, str) and blas_threads == "auto":
         text = os.environ.get(ENV, "auto").strip().lower()
@@ -69,7 +69,7 @@ def _setting(blas_threads):
 def limit(blas_threads, work: int):
     """A context in which BLAS uses the threads ``blas_threads`` asks for ("auto":
     ``threads_for(work, ...)``); leaves BLAS alone where nothing needs changing."""
-    want = _setting(blas_threads)
+    want = requested_threads(blas_threads)
     if want is None or (want == "auto" and any(os.environ.get(v) for v in BLAS_ENV)):
         return contextlib.nullcontext()
     # threadpoolctl is a dependency (pure Python, no dependencies of its own) because the
@@ -114,7 +114,7 @@ def pinned(work: int):
     own threads -- on the quiet 2-core VM B1's compiled step took 2.13 ms pinned to the one
     thread ``threads_for`` gives it and 1.28 ms on OpenBLAS's two (``bench/bench.py --cases
     B1``); ``fit`` limits the threads itself while it trains, where contention is likelier."""
-    want = _setting("auto")
+    want = requested_threads("auto")
     if not isinstance(want, int):
         return None
     try:
@@ -136,7 +136,7 @@ def scipy_single(work: int):
     products are small (numba_backend sends those from 2^20 multiply-adds to NumPy's
     matmul), and its two threads beside NumPy's OpenBLAS pool on two cores fought it: B6's
     Numba step took 38.8 ms against 14 pinned (bench/bench.py --cases B6)."""
-    if (_setting("auto") != "auto" or any(os.environ.get(v) for v in BLAS_ENV)
+    if (requested_threads("auto") != "auto" or any(os.environ.get(v) for v in BLAS_ENV)
             or work < OPENBLAS_ONE_THREAD):
         return None
     try:

@@ -724,8 +724,8 @@ def _check_settings(args):
         from .graph import numba_backend
         numba_backend.resolve(args.backend, "retrograd train")
         if numba_backend.available():
-            numba_backend._cache_days()        # (read by the first compile)
-    blas._setting("auto")                      # (read when training starts)
+            numba_backend.cache_days()      # (read by the first compile)
+    blas.requested_threads("auto")          # (read when training starts)
 
 
 def _mpi_world():

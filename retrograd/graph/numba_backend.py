@@ -741,7 +741,7 @@ CACHE_DAYS = 30
 _PREFIX = "retrograd_numba_"
 
 
-def _cache_days() -> float:
+def cache_days() -> float:
     """RETROGRAD_CACHE_DAYS (0: never prune), else CACHE_DAYS."""
     value = os.environ.get("RETROGRAD_CACHE_DAYS", "")
     try:
@@ -772,7 +772,7 @@ def prune_cache(folder=None, days=None, now=None) -> list[str]:
     returns the names removed. Runs by itself at most once a day, when a program is
     cached. Files of other kinds in the folder are left alone."""
     folder = cache_dir() if folder is None else folder
-    days = _cache_days() if days is None else days
+    days = cache_days() if days is None else days
     now = time.time() if now is None else now
     if days <= 0:
         return []
@@ -798,7 +798,7 @@ def prune_cache(folder=None, days=None, now=None) -> list[str]:
 def _prune_daily(folder):
     """prune_cache at most once a day per cache folder (its ``.pruned`` stamp); a cache
     that cannot be pruned (permissions, a file vanishing meanwhile) is left as it is."""
-    days = _cache_days()
+    days = cache_days()
     if days <= 0:
         return
     stamp = os.path.join(folder, ".pruned")
