@@ -570,6 +570,17 @@ def test_a_segment_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monke
     assert f.cache[next(iter(f.cache))]["exe"].backend == "numpy"
 
 
+def test_float16_values_stay_numpy_calls_without_a_compile_failure():
+    import warnings
+    fn = lambda x: rg.tanh(x * 2 + 1).sum()          # noqa: E731 (a float32 sum of float16)
+    x = np.linspace(-1, 1, 12, dtype=np.float16).reshape(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no "Numba could not compile"
+        got = rg.compile(fn, backend="numba")(x)
+    assert got.dtype == np.float16
+    assert got.numpy() == rg.compile(fn, backend="numpy")(x).numpy()
+
+
 def test_arrays_of_another_shape_than_traced_are_refused_not_read_past_their_end():
     f = rg.compile(lambda a, b: rg.exp(a) + rg.tanh(b), passes=(), backend="numba")
     f(np.zeros(3), np.zeros(3))

@@ -206,8 +206,9 @@ def _kind(n):
         return None
     if any(i.is_scalar_const and _lit(i.value) is None for i in ins):
         return None
-    if any(not i.is_scalar_const and (i.dtype is None or i.dtype.kind not in "fbiu") for i in ins):
-        return None
+    if any(not i.is_scalar_const and (i.dtype is None or i.dtype.kind not in "fbiu"
+                                      or i.dtype == np.float16) for i in ins):
+        return None             # (Numba has no float16 arithmetic: a cast of one stays NumPy's)
     how = n.op.lowering
     arrays = [i for i in ins if _is_array(i)]
     if how == "check_labels":
