@@ -122,8 +122,17 @@ class _GivenTrue(_Given):
         super().__call__(parser, namespace, True, option_string)
 
 
+def _number(kind, text):
+    """``kind(text)`` (int or float), or the flag's error saying what it takes."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def _shift(text):
-    v = int(text)
+    v = _number(int, text)
     if not 0 <= v <= 8:                 # a digit is about 20 pixels of its 28
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to 8, got {text}")
     return v
@@ -163,7 +172,7 @@ def _sizes(text):
 
 
 def _unit_interval(text):
-    v = float(text)
+    v = _number(float, text)
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return v
@@ -171,7 +180,7 @@ def _unit_interval(text):
 
 def _positive(kind):
     def parse(text):
-        v = kind(text)
+        v = _number(kind, text)
         if not (math.isfinite(v) and v > 0):        # nan <= 0 is False: test what is wanted
             raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return v
@@ -179,14 +188,14 @@ def _positive(kind):
 
 
 def _non_negative(text):
-    v = float(text)
+    v = _number(float, text)
     if not (math.isfinite(v) and v >= 0):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
 
 
 def _seed(text):
-    v = int(text)
+    v = _number(int, text)
     if v < 0:                                      # NumPy's generators take seeds >= 0
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return v

@@ -203,6 +203,17 @@ def test_a_rerun_into_a_finished_run_needs_resume_or_overwrite(tmp_path, capsys)
     assert open(os.path.join(out, "last.npz"), "rb").read() != before["last.npz"]
 
 
+@pytest.mark.parametrize("flag, value, says", [
+    ("--epochs", "abc", "must be an integer, got 'abc'"), ("--epochs", "2.5", "an integer"),
+    ("--lr", "fast", "must be a number, got 'fast'"), ("--seed", "1e3", "an integer"),
+    ("--shift", "x", "an integer"), ("--weight-decay", "x", "a number"),
+    ("--dropout", "half", "a number"), ("--save-every", "x", "an integer")])
+def test_a_flag_that_is_not_a_number_says_what_it_takes(capsys, flag, value, says):
+    assert main(TRAIN + [flag, value]) == 2
+    err = one_error_line(capsys)
+    assert f"argument {flag}: {says}" in err and "invalid" not in err, err
+
+
 def _contents(folder):
     return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
 
