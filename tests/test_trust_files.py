@@ -204,14 +204,14 @@ def test_a_rerun_into_a_finished_run_needs_resume_or_overwrite(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("flag, value, says", [
-    ("--epochs", "abc", "must be an integer, got 'abc'"), ("--epochs", "2.5", "an integer"),
-    ("--lr", "fast", "must be a number, got 'fast'"), ("--seed", "1e3", "an integer"),
+    ("--epochs", "abc", "an integer, got 'abc'"), ("--epochs", "2.5", "an integer"),
+    ("--lr", "fast", "a number, got 'fast'"), ("--seed", "1e3", "an integer"),
     ("--shift", "x", "an integer"), ("--weight-decay", "x", "a number"),
     ("--dropout", "half", "a number"), ("--save-every", "x", "an integer")])
 def test_a_flag_that_is_not_a_number_says_what_it_takes(capsys, flag, value, says):
     assert main(TRAIN + [flag, value]) == 2
     err = one_error_line(capsys)
-    assert f"argument {flag}: {says}" in err and "invalid" not in err, err
+    assert f"argument {flag}: must be {says}" in err and "invalid" not in err, err
 
 
 def _contents(folder):
