@@ -131,6 +131,10 @@ def _number(kind, text):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
+def _integer(text):
+    return _number(int, text)
+
+
 def _shift(text):
     v = _number(int, text)
     if not 0 <= v <= 8:                 # a digit is about 20 pixels of its 28
@@ -331,7 +335,7 @@ def _add_export(sub):
                        "size; needs pip install 'retrograd[onnx]')")
     x.add_argument("checkpoint")
     x.add_argument("output", help="the .onnx file to write")
-    x.add_argument("--opset", type=int, default=17, help="ONNX opset version, 13 to 17")
+    x.add_argument("--opset", type=_integer, default=17, help="ONNX opset version, 13 to 17")
 
 
 def _add_graph(sub):
@@ -370,7 +374,7 @@ def _add_explain(sub):
                         "for cross_entropy)")
     x.add_argument("--loss", default=None, choices=NET_LOSSES,
                    help="sse (default: E = ½ Σ (d − o)²), mse or cross_entropy")
-    x.add_argument("--seed", type=int, default=None, help="seed of the weights (default 0)")
+    x.add_argument("--seed", type=_seed, default=None, help="seed of the weights (default 0)")
     x.add_argument("--lr", type=_positive(float), default=None, help="learning rate η (default 0.5)")
     x.add_argument("--input", default=None, metavar="X",
                    help="the pattern, e.g. 1,0 (default: XOR's (1, 0))")
