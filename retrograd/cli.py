@@ -735,7 +735,7 @@ def _check_settings(args):
     from . import blas
     if not args.no_compile:
         from .graph import numba_backend
-        numba_backend.resolve(args.backend, "retrograd train")
+        numba_backend.resolve(args.backend, "train")
         if numba_backend.available():
             numba_backend.cache_days()      # (read by the first compile)
     blas.requested_threads("auto")          # (read when training starts)

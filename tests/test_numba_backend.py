@@ -955,5 +955,5 @@ def test_the_cli_without_numba_says_how_to_install_it_in_one_line(monkeypatch, c
     assert main(["train", "--backend", "numba", "--data", "xor", "--epochs", "1",
                  "--no-progress", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["retrograd: error: fit: backend='numba' needs Numba and SciPy: "
+    assert err == ["retrograd: error: train: backend='numba' needs Numba and SciPy: "
                    "pip install 'retrograd[fast]'"]
