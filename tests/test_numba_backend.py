@@ -661,7 +661,7 @@ def test_softmax_rows_helpers_equal_numpy_to_rounding_on_extreme_rows(dtype):
 def test_scipy_blas_is_pinned_only_for_products_it_would_run_on_two_threads(monkeypatch):
     from retrograd import blas
     monkeypatch.setattr(blas, "_Pinned", lambda libs, n: ("pinned", n))
-    monkeypatch.setattr(blas, "_setting", lambda _: "auto")
+    monkeypatch.setattr(blas, "requested_threads", lambda _: "auto")
     import threadpoolctl
     nb._load_blas()
     libs = [lc for lc in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
