@@ -13,12 +13,17 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc
                            reason="glibc only")
 
 
-def _tuned_in_child(**env):
+def _child(**env):
+    """A process importing retrograd with malloc's variables as ``env`` sets them; it prints
+    retrograd.malloc.tuned."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")
            and k not in ("RETROGRAD_MALLOC", "GLIBC_TUNABLES")} | env | {"PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-c", "import retrograd; print(retrograd.malloc.tuned)"],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    return subprocess.run([sys.executable, "-c", "import retrograd; print(retrograd.malloc.tuned)"],
+                          env=env, capture_output=True, text=True, check=True)
+
+
+def _tuned_in_child(**env):
+    return _child(**env).stdout.strip()
 
 
 @glibc
@@ -35,10 +40,7 @@ def test_left_alone_when_the_user_chose(env):
 
 
 def test_a_setting_of_no_meaning_is_warned_about_and_malloc_tuned_as_unset():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")
-           and k != "GLIBC_TUNABLES"} | {"RETROGRAD_MALLOC": "off", "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-c", "import retrograd; print(retrograd.malloc.tuned)"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = _child(RETROGRAD_MALLOC="off")
     assert "RETROGRAD_MALLOC='off' means nothing to retrograd" in out.stderr
     assert out.stdout.strip() == str(rg.malloc.tuned)
 

@@ -502,9 +502,14 @@ print(sum(getattr(mod, s.name).stats.cache_hits.__len__() for s in k))
 """
 
 
+def _child_env(**extra):
+    """This environment for a Python subprocess that imports this checkout's retrograd."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(rg.__file__))] + sys.path), **extra)
+
+
 def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
-    env = dict(os.environ, RETROGRAD_CACHE_DIR=str(tmp_path), PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(rg.__file__))] + sys.path))
+    env = _child_env(RETROGRAD_CACHE_DIR=str(tmp_path))
     # two processes at once write the same file: each sees all of it
     procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -524,9 +529,7 @@ def test_a_second_process_loads_the_compiled_code_from_the_disk_cache(tmp_path):
 def test_an_unwritable_cache_folder_warns_once_and_leaves_no_folder_behind(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    env = dict(os.environ, RETROGRAD_CACHE_DIR=str(blocker), TMPDIR=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(rg.__file__))]
-                                          + sys.path))
+    env = _child_env(RETROGRAD_CACHE_DIR=str(blocker), TMPDIR=str(tmp_path))
     script = _SCRIPT + "g = rg.compile(lambda x: (x * 3).sum(), backend='numba')\n" \
                        "print(float(g(np.ones(3))))\n"
     out = subprocess.run([sys.executable, "-W", "always::UserWarning", "-c", script], env=env,

@@ -33,6 +33,11 @@ def one_error_line(capsys):
     return err
 
 
+def _contents(folder):
+    """{name: bytes} of every file in ``folder``."""
+    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A checkpoint of a tiny XOR net, and a CSV of inputs for predict."""
@@ -192,12 +197,12 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
 def test_a_rerun_into_a_finished_run_needs_resume_or_overwrite(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(TRAIN + ["--out", out]) == 0
-    before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)}
+    before = _contents(out)
     capsys.readouterr()
     assert main(TRAIN + ["--out", out]) == 2
     err = one_error_line(capsys)
     assert "--resume" in err and "--overwrite" in err and out in err
-    assert {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)} == before
+    assert _contents(out) == before
     assert main(TRAIN + ["--out", out, "--resume", "--overwrite"]) == 2
     assert main(TRAIN + ["--out", out, "--overwrite", "--seed", "3"]) == 0
     assert open(os.path.join(out, "last.npz"), "rb").read() != before["last.npz"]
@@ -212,10 +217,6 @@ def test_a_flag_that_is_not_a_number_says_what_it_takes(capsys, flag, value, say
     assert main(TRAIN + [flag, value]) == 2
     err = one_error_line(capsys)
     assert f"argument {flag}: must be {says}" in err and "invalid" not in err, err
-
-
-def _contents(folder):
-    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
 
 
 def test_an_overwrite_run_that_fails_before_saving_gives_the_old_run_back(tmp_path, capsys):
