@@ -607,7 +607,7 @@ def test_a_users_error_on_the_first_call_is_raised_not_taken_for_a_compile_failu
 def test_compiled_products_equal_numpy_on_every_layout_and_empty_sides(dtype):
     # numba_blas.gemm: NumPy's cblas where its OpenBLAS has one, else np.dot's callback;
     # both run here (the callback called through its C address)
-    from retrograd.graph import numba_blas, numba_helpers as h
+    from retrograd.native import numba_blas, numba_helpers as h
     rng = np.random.default_rng(8)
     for m, k, n in [(5, 3, 4), (1, 7, 1), (32, 128, 96), (0, 3, 4), (3, 0, 4), (3, 4, 0)]:
         a, b = (rng.standard_normal(s).astype(dtype) for s in ((m, k), (k, n)))
@@ -633,7 +633,7 @@ def test_compiled_products_equal_numpy_on_every_layout_and_empty_sides(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_rows_helpers_equal_numpy_to_rounding_on_extreme_rows(dtype):
     # the float32 helpers take exp from a polynomial of their own (numba_helpers._exp_float32)
-    from retrograd.graph import numba_helpers as h
+    from retrograd.native import numba_helpers as h
     rng = np.random.default_rng(3)
     z = (rng.standard_normal((300, 10)) * rng.choice([0.01, 1, 30, 300], (300, 1))).astype(dtype)
     z[0, 3], z[1, :] = np.nan, -np.inf
@@ -666,7 +666,7 @@ def test_scipy_blas_is_pinned_only_for_products_it_would_run_on_two_threads(monk
     monkeypatch.setattr(blas, "_Pinned", lambda libs, n: ("pinned", n))
     monkeypatch.setattr(blas, "requested_threads", lambda _: "auto")
     import threadpoolctl
-    nb._load_blas()
+    nb.load_blas()
     libs = [lc for lc in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
             if "scipy.libs" in lc.filepath.replace(os.sep, "/")]
     if not libs:

@@ -394,7 +394,7 @@ def _scan_and_bptt_inputs(rng, dtype, L=5, N=3, H=4):
 def test_the_numba_forms_agree_with_the_numpy_forms(reverse):
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    from retrograd.graph.numba_helpers import loop_form
+    from retrograd.native.numba_helpers import loop_form
     rng = np.random.default_rng(11)
     scan, bptt = _scan_and_bptt_inputs(rng, np.float32)
     want = ops_rnn._lstm_scan(*scan, reverse)
@@ -441,3 +441,89 @@ def test_lstm_scan_under_the_numba_backend_to_second_order(reverse, tmp_path, mo
                 assert "numba: " in src and "lstm_scan" in src.split("numba: ", 1)[1]
         for a, b in zip(*outs):
             np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-4)
+
+
+def _eager_orders(scan, ct, reverse):
+    """An eager float32 lstm_scan's value, gradient and a second derivative, as arrays."""
+    args = [rg.tensor(a) for a in scan]
+
+    def loss(xw, h0, c0, w):
+        return (rg.lstm_scan(xw, h0, c0, w, reverse=reverse) * ct).sum()
+
+    def grad_norm(xw, h0, c0, w):
+        gs = rg.grad(loss, argnums=(0, 1, 2, 3))(xw, h0, c0, w)
+        return sum((g * g).sum() for g in gs)
+
+    outs = [loss(*args), *rg.grad(loss, argnums=(0, 1, 2, 3))(*args),
+            *rg.grad(grad_norm, argnums=(0, 3))(*args)]
+    return [o.numpy() for o in outs]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_eager_float32_lstm_runs_the_numba_forms_with_the_numpy_forms_numbers(reverse,
+                                                                           monkeypatch):
+    """Where Numba is installed, eager lstm_scan and its BPTT ops run their Numba forms
+    (ops/native.py), to the NumPy forms' numbers at every order; RETROGRAD_BACKEND=numpy
+    runs the NumPy forms."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from retrograd.native.numba_helpers import loop_form
+    from retrograd.ops import native
+    monkeypatch.setenv("RETROGRAD_BACKEND", "auto")         # (the suite's default: numpy)
+    rng = np.random.default_rng(7)
+    scan, _ = _scan_and_bptt_inputs(rng, np.float32)
+    ct = rg.tensor(rng.standard_normal((5, 3, 24)).astype(np.float32))
+    form = loop_form("retrograd.ops.rnn", "_lstm_scan_numba")
+    want = form(*scan, reverse=reverse, out=np.empty((5, 3, 24), np.float32))
+    assert np.array_equal(rg.lstm_scan(*scan, reverse=reverse).numpy(), want)   # the form ran
+    got = _eager_orders(scan, ct, reverse)
+    for f in (ops_rnn._lstm_scan_numba, ops_rnn._lstm_bptt_numba,
+              ops_rnn._lstm_bptt_adjoint_numba):
+        assert native._compiled[f] is not None, f.__name__
+    monkeypatch.setenv("RETROGRAD_BACKEND", "numpy")
+    assert np.array_equal(rg.lstm_scan(*scan, reverse=reverse).numpy(),
+                          ops_rnn._lstm_scan(*scan, reverse))
+    for a, b in zip(got, _eager_orders(scan, ct, reverse)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+def test_float64_and_the_numpy_backend_run_the_numpy_forms_and_auto_the_numba_ones(
+        monkeypatch):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from retrograd.graph import numba_backend as nb
+    monkeypatch.setenv("RETROGRAD_BACKEND", "auto")
+    rng = np.random.default_rng(8)
+    scan, _ = _scan_and_bptt_inputs(rng, np.float32)
+    numpy_form = ops_rnn._lstm_scan(*scan, False)
+    native_form = rg.lstm_scan(*scan).numpy()
+    assert not np.array_equal(numpy_form, native_form)      # (so that the checks tell them apart)
+    assert np.array_equal(rg.compile(rg.lstm_scan, backend="numpy")(*scan).numpy(), numpy_form)
+    monkeypatch.setattr(nb, "choose", lambda prog: "numpy")      # 'auto' choosing NumPy
+    assert np.array_equal(rg.compile(rg.lstm_scan)(*scan).numpy(), native_form)
+    wide = [a.astype(np.float64) for a in scan]
+    assert np.array_equal(rg.lstm_scan(*wide).numpy(), ops_rnn._lstm_scan(*wide, False))
+
+
+def test_a_numba_form_that_cannot_compile_warns_once_and_runs_the_numpy_form(monkeypatch):
+    numba = pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from retrograd.native import numba_helpers
+    from retrograd.ops import native
+
+    @numba.njit
+    def broken(xw, h0, c0, w_hh, reverse, out):         # a form bug: a type Numba does not know
+        return object()
+
+    monkeypatch.setenv("RETROGRAD_BACKEND", "auto")
+    monkeypatch.setattr(native, "_compiled", {})
+    monkeypatch.setattr(numba_helpers, "loop_form", lambda module, name: broken)
+    scan, _ = _scan_and_bptt_inputs(np.random.default_rng(9), np.float32)
+    message = r"lstm_scan: Numba could not compile its loop form \(TypingError: [^\x1b]*\); it"
+    with pytest.warns(RuntimeWarning, match=message):
+        got = rg.lstm_scan(*scan).numpy()
+    assert np.array_equal(got, ops_rnn._lstm_scan(*scan, False))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rg.lstm_scan(*scan)                                     # once: no second warning

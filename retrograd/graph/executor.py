@@ -132,14 +132,17 @@ def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None, layout
     return plan
 
 
-def _bind(n):
-    """The callable for an op node with its static parameters bound."""
-    return functools.partial(n.op.forward, **n.params) if n.params else n.op.forward
+def _bind(n, native=True):
+    """The callable for an op node with its static parameters bound: ``op.run`` (an op's
+    Numba form where it replaces a NumPy loop, ops/native.py), or with ``native`` False the
+    NumPy forward itself."""
+    fn = n.op.run if native else n.op.forward
+    return functools.partial(fn, **n.params) if n.params else fn
 
 
-def generate(prog, plan, kernels, name="compiled", extra=()):
+def generate(prog, plan, kernels, name="compiled", extra=(), native=True):
     """Python source and namespace of ``run(*externals, *extra) -> tuple of outputs``
-    (``extra``: names of parameters the function takes and ignores)."""
+    (``extra``: names of parameters the function takes and ignores; ``native``: as _bind's)."""
     ns = {"np": np}
     names = {}
     lines = []
@@ -156,7 +159,7 @@ def generate(prog, plan, kernels, name="compiled", extra=()):
             names[n] = f"c{n.id}"
             continue
         k = kernels[n]
-        ns[f"f{n.id}"] = _bind(n)
+        ns[f"f{n.id}"] = _bind(n, native)
         ns.update(k.consts)
         out = f"b{plan.out_buffer[n]}" if n in plan.out_buffer else None
         v = names[n] = f"v{n.id}"
@@ -180,8 +183,9 @@ def _dot_work(n):
 class Executable:
     """A planned, generated program: ``exe(*arrays) -> list of arrays``."""
 
-    def __init__(self, prog, reuse=True, persistent_outputs=False, name="compiled"):
+    def __init__(self, prog, reuse=True, persistent_outputs=False, name="compiled", native=True):
         self.program = prog
+        self.native = native        # whether ops may run their Numba forms (_bind)
         kernels = {n: select_kernel(n) for n in prog.nodes if n.kind == "op"}
         self.plan = plan_memory(prog, reuse, persistent_outputs, kernels, self.buffer_layouts)
         self.source, ns = self._generate(prog, self.plan, kernels, name)
@@ -209,7 +213,7 @@ class Executable:
 
     def _generate(self, prog, plan, kernels, name):
         """(source, namespace) of the driver function; the Numba backend overrides it."""
-        return generate(prog, plan, kernels, name)
+        return generate(prog, plan, kernels, name, native=self.native)
 
     def _thread_fn(self):
         """This thread's copy of the generated function, with buffers of its own."""

@@ -50,15 +50,10 @@ from .. import blas
 from ..errors import MissingDependency, RetrogradError, SettingError
 from .executor import Executable, _bind, _dot_work, generate
 from .ir import allocate
+from ..native import available, failure, load_blas, raised_by_numba
 
 _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("auto", "numpy", "numba")
-
-
-def available() -> bool:
-    """Whether Numba (and SciPy, which its np.dot needs) can be imported."""
-    return (importlib.util.find_spec("numba") is not None
-            and importlib.util.find_spec("scipy") is not None)
 
 
 def resolve(backend, who="rg.compile") -> str:
@@ -80,15 +75,8 @@ def resolve(backend, who="rg.compile") -> str:
         if not available():
             raise MissingDependency(f"{who}: backend='numba' needs Numba and SciPy: "
                                     "pip install 'retrograd[fast]'")
-        _load_blas()
+        load_blas()
     return backend
-
-
-def _load_blas():
-    # Numba's np.dot calls SciPy's own BLAS (the compiled products' where NumPy's cannot
-    # be called, numba_blas.py): loaded now, it is among the libraries a later BLAS
-    # thread limit (retrograd.blas, threadpoolctl) sees and sets
-    import scipy.linalg.cython_blas  # noqa: F401
 
 
 # What 'auto' takes Numba for: a program of many small nodes nearly all of which lower
@@ -122,14 +110,14 @@ def choose(prog) -> str:
         # an op's own loop in place of a NumPy loop of many calls or passes (the LSTM's
         # time loop: B6 9.1 ms with Numba against 11.3; col2im and max pooling of batch-last
         # images: B5 5.99 against 8.84; bench/bench.py --cases B6 and B5, one run each)
-        _load_blas()
+        load_blas()
         return "numba"
     if len(ops) < AUTO_NODES:
         return "numpy"
     lowered = sum(k is not None for k in kinds)
     size = sum(math.prod(n.shape) for n in ops) / len(ops)
     if lowered >= AUTO_LOWERED * len(ops) and size <= AUTO_SIZE:
-        _load_blas()
+        load_blas()
         return "numba"
     return "numpy"
 
@@ -645,11 +633,11 @@ import numpy as np
 import numba
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
-from retrograd.graph.numba_helpers import dot as _dot, dot_new as _dot_new
-from retrograd.graph.numba_helpers import softmax_cross_entropy as _sce
-from retrograd.graph.numba_helpers import softmax_minus_onehot as _smo
-from retrograd.graph.numba_helpers import softmax_rows as _softmax
-from retrograd.graph.numba_helpers import loop_form as _loop_form  # code {helpers}
+from retrograd.native.numba_helpers import dot as _dot, dot_new as _dot_new
+from retrograd.native.numba_helpers import softmax_cross_entropy as _sce
+from retrograd.native.numba_helpers import softmax_minus_onehot as _smo
+from retrograd.native.numba_helpers import softmax_rows as _softmax
+from retrograd.native.numba_helpers import loop_form as _loop_form  # code {helpers}
 
 
 '''
@@ -660,7 +648,9 @@ def _header():
     helpers it calls (see _code_digest), so a changed helper must change the kernel text."""
     global _HELPERS_DIGEST
     if _HELPERS_DIGEST is None:
-        with open(os.path.join(os.path.dirname(__file__), "numba_helpers.py"), "rb") as f:
+        helpers = os.path.join(os.path.dirname(os.path.dirname(__file__)), "native",
+                               "numba_helpers.py")
+        with open(helpers, "rb") as f:
             _HELPERS_DIGEST = hashlib.sha256(f.read()).hexdigest()[:16]
     return _HEADER.format(helpers=_HELPERS_DIGEST)
 
@@ -874,7 +864,7 @@ def update_kernel(rule):
     return load_module(_UPDATE_HEADER + rule.source).kernel
 
 
-update_kernel.is_compile_error = lambda e: _raised_by_numba(e)
+update_kernel.is_compile_error = lambda e: raised_by_numba(e)
 
 
 # ---------------------------------------------------------------- the executable
@@ -889,7 +879,7 @@ class NumbaExecutable(Executable):
         self.compile_seconds = None
         self.update_slots = None     # the optimizer updates its last kernel runs (fuse_update)
         super().__init__(*args, **kwargs)
-        from retrograd.graph import numba_blas
+        from retrograd.native import numba_blas
         if self._blas is None and numba_blas.BLAS == "scipy":
             # the products SciPy's BLAS runs where NumPy's cannot be called (numba_blas.py):
             # the segments' products, and whatever an op's Numba form computes (B6's
@@ -1010,13 +1000,13 @@ class NumbaExecutable(Executable):
                 warnings.simplefilter("ignore")
                 out = super()._call(arrays)
         except Exception as e:
-            if not _raised_by_numba(e):
+            if not raised_by_numba(e):
                 raise
             # a lowering Numba cannot compile is our bug, not the user's: say so, and run the
             # program as NumPy code from now on (the nodes before the failed segment ran
             # twice: a random op among them drew twice)
             warnings.warn(f"rg.compile: Numba could not compile {self._name} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); running it "
+                          f"({failure(e)}); running it "
                           "with the NumPy backend", RuntimeWarning, stacklevel=3)
             self._to_numpy()
             out = super()._call(arrays)
@@ -1032,28 +1022,16 @@ class NumbaExecutable(Executable):
         self.backend, self.segments = "numpy", []
 
 
-def _raised_by_numba(e) -> bool:
-    """Whether ``e`` (or what it was raised from) came out of Numba's compiler."""
-    import numba
-    package = os.path.dirname(numba.__file__) + os.sep
-    if isinstance(e, RetrogradError):       # our own message for the user's input
-        return False
-    while e is not None:
-        tb = e.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.startswith(package):
-                return True
-            tb = tb.tb_next
-        e = e.__context__
-    return False
-
 
 def executable(prog, backend, **kwargs):
     """The Executable of ``prog`` for a resolved backend name ('auto': ``choose``)."""
-    if backend == "auto":
+    # 'numpy' asked for is NumPy calls only; chosen by 'auto', ops whose Numba form replaces
+    # a NumPy loop still run it (ops/native.py)
+    native = backend == "auto"
+    if native:
         backend = choose(prog)
     if backend == "numba":
         return NumbaExecutable(prog, **kwargs)
     if backend != "numpy":
         raise RetrogradError(f"unknown backend {backend!r}")
-    return Executable(prog, **kwargs)
+    return Executable(prog, native=native, **kwargs)

@@ -16,6 +16,7 @@ from ..arrays import device, is_numpy, kind, namespace, promote
 from ..errors import AxisError, RetrogradError, ShapeError
 from .. import tensor as _tensor
 from ..tensor import Tensor, _mode, as_tensor
+from . import native
 
 _new = object.__new__
 
@@ -63,6 +64,9 @@ class Op:
          Numba form: ``form(*inputs, **params, out=array)`` in loops and np.dot that
          Numba compiles (kept in the op's file, tested against ``forward``), for the dtypes
          in its ``dtypes`` attribute (default float32 and float64); None: it has none.
+         A form whose ``eager`` attribute is True replaces a NumPy loop of many calls: it
+         runs in place of ``forward`` wherever Numba is installed (``run``, ops/native.py),
+         and the op needs ``shape``.
     scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
          one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
          fuse loops (the Numba backend); None where it has none for these params. The
@@ -111,6 +115,14 @@ class Op:
         self.xp_forward = xp_forward
         if xp_forward is None and ufunc:
             self.xp_forward = _standard_function(name, forward)
+        # what eager apply and the NumPy generator call: the forward, or for an op whose
+        # Numba form replaces its NumPy loop (its ``eager`` attribute), a dispatcher to it
+        self.run = forward
+        if getattr(lowering, "eager", False):
+            if shape is None:
+                raise ValueError(f"op {name!r}: a Numba form run eagerly needs shape= (its "
+                                 "result is allocated before the form runs)")
+            self.run = native.dispatcher(self)
         self.__doc__ = doc
         self.__signature__ = _signature(forward, vjp, variadic, args)
 
@@ -321,7 +333,7 @@ def apply(op: Op, *args, **params) -> Tensor:
         out = _forward_foreign(op, arrays, params)
     else:
         try:
-            out = op.forward(*arrays, **params)
+            out = op.run(*arrays, **params)
         except (ValueError, IndexError) as e:
             shapes = ", ".join(str(np.shape(a)) for a in arrays)
             # (an AxisError is an IndexError: `except IndexError` around an op still works)

@@ -1,0 +1,84 @@
+"""An op whose NumPy forward is a Python loop of NumPy calls (the LSTM's time loop) runs its
+Numba form instead wherever Numba is installed: eagerly, and in the NumPy code that
+``backend="auto"`` generates. The form is the op's ``lowering=`` fact, marked
+``replaces_loop`` (plain Python in the op's file, which the Numba backend compiles into its
+kernels); here it is compiled alone, once per process (and cached on disk by Numba).
+
+Where: ``Op.run`` (ops/base.py) is this dispatcher for such ops, the forward itself for the
+rest; eager ``apply`` and the NumPy generator call ``run``. The form runs for NumPy arrays of
+its dtypes (float32 for the LSTM) writing a C-contiguous result; anything else, and every
+process with ``RETROGRAD_BACKEND=numpy``, runs the NumPy forward. Its numbers are the
+forward's to float32 rounding (the forms' own tanh: a few ulps; tests/test_rnn.py).
+``rg.compile(..., backend="numpy")`` generates calls of the forwards only."""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import numpy as np
+
+_FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
+_compiled = {}              # form -> its njit dispatcher, or None where it cannot compile
+_lock = threading.Lock()
+_numba = None               # whether Numba is installed (asked once)
+
+
+def enabled() -> bool:
+    """Whether ops may run their Numba forms: Numba is installed and RETROGRAD_BACKEND is
+    not 'numpy' (read on every call: a test or a program may change it)."""
+    global _numba
+    if os.environ.get("RETROGRAD_BACKEND") == "numpy":
+        return False
+    if _numba is None:
+        from .. import native
+        _numba = native.available()
+    return _numba
+
+
+def _compile(form):
+    """The form's njit function, or None (with one warning) where Numba cannot compile it."""
+    with _lock:
+        if form not in _compiled:
+            from ..native import load_blas, numba_helpers
+            load_blas()
+            _compiled[form] = numba_helpers.loop_form(form.__module__, form.__name__)
+        return _compiled[form]
+
+
+def _failed(op, form, e):
+    _compiled[form] = None
+    from ..native import failure
+    warnings.warn(f"{op.name}: Numba could not compile its loop form ({failure(e)}); it runs "
+                  "its NumPy forward", RuntimeWarning, stacklevel=4)
+
+
+def dispatcher(op):
+    """``run`` for ``op``: its Numba form where it applies (see the module's doc), else its
+    NumPy forward. The result's shape and dtype come from ``op.shape``."""
+    form, forward = op.lowering, op.forward
+    dtypes = getattr(form, "dtypes", _FLOAT)
+
+    def run(*arrays, out=None, **params):
+        if (_compiled.get(form, form) is not None and enabled()
+                and all(type(a) is np.ndarray and a.dtype in dtypes for a in arrays)
+                and (out is None or out.flags.c_contiguous)):
+            fn = _compile(form)
+            if fn is not None:
+                if out is None:
+                    shape, dtype = op.shape(*arrays, **params)
+                    out = np.empty(shape, dtype)
+                try:
+                    fn(*map(np.ascontiguousarray, arrays), **params, out=out)
+                    return out
+                except Exception as e:     # noqa: BLE001 -- only Numba's own errors
+                    from ..native import raised_by_numba
+                    if not raised_by_numba(e):
+                        raise
+                    _failed(op, form, e)
+        return forward(*arrays, **params) if out is None else forward(*arrays, out=out, **params)
+
+    run.__name__ = run.__qualname__ = f"{op.name}_run"
+    run.__doc__ = f"{op.name}: its Numba form where it applies, else its NumPy forward."
+    return run
+
