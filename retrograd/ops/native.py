@@ -1,15 +1,22 @@
-"""An op whose NumPy forward is a Python loop of NumPy calls (the LSTM's time loop) runs its
-Numba form instead wherever Numba is installed: eagerly, and in the NumPy code that
-``backend="auto"`` generates. The form is the op's ``lowering=`` fact, marked
-``replaces_loop`` (plain Python in the op's file, which the Numba backend compiles into its
-kernels); here it is compiled alone, once per process (and cached on disk by Numba).
+"""An op whose NumPy forward is a Python loop of NumPy calls a step (the LSTM's time loop)
+runs its Numba form instead wherever Numba is installed: eagerly, and in the NumPy code that
+``backend="auto"`` generates. The form is the op's ``lowering=`` fact, marked ``eager``
+(plain Python in the op's file, which the Numba backend compiles into its kernels); here it
+is compiled alone, once per process, and cached on disk by Numba.
 
 Where: ``Op.run`` (ops/base.py) is this dispatcher for such ops, the forward itself for the
 rest; eager ``apply`` and the NumPy generator call ``run``. The form runs for NumPy arrays of
 its dtypes (float32 for the LSTM) writing a C-contiguous result; anything else, and every
 process with ``RETROGRAD_BACKEND=numpy``, runs the NumPy forward. Its numbers are the
 forward's to float32 rounding (the forms' own tanh: a few ulps; tests/test_rnn.py).
-``rg.compile(..., backend="numpy")`` generates calls of the forwards only."""
+``rg.compile(..., backend="numpy")`` generates calls of the forwards only.
+
+What it costs: the first use on a machine compiles the forms (B6's eager first step 7 s
+instead of 0.02), a later process loads them (0.5 s), and importing Numba and LLVM adds
+~130 MB to the process. The LSTM's forms repay that: B6's eager step 10.8 -> 7.2 ms
+(bench/bench.py, Intel VM). col2im's and max pooling's forms run eagerly too in a trial,
+saving 0.4 ms of B5's 4.7 ms step, which a 12 s first compile would take 30,000 steps
+to repay: they stay the Numba backend's."""
 from __future__ import annotations
 
 import os
