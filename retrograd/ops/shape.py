@@ -221,9 +221,17 @@ def detach(x):
 
 # ---------------------------------------------------------------- broadcast_to / sum_to
 
+def _leading_rows(x, n):
+    """x (..., n) as a matrix (m, n) of its rows: a view where the leading axes merge (a
+    slice of a bigger array's last axis, as an LSTM's gate gradients, too)."""
+    m = math.prod(x.shape[:-1])
+    return x.reshape(m, n) if type(x) is np.ndarray else namespace(x).reshape(x, (m, n))
+
+
 def _sum_to(x, shape):
-    if x.ndim == 2 and len(shape) == 1 and x.shape[1] == shape[0]:
-        return column_sums(x)               # a bias gradient: the common case, directly
+    if x.ndim >= 2 and len(shape) == 1 and x.shape[-1] == shape[0]:
+        # a bias gradient (every leading axis summed): the common case, directly
+        return column_sums(x if x.ndim == 2 else _leading_rows(x, shape[0]))
     lead = x.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and x.shape[i + lead] != 1)
@@ -234,14 +242,15 @@ def _sum_to(x, shape):
 
 
 def _bias_kernel(n):
-    # a bias gradient, (m, n) summed to (n,): the column sums as one BLAS call ones @ g
-    # (see kernels.fsum, which eager mode uses, so both round alike)
+    # a bias gradient, (..., n) summed to (n,): the column sums as one BLAS call ones @ g
+    # (kernels.column_sums, which eager mode calls, so both round alike)
     (x,) = n.inputs
-    if len(x.shape) != 2 or n.shape != (x.shape[1],) or n.dtype.kind != "f":
+    if len(x.shape) < 2 or n.shape != (x.shape[-1],) or n.dtype.kind != "f":
         return None
-    key = f"ones{n.id}"
-    return Kernel(lambda a, o: f"np.matmul({key}, {a[0]}{out_kw(o)})", True, False,
-                  consts={key: np.ones(x.shape[0], n.dtype)})
+    key, m = f"ones{n.id}", math.prod(x.shape[:-1])
+    rows = "" if len(x.shape) == 2 else f".reshape({m}, {x.shape[-1]})"
+    return Kernel(lambda a, o: f"np.matmul({key}, {a[0]}{rows}{out_kw(o)})", True, False,
+                  consts={key: np.ones(m, n.dtype)})
 
 
 _broadcast_to = defop("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
