@@ -463,12 +463,12 @@ def _eager_orders(scan, ct, reverse):
 def test_eager_float32_lstm_runs_the_numba_forms_with_the_numpy_forms_numbers(reverse,
                                                                            monkeypatch):
     """Where Numba is installed, eager lstm_scan and its BPTT ops run their Numba forms
-    (ops/native.py), to the NumPy forms' numbers at every order; RETROGRAD_BACKEND=numpy
+    (ops/numba_forms.py), to the NumPy forms' numbers at every order; RETROGRAD_BACKEND=numpy
     runs the NumPy forms."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from retrograd.native.numba_helpers import loop_form
-    from retrograd.ops import native
+    from retrograd.ops import numba_forms
     monkeypatch.setenv("RETROGRAD_BACKEND", "auto")         # (the suite's default: numpy)
     rng = np.random.default_rng(7)
     scan, _ = _scan_and_bptt_inputs(rng, np.float32)
@@ -479,7 +479,7 @@ def test_eager_float32_lstm_runs_the_numba_forms_with_the_numpy_forms_numbers(re
     got = _eager_orders(scan, ct, reverse)
     for f in (ops_rnn._lstm_scan_numba, ops_rnn._lstm_bptt_numba,
               ops_rnn._lstm_bptt_adjoint_numba):
-        assert native._compiled[f] is not None, f.__name__
+        assert numba_forms._compiled[f] is not None, f.__name__
     monkeypatch.setenv("RETROGRAD_BACKEND", "numpy")
     assert np.array_equal(rg.lstm_scan(*scan, reverse=reverse).numpy(),
                           ops_rnn._lstm_scan(*scan, reverse))
@@ -509,14 +509,14 @@ def test_a_numba_form_that_cannot_compile_warns_once_and_runs_the_numpy_form(mon
     numba = pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from retrograd.native import numba_helpers
-    from retrograd.ops import native
+    from retrograd.ops import numba_forms
 
     @numba.njit
     def broken(xw, h0, c0, w_hh, reverse, out):         # a form bug: a type Numba does not know
         return object()
 
     monkeypatch.setenv("RETROGRAD_BACKEND", "auto")
-    monkeypatch.setattr(native, "_compiled", {})
+    monkeypatch.setattr(numba_forms, "_compiled", {})
     monkeypatch.setattr(numba_helpers, "loop_form", lambda module, name: broken)
     scan, _ = _scan_and_bptt_inputs(np.random.default_rng(9), np.float32)
     message = r"lstm_scan: Numba could not compile its loop form \(TypingError: [^\x1b]*\); it"

@@ -134,7 +134,7 @@ def plan_memory(prog, reuse=True, persistent_outputs=False, kernels=None, layout
 
 def _bind(n, native=True):
     """The callable for an op node with its static parameters bound: ``op.run`` (an op's
-    Numba form where it replaces a NumPy loop, ops/native.py), or with ``native`` False the
+    Numba form where it replaces a NumPy loop, ops/numba_forms.py), or with ``native`` False the
     NumPy forward itself."""
     fn = n.op.run if native else n.op.forward
     return functools.partial(fn, **n.params) if n.params else fn

@@ -1034,7 +1034,7 @@ class NumbaExecutable(Executable):
 def executable(prog, backend, **kwargs):
     """The Executable of ``prog`` for a resolved backend name ('auto': ``choose``)."""
     # 'numpy' asked for is NumPy calls only; chosen by 'auto', ops whose Numba form replaces
-    # a NumPy loop still run it (ops/native.py)
+    # a NumPy loop still run it (ops/numba_forms.py)
     native = backend == "auto"
     if native:
         backend = choose(prog)

@@ -1,5 +1,5 @@
 """Numba support shared by the Numba backend (graph/numba_backend.py) and the ops' own
-Numba forms (ops/native.py): the BLAS binding its products call (numba_blas.py) and the
+Numba forms (ops/numba_forms.py): the BLAS binding its products call (numba_blas.py) and the
 njit helpers (numba_helpers.py). Importing this package imports no Numba: the modules
 beside it do, and only code that found Numba ``available`` loads them."""
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ..arrays import device, is_numpy, kind, namespace, promote
 from ..errors import AxisError, RetrogradError, ShapeError
 from .. import tensor as _tensor
 from ..tensor import Tensor, _mode, as_tensor
-from . import native
+from . import numba_forms
 
 _new = object.__new__
 
@@ -65,7 +65,7 @@ class Op:
          Numba compiles (kept in the op's file, tested against ``forward``), for the dtypes
          in its ``dtypes`` attribute (default float32 and float64); None: it has none.
          A form whose ``eager`` attribute is True replaces a NumPy loop of many calls: it
-         runs in place of ``forward`` wherever Numba is installed (``run``, ops/native.py),
+         runs in place of ``forward`` wherever Numba is installed (``run``, ops/numba_forms.py),
          and the op needs ``shape``.
     scalar: for an elementwise op, ``scalar(*names, **params)`` -> a Python expression of
          one element (``"({a} * {b})"``, ``"math.exp({x})"``) for code generators that
@@ -122,7 +122,7 @@ class Op:
             if shape is None:
                 raise ValueError(f"op {name!r}: a Numba form run eagerly needs shape= (its "
                                  "result is allocated before the form runs)")
-            self.run = native.dispatcher(self)
+            self.run = numba_forms.dispatcher(self)
         self.__doc__ = doc
         self.__signature__ = _signature(forward, vjp, variadic, args)
 

@@ -505,7 +505,7 @@ for _form in (_lstm_scan_numba, _lstm_bptt_numba, _lstm_bptt_adjoint_numba):
     _form.dtypes, _form.helpers = _F32, ("_tanh_f32", "_put", "_matmul_into")
     _form.replaces_loop = True     # a loop of NumPy calls a step: 'auto' picks Numba for it
     # and eager code and NumPy-generated code run it too where Numba is installed
-    # (ops/native.py): B6's eager step 11.7 -> 7.6 ms (the NumPy backend's 10.8 -> 6.9)
+    # (ops/numba_forms.py): B6's eager step 11.7 -> 7.6 ms (the NumPy backend's 10.8 -> 6.9)
     _form.eager = True
 
 

@@ -38,13 +38,14 @@ def enabled() -> bool:
     if os.environ.get("RETROGRAD_BACKEND") == "numpy":
         return False
     if _numba is None:
-        from .. import native
-        _numba = native.available()
+        from ..native import available
+        _numba = available()
     return _numba
 
 
 def _compile(form):
-    """The form's njit function, or None (with one warning) where Numba cannot compile it."""
+    """The form's njit function (Numba compiles it at its first call), or None once that
+    failed (_failed)."""
     with _lock:
         if form not in _compiled:
             from ..native import load_blas, numba_helpers
