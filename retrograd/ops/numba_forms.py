@@ -11,8 +11,8 @@ process with ``RETROGRAD_BACKEND=numpy``, runs the NumPy forward. Its numbers ar
 forward's to float32 rounding (the forms' own tanh: a few ulps; tests/test_rnn.py).
 ``rg.compile(..., backend="numpy")`` generates calls of the forwards only.
 
-What it costs: the first use on a machine compiles the forms (B6's eager first step 7 s
-instead of 0.02), a later process loads them (0.5 s), and importing Numba and LLVM adds
+What it costs: the first use on a machine compiles the forms (B6's eager first step 7.3 s
+instead of 0.02), a later process loads them (0.49 s), and importing Numba and LLVM adds
 ~130 MB to the process. The LSTM's forms repay that: B6's eager step 10.8 -> 7.2 ms
 (bench/bench.py, Intel VM). col2im's and max pooling's forms run eagerly too in a trial,
 saving 0.4 ms of B5's 4.7 ms step, which a 12 s first compile would take 30,000 steps
