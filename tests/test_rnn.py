@@ -492,17 +492,28 @@ def test_float64_and_the_numpy_backend_run_the_numpy_forms_and_auto_the_numba_on
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from retrograd.graph import numba_backend as nb
+    from retrograd.native.numba_helpers import loop_form
+    from retrograd.ops import numba_forms
     monkeypatch.setenv("RETROGRAD_BACKEND", "auto")
+    calls = []
+    form = loop_form("retrograd.ops.rnn", "_lstm_scan_numba")
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return form(*args, **kwargs)
+    monkeypatch.setitem(numba_forms._compiled, ops_rnn._lstm_scan_numba, counted)
     rng = np.random.default_rng(8)
     scan, _ = _scan_and_bptt_inputs(rng, np.float32)
     numpy_form = ops_rnn._lstm_scan(*scan, False)
-    native_form = rg.lstm_scan(*scan).numpy()
-    assert not np.array_equal(numpy_form, native_form)      # (so that the checks tell them apart)
     assert np.array_equal(rg.compile(rg.lstm_scan, backend="numpy")(*scan).numpy(), numpy_form)
+    assert not calls
     monkeypatch.setattr(nb, "choose", lambda prog: "numpy")      # 'auto' choosing NumPy
-    assert np.array_equal(rg.compile(rg.lstm_scan)(*scan).numpy(), native_form)
+    got = rg.compile(rg.lstm_scan)(*scan).numpy()
+    assert len(calls) == 1
+    np.testing.assert_allclose(got, numpy_form, rtol=2e-6, atol=1e-6)
     wide = [a.astype(np.float64) for a in scan]
     assert np.array_equal(rg.lstm_scan(*wide).numpy(), ops_rnn._lstm_scan(*wide, False))
+    assert len(calls) == 1                                      # (float64: no form)
 
 
 def test_a_numba_form_that_cannot_compile_warns_once_and_runs_the_numpy_form(monkeypatch):
