@@ -48,9 +48,9 @@ import numpy as np
 
 from .. import blas
 from ..errors import MissingDependency, RetrogradError, SettingError
+from ..native import available, failure, load_blas, raised_by_numba
 from .executor import Executable, _bind, _dot_work, generate
 from .ir import allocate
-from ..native import available, failure, load_blas, raised_by_numba
 
 _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("auto", "numpy", "numba")
@@ -1028,7 +1028,6 @@ class NumbaExecutable(Executable):
                                    self._extra())
         self._rebind(ns)
         self.backend, self.segments = "numpy", []
-
 
 
 def executable(prog, backend, **kwargs):

@@ -504,8 +504,8 @@ _F32 = (np.dtype(np.float32),)
 for _form in (_lstm_scan_numba, _lstm_bptt_numba, _lstm_bptt_adjoint_numba):
     _form.dtypes, _form.helpers = _F32, ("_tanh_f32", "_put", "_matmul_into")
     _form.replaces_loop = True     # a loop of NumPy calls a step: 'auto' picks Numba for it
-    # and eager code and NumPy-generated code run it too where Numba is installed
-    # (ops/numba_forms.py): B6's eager step 11.7 -> 7.6 ms (the NumPy backend's 10.8 -> 6.9)
+    # and eager code and the NumPy code 'auto' generates run it too where Numba is installed
+    # (ops/numba_forms.py): B6's eager step 10.8 -> 7.2 ms (bench/bench.py --cases B6)
     _form.eager = True
 
 
