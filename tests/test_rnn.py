@@ -409,6 +409,18 @@ def test_the_numba_forms_agree_with_the_numpy_forms(reverse):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{op.name} {params}")
 
 
+def _scan_losses(ct, reverse):
+    """(loss, grad_norm) of lstm_scan's inputs: <scan, ct> and the squared norm of its
+    gradient (whose gradient is a second derivative)."""
+    def loss(xw, h0, c0, w):
+        return (rg.lstm_scan(xw, h0, c0, w, reverse=reverse) * ct).sum()
+
+    def grad_norm(xw, h0, c0, w):
+        gs = rg.grad(loss, argnums=(0, 1, 2, 3))(xw, h0, c0, w)
+        return sum((g * g).sum() for g in gs)
+    return loss, grad_norm
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lstm_scan_under_the_numba_backend_to_second_order(reverse, tmp_path, monkeypatch):
     """Forward, gradient and second derivative of a float32 lstm_scan: the Numba backend
@@ -419,14 +431,7 @@ def test_lstm_scan_under_the_numba_backend_to_second_order(reverse, tmp_path, mo
     rng = np.random.default_rng(5)
     scan, _ = _scan_and_bptt_inputs(rng, np.float32)
     ct = rg.tensor(rng.standard_normal((5, 3, 24)).astype(np.float32))
-
-    def loss(xw, h0, c0, w):
-        return (rg.lstm_scan(xw, h0, c0, w, reverse=reverse) * ct).sum()
-
-    def grad_norm(xw, h0, c0, w):
-        gs = rg.grad(loss, argnums=(0, 1, 2, 3))(xw, h0, c0, w)
-        return sum((g * g).sum() for g in gs)
-
+    loss, grad_norm = _scan_losses(ct, reverse)
     fns = [loss, rg.grad(loss, argnums=(0, 1, 2, 3))]
     if reverse:         # (each order is a Numba compile of seconds: the second, one way)
         fns.append(rg.grad(grad_norm, argnums=(0, 3)))
@@ -446,14 +451,7 @@ def test_lstm_scan_under_the_numba_backend_to_second_order(reverse, tmp_path, mo
 def _eager_orders(scan, ct, reverse):
     """An eager float32 lstm_scan's value, gradient and a second derivative, as arrays."""
     args = [rg.tensor(a) for a in scan]
-
-    def loss(xw, h0, c0, w):
-        return (rg.lstm_scan(xw, h0, c0, w, reverse=reverse) * ct).sum()
-
-    def grad_norm(xw, h0, c0, w):
-        gs = rg.grad(loss, argnums=(0, 1, 2, 3))(xw, h0, c0, w)
-        return sum((g * g).sum() for g in gs)
-
+    loss, grad_norm = _scan_losses(ct, reverse)
     outs = [loss(*args), *rg.grad(loss, argnums=(0, 1, 2, 3))(*args),
             *rg.grad(grad_norm, argnums=(0, 3))(*args)]
     return [o.numpy() for o in outs]

@@ -48,7 +48,7 @@ import numpy as np
 
 from .. import blas
 from ..errors import MissingDependency, RetrogradError, SettingError
-from ..native import available, failure, load_blas, raised_by_numba
+from ..native import available, failure, form_dtypes, load_blas, raised_by_numba
 from .executor import Executable, _bind, _dot_work, generate
 from .ir import allocate
 
@@ -250,7 +250,7 @@ def _form_kind(n, form, arrays):
     dtype (an integer one at the form's ``int_inputs``) and so is the node (an integer one
     where the form has ``int_output``), it or an input is laid out as the form's ``layout``
     where it names one (where its loops beat NumPy) and every parameter is a literal."""
-    if len(arrays) != len(n.inputs) or arrays[0].dtype not in getattr(form, "dtypes", _FLOAT):
+    if len(arrays) != len(n.inputs) or arrays[0].dtype not in form_dtypes(form):
         return None
     ints = getattr(form, "int_inputs", ())
     if any(i.dtype.kind not in "iu" if k in ints else i.dtype != arrays[0].dtype
@@ -872,7 +872,7 @@ def update_kernel(rule):
     return load_module(_UPDATE_HEADER + rule.source).kernel
 
 
-update_kernel.is_compile_error = lambda e: raised_by_numba(e)
+update_kernel.is_compile_error = raised_by_numba
 
 
 # ---------------------------------------------------------------- the executable

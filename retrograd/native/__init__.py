@@ -8,7 +8,17 @@ import importlib.util
 import os
 import re
 
+import numpy as np
+
 from ..errors import RetrogradError
+
+# the dtypes an op's Numba form is written for unless it names its own (``form.dtypes``)
+FORM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def form_dtypes(form):
+    """The dtypes of the arrays ``form`` (an op's ``lowering=`` loop function) runs on."""
+    return getattr(form, "dtypes", FORM_DTYPES)
 
 
 def available() -> bool:

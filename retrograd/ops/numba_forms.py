@@ -25,7 +25,8 @@ import warnings
 
 import numpy as np
 
-_FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
+from ..native import available, failure, form_dtypes, load_blas, raised_by_numba
+
 _compiled = {}              # form -> its njit dispatcher, or None where it cannot compile
 _lock = threading.Lock()
 _numba = None               # whether Numba is installed (asked once)
@@ -38,7 +39,6 @@ def enabled() -> bool:
     if os.environ.get("RETROGRAD_BACKEND") == "numpy":
         return False
     if _numba is None:
-        from ..native import available
         _numba = available()
     return _numba
 
@@ -48,7 +48,7 @@ def _compile(form):
     failed (_failed)."""
     with _lock:
         if form not in _compiled:
-            from ..native import load_blas, numba_helpers
+            from ..native import numba_helpers         # (imports Numba)
             load_blas()
             _compiled[form] = numba_helpers.loop_form(form.__module__, form.__name__)
         return _compiled[form]
@@ -56,7 +56,6 @@ def _compile(form):
 
 def _failed(op, form, e):
     _compiled[form] = None
-    from ..native import failure
     warnings.warn(f"{op.name}: Numba could not compile its loop form ({failure(e)}); it runs "
                   "its NumPy forward", RuntimeWarning, stacklevel=4)
 
@@ -65,7 +64,7 @@ def dispatcher(op):
     """``run`` for ``op``: its Numba form where it applies (see the module's doc), else its
     NumPy forward. The result's shape and dtype come from ``op.shape``."""
     form, forward = op.lowering, op.forward
-    dtypes = getattr(form, "dtypes", _FLOAT)
+    dtypes = form_dtypes(form)
 
     def run(*arrays, out=None, **params):
         if (_compiled.get(form, form) is not None and enabled()
@@ -80,7 +79,6 @@ def dispatcher(op):
                     fn(*map(np.ascontiguousarray, arrays), **params, out=out)
                     return out
                 except Exception as e:     # noqa: BLE001 -- only Numba's own errors
-                    from ..native import raised_by_numba
                     if not raised_by_numba(e):
                         raise
                     _failed(op, form, e)
