@@ -398,8 +398,47 @@ def test_loops_over_batch_last_images_run_in_their_layout():
     cf(x, w, b)
     exe = next(iter(cf.cache.values()))["exe"]
     assert any(spec[2] == (1, 2, 3, 0) for spec in exe.plan.buffers)
-    # the loop over the (N, C, H, W) = (4, 3, 5, 4) batch-last buffer has the batch inside
+    # the loop over the (N, C, H, W) = (4, 3, 5, 4) batch-last buffer has the batch inside,
+    # and indexes the buffer's C-contiguous (C, H, W, N) transpose, which the driver passes
     assert re.search(r"for i3 in range\(4\):\n +for i0 in range\(4\):", exe.kernel_source)
+    assert re.search(r"b\d+_p\[i1, i2, i3, i0\] = ", exe.kernel_source)
+    assert ".transpose((1, 2, 3, 0))" in exe.source
+
+
+def test_an_input_in_another_layout_than_traced_gives_the_same_numbers():
+    """A kernel indexes a batch-last input through its transpose: an input laid out
+    otherwise on a later call (a C-order array of the traced shape) is still read right."""
+    rng = np.random.default_rng(8)
+    phys = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    last, c_order = phys.transpose(3, 0, 1, 2), np.ascontiguousarray(phys.transpose(3, 0, 1, 2))
+    bias = rng.standard_normal((3, 1, 1)).astype(np.float32)
+    f = rg.compile(lambda x, b: (rg.relu(x + b) * x).sum(axis=(0, 2)), backend="numba")
+    want = np.maximum(last + bias, 0) * last
+    for x in (last, c_order, last):
+        np.testing.assert_allclose(f(x, bias).numpy(), want.sum(axis=(0, 2)), rtol=2e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [15, 16, 17, 64, 1001])
+@pytest.mark.parametrize("how", ["sum", "max", "min"])
+def test_reductions_along_the_innermost_loop_equal_numpy_with_nans(n, how):
+    """A reduction whose innermost loop runs along a reduced axis keeps partial results in
+    lanes (each running sum waits out an add's latency otherwise): every length, a NaN
+    anywhere in a row, inf, and the full reduction give NumPy's values."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, 4, n))
+    x[1, 2, n - 1] = np.nan
+    x[2, 0, n // 2] = np.nan
+    x[0, 1, 3] = np.inf
+    op = getattr(rg, how)
+    f = rg.compile(lambda x: (op(x, axis=2), op(x, axis=(0, 2)), op(x)), backend="numba")
+    exe_out = f(x)
+    exe = next(iter(f.cache.values()))["exe"]
+    assert exe.backend == "numba"
+    assert bool(re.search(r"q\d+_7 = ", exe.kernel_source)) == (n >= 2 * nb._LANES)
+    for got, want in zip(exe_out, (getattr(np, how)(x, axis=2), getattr(np, how)(x, axis=(0, 2)),
+                                   getattr(np, how)(x))):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("geo", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
