@@ -409,13 +409,13 @@ class _Segment:
         # parameters laid out _permuted: the driver passes p.transpose(layout) as p_p, the
         # loops index that, everything else the view p_p.transpose(inverse) (named p)
         self.phys = {}              # a kernel's name of an array -> (its transpose's, layout)
-        node_of = {v: k for k, v in names.items()}
+        self.node_of = {v: k for k, v in names.items()}
         for p in self.params:
             b = int(p[1:]) if p[0] == "b" else None
-            layout = plan.buffers[b][2] if b is not None else getattr(node_of.get(p), "layout", None)
+            layout = (plan.buffers[b][2] if b is not None
+                      else getattr(self.node_of.get(p), "layout", None))
             if _permuted(layout):
                 self.phys[p] = (f"{p}_p", tuple(int(a) for a in layout))
-        self.param_layouts = {p: self.phys[p][1] for p in self.params if p in self.phys}
         self.prologue = [f"    {p} = {q}.transpose({_back(layout)!r})"
                          for p, (q, layout) in self.phys.items()]
         self.body = []
@@ -468,14 +468,17 @@ class _Segment:
             self.body.append(f"    {v} = {b}")
             if b in self.phys:
                 self.phys[v] = self.phys[b]
-        elif alloc and _permuted(n.layout):
+        elif alloc and n.layout is not None and list(n.layout) != list(range(len(n.shape))):
+            # stored in its layout's order, as eager NumPy's result (a pooling of batch-last
+            # images stays batch-last)
             layout = tuple(int(a) for a in n.layout)
             stored = tuple(n.shape[a] for a in layout)
-            self.phys[v] = (f"{v}_p", layout)
+            if _permuted(layout):
+                self.phys[v] = (f"{v}_p", layout)
             self.body += [f"    {v}_p = np.empty({stored!r}, np.{n.dtype.name})",
                           f"    {v} = {v}_p.transpose({_back(layout)!r})"]
         elif alloc:
-            self.body.append(f"    {v} = {_empty(n)}")
+            self.body.append(f"    {v} = np.empty({n.shape!r}, np.{n.dtype.name})")
 
     def _at(self, ref, shape, loop):
         """The element of array ``ref`` (of ``shape``) at the loop nest's index over ``loop``:
@@ -608,9 +611,9 @@ class _Segment:
         """Lines refusing an argument of another shape than traced: the loops' bounds are
         the traced shapes, so a call of the executable with other arrays (rg.compile itself
         always matches the signature first) must not read past their ends."""
-        lines, node_of = [], {v: k for k, v in self.names.items()}
+        lines = []
         for p in self.params:
-            n = node_of.get(p)
+            n = self.node_of.get(p)
             if n is None or n.kind == "const" or n.weak:
                 continue
             user = next(c for c in self.nodes if n in c.inputs).op.name
@@ -741,16 +744,6 @@ def _header():
 
 
 _HELPERS_DIGEST = None
-
-
-def _empty(n):
-    """Source of a new array for node ``n`` laid out as its ``layout`` (as eager NumPy's
-    result: a pooling of batch-last images stays batch-last)."""
-    order = tuple(n.layout or range(len(n.shape)))
-    if order == tuple(range(len(n.shape))):
-        return f"np.empty({n.shape!r}, np.{n.dtype.name})"
-    stored = tuple(n.shape[a] for a in order)
-    return f"np.empty({stored!r}, np.{n.dtype.name}).transpose({_back(order)!r})"
 
 
 def _back(layout):
@@ -1018,7 +1011,7 @@ class NumbaExecutable(Executable):
                 lhs = f"{ret}, = " if ret else ""
                 # a 0-d value may be a NumPy scalar (a full reduction's): the kernel indexes it
                 params = [f"np.asarray({p})" if p in zero_d else
-                          f"{p}.transpose({s.param_layouts[p]!r})" if p in s.param_layouts
+                          f"{p}.transpose({s.phys[p][1]!r})" if p in s.phys
                           else p for p in s.params]
                 params += ["*u"] if s.update_params else []
                 call = (f"{lhs}{s.name}({', '.join(params)})  # numba: "
