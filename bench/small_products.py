@@ -6,7 +6,9 @@
    shapes of B2, B1's output layer and B6's recurrent product.
 2. A fused elementwise loop as Numba runs it serially and with ``prange`` (two threads),
    alone and right after an OpenBLAS product: the two thread pools share the cores.
-3. B3's products and B6's per-step ones, one at a time, hot in cache, on BLAS's own
+3. B2's products in Numba code (numba_blas.gemm): the register tiles of
+   native/numba_tiles.py against the same call through BLAS, on one thread.
+4. B3's products and B6's per-step ones, one at a time, hot in cache, on BLAS's own
    threads: their GFLOP/s outside a training step, against a 2048^3 product's, in NumPy
    and (where torch is installed) in PyTorch, whose x86 wheels bring their own BLAS.
 
@@ -77,6 +79,24 @@ def parallel_loops():
               f"{np.median(added):.0f}")
 
 
+def tiled_products():
+    import numba
+    from retrograd.native import numba_blas
+    from retrograd.native.numba_helpers import dot
+    blas = numba.njit(lambda a, b, c: numba_blas._blas(a, b, c))
+    rng = np.random.default_rng(0)
+    h, g, w = (rng.standard_normal(s, dtype=np.float32) for s in ((32, 64), (32, 64), (64, 64)))
+    print("B2's (32, 64) products in compiled code, one thread (us: min / median)")
+    with threadpool_limits(1, user_api="blas"):
+        for what, a, b in [("forward h @ W", h, w), ("backward h.T @ g", h.T, g),
+                           ("backward g @ W.T", g, w.T)]:
+            out = np.empty((a.shape[0], b.shape[1]), np.float32)
+            dot(a, b, out), blas(a, b, out)
+            tiles, plain = _us(lambda: dot(a, b, out)), _us(lambda: blas(a, b, out))
+            print(f"  {what} {a.shape} @ {b.shape}: tiles {tiles[0]:.2f} / {tiles[1]:.2f}, "
+                  f"BLAS {plain[0]:.2f} / {plain[1]:.2f}")
+
+
 def large_products():
     """B3's products and B6's per-step ones: NumPy's BLAS, and PyTorch's (its own BLAS:
     MKL on x86) on the same operands where torch is installed."""
@@ -112,4 +132,5 @@ def large_products():
 if __name__ == "__main__":
     transposed_products()
     parallel_loops()
+    tiled_products()
     large_products()

@@ -673,6 +673,51 @@ def test_compiled_products_equal_numpy_on_every_layout_and_empty_sides(dtype):
     assert not c[:, 3:].any()
 
 
+def test_small_float32_products_run_in_register_tiles_and_equal_numpy():
+    # numba_tiles: tiles of 1-4 rows by 8 or 16 columns; every row remainder, both column
+    # widths, every layout of a (strided, reversed, broadcast) and of b (read in place, or
+    # through a copy where its rows are not contiguous)
+    from retrograd.native import numba_helpers as h, numba_tiles as t
+    rng = np.random.default_rng(11)
+    for m, k, n in [(1, 1, 8), (3, 7, 16), (5, 64, 24), (6, 2, 40), (32, 64, 64), (33, 9, 8)]:
+        a, b = (rng.standard_normal(s).astype(np.float32) for s in ((m, k), (k, n)))
+        wide = rng.standard_normal((m, 3 * k)).astype(np.float32)
+        row = rng.standard_normal(k).astype(np.float32)          # (a row repeated: stride 0)
+        for x in (a, np.asfortranarray(a), wide[:, ::3], a[::-1, ::-1],
+                  np.lib.stride_tricks.as_strided(row, (m, k), (0, 4))):
+            assert t.tileable(m, n, k, 4, *x.strides)
+            for y in (b, np.asfortranarray(b), b[::-1], b[:, ::-1]):
+                expected = x.astype(np.float64) @ y.astype(np.float64)
+                out = np.full((m, n + 3), np.nan, np.float32)
+                h.dot(x, y, out[:, :n])
+                np.testing.assert_allclose(out[:, :n], expected, rtol=1e-5, atol=1e-5)
+                assert np.isnan(out[:, n:]).all()
+    a, b = np.ones((4, 5), np.float32), np.ones((5, 16), np.float32)
+    a[1, 2], a[2, 0], b[3, 5] = np.nan, np.inf, 0          # NaN and inf * 0 as NumPy's
+    with np.errstate(invalid="ignore"):
+        expected = a @ b
+    np.testing.assert_array_equal(h.dot_new(a, b), expected)
+    # BLAS's: a partial vector of columns, a large product, float64, a's odd byte strides
+    assert not t.tileable(32, 10, 64, 4, 256, 4)
+    assert not t.tileable(64, 72, 64, 4, 256, 4)
+    assert not t.tileable(32, 64, 64, 8, 512, 8)
+    assert not t.tileable(32, 64, 64, 4, 258, 4)
+
+
+def test_cached_native_code_is_stamped_with_every_native_module():
+    # numba_cache: a cached function of the package holds the helpers it calls, so its
+    # stamp names their digest too; functions of other packages keep Numba's own stamp
+    from numba.core import caching
+    from retrograd.native import numba_cache, numba_helpers as h
+    impl = numba_cache._IMPL
+    assert impl._locator_classes[0] is numba_cache.RetrogradLocator
+    loc = numba_cache.RetrogradLocator.from_function(h.dot.py_func, h.__file__)
+    assert loc.get_source_stamp()[1] == numba_cache.native_digest()
+    assert loc.get_cache_path() == os.path.join(os.path.dirname(h.__file__), "__pycache__")
+    assert numba_cache.RetrogradLocator.from_function(np.dot, caching.__file__) is None
+    assert numba_cache.native_digest() in nb._header()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_rows_helpers_equal_numpy_to_rounding_on_extreme_rows(dtype):
     # the float32 helpers take exp from a polynomial of their own (numba_helpers._exp_float32)

@@ -732,18 +732,10 @@ from retrograd.native.numba_helpers import loop_form as _loop_form  # code {help
 
 
 def _header():
-    """_HEADER with a digest of numba_helpers.py: a kernel's cached machine code holds the
+    """_HEADER with a digest of retrograd/native: a kernel's cached machine code holds the
     helpers it calls (see _code_digest), so a changed helper must change the kernel text."""
-    global _HELPERS_DIGEST
-    if _HELPERS_DIGEST is None:
-        helpers = os.path.join(os.path.dirname(os.path.dirname(__file__)), "native",
-                               "numba_helpers.py")
-        with open(helpers, "rb") as f:
-            _HELPERS_DIGEST = hashlib.sha256(f.read()).hexdigest()[:16]
-    return _HEADER.format(helpers=_HELPERS_DIGEST)
-
-
-_HELPERS_DIGEST = None
+    from ..native.numba_cache import native_digest
+    return _HEADER.format(helpers=native_digest())
 
 
 def _back(layout):

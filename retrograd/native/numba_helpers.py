@@ -10,6 +10,7 @@ from llvmlite import ir
 from numba.core import types as nb_types
 from numba.extending import intrinsic, overload
 
+from retrograd.native import numba_cache  # noqa: F401  (before any cached function)
 from retrograd.native.numba_blas import gemm
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True, inline="never")
